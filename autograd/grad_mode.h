@@ -1,0 +1,42 @@
+// Thread-local autograd switches: grad mode (NoGradGuard) and the backward rule of ReLU.
+#pragma once
+
+namespace glimpse {
+
+// Whether ops record on the tape in this thread.
+bool grad_enabled();
+void set_grad_enabled(bool on);
+
+// Scope in which nothing is recorded (inference, optimizer updates, evaluation).
+class NoGradGuard {
+ public:
+  NoGradGuard() : prev_(grad_enabled()) { set_grad_enabled(false); }
+  ~NoGradGuard() { set_grad_enabled(prev_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// The backward rule ReLU uses, read when backward runs (not when forward ran), so attribution can
+// re-run one backward pass under another rule. With x the forward input and g the incoming gradient:
+//   Standard  : g * [x > 0]            (the true gradient)
+//   Deconvnet : g * [g > 0]            (Zeiler & Fergus: ignore the forward mask, pass positive signal)
+//   Guided    : g * [x > 0] * [g > 0]  (Springenberg et al.: both masks)
+enum class ReluRule { Standard, Deconvnet, Guided };
+ReluRule relu_rule();
+void set_relu_rule(ReluRule rule);
+
+class ReluRuleGuard {
+ public:
+  explicit ReluRuleGuard(ReluRule rule) : prev_(relu_rule()) { set_relu_rule(rule); }
+  ~ReluRuleGuard() { set_relu_rule(prev_); }
+  ReluRuleGuard(const ReluRuleGuard&) = delete;
+  ReluRuleGuard& operator=(const ReluRuleGuard&) = delete;
+
+ private:
+  ReluRule prev_;
+};
+
+}  // namespace glimpse
