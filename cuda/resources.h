@@ -1,0 +1,93 @@
+// RAII owners of CUDA resources: device buffers, streams, cuDNN and cuBLAS handles. Each frees its
+// resource in its destructor (errors there are reported, never thrown), is movable and not copyable.
+//
+// cuDNN and cuBLAS handles are created once per device per thread, on first use, by cudnn_handle()
+// and cublas_handle(): a handle must not be shared by threads running concurrently, and creating
+// one costs milliseconds.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <cstddef>
+
+namespace glimpse::cuda {
+
+// Raw device memory from the caching allocator (cuda/allocator.h): scratch space and workspaces.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(size_t bytes, int device);
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* data() const { return ptr_; }
+  template <typename T>
+  T* as() const { return static_cast<T*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+  int device() const { return device_; }
+  void reset();  // returns the memory to the cache
+  // Grows (never shrinks) to at least `bytes`; the old contents are not kept. For workspaces.
+  void reserve(size_t bytes, int device);
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+  int device_ = 0;
+};
+
+// A non-blocking stream on one device.
+class Stream {
+ public:
+  explicit Stream(int device);
+  ~Stream();
+  Stream(Stream&& o) noexcept;
+  Stream& operator=(Stream&&) = delete;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  cudaStream_t get() const { return stream_; }
+  int device() const { return device_; }
+  void synchronize() const;
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  int device_ = 0;
+};
+
+class CudnnHandle {
+ public:
+  explicit CudnnHandle(int device);
+  ~CudnnHandle();
+  CudnnHandle(const CudnnHandle&) = delete;
+  CudnnHandle& operator=(const CudnnHandle&) = delete;
+  cudnnHandle_t get() const { return handle_; }
+  int device() const { return device_; }
+
+ private:
+  cudnnHandle_t handle_ = nullptr;
+  int device_ = 0;
+};
+
+class CublasHandle {
+ public:
+  explicit CublasHandle(int device);
+  ~CublasHandle();
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+  cublasHandle_t get() const { return handle_; }
+  int device() const { return device_; }
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+  int device_ = 0;
+};
+
+// This thread's handle for `device` (the current device when -1), created on first use.
+cudnnHandle_t cudnn_handle(int device = -1);
+cublasHandle_t cublas_handle(int device = -1);
+
+}  // namespace glimpse::cuda
