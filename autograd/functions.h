@@ -8,6 +8,7 @@
 #pragma once
 #include <vector>
 
+#include "core/ops/conv_options.h"  // Conv2dOptions, Pool2dOptions
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -71,27 +72,9 @@ Tensor matmul(const Tensor& a, const Tensor& b);  // [M,K] x [K,N] -> [M,N]
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
 // ---- convolution and pooling (NCHW) ----
-struct Conv2dOptions {
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t pad_h = 0, pad_w = 0;
-  int64_t dilation_h = 1, dilation_w = 1;
-  int64_t groups = 1;
-  Conv2dOptions& stride(int64_t s) { stride_h = stride_w = s; return *this; }
-  Conv2dOptions& padding(int64_t p) { pad_h = pad_w = p; return *this; }
-  Conv2dOptions& dilation(int64_t d) { dilation_h = dilation_w = d; return *this; }
-  Conv2dOptions& group(int64_t g) { groups = g; return *this; }
-};
 // x [N, C, H, W], weight [K, C/groups, R, S], bias [K] or undefined -> [N, K, P, Q].
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt = {});
 
-struct Pool2dOptions {
-  int64_t kernel_h = 2, kernel_w = 2;
-  int64_t stride_h = 2, stride_w = 2;
-  int64_t pad_h = 0, pad_w = 0;
-  static Pool2dOptions square(int64_t kernel, int64_t stride, int64_t pad = 0) {
-    return {kernel, kernel, stride, stride, pad, pad};
-  }
-};
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt);
 // Average over the window; padded cells count in the divisor (PyTorch's count_include_pad=True).
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt);

@@ -1,0 +1,31 @@
+// 2-D convolution (cross-correlation, as every framework), CPU kernels. The CUDA twins live in
+// cuda/ under the same names in namespace glimpse::cuda; autograd/functions/conv.cpp dispatches.
+//
+// Shapes: x [N, C, H, W], w [K, C/G, R, S], b [K], out [N, K, P, Q] with G = groups and
+//   P = floor((H + 2*pad_h - dil_h*(R-1) - 1) / stride_h) + 1   (Q likewise, see window_out_size)
+// Math: out[n,k,p,q] = b[k] + sum_{c,r,s} w[k,c,r,s] * x[n, g*C/G + c, p*sh - ph + r*dh, q*sw - pw + s*dw]
+//   where g = k / (K/G), c runs over the C/G channels of group g and x is 0 outside [0,H)x[0,W).
+//
+// Method: im2col + GEMM. For one image and group, col [C/G*R*S, P*Q] holds the receptive fields, so
+//   out_g [K/G, P*Q]   = w_g [K/G, C/G*R*S] * col
+//   gcol               = w_g^T * gout_g        then col2im scatters gcol back onto gx
+//   gw_g [K/G, CRS/G] += gout_g * col^T        summed over the batch
+//
+// Contract: every tensor is on the CPU and contiguous with the shapes above; the caller (the
+// autograd op) validates shapes. Forward overwrites `out`; the backward kernels ACCUMULATE (+=)
+// into their outputs, so pass zeros for a fresh gradient. `b`, `gw`, `gb` may be undefined.
+#pragma once
+#include "core/ops/conv_options.h"
+#include "core/tensor.h"
+
+namespace glimpse::cpu {
+
+void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt);
+
+// gx [N, C, H, W] += d out / d x applied to gout [N, K, P, Q].
+void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dOptions& opt);
+
+// gw [K, C/G, R, S] += sum_n gout_n * col(x_n)^T;  gb [K] += sum over n, p, q of gout.
+void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Tensor& x, const Conv2dOptions& opt);
+
+}  // namespace glimpse::cpu
