@@ -1,5 +1,6 @@
 // Thread-local autograd switches: grad mode (NoGradGuard) and the backward rule of ReLU.
 #pragma once
+#include "core/ops/activation.h"
 
 namespace glimpse {
 
@@ -19,12 +20,8 @@ class NoGradGuard {
   bool prev_;
 };
 
-// The backward rule ReLU uses, read when backward runs (not when forward ran), so attribution can
-// re-run one backward pass under another rule. With x the forward input and g the incoming gradient:
-//   Standard  : g * [x > 0]            (the true gradient)
-//   Deconvnet : g * [g > 0]            (Zeiler & Fergus: ignore the forward mask, pass positive signal)
-//   Guided    : g * [x > 0] * [g > 0]  (Springenberg et al.: both masks)
-enum class ReluRule { Standard, Deconvnet, Guided };
+// The backward rule ReLU uses (ReluRule, core/ops/activation.h), read when backward runs (not when
+// forward ran), so attribution can re-run one backward pass under another rule.
 ReluRule relu_rule();
 void set_relu_rule(ReluRule rule);
 

@@ -1,0 +1,99 @@
+// Losses, forward and backward side by side.
+//
+// Softmax cross-entropy, with p = softmax(z_n) and optional class weights w:
+//   L = sum_n w_{y_n} (-log p_{n,y_n}) / sum_n w_{y_n}
+//   dL/dz_n = w_{y_n} (p_n - onehot(y_n)) / sum_n w_{y_n}
+// (without weights w = 1, the plain batch mean; this matches PyTorch's weighted mean).
+//
+// Binary cross-entropy with logits, s = sigmoid(x), pos_weight q per column:
+//   l = -[q y log s + (1 - y) log(1 - s)] = q y softplus(-x) + (1 - y) softplus(x)
+//   dl/dx = s (q y + 1 - y) - q y,    L = mean over all elements.
+#include <cmath>
+
+#include "autograd/functions.h"
+#include "autograd/node.h"
+#include "core/error.h"
+#include "core/ops/reduce.h"
+
+namespace glimpse {
+namespace {
+double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const std::vector<int64_t>& targets, const Tensor& class_weights) {
+  GLIMPSE_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, K], got ", shape_str(logits.shape()));
+  check_cpu(logits, "cross_entropy");
+  const int64_t N = logits.size(0), K = logits.size(1);
+  GLIMPSE_CHECK(static_cast<int64_t>(targets.size()) == N, "cross_entropy: ", targets.size(), " targets for ", N,
+                " rows of logits ", shape_str(logits.shape()));
+  GLIMPSE_CHECK(N > 0, "cross_entropy: empty batch");
+  std::vector<float> w(N, 1.f);
+  if (class_weights.defined())
+    GLIMPSE_CHECK(class_weights.dim() == 1 && class_weights.size(0) == K, "cross_entropy: class weights ",
+                  shape_str(class_weights.shape()), " do not match ", K, " classes");
+  for (int64_t n = 0; n < N; ++n) {
+    GLIMPSE_CHECK(targets[n] >= 0 && targets[n] < K, "cross_entropy: target ", targets[n], " of sample ", n,
+                  " is not a class index in [0, ", K, ")");
+    if (class_weights.defined()) w[n] = class_weights.data()[targets[n]];
+  }
+  Tensor lp = Tensor::empty(logits.shape());
+  DimSplit s{N, K, 1};
+  log_softmax_forward(lp, logits.contiguous(), s);
+  double num = 0, den = 0;
+  const float* plp = lp.data();
+  for (int64_t n = 0; n < N; ++n) {
+    num += -static_cast<double>(w[n]) * plp[n * K + targets[n]];
+    den += w[n];
+  }
+  GLIMPSE_CHECK(den > 0, "cross_entropy: the class weights of this batch sum to zero");
+  Tensor out = Tensor::scalar(static_cast<float>(num / den));
+  return record("cross_entropy", out, {logits},
+                [lp, targets, w, den, N, K](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+                  const float scale = g.item() / static_cast<float>(den);
+                  Tensor gx = Tensor::empty({N, K});
+                  float* o = gx.data();
+                  const float* p = lp.data();
+                  for (int64_t n = 0; n < N; ++n)
+                    for (int64_t k = 0; k < K; ++k)
+                      o[n * K + k] = scale * w[n] * (std::exp(p[n * K + k]) - (k == targets[n] ? 1.f : 0.f));
+                  return {gx};
+                });
+}
+
+Tensor bce_with_logits(const Tensor& logits, const Tensor& targets, const Tensor& pos_weight) {
+  GLIMPSE_CHECK(logits.shape() == targets.shape(), "bce_with_logits: logits ", shape_str(logits.shape()),
+                " and targets ", shape_str(targets.shape()), " differ");
+  check_cpu(logits, "bce_with_logits");
+  const int64_t n = logits.numel();
+  GLIMPSE_CHECK(n > 0, "bce_with_logits: empty input");
+  const int64_t K = logits.dim() >= 1 ? logits.size(-1) : 1;
+  if (pos_weight.defined())
+    GLIMPSE_CHECK(pos_weight.numel() == K, "bce_with_logits: pos_weight ", shape_str(pos_weight.shape()),
+                  " does not match the last dimension ", K, " of ", shape_str(logits.shape()));
+  Tensor x = logits.contiguous().detach(), y = targets.contiguous().detach();
+  Tensor q = pos_weight.defined() ? pos_weight.contiguous().detach() : Tensor();
+  const float* px = x.data();
+  const float* py = y.data();
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    GLIMPSE_CHECK(py[i] >= 0.f && py[i] <= 1.f, "bce_with_logits: target ", py[i], " at element ", i, " is outside [0, 1]");
+    const double qi = q.defined() ? q.data()[i % K] : 1.0;
+    acc += qi * py[i] * softplus(-px[i]) + (1.0 - py[i]) * softplus(px[i]);
+  }
+  Tensor out = Tensor::scalar(static_cast<float>(acc / n));
+  return record("bce_with_logits", out, {logits}, [x, y, q, n, K](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+    const float scale = g.item() / static_cast<float>(n);
+    Tensor gx = Tensor::empty(x.shape());
+    float* o = gx.data();
+    const float* px = x.data();
+    const float* py = y.data();
+    for (int64_t i = 0; i < n; ++i) {
+      const float qi = q.defined() ? q.data()[i % K] : 1.f;
+      const float s = 1.f / (1.f + std::exp(-px[i]));
+      o[i] = scale * (s * (qi * py[i] + 1.f - py[i]) - qi * py[i]);
+    }
+    return {gx};
+  });
+}
+
+}  // namespace glimpse

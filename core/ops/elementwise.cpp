@@ -1,0 +1,144 @@
+#include "core/ops/elementwise.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace glimpse {
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than they save
+
+template <typename F>
+void for_each_flat(int64_t n, F f) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+// Strides of `t` seen from an output of shape `out` (0 where t is broadcast).
+Shape broadcast_strides(const Tensor& t, const Shape& out) {
+  Shape st(out.size(), 0);
+  const int64_t shift = static_cast<int64_t>(out.size()) - t.dim();
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.shape()[d] != 1) st[d + shift] = t.strides()[d];
+  return st;
+}
+
+template <typename F>
+void binary_loop(float* o, const Shape& shape, const float* a, const Shape& sa, const float* b, const Shape& sb, F f) {
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  if (nd == 0) {
+    o[0] = f(a[0], b[0]);
+    return;
+  }
+  const int64_t inner = shape[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
+  const int64_t outer = shape_numel(shape) / std::max<int64_t>(inner, 1);
+#pragma omp parallel for schedule(static) if (outer * inner > kParallelMin)
+  for (int64_t row = 0; row < outer; ++row) {
+    int64_t rem = row, oa = 0, ob = 0;
+    for (int64_t d = nd - 2; d >= 0; --d) {
+      const int64_t i = rem % shape[d];
+      rem /= shape[d];
+      oa += i * sa[d];
+      ob += i * sb[d];
+    }
+    float* orow = o + row * inner;
+    for (int64_t j = 0; j < inner; ++j) orow[j] = f(a[oa + j * ia], b[ob + j * ib]);
+  }
+}
+
+template <typename F>
+void dispatch_binary(Tensor& out, const Tensor& a, const Tensor& b, F f) {
+  Tensor ac = a.contiguous(), bc = b.contiguous();
+  float* o = out.data();
+  const float* pa = ac.data();
+  const float* pb = bc.data();
+  if (ac.shape() == out.shape() && bc.shape() == out.shape()) {
+    for_each_flat(out.numel(), [&](int64_t i) { o[i] = f(pa[i], pb[i]); });
+    return;
+  }
+  binary_loop(o, out.shape(), pa, broadcast_strides(ac, out.shape()), pb, broadcast_strides(bc, out.shape()), f);
+}
+
+}  // namespace
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  const size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    GLIMPSE_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", shape_str(a), " and ", shape_str(b),
+                  " cannot be broadcast together (dimension ", i, ": ", da, " vs ", db, ")");
+    out[i] = std::max(da, db);
+  }
+  return out;
+}
+
+void binary_forward(Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
+  check_cpu(a, "binary op");
+  check_cpu(b, "binary op");
+  switch (op) {
+    case BinaryOp::Add: return dispatch_binary(out, a, b, [](float x, float y) { return x + y; });
+    case BinaryOp::Sub: return dispatch_binary(out, a, b, [](float x, float y) { return x - y; });
+    case BinaryOp::Mul: return dispatch_binary(out, a, b, [](float x, float y) { return x * y; });
+    case BinaryOp::Div: return dispatch_binary(out, a, b, [](float x, float y) { return x / y; });
+  }
+}
+
+void unary_forward(Tensor& out, const Tensor& x, UnaryOp op) {
+  check_cpu(x, "unary op");
+  Tensor xc = x.contiguous();
+  const float* p = xc.data();
+  float* o = out.data();
+  const int64_t n = x.numel();
+  switch (op) {
+    case UnaryOp::Neg: for_each_flat(n, [&](int64_t i) { o[i] = -p[i]; }); break;
+    case UnaryOp::Exp: for_each_flat(n, [&](int64_t i) { o[i] = std::exp(p[i]); }); break;
+    case UnaryOp::Log: for_each_flat(n, [&](int64_t i) { o[i] = std::log(p[i]); }); break;
+    case UnaryOp::Square: for_each_flat(n, [&](int64_t i) { o[i] = p[i] * p[i]; }); break;
+    case UnaryOp::Abs: for_each_flat(n, [&](int64_t i) { o[i] = std::abs(p[i]); }); break;
+    case UnaryOp::Sigmoid: for_each_flat(n, [&](int64_t i) { o[i] = 1.f / (1.f + std::exp(-p[i])); }); break;
+    case UnaryOp::Tanh: for_each_flat(n, [&](int64_t i) { o[i] = std::tanh(p[i]); }); break;
+  }
+}
+
+void affine_forward(Tensor& out, const Tensor& x, float scale, float shift) {
+  check_cpu(x, "affine");
+  Tensor xc = x.contiguous();
+  const float* p = xc.data();
+  float* o = out.data();
+  for_each_flat(x.numel(), [&](int64_t i) { o[i] = scale * p[i] + shift; });
+}
+
+void reduce_sum_to(Tensor& out, const Tensor& in) {
+  check_cpu(in, "sum_to");
+  Tensor ic = in.contiguous();
+  const Shape& is = in.shape();
+  const int64_t nd = in.dim();
+  GLIMPSE_CHECK(out.dim() <= nd, "sum_to: cannot reduce ", shape_str(is), " to ", shape_str(out.shape()));
+  Shape ost = broadcast_strides(out, is);
+  for (int64_t d = 0; d < out.dim(); ++d) {
+    const int64_t od = out.shape()[d], idim = is[d + nd - out.dim()];
+    GLIMPSE_CHECK(od == idim || od == 1, "sum_to: cannot reduce ", shape_str(is), " to ", shape_str(out.shape()));
+  }
+  out.fill_(0.f);
+  float* o = out.data();
+  const float* p = ic.data();
+  const int64_t n = in.numel();
+  if (n == 0) return;
+  // Sequential odometer: reductions onto few outputs do not parallelise without races.
+  std::vector<int64_t> idx(nd, 0);
+  int64_t off = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    o[off] += p[i];
+    for (int64_t d = nd - 1; d >= 0; --d) {
+      off += ost[d];
+      if (++idx[d] < is[d]) break;
+      off -= ost[d] * is[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+}  // namespace glimpse

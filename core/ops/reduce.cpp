@@ -1,0 +1,121 @@
+#include "core/ops/reduce.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace glimpse {
+
+DimSplit split_at(const Shape& shape, int64_t& dim, const char* op) {
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  if (dim < 0) dim += nd;
+  GLIMPSE_CHECK(dim >= 0 && dim < nd, op, ": dimension out of range for shape ", shape_str(shape));
+  DimSplit s;
+  for (int64_t d = 0; d < dim; ++d) s.outer *= shape[d];
+  s.len = shape[dim];
+  for (int64_t d = dim + 1; d < nd; ++d) s.inner *= shape[d];
+  return s;
+}
+
+void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
+  check_cpu(x, "sum");
+  const float* p = x.data();
+  float* o = out.data();
+#pragma omp parallel for schedule(static) if (s.outer * s.len * s.inner > (1 << 15))
+  for (int64_t a = 0; a < s.outer; ++a)
+    for (int64_t c = 0; c < s.inner; ++c) {
+      double acc = 0;
+      for (int64_t l = 0; l < s.len; ++l) acc += p[(a * s.len + l) * s.inner + c];
+      o[a * s.inner + c] = static_cast<float>(acc);
+    }
+}
+
+void max_dim_forward(Tensor& out, std::vector<int64_t>& argmax, const Tensor& x, const DimSplit& s) {
+  check_cpu(x, "max");
+  GLIMPSE_CHECK(s.len > 0, "max: cannot reduce an empty dimension");
+  const float* p = x.data();
+  float* o = out.data();
+  argmax.assign(s.outer * s.inner, 0);
+  for (int64_t a = 0; a < s.outer; ++a)
+    for (int64_t c = 0; c < s.inner; ++c) {
+      int64_t best = 0;
+      float bv = p[a * s.len * s.inner + c];
+      for (int64_t l = 1; l < s.len; ++l) {
+        const float v = p[(a * s.len + l) * s.inner + c];
+        if (v > bv || (std::isnan(v) && !std::isnan(bv))) {
+          bv = v;
+          best = l;
+        }
+      }
+      o[a * s.inner + c] = bv;
+      argmax[a * s.inner + c] = best;
+    }
+}
+
+namespace {
+template <typename F>
+void for_rows(const DimSplit& s, F f) {
+#pragma omp parallel for schedule(static) if (s.outer * s.len * s.inner > (1 << 15))
+  for (int64_t a = 0; a < s.outer; ++a)
+    for (int64_t c = 0; c < s.inner; ++c) f(a * s.len * s.inner + c);
+}
+}  // namespace
+
+void softmax_forward(Tensor& y, const Tensor& x, const DimSplit& s) {
+  check_cpu(x, "softmax");
+  const float* p = x.data();
+  float* o = y.data();
+  for_rows(s, [&](int64_t base) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t l = 0; l < s.len; ++l) m = std::max(m, p[base + l * s.inner]);
+    double z = 0;
+    for (int64_t l = 0; l < s.len; ++l) z += o[base + l * s.inner] = std::exp(p[base + l * s.inner] - m);
+    const float inv = static_cast<float>(1.0 / z);
+    for (int64_t l = 0; l < s.len; ++l) o[base + l * s.inner] *= inv;
+  });
+}
+
+void softmax_backward(Tensor& gx, const Tensor& gy, const Tensor& y, const DimSplit& s) {
+  const float* g = gy.data();
+  const float* py = y.data();
+  float* o = gx.data();
+  for_rows(s, [&](int64_t base) {
+    double dot = 0;
+    for (int64_t l = 0; l < s.len; ++l) dot += g[base + l * s.inner] * py[base + l * s.inner];
+    for (int64_t l = 0; l < s.len; ++l) {
+      const int64_t i = base + l * s.inner;
+      o[i] = py[i] * (g[i] - static_cast<float>(dot));
+    }
+  });
+}
+
+void log_softmax_forward(Tensor& y, const Tensor& x, const DimSplit& s) {
+  check_cpu(x, "log_softmax");
+  const float* p = x.data();
+  float* o = y.data();
+  for_rows(s, [&](int64_t base) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t l = 0; l < s.len; ++l) m = std::max(m, p[base + l * s.inner]);
+    double z = 0;
+    for (int64_t l = 0; l < s.len; ++l) z += std::exp(static_cast<double>(p[base + l * s.inner] - m));
+    const float lse = m + static_cast<float>(std::log(z));
+    for (int64_t l = 0; l < s.len; ++l) o[base + l * s.inner] = p[base + l * s.inner] - lse;
+  });
+}
+
+void log_softmax_backward(Tensor& gx, const Tensor& gy, const Tensor& y, const DimSplit& s) {
+  const float* g = gy.data();
+  const float* py = y.data();
+  float* o = gx.data();
+  for_rows(s, [&](int64_t base) {
+    double sum = 0;
+    for (int64_t l = 0; l < s.len; ++l) sum += g[base + l * s.inner];
+    for (int64_t l = 0; l < s.len; ++l) {
+      const int64_t i = base + l * s.inner;
+      o[i] = g[i] - std::exp(py[i]) * static_cast<float>(sum);
+    }
+  });
+}
+
+}  // namespace glimpse
