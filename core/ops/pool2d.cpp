@@ -1,0 +1,177 @@
+#include "core/ops/pool2d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace glimpse::cpu {
+namespace {
+
+struct PoolDims {
+  int64_t NC, H, W, P, Q;
+};
+
+PoolDims pool_dims(const Tensor& x, const Tensor& out) {
+  return {x.size(0) * x.size(1), x.size(2), x.size(3), out.size(2), out.size(3)};
+}
+
+void check_out_shape(const Tensor& out, const Tensor& x, const Pool2dOptions& opt, const char* op) {
+  const Shape want{x.size(0), x.size(1), window_out_size(x.size(2), opt.kernel_h, opt.stride_h, opt.pad_h),
+                   window_out_size(x.size(3), opt.kernel_w, opt.stride_w, opt.pad_w)};
+  GLIMPSE_CHECK(out.shape() == want, op, ": output has shape ", shape_str(out.shape()), ", expected ",
+                shape_str(want), " for input ", shape_str(x.shape()));
+}
+
+// The clipped window [h0, h1) x [w0, w1) of output (p, q).
+struct Window {
+  int64_t h0, h1, w0, w1;
+};
+inline Window window(int64_t p, int64_t q, const PoolDims& d, const Pool2dOptions& opt) {
+  const int64_t hs = p * opt.stride_h - opt.pad_h, ws = q * opt.stride_w - opt.pad_w;
+  return {std::max<int64_t>(hs, 0), std::min(hs + opt.kernel_h, d.H), std::max<int64_t>(ws, 0),
+          std::min(ws + opt.kernel_w, d.W)};
+}
+
+// Offset within the H*W plane of the first maximal cell of the window (NaN counts as maximal, as
+// in PyTorch, so a NaN propagates). -1 if the window is empty (cannot happen with pad <= k/2).
+inline int64_t argmax_in(const float* plane, const Window& win, int64_t W) {
+  int64_t best = -1;
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t h = win.h0; h < win.h1; ++h)
+    for (int64_t w = win.w0; w < win.w1; ++w) {
+      const float v = plane[h * W + w];
+      if (best < 0 || v > m || std::isnan(v)) {
+        best = h * W + w;
+        m = v;
+        if (std::isnan(v)) return best;
+      }
+    }
+  return best;
+}
+
+}  // namespace
+
+void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
+  check_cpu(out, "max_pool2d_forward");
+  check_cpu(x, "max_pool2d_forward");
+  check_out_shape(out, x, opt, "max_pool2d_forward");
+  const PoolDims d = pool_dims(x, out);
+  const float* px = x.data();
+  float* po = out.data();
+#pragma omp parallel for schedule(static) if (d.NC * d.P * d.Q > 4096)
+  for (int64_t i = 0; i < d.NC; ++i) {
+    const float* plane = px + i * d.H * d.W;
+    float* o = po + i * d.P * d.Q;
+    for (int64_t p = 0; p < d.P; ++p)
+      for (int64_t q = 0; q < d.Q; ++q) {
+        const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
+        o[p * d.Q + q] = a >= 0 ? plane[a] : -std::numeric_limits<float>::infinity();
+      }
+  }
+}
+
+void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt) {
+  check_cpu(gx, "max_pool2d_backward");
+  check_cpu(gout, "max_pool2d_backward");
+  check_cpu(x, "max_pool2d_backward");
+  check_out_shape(gout, x, opt, "max_pool2d_backward");
+  const PoolDims d = pool_dims(x, gout);
+  const float* px = x.data();
+  const float* pg = gout.data();
+  float* pgx = gx.data();
+  // Overlapping windows may share an argmax, so planes (not outputs) are the unit of parallel work.
+#pragma omp parallel for schedule(static) if (d.NC * d.P * d.Q > 4096)
+  for (int64_t i = 0; i < d.NC; ++i) {
+    const float* plane = px + i * d.H * d.W;
+    const float* g = pg + i * d.P * d.Q;
+    float* gp = pgx + i * d.H * d.W;
+    for (int64_t p = 0; p < d.P; ++p)
+      for (int64_t q = 0; q < d.Q; ++q) {
+        const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
+        if (a >= 0) gp[a] += g[p * d.Q + q];
+      }
+  }
+}
+
+void avg_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
+  check_cpu(out, "avg_pool2d_forward");
+  check_cpu(x, "avg_pool2d_forward");
+  check_out_shape(out, x, opt, "avg_pool2d_forward");
+  const PoolDims d = pool_dims(x, out);
+  const float* px = x.data();
+  float* po = out.data();
+  const float inv = 1.f / static_cast<float>(opt.kernel_h * opt.kernel_w);
+#pragma omp parallel for schedule(static) if (d.NC * d.P * d.Q > 4096)
+  for (int64_t i = 0; i < d.NC; ++i) {
+    const float* plane = px + i * d.H * d.W;
+    float* o = po + i * d.P * d.Q;
+    for (int64_t p = 0; p < d.P; ++p)
+      for (int64_t q = 0; q < d.Q; ++q) {
+        const Window win = window(p, q, d, opt);
+        float s = 0.f;
+        for (int64_t h = win.h0; h < win.h1; ++h)
+          for (int64_t w = win.w0; w < win.w1; ++w) s += plane[h * d.W + w];
+        o[p * d.Q + q] = s * inv;
+      }
+  }
+}
+
+void avg_pool2d_backward(Tensor& gx, const Tensor& gout, const Pool2dOptions& opt) {
+  check_cpu(gx, "avg_pool2d_backward");
+  check_cpu(gout, "avg_pool2d_backward");
+  check_out_shape(gout, gx, opt, "avg_pool2d_backward");
+  const PoolDims d = pool_dims(gx, gout);
+  const float* pg = gout.data();
+  float* pgx = gx.data();
+  const float inv = 1.f / static_cast<float>(opt.kernel_h * opt.kernel_w);
+#pragma omp parallel for schedule(static) if (d.NC * d.P * d.Q > 4096)
+  for (int64_t i = 0; i < d.NC; ++i) {
+    const float* g = pg + i * d.P * d.Q;
+    float* gp = pgx + i * d.H * d.W;
+    for (int64_t p = 0; p < d.P; ++p)
+      for (int64_t q = 0; q < d.Q; ++q) {
+        const Window win = window(p, q, d, opt);
+        const float v = g[p * d.Q + q] * inv;
+        for (int64_t h = win.h0; h < win.h1; ++h)
+          for (int64_t w = win.w0; w < win.w1; ++w) gp[h * d.W + w] += v;
+      }
+  }
+}
+
+void global_avg_pool_forward(Tensor& out, const Tensor& x) {
+  check_cpu(out, "global_avg_pool_forward");
+  check_cpu(x, "global_avg_pool_forward");
+  const int64_t NC = x.size(0) * x.size(1), HW = x.size(2) * x.size(3);
+  GLIMPSE_CHECK(out.numel() == NC, "global_avg_pool_forward: output has shape ", shape_str(out.shape()),
+                " for input ", shape_str(x.shape()));
+  const float* px = x.data();
+  float* po = out.data();
+#pragma omp parallel for schedule(static) if (NC * HW > 65536)
+  for (int64_t i = 0; i < NC; ++i) {
+    const float* plane = px + i * HW;
+    double s = 0;
+    for (int64_t j = 0; j < HW; ++j) s += plane[j];
+    po[i] = static_cast<float>(s / static_cast<double>(HW));
+  }
+}
+
+void global_avg_pool_backward(Tensor& gx, const Tensor& gout) {
+  check_cpu(gx, "global_avg_pool_backward");
+  check_cpu(gout, "global_avg_pool_backward");
+  const int64_t NC = gx.size(0) * gx.size(1), HW = gx.size(2) * gx.size(3);
+  GLIMPSE_CHECK(gout.numel() == NC, "global_avg_pool_backward: gradient has shape ", shape_str(gout.shape()),
+                " for input ", shape_str(gx.shape()));
+  const float* pg = gout.data();
+  float* pgx = gx.data();
+  const float inv = 1.f / static_cast<float>(HW);
+#pragma omp parallel for schedule(static) if (NC * HW > 65536)
+  for (int64_t i = 0; i < NC; ++i) {
+    float* gp = pgx + i * HW;
+    const float v = pg[i] * inv;
+    for (int64_t j = 0; j < HW; ++j) gp[j] += v;
+  }
+}
+
+}  // namespace glimpse::cpu

@@ -1,0 +1,33 @@
+// 2-D pooling, CPU kernels (CUDA twins: cuda/, namespace glimpse::cuda, same names).
+//
+// Shapes: x [N, C, H, W] -> out [N, C, P, Q], P = floor((H + 2*pad_h - kernel_h) / stride_h) + 1
+// (Q likewise; PyTorch's ceil_mode=False). The window of output (p, q) covers rows
+// [p*sh - ph, p*sh - ph + kh) and columns [q*sw - pw, q*sw - pw + kw).
+//
+//   max: out[n,c,p,q] = max over the window's cells inside the image (padding is -inf). The
+//        gradient goes to the first maximal cell in row-major window order (PyTorch's choice);
+//        backward recomputes that argmax from x instead of storing indices, so both backends need
+//        only x and gout (cuDNN's contract too).
+//   avg: out[n,c,p,q] = (sum of the window's cells inside the image) / (kh*kw): padded cells count
+//        in the divisor (PyTorch's count_include_pad=True; without ceil_mode every window has
+//        exactly kh*kw cells of padded image). Backward spreads gout/(kh*kw) over the window.
+//   global average: out [N, C] = mean over H, W; gx = gout / (H*W) everywhere.
+//
+// Contract: CPU, contiguous, shapes as above (the autograd op validates). Forward overwrites,
+// backward ACCUMULATES (+=) into gx.
+#pragma once
+#include "core/ops/conv_options.h"
+#include "core/tensor.h"
+
+namespace glimpse::cpu {
+
+void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt);
+void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt);
+
+void avg_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt);
+void avg_pool2d_backward(Tensor& gx, const Tensor& gout, const Pool2dOptions& opt);
+
+void global_avg_pool_forward(Tensor& out, const Tensor& x);
+void global_avg_pool_backward(Tensor& gx, const Tensor& gout);
+
+}  // namespace glimpse::cpu
