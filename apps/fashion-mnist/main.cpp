@@ -1,0 +1,334 @@
+// fashion-mnist: trains a GAP classifier on Fashion-MNIST (Xiao et al. 2017; Debian's
+// dataset-fashion-mnist package puts the IDX files in /usr/share/datasets/fashion-mnist), showing
+// progress, test accuracy after every epoch, and optionally saving a safetensors checkpoint.
+//
+//   build/bin/fashion-mnist --epochs 5 --out fmnist.safetensors
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "autograd/functions.h"
+#include "autograd/grad_mode.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "idx.h"
+#include "layers/checkpoint.h"
+#include "layers/lr_schedule.h"
+#include "layers/optim.h"
+#include "model.h"
+
+using namespace glimpse;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const kClassNames[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+// Mean and standard deviation of the Fashion-MNIST training pixels (in [0, 1]).
+constexpr float kMean = 0.2860f, kStd = 0.3530f;
+
+struct Options {
+  std::string data = "/usr/share/datasets/fashion-mnist";
+  std::string model = "small-gap";
+  std::string optimizer = "sgd";
+  std::string augment = "flip";
+  std::string progress = "auto";
+  std::string out;
+  int epochs = 5;
+  int batch = 64;
+  float lr = 0.f;  // 0: the optimizer's default below
+  float momentum = 0.9f;
+  float weight_decay = 5e-4f;
+  int threads = 0;  // 0: all cores
+  uint64_t seed = 1;
+  int64_t limit = 0;       // train on the first N images (0: all)
+  int64_t test_limit = 0;  // evaluate on the first N test images (0: all)
+};
+
+struct Split {
+  fmnist::IdxImages images;
+  std::vector<uint8_t> labels;
+  int64_t size() const { return images.count; }
+};
+
+Split load_split(const std::string& dir, const std::string& prefix, int64_t limit) {
+  Split s;
+  const std::string images = (fs::path(dir) / (prefix + "-images-idx3-ubyte.gz")).string();
+  const std::string labels = (fs::path(dir) / (prefix + "-labels-idx1-ubyte.gz")).string();
+  s.images = fmnist::read_idx_images(images);
+  s.labels = fmnist::read_idx_labels(labels, 10);
+  GLIMPSE_CHECK(static_cast<int64_t>(s.labels.size()) == s.images.count, images, " holds ", s.images.count,
+                " images but ", labels, " holds ", s.labels.size(), " labels");
+  GLIMPSE_CHECK(s.images.rows == 28 && s.images.cols == 28, images, ": expected 28x28 images, found ",
+                s.images.rows, "x", s.images.cols);
+  if (limit > 0 && limit < s.images.count) {
+    s.images.count = limit;
+    s.images.pixels.resize(static_cast<size_t>(limit * 28 * 28));
+    s.labels.resize(static_cast<size_t>(limit));
+  }
+  return s;
+}
+
+// Builds the batch of images idx[begin, end) as a normalised [B, 1, 28, 28] tensor. With
+// augmentation: a random horizontal flip (clothes are left-right symmetric in this data set) and,
+// for "flip-crop", a random shift of up to 2 pixels (zero padding then a 28x28 crop).
+Tensor make_batch(const Split& s, const std::vector<int64_t>& idx, int64_t begin, int64_t end, const std::string& augment,
+                  Rng& rng, std::vector<int64_t>& targets) {
+  const int64_t B = end - begin, HW = 28;
+  Tensor x = Tensor::empty({B, 1, HW, HW});
+  float* dst = x.data();
+  targets.resize(static_cast<size_t>(B));
+  const float background = (0.f - kMean) / kStd;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t i = idx[static_cast<size_t>(begin + b)];
+    targets[static_cast<size_t>(b)] = s.labels[static_cast<size_t>(i)];
+    const uint8_t* src = s.images.pixels.data() + i * HW * HW;
+    const bool flip = augment != "none" && rng.bernoulli(0.5f);
+    int64_t dy = 0, dx = 0;
+    if (augment == "flip-crop") {
+      dy = static_cast<int64_t>(rng.below(5)) - 2;
+      dx = static_cast<int64_t>(rng.below(5)) - 2;
+    }
+    float* out = dst + b * HW * HW;
+    for (int64_t y = 0; y < HW; ++y) {
+      for (int64_t xx = 0; xx < HW; ++xx) {
+        const int64_t sy = y + dy, sx0 = xx + dx;
+        const int64_t sx = flip ? HW - 1 - sx0 : sx0;
+        out[y * HW + xx] = (sy < 0 || sy >= HW || sx < 0 || sx >= HW)
+                               ? background
+                               : (src[sy * HW + sx] * (1.f / 255.f) - kMean) / kStd;
+      }
+    }
+  }
+  return x;
+}
+
+struct EvalResult {
+  double accuracy = 0, loss = 0;
+  std::vector<int64_t> per_class_correct = std::vector<int64_t>(10, 0), per_class_total = std::vector<int64_t>(10, 0);
+};
+
+EvalResult evaluate(Module& model, const Split& test, ProgressBar::Mode mode) {
+  NoGradGuard no_grad;
+  model.eval();
+  const int64_t n = test.size(), batch = 500;
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  Rng unused;
+  std::vector<int64_t> targets;
+  EvalResult r;
+  int64_t correct = 0;
+  ProgressBar bar("  test", (n + batch - 1) / batch, "img", mode == ProgressBar::Mode::Tty ? mode : ProgressBar::Mode::Silent);
+  for (int64_t begin = 0; begin < n; begin += batch) {
+    const int64_t end = std::min(n, begin + batch);
+    Tensor x = make_batch(test, idx, begin, end, "none", unused, targets);
+    Tensor logits = model(x);
+    r.loss += cross_entropy(logits, targets).item() * static_cast<double>(end - begin);
+    const std::vector<int64_t> pred = argmax_rows(logits);
+    for (size_t k = 0; k < pred.size(); ++k) {
+      ++r.per_class_total[static_cast<size_t>(targets[k])];
+      if (pred[k] == targets[k]) {
+        ++correct;
+        ++r.per_class_correct[static_cast<size_t>(targets[k])];
+      }
+    }
+    bar.step(end - begin);
+  }
+  bar.finish();
+  model.train();
+  r.accuracy = static_cast<double>(correct) / static_cast<double>(n);
+  r.loss /= static_cast<double>(n);
+  return r;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const Options& o, Module& model) {
+  if (o.optimizer == "sgd") {
+    SGDOptions s;
+    s.lr = o.lr;
+    s.momentum = o.momentum;
+    s.nesterov = o.momentum > 0;
+    s.weight_decay = o.weight_decay;
+    return std::make_unique<SGD>(model.parameters(), s);
+  }
+  AdamOptions a;
+  a.lr = o.lr;
+  a.weight_decay = o.weight_decay;
+  if (o.optimizer == "adamw") return std::make_unique<AdamW>(model.parameters(), a);
+  return std::make_unique<Adam>(model.parameters(), a);
+}
+
+std::string percent(double v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 * v);
+  return buf;
+}
+
+int run(const Options& o) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  const int threads = o.threads > 0 ? o.threads : omp_get_num_procs();
+  omp_set_num_threads(threads);
+  Eigen::setNbThreads(threads);
+  manual_seed(o.seed);
+  Rng rng(o.seed);
+
+  const Split train = load_split(o.data, "train", o.limit);
+  const Split test = load_split(o.data, "t10k", o.test_limit);
+  auto model = fmnist::make_net(o.model, rng);
+  std::unique_ptr<Optimizer> opt = make_optimizer(o, *model);
+
+  const int64_t n = train.size();
+  const int64_t steps_per_epoch = (n + o.batch - 1) / o.batch;
+  const int64_t total_steps = steps_per_epoch * o.epochs;
+  // Linear warm-up over the first few hundred steps (BatchNorm nets at a high SGD rate can diverge
+  // in the first steps without it), then cosine to zero.
+  const CosineLR schedule(total_steps, 0.f, std::min<int64_t>(200, total_steps / 10));
+
+  std::printf("fashion-mnist: %s (%lld parameters), %s lr %g, batch %d, %d epoch(s), %lld train / %lld test images, "
+              "augment %s, %d thread(s), seed %llu\n",
+              o.model.c_str(), static_cast<long long>(model->num_parameters()), o.optimizer.c_str(), o.lr, o.batch,
+              o.epochs, static_cast<long long>(n), static_cast<long long>(test.size()), o.augment.c_str(), threads,
+              static_cast<unsigned long long>(o.seed));
+  std::fflush(stdout);
+
+  const ProgressBar::Mode mode = o.progress == "tty"     ? ProgressBar::Mode::Tty
+                                 : o.progress == "plain" ? ProgressBar::Mode::Plain
+                                 : o.progress == "none"  ? ProgressBar::Mode::Silent
+                                                         : ProgressBar::Mode::Auto;
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<int64_t> targets;
+  int64_t step = 0;
+  EvalResult last;
+  double train_seconds = 0;
+  model->train();
+  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
+    const auto te = Clock::now();
+    std::shuffle(order.begin(), order.end(), rng.engine());
+    ProgressBar bar("epoch " + std::to_string(epoch) + "/" + std::to_string(o.epochs), steps_per_epoch, "img", mode);
+    double loss_sum = 0;
+    int64_t seen = 0, correct = 0;
+    for (int64_t s = 0; s < steps_per_epoch; ++s, ++step) {
+      const int64_t begin = s * o.batch, end = std::min(n, begin + o.batch);
+      Tensor x = make_batch(train, order, begin, end, o.augment, rng, targets);
+      schedule.apply(*opt, step);
+      Tensor logits = (*model)(x);
+      Tensor loss = cross_entropy(logits, targets);
+      const float lv = loss.item();
+      if (!std::isfinite(lv))
+        GLIMPSE_FAIL("the training loss became ", lv, " at epoch ", epoch, ", step ", s + 1, "/", steps_per_epoch,
+                     " (global step ", step + 1, ", lr ", opt->lr(), "); try a smaller --lr");
+      opt->zero_grad();
+      loss.backward();
+      opt->step();
+
+      const std::vector<int64_t> pred = argmax_rows(logits);
+      for (size_t k = 0; k < pred.size(); ++k) correct += pred[k] == targets[k];
+      loss_sum += static_cast<double>(lv) * static_cast<double>(end - begin);
+      seen += end - begin;
+      char post[96];
+      std::snprintf(post, sizeof post, "loss %.4f  acc %.1f%%  lr %.2g", loss_sum / static_cast<double>(seen),
+                    100.0 * static_cast<double>(correct) / static_cast<double>(seen), opt->lr());
+      bar.set_postfix(post);
+      bar.step(end - begin);
+    }
+    bar.finish();
+    train_seconds += std::chrono::duration<double>(Clock::now() - te).count();
+    last = evaluate(*model, test, mode);
+    std::printf("epoch %d/%d: train loss %.4f acc %s | test loss %.4f acc %s | %s elapsed\n", epoch, o.epochs,
+                loss_sum / static_cast<double>(seen), percent(static_cast<double>(correct) / static_cast<double>(seen)).c_str(),
+                last.loss, percent(last.accuracy).c_str(),
+                ProgressBar::format_duration(std::chrono::duration<double>(Clock::now() - t0).count()).c_str());
+    std::fflush(stdout);
+  }
+
+  std::printf("per-class test accuracy:");
+  for (int c = 0; c < 10; ++c)
+    std::printf("%s %s %.1f%%", c ? "," : "", kClassNames[c],
+                last.per_class_total[c] ? 100.0 * static_cast<double>(last.per_class_correct[c]) /
+                                              static_cast<double>(last.per_class_total[c])
+                                        : 0.0);
+  std::printf("\n");
+  const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("final test accuracy %s after %d epoch(s); total time %s (training %s, %.0f img/s)\n",
+              percent(last.accuracy).c_str(), o.epochs, ProgressBar::format_duration(total).c_str(),
+              ProgressBar::format_duration(train_seconds).c_str(),
+              static_cast<double>(n) * o.epochs / std::max(train_seconds, 1e-9));
+
+  if (!o.out.empty()) {
+    save_checkpoint(*model, o.out,
+                    {{"model", o.model},
+                     {"dataset", "fashion-mnist"},
+                     {"epochs", std::to_string(o.epochs)},
+                     {"test_accuracy", std::to_string(last.accuracy)},
+                     {"cam_layer", model->info.cam_layer}});
+    std::printf("checkpoint written to %s\n", o.out.c_str());
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"Trains a GAP classifier (CAM-ready) on Fashion-MNIST and reports the test accuracy.", "fashion-mnist"};
+  app.add_option("--data", o.data, "Directory with the four Fashion-MNIST IDX files (.gz)")->capture_default_str();
+  app.add_option("--model", o.model, "Network")->check(CLI::IsMember(fmnist::net_names()))->capture_default_str();
+  app.add_option("--epochs", o.epochs, "Passes over the training set")->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--batch", o.batch, "Images per step")->check(CLI::Range(1, 60000))->capture_default_str();
+  app.add_option("--optimizer", o.optimizer, "sgd (momentum, Nesterov), adam or adamw")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+      ->capture_default_str();
+  app.add_option("--lr", o.lr, "Peak learning rate of the cosine schedule (default: 0.05 for sgd, 0.002 for adam/adamw)")
+      ->check(CLI::Range(1e-7f, 10.f));
+  app.add_option("--momentum", o.momentum, "SGD momentum")->check(CLI::Range(0.f, 0.999f))->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "Weight decay (L2 for sgd/adam, decoupled for adamw)")
+      ->check(CLI::Range(0.f, 1.f))
+      ->capture_default_str();
+  app.add_option("--augment", o.augment, "Training augmentation")
+      ->check(CLI::IsMember({"none", "flip", "flip-crop"}))
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
+  app.add_option("--seed", o.seed, "Seed of initialisation, shuffling and augmentation")->capture_default_str();
+  app.add_option("--limit", o.limit, "Train on the first N training images only (0: all 60000)")
+      ->check(CLI::Range(int64_t(0), int64_t(60000)))
+      ->capture_default_str();
+  app.add_option("--test-limit", o.test_limit, "Evaluate on the first N test images only (0: all 10000)")
+      ->check(CLI::Range(int64_t(0), int64_t(10000)))
+      ->capture_default_str();
+  app.add_option("--progress", o.progress, "Progress display on stderr: auto (redraw on a terminal, one line per epoch otherwise), tty, plain, none")
+      ->check(CLI::IsMember({"auto", "tty", "plain", "none"}))
+      ->capture_default_str();
+  app.add_option("--out", o.out, "Write the trained model here (safetensors; written atomically)")
+      ->check(CLI::Validator(
+          [](std::string& path) -> std::string {
+            if (path.empty()) return "the path is empty";
+            const fs::path parent = fs::absolute(fs::path(path)).parent_path();
+            if (!fs::is_directory(parent)) return "the directory " + parent.string() + " does not exist";
+            if (fs::is_directory(path)) return path + " is a directory; give a file name";
+            return "";
+          },
+          "FILE", "writable file path"));
+  CLI11_PARSE(app, argc, argv);
+  if (app.count("--lr") == 0) o.lr = o.optimizer == "sgd" ? 0.05f : 0.002f;
+
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\nfashion-mnist: error: %s\n", e.what());
+    return 1;
+  }
+}
