@@ -98,10 +98,14 @@ void col2im_add(float* gx, const float* col, const ConvDims& d, const Conv2dOpti
       }
 }
 
-// Batch-level parallelism: with several images each thread takes whole images (its GEMMs then run
-// single-threaded: Eigen does not nest inside an OpenMP region); with one image the loop is serial
-// and Eigen's GEMM uses the threads itself.
-bool parallel_over_batch(int64_t N) { return N > 1 && omp_get_max_threads() > 1; }
+// Parallelism: the work items are (image, group) pairs. With at least as many items as threads,
+// each thread takes whole items (its GEMMs then run single-threaded: Eigen does not nest inside an
+// OpenMP region); with fewer (one image, few groups: the attribution case) the loop is serial and
+// Eigen's GEMM uses the threads itself.
+bool parallel_over_items(int64_t items) {
+  const int64_t threads = omp_get_max_threads();
+  return threads > 1 && items >= threads;
+}
 
 void check_all_cpu(std::initializer_list<const Tensor*> ts, const char* op) {
   for (const Tensor* t : ts)
@@ -121,27 +125,27 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
   float* po = out.data();
   const bool direct = col_is_input(d, opt);
 
-#pragma omp parallel if (parallel_over_batch(d.N))
+#pragma omp parallel if (parallel_over_items(d.N * d.G))
   {
     std::vector<float> col(direct ? 0 : d.crs() * d.pq());
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < d.N; ++n) {
-      for (int64_t g = 0; g < d.G; ++g) {
-        const float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
-        const float* cg = xg;
-        if (!direct) {
-          im2col(col.data(), xg, d, opt);
-          cg = col.data();
-        }
-        ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
-        ConstMatMap colm(cg, d.crs(), d.pq());
-        MatMap og(po + (n * d.K + g * d.Kg) * d.pq(), d.Kg, d.pq());
-        og.noalias() = wg * colm;
+    for (int64_t item = 0; item < d.N * d.G; ++item) {
+      const int64_t n = item / d.G, g = item % d.G;
+      const float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
+      const float* cg = xg;
+      if (!direct) {
+        im2col(col.data(), xg, d, opt);
+        cg = col.data();
       }
+      ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
+      ConstMatMap colm(cg, d.crs(), d.pq());
+      float* og = po + (n * d.K + g * d.Kg) * d.pq();
+      MatMap(og, d.Kg, d.pq()).noalias() = wg * colm;
       if (pb)
-        for (int64_t k = 0; k < d.K; ++k) {
-          float* o = po + (n * d.K + k) * d.pq();
-          for (int64_t i = 0; i < d.pq(); ++i) o[i] += pb[k];
+        for (int64_t k = 0; k < d.Kg; ++k) {
+          const float bk = pb[g * d.Kg + k];
+          float* o = og + k * d.pq();
+          for (int64_t i = 0; i < d.pq(); ++i) o[i] += bk;
         }
     }
   }
@@ -157,24 +161,24 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
   float* px = gx.data();
   const bool direct = col_is_input(d, opt);
 
-#pragma omp parallel if (parallel_over_batch(d.N))
+#pragma omp parallel if (parallel_over_items(d.N * d.G))
   {
     std::vector<float> col(direct ? 0 : d.crs() * d.pq());
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < d.N; ++n)
-      for (int64_t g = 0; g < d.G; ++g) {
-        ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
-        ConstMatMap gg(pg + (n * d.K + g * d.Kg) * d.pq(), d.Kg, d.pq());
-        float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
-        if (direct) {
-          MatMap gxm(xg, d.Cg, d.pq());
-          gxm.noalias() += wg.transpose() * gg;
-        } else {
-          MatMap colm(col.data(), d.crs(), d.pq());
-          colm.noalias() = wg.transpose() * gg;
-          col2im_add(xg, col.data(), d, opt);
-        }
+    for (int64_t item = 0; item < d.N * d.G; ++item) {
+      const int64_t n = item / d.G, g = item % d.G;
+      ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
+      ConstMatMap gg(pg + (n * d.K + g * d.Kg) * d.pq(), d.Kg, d.pq());
+      float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
+      if (direct) {
+        MatMap gxm(xg, d.Cg, d.pq());
+        gxm.noalias() += wg.transpose() * gg;
+      } else {
+        MatMap colm(col.data(), d.crs(), d.pq());
+        colm.noalias() = wg.transpose() * gg;
+        col2im_add(xg, col.data(), d, opt);
       }
+    }
   }
 }
 
@@ -204,27 +208,32 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
   const bool direct = col_is_input(d, opt);
   const int64_t wsize = d.K * d.crs();
 
-#pragma omp parallel if (parallel_over_batch(d.N))
+  const bool parallel = parallel_over_items(d.N * d.G);
+#pragma omp parallel if (parallel)
   {
     std::vector<float> col(direct ? 0 : d.crs() * d.pq());
-    // Each thread sums its images into a private gradient, added to gw once at the end.
-    std::vector<float> local(wsize, 0.f);
+    // In parallel each thread sums its items into a private gradient, added to gw once at the end;
+    // serially the GEMMs accumulate straight into gw.
+    std::vector<float> local(parallel ? wsize : 0, 0.f);
+    float* acc = parallel ? local.data() : pw;
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < d.N; ++n)
-      for (int64_t g = 0; g < d.G; ++g) {
-        const float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
-        const float* cg = xg;
-        if (!direct) {
-          im2col(col.data(), xg, d, opt);
-          cg = col.data();
-        }
-        ConstMatMap colm(cg, d.crs(), d.pq());
-        ConstMatMap gg(pg + (n * d.K + g * d.Kg) * d.pq(), d.Kg, d.pq());
-        MatMap gwg(local.data() + g * d.Kg * d.crs(), d.Kg, d.crs());
-        gwg.noalias() += gg * colm.transpose();
+    for (int64_t item = 0; item < d.N * d.G; ++item) {
+      const int64_t n = item / d.G, g = item % d.G;
+      const float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
+      const float* cg = xg;
+      if (!direct) {
+        im2col(col.data(), xg, d, opt);
+        cg = col.data();
       }
+      ConstMatMap colm(cg, d.crs(), d.pq());
+      ConstMatMap gg(pg + (n * d.K + g * d.Kg) * d.pq(), d.Kg, d.pq());
+      MatMap gwg(acc + g * d.Kg * d.crs(), d.Kg, d.crs());
+      gwg.noalias() += gg * colm.transpose();
+    }
+    if (parallel) {
 #pragma omp critical(glimpse_conv2d_backward_filter)
-    for (int64_t i = 0; i < wsize; ++i) pw[i] += local[i];
+      for (int64_t i = 0; i < wsize; ++i) pw[i] += local[i];
+    }
   }
 }
 
