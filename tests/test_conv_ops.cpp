@@ -120,6 +120,19 @@ TEST(Conv2d, InputGradientAloneMatchesFullBackward) {
   EXPECT_EQ(shape_str(all[2].shape()), "[4]");
 }
 
+// A frozen input (the image into the first layer): only weight and bias take gradients.
+TEST(Conv2d, GradcheckWeightAndBiasOnly) {
+  Rng rng(4);
+  Tensor x = Tensor::randn({2, 4, 6, 5}, rng);
+  Tensor w = Tensor::randn({4, 2, 3, 3}, rng).set_requires_grad();
+  Tensor b = Tensor::randn({4}, rng).set_requires_grad();
+  const auto opt = Conv2dOptions().group(2).stride(2).padding(1);
+  GradcheckResult r =
+      gradcheck([opt](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], opt); }, {x, w, b});
+  EXPECT_TRUE(r.ok) << r.report;
+  EXPECT_EQ(r.checked, w.numel() + b.numel());
+}
+
 // The bias gradient is the sum of the output gradient over n, p, q.
 TEST(Conv2d, BiasGradientIsSumOfOutputGradient) {
   Rng rng(5);
