@@ -267,6 +267,7 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
     Step& st = steps[i];
     Module* m = st.module;
     Tensor xin = detail::cpu(st.in);
+    Shape in_shape = st.in.shape();  // the shape R has after this step
     R = R.contiguous().view(st.out.shape());
     if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) {
       Conv2d* conv = i > 0 ? dynamic_cast<Conv2d*>(steps[i - 1].module) : nullptr;
@@ -291,6 +292,7 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
       Tensor cin = detail::cpu(steps[i - 1].in);
       L.in_shape = cin.shape();
       R = propagate(L, cin, R, rule, opt);
+      in_shape = cin.shape();
       --i;  // the conv is done
     } else if (auto* conv = dynamic_cast<Conv2d*>(m)) {
       ConvLayer L;
@@ -325,7 +327,7 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
     } else {
       GLIMPSE_FAIL(method, ": no LRP rule for layer '", st.name, "' (", m->describe(), "); supported: ", kSupported);
     }
-    R = R.contiguous().view(st.in.shape());
+    R = R.contiguous().view(in_shape);
   }
 
   Tensor raw = x.device().is_cpu() ? R : R.to(x.device());

@@ -1,0 +1,238 @@
+// LRP (attribution/lrp.cpp): the rules on hand-computed examples, relevance conservation on
+// bias-free ReLU networks, non-negativity of z+, batch norm folding, batches, and hook hygiene.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <numeric>
+
+#include "attribution/attribution.h"
+#include "core/error.h"
+#include "layers/layers.h"
+#include "layers/models.h"
+
+using namespace glimpse;
+
+namespace {
+
+// conv -> relu -> maxpool -> conv -> relu -> avgpool -> conv -> relu -> gap -> linear, no biases.
+std::shared_ptr<Sequential> bias_free_net(Rng& rng) {
+  auto net = std::make_shared<Sequential>();
+  net->emplace<Conv2d>(3, 6, 3, Conv2dOptions().padding(1), false, rng);
+  net->emplace<ReLU>();
+  net->emplace<MaxPool2d>(2);
+  net->emplace<Conv2d>(6, 8, 3, Conv2dOptions().padding(1), false, rng);
+  net->emplace<ReLU>();
+  net->emplace<AvgPool2d>(2);
+  net->emplace<Conv2d>(8, 8, 3, Conv2dOptions().padding(1), false, rng);
+  net->emplace<ReLU>();
+  net->emplace<GlobalAvgPool>();
+  net->emplace<Linear>(8, 4, false, rng);
+  return net;
+}
+
+double image_sum(const Tensor& raw, int64_t n) {
+  const int64_t per = raw.numel() / raw.size(0);
+  const float* p = raw.data() + n * per;
+  double s = 0;
+  for (int64_t i = 0; i < per; ++i) s += p[i];
+  return s;
+}
+
+void expect_no_hooks(Module& m) {
+  for (auto& [name, mod] : m.named_modules()) EXPECT_EQ(mod->num_forward_hooks(), 0u) << "module '" << name << "'";
+}
+
+}  // namespace
+
+// A 4-input linear model: y = sum_i w_i x_i with w = (3, -1, 2, 0.5), x = (1, 2, -1, 4):
+//   y = 3 - 2 - 2 + 2 = 1.
+//   eps (tiny): R_i = x_i w_i / y * y = (3, -2, -2, 2).
+//   z+ : z_i = x_i w_i = (3, -2, -2, 2); positive parts (3, 0, 0, 2) sum to 5, so R = (3, 0, 0, 2) / 5 * 1 = (0.6, 0, 0, 0.4).
+//   alpha=2, beta=1: negative parts (0, -2, -2, 0) sum to -4: R = 2*(0.6, 0, 0, 0.4) - (0, 0.5, 0.5, 0) = (1.2, -0.5, -0.5, 0.8).
+TEST(Lrp, HandComputedLinear) {
+  auto net = std::make_shared<Sequential>();
+  net->emplace<Flatten>();
+  auto lin = net->emplace<Linear>(4, 1, false);
+  const float w[4] = {3, -1, 2, 0.5f};
+  std::copy(w, w + 4, lin->weight.data());
+  Tensor x = Tensor::from_vector({1, 1, 2, 2}, {1, 2, -1, 4});
+  attr::Options opt;
+  opt.lrp_epsilon = 1e-9f;
+  auto eps = attr::lrp_epsilon(*net, x, opt);
+  ASSERT_EQ(eps.raw.shape(), (Shape{1, 1, 2, 2}));
+  const float want_eps[4] = {3, -2, -2, 2};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(eps.raw.data()[i], want_eps[i], 1e-5) << i;
+  EXPECT_NEAR(eps.scores[0], 1.f, 1e-6);
+
+  auto zp = attr::lrp_alphabeta(*net, x, opt);
+  const float want_zp[4] = {0.6f, 0, 0, 0.4f};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(zp.raw.data()[i], want_zp[i], 1e-6) << i;
+
+  opt.lrp_alpha = 2, opt.lrp_beta = 1;
+  auto ab = attr::lrp_alphabeta(*net, x, opt);
+  const float want_ab[4] = {1.2f, -0.5f, -0.5f, 0.8f};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(ab.raw.data()[i], want_ab[i], 1e-6) << i;
+
+  opt.lrp_alpha = 1.5f, opt.lrp_beta = 1;  // alpha - beta != 1
+  EXPECT_THROW(attr::lrp_alphabeta(*net, x, opt), Error);
+}
+
+// LRP-eps with a tiny eps on a bias-free ReLU network conserves relevance: sum_i R_i = y_c.
+TEST(Lrp, EpsilonConservesRelevanceOnBiasFreeNet) {
+  Rng rng(7);
+  auto net = bias_free_net(rng);
+  Tensor x = Tensor::randn({3, 3, 16, 16}, rng);
+  attr::Options opt;
+  opt.lrp_epsilon = 1e-9f;
+  for (int64_t target : {0, 1, 2, 3}) {
+    opt.targets = {target, target, target};
+    auto r = attr::lrp_epsilon(*net, x, opt);
+    ASSERT_EQ(r.raw.shape(), x.shape());
+    for (int64_t n = 0; n < 3; ++n) {
+      const double y = r.scores[n];
+      EXPECT_NEAR(image_sum(r.raw, n), y, 1e-4 * std::fabs(y) + 1e-7) << "image " << n << " class " << target;
+    }
+  }
+  // map = sum over channels, normalized to [0, 1]
+  auto r = attr::lrp_epsilon(*net, x, {});
+  ASSERT_EQ(r.map.shape(), (Shape{3, 16, 16}));
+  for (float v : r.map.to_vector()) {
+    EXPECT_GE(v, 0.f);
+    EXPECT_LE(v, 1.f);
+  }
+}
+
+// z+ (alpha = 1, beta = 0) on positive inputs: relevances are non-negative and conserved.
+TEST(Lrp, ZPlusNonNegativeAndConserving) {
+  Rng rng(11);
+  auto net = bias_free_net(rng);
+  Tensor x = Tensor::uniform({2, 3, 16, 16}, rng, 0.f, 1.f);
+  auto r = attr::lrp_alphabeta(*net, x, {});  // defaults: alpha 1, beta 0, predicted class
+  for (int64_t n = 0; n < 2; ++n) {
+    ASSERT_GT(r.scores[n], 0.f) << "the test needs a positive predicted logit";
+    EXPECT_NEAR(image_sum(r.raw, n), r.scores[n], 1e-4 * r.scores[n]) << n;
+  }
+  for (float v : r.raw.to_vector()) EXPECT_GE(v, 0.f);
+}
+
+// BatchNorm2d after a Conv2d is folded: w' = w * g / sqrt(v + eps), b' = (b - mu) * g / sqrt(v + eps) + beta.
+// LRP of conv+BN equals LRP of the equivalent conv whose folded weights are computed here by hand.
+TEST(Lrp, BatchNormFoldingMatchesHandFoldedConv) {
+  Rng rng(3);
+  auto a = std::make_shared<Sequential>();
+  auto conv = a->emplace<Conv2d>(3, 4, 3, Conv2dOptions().padding(1), true, rng);
+  auto bn = a->emplace<BatchNorm2d>(4);
+  a->emplace<ReLU>();
+  a->emplace<GlobalAvgPool>();
+  auto lin = a->emplace<Linear>(4, 3, true, rng);
+  const float mu[4] = {0.1f, -0.2f, 0.3f, 0.05f}, var[4] = {0.5f, 2.f, 1.5f, 0.8f};
+  const float gamma[4] = {1.2f, 0.7f, -0.9f, 1.1f}, beta[4] = {0.1f, 0.2f, -0.1f, 0.3f};
+  for (int k = 0; k < 4; ++k) {
+    bn->running_mean.data()[k] = mu[k], bn->running_var.data()[k] = var[k];
+    bn->weight.data()[k] = gamma[k], bn->bias.data()[k] = beta[k];
+  }
+  auto b = std::make_shared<Sequential>();
+  auto conv2 = b->emplace<Conv2d>(3, 4, 3, Conv2dOptions().padding(1), true, rng);
+  b->emplace<ReLU>();
+  b->emplace<GlobalAvgPool>();
+  auto lin2 = b->emplace<Linear>(4, 3, true, rng);
+  lin2->weight.copy_from(lin->weight);
+  lin2->bias.copy_from(lin->bias);
+  for (int k = 0; k < 4; ++k) {
+    const float s = gamma[k] / std::sqrt(var[k] + bn->eps);
+    for (int j = 0; j < 27; ++j) conv2->weight.data()[k * 27 + j] = conv->weight.data()[k * 27 + j] * s;
+    conv2->bias.data()[k] = (conv->bias.data()[k] - mu[k]) * s + beta[k];
+  }
+  Tensor x = Tensor::randn({2, 3, 8, 8}, rng);
+  a->train();  // LRP must switch to eval (running statistics) and restore the flag
+  attr::Options opt;
+  opt.targets = {0, 2};
+  auto ra = attr::lrp_epsilon(*a, x, opt), rb = attr::lrp_epsilon(*b, x, opt);
+  EXPECT_TRUE(a->training());
+  EXPECT_TRUE(bn->training());
+  for (int n = 0; n < 2; ++n) EXPECT_NEAR(ra.scores[n], rb.scores[n], 1e-5);
+  std::vector<float> va = ra.raw.to_vector(), vb = rb.raw.to_vector();
+  for (size_t i = 0; i < va.size(); ++i) EXPECT_NEAR(va[i], vb[i], 1e-5 + 1e-4 * std::fabs(vb[i])) << i;
+  auto za = attr::lrp_alphabeta(*a, x, opt), zb = attr::lrp_alphabeta(*b, x, opt);
+  va = za.raw.to_vector(), vb = zb.raw.to_vector();
+  for (size_t i = 0; i < va.size(); ++i) EXPECT_NEAR(va[i], vb[i], 1e-5 + 1e-4 * std::fabs(vb[i])) << i;
+
+  // A BatchNorm2d with no Conv2d right before it cannot be folded.
+  auto c = std::make_shared<Sequential>();
+  c->emplace<BatchNorm2d>(3);
+  c->emplace<GlobalAvgPool>();
+  c->emplace<Linear>(3, 2, true, rng);
+  try {
+    attr::lrp_epsilon(*c, x, {});
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not follow a Conv2d"), std::string::npos) << e.what();
+  }
+  expect_no_hooks(*c);
+}
+
+TEST(Lrp, BatchEqualsOneAtATime) {
+  Rng rng(5);
+  manual_seed(5);
+  auto model = small_gap_net(3, 16, rng);
+  Tensor x = Tensor::randn({3, 3, 16, 16}, rng);
+  for (bool eps : {true, false}) {
+    attr::Options opt;
+    opt.targets = {2, 0, 1};
+    auto all = eps ? attr::lrp_epsilon(*model, x, opt) : attr::lrp_alphabeta(*model, x, opt);
+    for (int64_t n = 0; n < 3; ++n) {
+      attr::Options one;
+      one.targets = {opt.targets[n]};
+      Tensor xn = x.slice(n, n + 1).contiguous();
+      auto r = eps ? attr::lrp_epsilon(*model, xn, one) : attr::lrp_alphabeta(*model, xn, one);
+      std::vector<float> a = all.raw.slice(n, n + 1).contiguous().to_vector(), b = r.raw.to_vector();
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6 + 1e-5 * std::fabs(b[i]));
+      std::vector<float> ma = all.map.slice(n, n + 1).contiguous().to_vector(), mb = r.map.to_vector();
+      for (size_t i = 0; i < ma.size(); ++i) EXPECT_NEAR(ma[i], mb[i], 1e-5);
+      EXPECT_EQ(r.targets[0], opt.targets[n]);
+    }
+  }
+  expect_no_hooks(*model);
+}
+
+TEST(Lrp, ResidualBlockIsAClearErrorAndHooksAreRemoved) {
+  Rng rng(1);
+  auto model = resnet18_gap(3, 32, rng);
+  Tensor x = Tensor::randn({1, 3, 32, 32}, rng);
+  try {
+    attr::lrp_epsilon(*model, x, {});
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("layer1.0"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("BasicBlock"), std::string::npos) << msg;
+  }
+  expect_no_hooks(*model);
+}
+
+TEST(Lrp, BadTargetIsAnErrorAndHooksAreRemoved) {
+  Rng rng(2);
+  auto model = small_gap_net(3, 16, rng);
+  Tensor x = Tensor::randn({1, 3, 16, 16}, rng);
+  attr::Options opt;
+  opt.targets = {7};
+  try {
+    attr::lrp_alphabeta(*model, x, opt);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("7"), std::string::npos) << e.what();
+  }
+  expect_no_hooks(*model);
+  // a module with no LRP rule
+  auto seq = std::make_shared<Sequential>();
+  seq->emplace<Conv2d>(3, 2, 3, Conv2dOptions(), false, rng);
+  seq->emplace<LeakyReLU>();
+  seq->emplace<GlobalAvgPool>();
+  EXPECT_NO_THROW(attr::lrp_epsilon(*seq, x, {}));  // LeakyReLU is identity for relevance
+  expect_no_hooks(*seq);
+  // 1,000 calls in a row leave no hooks behind
+  for (int i = 0; i < 1000; ++i) attr::lrp_epsilon(*seq, x, {});
+  expect_no_hooks(*seq);
+}
