@@ -3,21 +3,21 @@
 // batches of perturbed copies of one image.
 //
 // Window positions (both methods): a square window of side w moved with stride s, fully inside the
-// image, top-left corners (y0, x0) in {0, s, 2s, ...} with y0 + w <= H and x0 + w <= W (PyTorch's
-// unfold / a convolution without padding). When (H - w) is not a multiple of s, the last rows or
-// columns are covered by no window; those pixels get 0 (there is no evidence about them). Every
-// window position is evaluated; the window must fit in the image (an Error otherwise).
+// image: top-left rows y0 in {0, s, 2s, ...} with y0 + w <= H, plus the row H - w when the stride
+// does not land on it (the last window is flush with the border, so every pixel is covered); the
+// same for columns. This is the definition tools/make_attribution_reference.py computes in PyTorch.
+// The window must fit in the image (an Error otherwise).
 //
 // occlusion: with x_k = x with window k set to opt.occlusion_fill in every channel,
 //     d_k = y_c(x) - y_c(x_k)                          (the drop of the target LOGIT)
-//     raw[n, 0, i, j] = mean of d_k over the windows k that cover pixel (i, j)  (0 if none)
+//     raw[n, 0, i, j] = mean of d_k over the windows k that cover pixel (i, j)
 //   so raw is [N, 1, H, W] (one value per pixel: the window blanks all channels at once), map is
 //   raw[:, 0] upsampled (a no-op) and normalized as Options asks. Positive = evidence for the class.
 //
 // sliding_window: each window is classified ALONE: the crop x[:, y0:y0+w, x0:x0+w] is resized to
 // the full input size H x W with bilinear interpolation (align_corners = false; the network sees
 // the window as if it were the photo), and p_k = softmax(model(crop_k))[c];
-//     raw[n, 0, i, j] = mean of p_k over the windows covering (i, j)  (0 if none), in [0, 1].
+//     raw[n, 0, i, j] = mean of p_k over the windows covering (i, j), in [0, 1].
 // The target c is the class predicted on (or given for) the whole image; scores are its logits on
 // the whole image.
 #include <algorithm>
@@ -39,6 +39,7 @@ constexpr int64_t kBatch = 64;  // perturbed copies per forward pass
 std::vector<int64_t> window_starts(int64_t size, int64_t win, int64_t stride) {
   std::vector<int64_t> s;
   for (int64_t p = 0; p + win <= size; p += stride) s.push_back(p);
+  if (s.back() != size - win) s.push_back(size - win);  // flush with the border: every pixel covered
   return s;
 }
 
