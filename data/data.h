@@ -15,6 +15,19 @@
 
 namespace glimpse::data {
 
+// ---- CSV (RFC 4180 subset: comma-separated, optional double quotes, "" inside quotes, CRLF or LF) ----
+struct CsvTable {
+  std::string path;
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;  // each has header.size() fields (checked)
+  std::vector<int64_t> lines;                  // 1-based line number of each row in the file
+  // Index of a column by name, -1 if absent.
+  int64_t column(const std::string& name) const;
+};
+// Reads a CSV with a header line. Blank lines are skipped; a row with the wrong number of fields
+// or an unterminated quote is an Error "<path>:<line>: ...".
+CsvTable read_csv(const std::string& path);
+
 struct Sample {
   std::string id;          // "ISIC_0000000", or the file stem
   std::string image_path;
@@ -39,6 +52,9 @@ struct Dataset {
 
   std::vector<int64_t> class_counts() const;
   size_t size() const { return samples.size(); }
+  // Samples whose image file was not found when the dataset was opened (their image_path is the
+  // expected <dir>/<id>.jpg); the loader reports them as unreadable. Counted here for a summary.
+  int64_t missing_images = 0;
 };
 
 // The ISIC 2017 data shipped beside the project (../shared/data/isic2017 from the repository root,
@@ -65,8 +81,16 @@ struct LoaderOptions {
   int threads = 2;             // decoding workers
   int prefetch = 4;            // batches decoded ahead
   uint64_t seed = 0;           // shuffling and augmentation; same seed, same batches
-  bool normalize = true;       // subtract the ImageNet-style mean / divide std (see data.cpp)
+  bool normalize = true;       // subtract kNormMean / divide by kNormStd (below)
 };
+
+// The loader's fixed per-channel normalization, x' = (x - mean) / std with x in [0, 1]: the
+// ImageNet statistics (torchvision's), so that weights imported from PyTorch models see the inputs
+// they were trained on. (The ISIC 2017 training images are brighter and redder, mean about
+// (0.71, 0.56, 0.51); after this normalization they sit around +1, which BatchNorm or the first
+// conv's bias absorbs.)
+inline constexpr float kNormMean[3] = {0.485f, 0.456f, 0.406f};
+inline constexpr float kNormStd[3] = {0.229f, 0.224f, 0.225f};
 
 struct Batch {
   Tensor images;                  // [B, 3, S, S]
@@ -99,12 +123,46 @@ Tensor load_for_model(const std::string& path, int64_t image_size, bool hair_rem
 Tensor denormalize(const Tensor& images);
 
 // ---- augmentation (deterministic given the Rng) ----
+// Order: random resized crop (area fraction in [crop_min_scale, 1], aspect ratio in [3/4, 4/3],
+// resampled back to the input size), horizontal flip (p = 1/2), vertical flip (p = 1/2), rotation
+// by k * 90 degrees (k uniform in 0..3; a non-square image keeps its size only for k even, so
+// non-square inputs rotate by 0 or 180), then colour jitter (brightness, contrast, saturation
+// factors each uniform in [1 - jitter, 1 + jitter]). The output has the input's size.
 attr::Image augment(const attr::Image& image, const AugmentOptions& opt, Rng& rng);
+// The same, applying the identical geometric transform (crop, flips, rotation) to `mask`, which
+// must have the image's size (nearest-neighbour resampling keeps it 0/1).
+attr::Image augment(const attr::Image& image, attr::Mask& mask, const AugmentOptions& opt, Rng& rng);
+// As augment(), but the crop is resampled straight to out_width x out_height (one resampling, with
+// box-filter antialiasing when shrinking) -- what the loader does. mask may be null.
+attr::Image augment_resized(const attr::Image& image, attr::Mask* mask, const AugmentOptions& opt, Rng& rng,
+                            int64_t out_width, int64_t out_height);
+// Resize with antialiasing: bilinear when enlarging or shrinking by < 1.5x (attr::resize_image),
+// else each output pixel averages a grid of bilinear samples over its footprint.
+attr::Image resize_area(const attr::Image& image, int64_t width, int64_t height);
 
 // ---- DullRazor-style hair removal (Lee et al. 1997): a black-hat (grey closing minus the image)
 // with line-shaped structuring elements finds thin dark hairs; their pixels are inpainted from the
 // nearest non-hair neighbours, then median-smoothed. Returns the cleaned image (and the hair mask). ----
+//
+// Parameters (HairOptions), for a 256 px image (scaled with the image's shorter side, see below):
+//   line_length 11 px: the structuring elements are lines of this length at 0, 45, 90 and 135
+//     degrees. A dark structure narrower than the line across its own direction (a hair, 1-5 px)
+//     is filled by the closing in the orientations that cross it; a lesion wider than the line in
+//     every direction is not, so it stays.
+//   threshold 20 grey levels (of 255): black-hat (max over the four orientations) above this is hair.
+//   min_component = line_length pixels: smaller 8-connected hair blobs (pigment dots, noise) are dropped.
+//   dilate 1 px: the hair mask grows by this (3x3 steps) to cover the hairs' soft edges.
+//   median 5: a 5x5 median over the inpainted pixels (only those) hides the seams.
+// line_length <= 0 (the default) means round(11 * min(W, H) / 256), odd, at least 5.
+struct HairOptions {
+  int line_length = 0;
+  int threshold = 20;
+  int min_component = 0;  // 0: line_length
+  int dilate = 1;
+  int median = 5;         // odd window side; 1 disables
+};
 attr::Image remove_hair(const attr::Image& image, attr::Mask* hair_mask = nullptr);
+attr::Image remove_hair(const attr::Image& image, const HairOptions& opt, attr::Mask* hair_mask = nullptr);
 
 // ---- synthetic dermoscopy-like data, written in the ISIC layout ----
 struct SynthOptions {
@@ -113,10 +171,26 @@ struct SynthOptions {
   uint64_t seed = 1;
   double melanoma_fraction = 1.0 / 3, keratosis_fraction = 1.0 / 3;
   bool distractors = true;     // hairs, a ruler, a coloured sticker, a patterned cloth region
-  double val_fraction = 0.2;   // rows marked split=val in labels.csv
+  double val_fraction = 0.2;   // rows marked split=val in labels.csv (stratified by class)
+  bool progress = true;        // a progress bar on stderr
+  int threads = 2;             // writer threads (the output does not depend on it)
 };
+
+// One synthetic image with its ground truth. Deterministic from (seed, label, size, options).
+struct SynthImage {
+  attr::Image image;
+  attr::Mask mask;    // the lesion (1), where not hidden by a ruler or sticker
+  int64_t label = 0;  // 0 nevus, 1 melanoma, 2 seborrheic keratosis
+  bool hairs = false, ruler = false, sticker = false, cloth = false;  // which distractors it has
+};
+// Each distractor appears independently of the class (hairs p = 0.45, ruler 0.25, sticker 0.2,
+// cloth 0.3) when `distractors`; force_cloth puts the lesion-like patterned cloth in every image
+// (the seed question's tablecloth scene).
+SynthImage synth_image(uint64_t seed, int64_t label, int64_t size, bool distractors = true, bool force_cloth = false);
 // Writes <out>/images/<id>.png, <out>/masks/<id>_segmentation.png and <out>/labels.csv
-// (split,image_id,melanoma,seborrheic_keratosis). Deterministic from the seed.
+// (split,image_id,diagnosis,melanoma,seborrheic_keratosis,mask_fraction -- the columns of the
+// shared ISIC file). Ids are SYN_0000000, ...; image i is synth_image(mix(seed, i), label_i, ...),
+// so the bytes written depend on the seed only.
 void write_synthetic(const std::string& out_dir, const SynthOptions& opt);
 
 }  // namespace glimpse::data
