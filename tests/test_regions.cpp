@@ -156,7 +156,9 @@ TEST(Regions, EnclosingCircleAndEllipseOfADisc) {
   EXPECT_NEAR(c.r, 10.0, 1e-6);
   for (int y = 0; y < 41; ++y)
     for (int x = 0; x < 41; ++x)
-      if (map.at({y, x}) > 0) EXPECT_LE(std::hypot(x - c.cx, y - c.cy), c.r + 1e-6);
+      if (map.at({y, x}) > 0) {
+        EXPECT_LE(std::hypot(x - c.cx, y - c.cy), c.r + 1e-6);
+      }
   EXPECT_NEAR(r[0].ellipse.a, 10.0, 0.3);
   EXPECT_NEAR(r[0].ellipse.b, 10.0, 0.3);
   EXPECT_NEAR(r[0].ellipse.cx, 20.0, 1e-9);
