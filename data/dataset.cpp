@@ -49,6 +49,7 @@ std::vector<std::string> split_record(std::string line, std::istream& in, const 
       GLIMPSE_CHECK(static_cast<bool>(std::getline(in, more)), path, ":", start_line,
                     ": unterminated quoted field (a '\"' opened here is never closed)");
       ++lineno;
+      if (!more.empty() && more.back() == '\r') more.pop_back();
       cur += '\n';
       line = std::move(more);
       i = static_cast<size_t>(-1);
@@ -93,6 +94,7 @@ CsvTable read_csv(const std::string& path) {
   bool have_header = false;
   while (std::getline(in, line)) {
     ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
     if (lineno == 1 && line.size() >= 3 && static_cast<unsigned char>(line[0]) == 0xEF &&
         static_cast<unsigned char>(line[1]) == 0xBB && static_cast<unsigned char>(line[2]) == 0xBF)
       line = line.substr(3);  // UTF-8 byte order mark

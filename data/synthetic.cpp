@@ -12,7 +12,7 @@
 //                melanoma (1)   large (R 0.20-0.31 N), irregular (a_k up to ~0.2, k <= 11), patches of
 //                               black/dark brown, blue-grey veil, tan and reddish, dark dots;
 //                seb. ker. (2)  medium (R 0.15-0.26 N), mildly irregular, sharp "stuck-on" edge, waxy
-//                               light brown with dark fissures ("cracks") and pale milia-like dots;
+//                               light-to-mid brown with dark fissures ("cracks") and pale milia-like dots;
 //              the mask is the blob's inside (alpha >= 1/2);
 //   hairs    : (p = 0.45) 1-6 dark thin quadratic Bezier curves, over everything;
 //   ruler    : (p = 0.25) a pale band with dark ticks (long every 5th) along one edge;
@@ -152,7 +152,7 @@ struct Canvas {
 void draw_skin(Canvas& cv, Rng& rng) {
   const int64_t N = cv.n;
   const Rgb light{238, 200, 182}, tan{196, 142, 112};
-  Rgb base = lerp(light, tan, rng.uniform(0.f, 1.f));
+  Rgb base = lerp(light, tan, rng.uniform(0.f, 0.85f));
   base = jittered(base, rng, 8);
   const Fractal bright(rng, 3, 4), red(rng, 2, 3), fine(rng, 24, 2);
   const float redness = rng.uniform(4.f, 16.f);
@@ -236,7 +236,7 @@ void draw_lesion(Canvas& cv, Mask& mask, Rng& rng, int64_t label, const Blob& bl
   const Rgb mel_base = jittered({118, 76, 56}, rng, 10), mel_black = jittered({48, 32, 30}, rng, 8),
             mel_blue = jittered({104, 110, 134}, rng, 8), mel_tan = jittered({172, 122, 92}, rng, 10),
             mel_red = jittered({168, 86, 82}, rng, 10);
-  const Rgb sk_base = jittered({178, 140, 104}, rng, 12), sk_crack = jittered({96, 70, 52}, rng, 10),
+  const Rgb sk_base = jittered({164, 122, 88}, rng, 10), sk_crack = jittered({96, 70, 52}, rng, 10),
             sk_milia = jittered({236, 226, 204}, rng, 6);
   const float mel_t1 = rng.uniform(0.48f, 0.58f), mel_t2 = rng.uniform(0.5f, 0.62f), mel_t3 = rng.uniform(0.38f, 0.48f);
 

@@ -1,0 +1,553 @@
+// data/: CSV reader, dataset layouts, the threaded loader's guarantees (every sample once, same seed
+// -> same batches, unreadable files skipped and counted), augmentation, hair removal, the synthetic
+// generator, and the shared ISIC 2017 copy when present.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <unistd.h>
+
+#include "core/error.h"
+#include "data/data.h"
+
+namespace fs = std::filesystem;
+using namespace glimpse;
+using namespace glimpse::data;
+
+namespace {
+
+// A fresh temporary directory, removed at the end of the test.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path = fs::temp_directory_path() /
+           ("glimpse_test_data_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& s) const { return (path / s).string(); }
+};
+
+void write_text(const std::string& path, const std::string& text) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A small image with a per-index colour, so that different samples have different tensors.
+void write_image(const std::string& path, int64_t size, int seed) {
+  fs::create_directories(fs::path(path).parent_path());
+  attr::Image im(size, size, 3);
+  for (int64_t y = 0; y < size; ++y)
+    for (int64_t x = 0; x < size; ++x) {
+      uint8_t* p = im.at(x, y);
+      p[0] = static_cast<uint8_t>((seed * 37 + x * 5) % 256);
+      p[1] = static_cast<uint8_t>((seed * 91 + y * 7) % 256);
+      p[2] = static_cast<uint8_t>((seed * 13 + x * y) % 256);
+    }
+  attr::save_png(path, im);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A tiny ISIC-layout dataset: n images (labels cycle nevus, melanoma, SK), every 4th row val.
+void write_tiny_isic(const TempDir& dir, int n, int64_t size = 20) {
+  std::string csv = "split,image_id,diagnosis,melanoma,seborrheic_keratosis,mask_fraction\n";
+  for (int i = 0; i < n; ++i) {
+    const std::string id = "ISIC_" + std::to_string(1000 + i);
+    const int label = i % 3;
+    csv += std::string(i % 4 == 3 ? "val" : "train") + "," + id + "," + (label == 0 ? "nevus" : label == 1 ? "melanoma" : "seborrheic_keratosis") +
+           "," + (label == 1 ? "1" : "0") + "," + (label == 2 ? "1.0" : "0.0") + ",0.25\n";
+    write_image(dir / ("images/" + id + (i % 2 ? ".PNG" : ".png")), size, i);
+    attr::Mask m(size, size);
+    for (int64_t y = size / 4; y < 3 * size / 4; ++y)
+      for (int64_t x = size / 4; x < 3 * size / 4; ++x) m.at(x, y) = 1;
+    fs::create_directories(dir.path / "masks");
+    attr::save_png(dir / ("masks/" + id + "_segmentation.png"), m);
+  }
+  write_text(dir / "labels.csv", csv);
+}
+
+double mean_grey(const attr::Image& im, const std::vector<std::pair<int64_t, int64_t>>& pts) {
+  double s = 0;
+  for (auto [x, y] : pts) {
+    const uint8_t* p = im.at(x, y);
+    s += 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+  }
+  return s / pts.size();
+}
+
+}  // namespace
+
+// ---- CSV ------------------------------------------------------------------------------------------
+
+TEST(Csv, ParsesQuotesCrlfAndBlankLines) {
+  TempDir dir;
+  write_text(dir / "a.csv", "\xEF\xBB\xBFimage_id, melanoma ,note\r\n\r\nA,1,\"x, y\"\r\nB,0,\"say \"\"hi\"\"\"\n\nC,1,plain\n");
+  const CsvTable t = read_csv(dir / "a.csv");
+  ASSERT_EQ(t.header, (std::vector<std::string>{"image_id", "melanoma", "note"}));
+  ASSERT_EQ(t.rows.size(), 3u);
+  EXPECT_EQ(t.rows[0][2], "x, y");
+  EXPECT_EQ(t.rows[1][2], "say \"hi\"");
+  EXPECT_EQ(t.lines, (std::vector<int64_t>{3, 4, 6}));
+  EXPECT_EQ(t.column("melanoma"), 1);
+  EXPECT_EQ(t.column("missing"), -1);
+}
+
+TEST(Csv, MalformedRowNamesFileAndLine) {
+  TempDir dir;
+  write_text(dir / "labels.csv", "image_id,melanoma,seborrheic_keratosis\nA,0,0\nB,1\n");
+  const std::string e = error_of([&] { read_csv(dir / "labels.csv"); });
+  EXPECT_NE(e.find("labels.csv:3"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected 3 fields"), std::string::npos) << e;
+  EXPECT_NE(e.find("found 2"), std::string::npos) << e;
+
+  write_text(dir / "q.csv", "a,b\n1,\"open\n");
+  const std::string e2 = error_of([&] { read_csv(dir / "q.csv"); });
+  EXPECT_NE(e2.find("q.csv:2"), std::string::npos) << e2;
+  EXPECT_NE(e2.find("unterminated"), std::string::npos) << e2;
+}
+
+TEST(Dataset, BadFlagValueNamesFileLineColumnAndValue) {
+  TempDir dir;
+  write_tiny_isic(dir, 3);
+  write_text(dir / "labels.csv", "image_id,melanoma,seborrheic_keratosis\nISIC_1000,0,0\nISIC_1001,yes,0\n");
+  const std::string e = error_of([&] { Dataset::open_isic(dir.path.string()); });
+  EXPECT_NE(e.find("labels.csv:3"), std::string::npos) << e;
+  EXPECT_NE(e.find("'melanoma'"), std::string::npos) << e;
+  EXPECT_NE(e.find("'yes'"), std::string::npos) << e;
+
+  write_text(dir / "labels.csv", "image_id,melanoma,seborrheic_keratosis\nISIC_1000,1,1\n");
+  const std::string e2 = error_of([&] { Dataset::open_isic(dir.path.string()); });
+  EXPECT_NE(e2.find("labels.csv:2"), std::string::npos) << e2;
+  EXPECT_NE(e2.find("both"), std::string::npos) << e2;
+
+  write_text(dir / "labels.csv", "image_id,mel,seborrheic_keratosis\nISIC_1000,1,0\n");
+  const std::string e3 = error_of([&] { Dataset::open_isic(dir.path.string()); });
+  EXPECT_NE(e3.find("melanoma"), std::string::npos) << e3;
+}
+
+// ---- datasets --------------------------------------------------------------------------------------
+
+TEST(Dataset, IsicLayoutSplitColumnAndClassCounts) {
+  TempDir dir;
+  write_tiny_isic(dir, 12);
+  const Dataset all = Dataset::open(dir.path.string());
+  ASSERT_EQ(all.size(), 12u);
+  EXPECT_EQ(all.class_names, (std::vector<std::string>{"nevus", "melanoma", "seborrheic_keratosis"}));
+  EXPECT_EQ(all.class_counts(), (std::vector<int64_t>{4, 4, 4}));
+  EXPECT_EQ(all.missing_images, 0);
+  for (const Sample& s : all.samples) {
+    EXPECT_TRUE(fs::exists(s.image_path)) << s.image_path;
+    EXPECT_TRUE(fs::exists(s.mask_path)) << s.mask_path;
+  }
+  EXPECT_EQ(all.samples[1].label, 1);
+  EXPECT_EQ(all.samples[2].label, 2);  // "1.0" as in the official CSVs
+
+  const Dataset train = Dataset::open_isic(dir.path.string(), "train");
+  const Dataset val = Dataset::open_isic(dir.path.string(), "val");
+  EXPECT_EQ(train.size(), 9u);
+  EXPECT_EQ(val.size(), 3u);  // rows 3, 7, 11: labels 0, 1, 2
+  EXPECT_EQ(val.class_counts(), (std::vector<int64_t>{1, 1, 1}));
+  EXPECT_EQ(val.samples[0].id, "ISIC_1003");
+
+  const std::string e = error_of([&] { Dataset::open_isic(dir.path.string(), "test"); });
+  EXPECT_NE(e.find("split 'test'"), std::string::npos) << e;
+  EXPECT_NE(e.find("'train'"), std::string::npos) << e;
+  EXPECT_NE(error_of([&] { Dataset::open((dir.path / "nope").string()); }).find("nope"), std::string::npos);
+}
+
+TEST(Dataset, OfficialLayoutWithoutSplitAndMissingImage) {
+  TempDir dir;
+  write_tiny_isic(dir, 3);
+  write_text(dir / "gt.csv", "image_id,melanoma,seborrheic_keratosis\nISIC_1000,0.0,0.0\nISIC_1001,1.0,0.0\nISIC_9999,0.0,1.0\n");
+  const Dataset ds = Dataset::open_isic(dir.path.string(), "", dir / "gt.csv");
+  ASSERT_EQ(ds.size(), 3u);
+  EXPECT_EQ(ds.missing_images, 1);
+  EXPECT_NE(ds.samples[2].image_path.find("ISIC_9999"), std::string::npos);
+  EXPECT_TRUE(ds.samples[2].mask_path.empty());
+}
+
+TEST(Dataset, ClassFolders) {
+  TempDir dir;
+  write_image(dir / "zebra/b.png", 8, 1);
+  write_image(dir / "zebra/a.png", 8, 2);
+  write_image(dir / "ant/c.png", 8, 3);
+  write_text(dir / "ant/readme.txt", "not an image");
+  const Dataset ds = Dataset::open(dir.path.string());
+  EXPECT_EQ(ds.class_names, (std::vector<std::string>{"ant", "zebra"}));
+  ASSERT_EQ(ds.size(), 3u);
+  EXPECT_EQ(ds.samples[0].id, "c");
+  EXPECT_EQ(ds.samples[1].id, "a");
+  EXPECT_EQ(ds.class_counts(), (std::vector<int64_t>{1, 2}));
+}
+
+// ---- loader ---------------------------------------------------------------------------------------
+
+namespace {
+std::vector<Batch> run_epoch(DataLoader& dl, int64_t epoch) {
+  dl.start_epoch(epoch);
+  std::vector<Batch> out;
+  Batch b;
+  while (dl.next(b)) out.push_back(b);
+  return out;
+}
+bool same_batches(const std::vector<Batch>& a, const std::vector<Batch>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].ids != b[i].ids || a[i].labels != b[i].labels) return false;
+    if (a[i].images.shape() != b[i].images.shape() || a[i].images.to_vector() != b[i].images.to_vector()) return false;
+  }
+  return true;
+}
+}  // namespace
+
+TEST(Loader, EverySampleOncePerEpochAndDeterministic) {
+  TempDir dir;
+  write_tiny_isic(dir, 23);
+  const Dataset ds = Dataset::open(dir.path.string());
+  LoaderOptions opt;
+  opt.batch_size = 5;
+  opt.image_size = 16;
+  opt.augment = true;
+  opt.seed = 42;
+  opt.threads = 3;
+  opt.prefetch = 2;
+  DataLoader a(ds, opt);
+  EXPECT_EQ(a.batches_per_epoch(), 5);
+  const auto e0 = run_epoch(a, 0);
+  ASSERT_EQ(e0.size(), 5u);
+  std::multiset<std::string> ids;
+  for (const Batch& b : e0) {
+    EXPECT_EQ(b.images.shape(), (Shape{static_cast<int64_t>(b.ids.size()), 3, 16, 16}));
+    ids.insert(b.ids.begin(), b.ids.end());
+  }
+  std::multiset<std::string> expected;
+  for (const Sample& s : ds.samples) expected.insert(s.id);
+  EXPECT_EQ(ids, expected);
+  EXPECT_EQ(e0.back().ids.size(), 3u);  // 23 = 4 * 5 + 3
+
+  // Same seed, different thread count and prefetch: identical batches.
+  LoaderOptions opt1 = opt;
+  opt1.threads = 1;
+  opt1.prefetch = 1;
+  DataLoader b(ds, opt1);
+  EXPECT_TRUE(same_batches(e0, run_epoch(b, 0)));
+  // Another epoch: another order.
+  const auto e1 = run_epoch(a, 1);
+  EXPECT_NE(e0[0].ids, e1[0].ids);
+  // Re-running epoch 0 reproduces it.
+  EXPECT_TRUE(same_batches(e0, run_epoch(a, 0)));
+  // Another seed: other batches.
+  LoaderOptions opt2 = opt;
+  opt2.seed = 43;
+  DataLoader c(ds, opt2);
+  EXPECT_FALSE(same_batches(e0, run_epoch(c, 0)));
+  EXPECT_EQ(a.skipped(), 0);
+}
+
+TEST(Loader, NoShuffleKeepsOrderAndDropLast) {
+  TempDir dir;
+  write_tiny_isic(dir, 7);
+  const Dataset ds = Dataset::open(dir.path.string());
+  LoaderOptions opt;
+  opt.batch_size = 3;
+  opt.image_size = 8;
+  opt.shuffle = false;
+  opt.drop_last = true;
+  opt.with_masks = true;
+  DataLoader dl(ds, opt);
+  const auto e = run_epoch(dl, 0);
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].ids, (std::vector<std::string>{"ISIC_1000", "ISIC_1001", "ISIC_1002"}));
+  ASSERT_EQ(e[0].masks.size(), 3u);
+  EXPECT_EQ(e[0].masks[0].width, 8);
+  EXPECT_EQ(e[0].masks[0].count(), 16);  // the centre 4x4 of 8x8
+}
+
+TEST(Loader, UnreadableImageSkippedAndCountedOrFatal) {
+  TempDir dir;
+  write_tiny_isic(dir, 6);
+  write_text(dir / "images/ISIC_1002.png", "this is not a PNG");
+  const Dataset ds = Dataset::open(dir.path.string());
+  LoaderOptions opt;
+  opt.batch_size = 4;
+  opt.image_size = 8;
+  opt.seed = 3;
+  DataLoader dl(ds, opt);
+  int64_t seen = 0;
+  for (const Batch& b : run_epoch(dl, 0)) {
+    seen += static_cast<int64_t>(b.ids.size());
+    EXPECT_EQ(std::count(b.ids.begin(), b.ids.end(), "ISIC_1002"), 0);
+  }
+  EXPECT_EQ(seen, 5);
+  EXPECT_EQ(dl.skipped(), 1);
+
+  opt.fail_on_unreadable = true;
+  DataLoader strict(ds, opt);
+  const std::string e = error_of([&] { run_epoch(strict, 0); });
+  EXPECT_NE(e.find("ISIC_1002.png"), std::string::npos) << e;
+}
+
+TEST(Loader, DestroyedMidEpochShutsDownCleanly) {
+  TempDir dir;
+  write_tiny_isic(dir, 20, 32);
+  const Dataset ds = Dataset::open(dir.path.string());
+  LoaderOptions opt;
+  opt.batch_size = 2;
+  opt.image_size = 16;
+  opt.threads = 3;
+  opt.prefetch = 2;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int rep = 0; rep < 5; ++rep) {
+    DataLoader dl(ds, opt);
+    dl.start_epoch(0);
+    Batch b;
+    ASSERT_TRUE(dl.next(b));
+    dl.start_epoch(1);  // abandon epoch 0 mid-way
+    ASSERT_TRUE(dl.next(b));
+  }  // destroyed with workers blocked on a full buffer
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+}
+
+// ---- normalization --------------------------------------------------------------------------------
+
+TEST(Normalize, LoadForModelAndDenormalizeRoundTrip) {
+  TempDir dir;
+  write_image(dir / "x.png", 16, 5);
+  const Tensor t = load_for_model(dir / "x.png", 16);
+  EXPECT_EQ(t.shape(), (Shape{1, 3, 16, 16}));
+  const Tensor raw = attr::load_image_tensor(dir / "x.png");
+  const Tensor back = denormalize(t);
+  const auto a = raw.to_vector(), b = back.to_vector();
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f);
+  EXPECT_NEAR(t.at({0, 0, 0, 0}), (raw.at({0, 0, 0, 0}) - kNormMean[0]) / kNormStd[0], 1e-5f);
+}
+
+// ---- augmentation ---------------------------------------------------------------------------------
+
+TEST(Augment, KeepsShapeAndIsDeterministic) {
+  const SynthImage s = synth_image(7, 1, 48, false);
+  attr::Image rect = attr::resize_image(s.image, 40, 24);
+  AugmentOptions opt;
+  for (const attr::Image* im : std::vector<const attr::Image*>{&s.image, &rect}) {
+    Rng r1(5), r2(5), r3(6);
+    const attr::Image a = augment(*im, opt, r1), b = augment(*im, opt, r2), c = augment(*im, opt, r3);
+    EXPECT_EQ(a.width, im->width);
+    EXPECT_EQ(a.height, im->height);
+    EXPECT_EQ(a.channels, 3);
+    EXPECT_EQ(a.pixels, b.pixels);
+    EXPECT_NE(a.pixels, c.pixels);
+  }
+  // Everything off: the identity.
+  AugmentOptions none{false, false, 1.f, 0.f};
+  Rng r(1);
+  EXPECT_EQ(augment(s.image, none, r).pixels, s.image.pixels);
+}
+
+TEST(Augment, MaskFollowsTheImage) {
+  // A red L-shape on grey; its mask must stay on the red pixels through flips and rotations.
+  attr::Image im(24, 24, 3, 100);
+  attr::Mask m(24, 24);
+  for (int64_t y = 3; y < 20; ++y)
+    for (int64_t x = 4; x < 9; ++x) m.at(x, y) = 1;
+  for (int64_t y = 15; y < 20; ++y)
+    for (int64_t x = 4; x < 18; ++x) m.at(x, y) = 1;
+  for (int64_t i = 0; i < 24 * 24; ++i)
+    if (m.data[i]) im.pixels[i * 3] = 250;
+  AugmentOptions opt{true, true, 1.f, 0.f};
+  std::set<std::string> shapes;  // distinct masks reached
+  for (uint64_t seed = 0; seed < 16; ++seed) {
+    Rng rng(seed);
+    attr::Mask mk = m;
+    const attr::Image out = augment(im, mk, opt, rng);
+    shapes.insert(std::string(mk.data.begin(), mk.data.end()));
+    ASSERT_EQ(mk.count(), m.count());
+    for (int64_t i = 0; i < 24 * 24; ++i) ASSERT_EQ(mk.data[i] != 0, out.pixels[i * 3] > 200) << "seed " << seed << " pixel " << i;
+  }
+  EXPECT_GE(shapes.size(), 6u);  // the 8 flip/rotation combinations mostly reached
+
+  // With a crop: the mask still marks (nearly) the red pixels.
+  AugmentOptions crop{true, true, 0.5f, 0.f};
+  Rng rng(9);
+  attr::Mask mk = m;
+  const attr::Image out = augment(im, mk, crop, rng);
+  int64_t agree = 0;
+  for (int64_t i = 0; i < 24 * 24; ++i) agree += (mk.data[i] != 0) == (out.pixels[i * 3] > 175);
+  EXPECT_GE(agree, 24 * 24 * 9 / 10);
+}
+
+// ---- hair removal ---------------------------------------------------------------------------------
+
+TEST(HairRemoval, RemovesThinDarkLinesKeepsBlob) {
+  const int64_t N = 128;
+  attr::Image im(N, N, 3);
+  Rng rng(3);
+  for (int64_t i = 0; i < N * N; ++i) {
+    const float g = rng.normal(0.f, 3.f);
+    im.pixels[i * 3] = static_cast<uint8_t>(225 + g);
+    im.pixels[i * 3 + 1] = static_cast<uint8_t>(180 + g);
+    im.pixels[i * 3 + 2] = static_cast<uint8_t>(160 + g);
+  }
+  std::vector<std::pair<int64_t, int64_t>> blob, hair;
+  for (int64_t y = 0; y < N; ++y)
+    for (int64_t x = 0; x < N; ++x) {
+      if (std::hypot(x - 40.0, y - 70.0) < 20) {
+        uint8_t* p = im.at(x, y);
+        p[0] = 90, p[1] = 60, p[2] = 45;
+        if (std::hypot(x - 40.0, y - 70.0) < 14) blob.emplace_back(x, y);
+      }
+    }
+  // a 2-px hair crossing the image diagonally, and a 1-px horizontal one (also over the blob)
+  for (int64_t t = 0; t < N; ++t)
+    for (int64_t w = 0; w < 2; ++w) {
+      const int64_t x = t, y = std::clamp<int64_t>(t / 2 + 10 + w, 0, N - 1);
+      uint8_t* p = im.at(x, y);
+      p[0] = 35, p[1] = 25, p[2] = 20;
+      if (std::hypot(x - 40.0, y - 70.0) > 24) hair.emplace_back(x, y);
+    }
+  for (int64_t x = 5; x < 120; ++x) {
+    uint8_t* p = im.at(x, 100);
+    p[0] = 40, p[1] = 30, p[2] = 25;
+    hair.emplace_back(x, 100);
+  }
+  const double skin = 0.299 * 225 + 0.587 * 180 + 0.114 * 160;
+  const double hair_before = skin - mean_grey(im, hair), blob_before = skin - mean_grey(im, blob);
+  attr::Mask found;
+  const attr::Image out = remove_hair(im, &found);
+  const double hair_after = skin - mean_grey(out, hair), blob_after = skin - mean_grey(out, blob);
+  EXPECT_GT(hair_before, 100);
+  EXPECT_LT(hair_after, 0.15 * hair_before) << "hair darkness " << hair_before << " -> " << hair_after;
+  EXPECT_GT(blob_after, 0.9 * blob_before) << "blob darkness " << blob_before << " -> " << blob_after;
+  int64_t blob_flagged = 0;
+  for (auto [x, y] : blob) blob_flagged += found.at(x, y);
+  EXPECT_LT(blob_flagged, static_cast<int64_t>(blob.size()) / 10);
+  EXPECT_EQ(out.width, N);
+}
+
+// ---- synthetic data -------------------------------------------------------------------------------
+
+TEST(Synthetic, MasksCoverTheLesionAndClassesDiffer) {
+  double frac[3] = {0, 0, 0};
+  for (int64_t label = 0; label < 3; ++label)
+    for (uint64_t seed = 0; seed < 6; ++seed) {
+      const SynthImage s = synth_image(seed, label, 64, false);
+      ASSERT_EQ(s.mask.width, 64);
+      const int64_t n = s.mask.count();
+      ASSERT_GT(n, 64 * 64 / 50);
+      frac[label] += static_cast<double>(n) / (64 * 64) / 6;
+      // the lesion is darker than the skin around it
+      std::vector<std::pair<int64_t, int64_t>> in, out;
+      for (int64_t y = 0; y < 64; ++y)
+        for (int64_t x = 0; x < 64; ++x) (s.mask.at(x, y) ? in : out).emplace_back(x, y);
+      EXPECT_LT(mean_grey(s.image, in) + 20, mean_grey(s.image, out)) << "label " << label << " seed " << seed;
+    }
+  EXPECT_LT(frac[0], frac[2]);  // nevi are the smallest, melanomas the largest on average
+  EXPECT_LT(frac[2], frac[1]);
+  // the tablecloth scene
+  const SynthImage t = synth_image(1, 1, 64, true, true);
+  EXPECT_TRUE(t.cloth);
+}
+
+TEST(Synthetic, WriteIsDeterministicAndOpensAsIsic) {
+  TempDir dir;
+  SynthOptions opt;
+  opt.count = 15;
+  opt.size = 48;
+  opt.seed = 11;
+  opt.progress = false;
+  opt.threads = 3;
+  write_synthetic(dir / "a", opt);
+  opt.threads = 1;
+  write_synthetic(dir / "b", opt);
+  opt.seed = 12;
+  write_synthetic(dir / "c", opt);
+  EXPECT_EQ(read_bytes(dir / "a/labels.csv"), read_bytes(dir / "b/labels.csv"));
+  for (const char* f : {"images/SYN_0000000.png", "images/SYN_0000014.png", "masks/SYN_0000007_segmentation.png"}) {
+    const std::string a = read_bytes(dir / (std::string("a/") + f));
+    ASSERT_FALSE(a.empty()) << f;
+    EXPECT_EQ(a, read_bytes(dir / (std::string("b/") + f))) << f;
+  }
+  EXPECT_NE(read_bytes(dir / "a/images/SYN_0000000.png"), read_bytes(dir / "c/images/SYN_0000000.png"));
+
+  const Dataset all = Dataset::open(dir / "a");
+  EXPECT_EQ(all.class_counts(), (std::vector<int64_t>{5, 5, 5}));
+  const Dataset val = Dataset::open(dir / "a", "val");
+  EXPECT_EQ(val.class_counts(), (std::vector<int64_t>{1, 1, 1}));
+  EXPECT_EQ(Dataset::open(dir / "a", "train").size(), 12u);
+  for (const Sample& s : all.samples) {
+    ASSERT_FALSE(s.mask_path.empty());
+    const attr::Mask m = attr::load_mask(s.mask_path);
+    EXPECT_GT(m.count(), 0);
+  }
+  // and it loads
+  LoaderOptions lo;
+  lo.batch_size = 8;
+  lo.image_size = 32;
+  lo.with_masks = true;
+  lo.augment = true;
+  lo.hair_removal = true;
+  DataLoader dl(all, lo);
+  Batch b;
+  ASSERT_TRUE(dl.next(b));
+  EXPECT_EQ(b.images.shape(), (Shape{8, 3, 32, 32}));
+  EXPECT_EQ(b.masks.size(), 8u);
+}
+
+// ---- the shared ISIC 2017 data ----------------------------------------------------------------------
+
+TEST(Isic2017, OpensWithTheDocumentedCounts) {
+  const std::string root = find_isic2017();
+  if (root.empty()) GTEST_SKIP() << "ISIC 2017 not found (set GLIMPSE_ISIC_DIR or place it at ../shared/data/isic2017)";
+  const Dataset train = Dataset::open(root, "train");
+  const Dataset val = Dataset::open(root, "val");
+  ASSERT_EQ(train.size(), 2000u);
+  ASSERT_EQ(val.size(), 150u);
+  EXPECT_EQ(train.class_counts(), (std::vector<int64_t>{1372, 374, 254}));
+  EXPECT_EQ(val.class_counts(), (std::vector<int64_t>{78, 30, 42}));
+  EXPECT_EQ(train.missing_images + val.missing_images, 0);
+  for (const Dataset* ds : {&train, &val})
+    for (const Sample& s : ds->samples) ASSERT_FALSE(s.mask_path.empty()) << s.id;
+
+  LoaderOptions opt;
+  opt.batch_size = 8;
+  opt.image_size = 64;
+  opt.with_masks = true;
+  opt.augment = true;
+  DataLoader dl(val, opt);
+  Batch b;
+  ASSERT_TRUE(dl.next(b));
+  EXPECT_EQ(b.images.shape(), (Shape{8, 3, 64, 64}));
+  ASSERT_EQ(b.masks.size(), 8u);
+  for (const attr::Mask& m : b.masks) {
+    EXPECT_EQ(m.width, 64);
+    EXPECT_GT(m.count(), 0);
+  }
+  EXPECT_EQ(dl.skipped(), 0);
+}
