@@ -1,0 +1,205 @@
+// The melanoma app's subcommands as functions (main.cpp only parses flags into these structs), so
+// that tests and the demo call them directly. Each run_* prints its results to stdout, progress to
+// stderr, and returns the numbers it printed.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common.h"
+#include "roc.h"
+
+namespace mel {
+
+// ---- synth ----
+struct SynthOptions {
+  std::string out;
+  int64_t count = 300;
+  int64_t size = 128;
+  uint64_t seed = 1;
+  double val_fraction = 0.2;
+  bool distractors = true;
+};
+void run_synth(const SynthOptions& o);
+
+// ---- train ----
+struct TrainOptions {
+  std::string data;               // ISIC-layout directory (or empty with synthetic > 0)
+  int64_t synthetic = 0;          // generate this many synthetic images into <out dir>/synthetic
+  std::string train_split = "train", val_split = "val";
+  std::string arch = "small-gap";
+  int64_t size = 64;
+  int epochs = 10;
+  int64_t batch = 32;
+  std::string optimizer = "adam";  // sgd | adam | adamw
+  float lr = 0;                    // 0: 0.05 for sgd, 2e-3 for adam/adamw
+  float weight_decay = -1;         // <0: 5e-4 for sgd and adam, 1e-2 for adamw
+  float momentum = 0.9f;
+  std::string schedule = "cosine";  // cosine | step
+  std::string class_weights = "auto";  // auto (inverse frequency) | none
+  bool augment = true;
+  bool hair_removal = false;
+  std::string out = "melanoma.safetensors";  // checkpoint, rewritten atomically every epoch
+  std::string resume;                         // checkpoint to continue from
+  uint64_t seed = 1;
+  bool quiet = false;              // no per-epoch lines (used by roar's many retrainings)
+  std::string label = "train";     // prefix of the progress bar
+};
+struct EpochRecord {
+  int64_t epoch = 0;
+  double train_loss = 0, train_accuracy = 0, lr = 0, seconds = 0;
+  bool has_val = false;
+  double val_loss = 0, val_accuracy = 0, auc_melanoma = 0, auc_keratosis = 0, auc_mean = 0;
+};
+struct TrainResult {
+  std::shared_ptr<glimpse::Model> model;
+  ModelMeta meta;
+  std::vector<EpochRecord> history;
+  bool has_val = false;
+  ClassificationMetrics val;  // after the last epoch
+  std::string checkpoint, curve;
+  double seconds = 0;
+};
+TrainResult train_model(const TrainOptions& o);
+nlohmann::json curve_to_json(const TrainResult& r);
+
+// ---- eval ----
+struct EvalOptions {
+  std::string model, data, split = "val", json;
+};
+struct EvalResult {
+  ModelMeta meta;
+  Predictions predictions;
+  ClassificationMetrics metrics;
+  double seconds = 0;
+};
+EvalResult run_eval(const EvalOptions& o);
+nlohmann::json eval_to_json(const EvalOptions& o, const EvalResult& r);
+
+// ---- explain ----
+struct ExplainOptions {
+  std::string model, image, method = "gradcam", layer, out, json;
+  int64_t target = -1;                  // class to explain; -1: the predicted class
+  std::string threshold = "fraction:0.5";
+  std::string shape = "circle";         // circle | ellipse | box | contour
+  int max_regions = 3;
+  double min_area = 0.002;              // of the image area
+  std::string colormap = "jet";
+  float alpha = 0.45f;
+  int64_t display = 512;                // longer side of the written overlay (0: the photo's own size)
+  uint64_t seed = 0;
+};
+struct ExplainResult {
+  int64_t predicted = 0, target = 0;
+  std::vector<float> probs;
+  nlohmann::json json;
+};
+ExplainResult run_explain(const ExplainOptions& o);
+
+// ---- localize ----
+struct LocalizeOptions {
+  std::string model, data, split = "val", methods = "all", layer, json;
+  int64_t limit = 0;                   // first N images with masks (0: all)
+  std::string threshold = "value:0.5"; // the fixed threshold of the Dice/IoU@fixed columns
+  double tolerance = 15.0 / 224.0;     // pointing-game tolerance as a fraction of the image side
+  double gaussian_sigma = 0.25;        // baseline's sigma as a fraction of the image side
+  int curve_steps = 16;                // deletion/insertion steps
+  bool curves = true;                  // compute deletion/insertion AUC (needs the model)
+  std::string target = "predicted";    // predicted | true
+  int64_t batch = 16;
+  uint64_t seed = 0;
+};
+struct LocalizeRow {
+  std::string method;
+  std::string error;                   // non-empty if the method failed on this model
+  int64_t images = 0;
+  double dice_best = 0, best_threshold = 0, iou_best = 0;
+  double dice_fixed = 0, iou_fixed = 0;
+  double energy = 0, pointing = 0;
+  double deletion = -1, insertion = -1;  // -1: not computed
+  double seconds = 0;
+  std::vector<double> dice_by_threshold;
+};
+struct LocalizeResult {
+  std::vector<LocalizeRow> rows;       // the Gaussian baseline first
+  std::vector<double> thresholds;
+  int64_t images = 0, resolution = 0;
+  double seconds = 0;
+};
+LocalizeResult run_localize(const LocalizeOptions& o);
+std::string format_localize_table(const LocalizeResult& r);
+nlohmann::json localize_to_json(const LocalizeOptions& o, const LocalizeResult& r);
+
+// ---- two-stage (Jia & Shen) ----
+struct TwoStageOptions {
+  TrainOptions train;                  // data, arch, size, epochs... for both stages
+  std::string model;                   // stage-1 checkpoint; empty: train it
+  std::string out = "two-stage";       // directory
+  std::string method = "cam";
+  float crop_threshold = 0.3f;         // fraction of the map's maximum
+  float margin = 0.15f;                // of the box side, on each side
+  std::string json;
+};
+struct TwoStageResult {
+  ClassificationMetrics stage1, stage2, combined;
+  double seconds = 0;
+};
+TwoStageResult run_two_stage(const TwoStageOptions& o);
+
+// ---- roar ----
+struct RoarOptions {
+  TrainOptions train;                  // retraining settings
+  std::string model;                   // the model whose maps rank the pixels; empty: train it
+  std::string out = "roar";
+  std::string methods = "gradcam,saliency";
+  std::vector<int> percents = {10, 30, 50, 70, 90};
+  bool random_control = true;
+  bool keep = false;                   // keep the top pixels and remove the rest instead
+  std::string json;
+};
+struct RoarRow {
+  std::string method;
+  int percent = 0;
+  ClassificationMetrics metrics;
+};
+struct RoarResult {
+  ClassificationMetrics original;
+  std::vector<RoarRow> rows;
+  double seconds = 0;
+};
+RoarResult run_roar(const RoarOptions& o);
+
+// ---- report ----
+struct ReportOptions {
+  std::string model, data, split = "val", out = "report.html";
+  std::string methods = "all";
+  int64_t count = 6;                   // gallery images
+  int64_t thumb = 160;                 // gallery thumbnail side
+  std::string curve, eval_json, localize_json, two_stage_json, roar_json;  // default: beside the model
+  std::string title = "glimpse melanoma report";
+};
+void run_report(const ReportOptions& o);
+
+// ---- demo ----
+struct DemoOptions {
+  std::string out = "melanoma-demo";
+  std::string data;                    // ISIC folder; empty: synthetic
+  std::string train_split = "train", split = "val";
+  int64_t count = 480;                 // synthetic images
+  int64_t synth_size = 96;
+  std::string arch = "small-gap";
+  int64_t size = 64;
+  int epochs = 12;
+  int64_t batch = 32;
+  std::string methods = "fast";        // fast | all | a,b,c
+  int64_t localize_limit = 60;
+  int64_t explain_count = 3;
+  int64_t gallery = 6;
+  uint64_t seed = 1;
+};
+void run_demo(const DemoOptions& o);
+
+}  // namespace mel

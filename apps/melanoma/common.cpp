@@ -1,0 +1,369 @@
+// Shared pieces of the melanoma app; see common.h.
+#include "common.h"
+
+#include <malloc.h>
+#include <omp.h>
+#include <stb_image_write.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "attribution/attribution.h"
+#include "autograd/functions.h"
+#include "autograd/grad_mode.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "layers/checkpoint.h"
+#include "core/io/safetensors.h"
+
+namespace fs = std::filesystem;
+using namespace glimpse;
+
+namespace mel {
+
+const std::vector<std::string>& class_names() {
+  static const std::vector<std::string> names = {"nevus", "melanoma", "seborrheic_keratosis"};
+  return names;
+}
+
+namespace {
+int g_threads = 1;
+ProgressBar::Mode g_progress = ProgressBar::Mode::Auto;
+}  // namespace
+
+void setup_runtime(int threads, uint64_t seed) {
+  // Every step allocates and frees the same large activation buffers; keep them in the heap
+  // instead of a fresh mmap (and page faults) per allocation.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  g_threads = threads > 0 ? threads : omp_get_num_procs();
+  omp_set_num_threads(g_threads);
+  Eigen::setNbThreads(g_threads);
+  manual_seed(seed);
+}
+
+int runtime_threads() { return g_threads; }
+int loader_threads() { return g_threads <= 2 ? 1 : 2; }
+
+ProgressBar::Mode progress_mode(const std::string& name) {
+  if (name == "tty") return ProgressBar::Mode::Tty;
+  if (name == "plain") return ProgressBar::Mode::Plain;
+  if (name == "none") return ProgressBar::Mode::Silent;
+  GLIMPSE_CHECK(name == "auto", "unknown progress mode '", name, "'; known: auto, tty, plain, none");
+  return ProgressBar::Mode::Auto;
+}
+void set_progress(const std::string& name) { g_progress = progress_mode(name); }
+ProgressBar::Mode progress(bool inner) {
+  if (!inner) return g_progress;
+  const bool tty = g_progress == ProgressBar::Mode::Tty ||
+                   (g_progress == ProgressBar::Mode::Auto && ProgressBar::stderr_is_tty());
+  return tty ? ProgressBar::Mode::Tty : ProgressBar::Mode::Silent;
+}
+
+// ---- models ----
+
+std::map<std::string, std::string> meta_to_map(const ModelMeta& m) {
+  std::string names;
+  for (const auto& n : m.class_names) names += (names.empty() ? "" : ",") + n;
+  return {{"app", "melanoma"},
+          {"arch", m.arch},
+          {"input_size", std::to_string(m.size)},
+          {"classes", std::to_string(m.classes)},
+          {"class_names", names},
+          {"epoch", std::to_string(m.epoch)},
+          {"epochs", std::to_string(m.epochs)},
+          {"optimizer_step", std::to_string(m.step)},
+          {"optimizer", m.optimizer},
+          {"schedule", m.schedule},
+          {"lr", strf("%g", m.lr)},
+          {"seed", std::to_string(m.seed)},
+          {"data", m.data},
+          {"hair_removal", m.hair_removal ? "1" : "0"},
+          {"val_auc_mean", strf("%.6f", m.val_auc_mean)}};
+}
+
+namespace {
+const std::string& need(const std::map<std::string, std::string>& m, const std::string& key, const std::string& path) {
+  auto it = m.find(key);
+  GLIMPSE_CHECK(it != m.end(), path, " has no '", key,
+                "' in its metadata: it is not a checkpoint written by `melanoma train` (which records arch, "
+                "input_size, classes, epoch and optimizer_step)");
+  return it->second;
+}
+int64_t need_int(const std::map<std::string, std::string>& m, const std::string& key, const std::string& path) {
+  const std::string& v = need(m, key, path);
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(v, &used);
+    if (used == v.size()) return x;
+  } catch (const std::exception&) {
+  }
+  GLIMPSE_FAIL(path, ": metadata '", key, "' = '", v, "' is not an integer");
+}
+std::string get(const std::map<std::string, std::string>& m, const std::string& key) {
+  auto it = m.find(key);
+  return it == m.end() ? "" : it->second;
+}
+}  // namespace
+
+ModelMeta meta_from_map(const std::map<std::string, std::string>& m, const std::string& path) {
+  ModelMeta meta;
+  meta.arch = need(m, "arch", path);
+  meta.size = need_int(m, "input_size", path);
+  meta.classes = need_int(m, "classes", path);
+  meta.epoch = need_int(m, "epoch", path);
+  meta.step = need_int(m, "optimizer_step", path);
+  GLIMPSE_CHECK(meta.size > 0 && meta.classes > 1, path, ": metadata input_size ", meta.size, " / classes ",
+                meta.classes, " out of range");
+  const std::string names = get(m, "class_names");
+  std::stringstream ss(names);
+  for (std::string n; std::getline(ss, n, ',');) meta.class_names.push_back(n);
+  if (static_cast<int64_t>(meta.class_names.size()) != meta.classes) {
+    meta.class_names.clear();
+    for (int64_t c = 0; c < meta.classes; ++c)
+      meta.class_names.push_back(c < 3 ? class_names()[static_cast<size_t>(c)] : "class" + std::to_string(c));
+  }
+  const std::string epochs = get(m, "epochs");
+  meta.epochs = epochs.empty() ? meta.epoch : std::atoll(epochs.c_str());
+  meta.optimizer = get(m, "optimizer");
+  meta.schedule = get(m, "schedule");
+  meta.lr = std::atof(get(m, "lr").c_str());
+  meta.seed = std::strtoull(get(m, "seed").c_str(), nullptr, 10);
+  meta.data = get(m, "data");
+  meta.hair_removal = get(m, "hair_removal") == "1";
+  const std::string auc = get(m, "val_auc_mean");
+  meta.val_auc_mean = auc.empty() ? -1 : std::atof(auc.c_str());
+  return meta;
+}
+
+LoadedModel load_model(const std::string& path) {
+  GLIMPSE_CHECK(!path.empty(), "no model given: pass --model FILE (a checkpoint written by `melanoma train`)");
+  GLIMPSE_CHECK(fs::is_regular_file(path), "the model file '", path, "' does not exist");
+  // The metadata first (reading the file once more is cheap next to training), then the model.
+  const SafetensorsFile file = load_safetensors(path);
+  LoadedModel lm;
+  lm.meta = meta_from_map(file.metadata, path);
+  Rng rng(lm.meta.seed);
+  lm.model = make_model(lm.meta.arch, lm.meta.classes, lm.meta.size, rng);
+  load_checkpoint(*lm.model, path, /*strict=*/true);
+  lm.model->eval();
+  return lm;
+}
+
+void check_model_for_dataset(const ModelMeta& meta, const data::Dataset& ds, const std::string& model_path) {
+  GLIMPSE_CHECK(static_cast<int64_t>(ds.class_names.size()) == meta.classes, "the model ", model_path, " has ",
+                meta.classes, " classes but the data set ", ds.root, " has ", ds.class_names.size(),
+                " (a model trained on another kind of data?)");
+}
+
+// ---- data ----
+
+data::Dataset open_dataset(const std::string& dir, const std::string& split) {
+  GLIMPSE_CHECK(!dir.empty(), "no data directory given: pass --data DIR (ISIC layout, or `melanoma synth --out DIR`)");
+  GLIMPSE_CHECK(fs::is_directory(dir), "the data directory '", dir, "' does not exist");
+  data::Dataset ds = data::Dataset::open(dir, split);
+  GLIMPSE_CHECK(ds.size() > 0, "the data set ", dir, split.empty() ? std::string() : " (split '" + split + "')",
+                " holds no images", split.empty() ? "" : "; is the split name right (train, val, test)?");
+  return ds;
+}
+
+data::LoaderOptions inference_loader(int64_t size, int64_t batch, bool with_masks, bool hair_removal) {
+  data::LoaderOptions o;
+  o.batch_size = batch;
+  o.image_size = size;
+  o.shuffle = false;
+  o.augment = false;
+  o.with_masks = with_masks;
+  o.hair_removal = hair_removal;
+  o.threads = loader_threads();
+  o.prefetch = 4;
+  return o;
+}
+
+std::vector<std::vector<float>> softmax_rows(const Tensor& logits) {
+  const Tensor p = softmax(logits.detach(), 1).contiguous();
+  const int64_t n = p.size(0), k = p.size(1);
+  std::vector<std::vector<float>> rows(static_cast<size_t>(n));
+  const float* d = p.data();
+  for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)].assign(d + i * k, d + (i + 1) * k);
+  return rows;
+}
+
+Predictions predict(Model& model, const data::Dataset& ds, int64_t size, bool hair_removal, const std::string& label) {
+  NoGradGuard no_grad;
+  const bool was_training = model.training();
+  model.eval();
+  data::DataLoader loader(ds, inference_loader(size, 64, false, hair_removal));
+  loader.start_epoch(0);
+  Predictions p;
+  ProgressBar bar(label, std::max<int64_t>(1, loader.batches_per_epoch()), "img", progress(/*inner=*/true));
+  data::Batch b;
+  double loss_sum = 0;
+  while (loader.next(b)) {
+    Tensor logits = model(b.images);
+    loss_sum += cross_entropy(logits, b.labels).item() * static_cast<double>(b.labels.size());
+    for (auto& row : softmax_rows(logits)) p.probs.push_back(std::move(row));
+    p.labels.insert(p.labels.end(), b.labels.begin(), b.labels.end());
+    p.ids.insert(p.ids.end(), b.ids.begin(), b.ids.end());
+    bar.step(static_cast<int64_t>(b.labels.size()));
+  }
+  bar.finish();
+  p.loss = p.labels.empty() ? 0 : loss_sum / static_cast<double>(p.labels.size());
+  model.train(was_training);
+  return p;
+}
+
+// ---- attribution ----
+
+std::string known_methods() {
+  std::string s;
+  for (const auto& m : attr::method_names()) s += (s.empty() ? "" : ", ") + m;
+  return s;
+}
+
+std::string check_method(const std::string& name) {
+  const auto& names = attr::method_names();
+  if (std::find(names.begin(), names.end(), name) != names.end()) return "";
+  return "unknown attribution method '" + name + "'; known methods: " + known_methods();
+}
+
+std::vector<std::string> parse_methods(const std::string& list) {
+  if (list.empty() || list == "all") return attr::method_names();
+  std::vector<std::string> out;
+  std::stringstream ss(list);
+  for (std::string m; std::getline(ss, m, ',');) {
+    m.erase(0, m.find_first_not_of(' '));
+    m.erase(m.find_last_not_of(' ') + 1);
+    if (m.empty()) continue;
+    const std::string err = check_method(m);
+    GLIMPSE_CHECK(err.empty(), err);
+    if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+  }
+  GLIMPSE_CHECK(!out.empty(), "the method list '", list, "' names no method; known methods: ", known_methods());
+  return out;
+}
+
+std::vector<std::string> default_methods(bool fast) {
+  if (!fast) return attr::method_names();
+  std::vector<std::string> out;
+  for (const auto& m : attr::method_names())
+    if (m != "sliding-window") out.push_back(m);
+  return out;
+}
+
+// ---- files ----
+
+void ensure_dir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  GLIMPSE_CHECK(fs::is_directory(dir), "cannot create the directory '", dir, "'", ec ? ": " + ec.message() : "");
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  const fs::path p(path);
+  if (p.has_parent_path()) ensure_dir(p.parent_path().string());
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    GLIMPSE_CHECK(f.good(), "cannot write '", tmp, "'");
+    f << text;
+    f.flush();
+    GLIMPSE_CHECK(f.good(), "writing '", tmp, "' failed (disk full?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  GLIMPSE_CHECK(!ec, "cannot rename '", tmp, "' to '", path, "': ", ec.message());
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) { write_text(path, j.dump(2) + "\n"); }
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream f(path);
+  GLIMPSE_CHECK(f.good(), "cannot read the JSON file '", path, "'");
+  try {
+    return nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    GLIMPSE_FAIL("'", path, "' is not valid JSON: ", e.what());
+  }
+}
+
+std::string sibling(const std::string& path, const std::string& suffix) {
+  fs::path p(path);
+  p.replace_extension("");
+  return p.string() + suffix;
+}
+
+namespace {
+void append_bytes(void* ctx, void* data, int size) {
+  auto* out = static_cast<std::string*>(ctx);
+  out->append(static_cast<const char*>(data), static_cast<size_t>(size));
+}
+std::string base64(const std::string& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += t[v >> 18];
+    out += t[(v >> 12) & 63];
+    out += t[(v >> 6) & 63];
+    out += t[v & 63];
+  }
+  if (i + 1 == in.size()) {
+    const uint32_t v = uint8_t(in[i]) << 16;
+    out += t[v >> 18];
+    out += t[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += t[v >> 18];
+    out += t[(v >> 12) & 63];
+    out += t[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+}  // namespace
+
+std::string png_base64(const attr::Image& image) {
+  GLIMPSE_CHECK(!image.empty(), "png_base64: empty image");
+  std::string bytes;
+  const int ok = stbi_write_png_to_func(append_bytes, &bytes, static_cast<int>(image.width),
+                                        static_cast<int>(image.height), static_cast<int>(image.channels),
+                                        image.pixels.data(), static_cast<int>(image.width * image.channels));
+  GLIMPSE_CHECK(ok, "png_base64: PNG encoding of a ", image.width, "x", image.height, " image failed");
+  return base64(bytes);
+}
+
+attr::Image display_image(const Tensor& input) { return attr::tensor_to_image(data::denormalize(input)); }
+
+std::string strf(const char* fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  const int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < static_cast<int>(sizeof buf)) return std::string(buf, static_cast<size_t>(std::max(n, 0)));
+  std::string s(static_cast<size_t>(n) + 1, '\0');
+  va_start(ap, fmt);
+  std::vsnprintf(s.data(), s.size(), fmt, ap);
+  va_end(ap);
+  s.resize(static_cast<size_t>(n));
+  return s;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+double seconds_since(double start) { return now_s() - start; }
+
+}  // namespace mel

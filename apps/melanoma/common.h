@@ -1,0 +1,119 @@
+// Shared pieces of the melanoma app's subcommands: runtime setup, loading a model from its
+// checkpoint alone, predictions over a data set, method lists, JSON and PNG helpers.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "attribution/image_io.h"
+#include "core/progress.h"
+#include "core/tensor.h"
+#include "data/data.h"
+#include "layers/models.h"
+
+namespace mel {
+
+using glimpse::Tensor;
+
+// The ISIC 2017 classes, in the order of data.h.
+const std::vector<std::string>& class_names();
+
+// Threads for the CPU kernels (OpenMP loops and Eigen's GEMM; 0 = all cores), the global seed,
+// and malloc settings that keep the large, short-lived activation buffers in the heap.
+void setup_runtime(int threads, uint64_t seed);
+int runtime_threads();
+// Decoding workers of a data loader beside `threads` compute threads.
+int loader_threads();
+
+// "auto", "tty", "plain", "none".
+glimpse::ProgressBar::Mode progress_mode(const std::string& name);
+void set_progress(const std::string& name);  // the mode of every bar of this process
+// The mode of a bar; an `inner` bar (evaluation inside training, say) is drawn on a terminal only,
+// so that a log keeps one line per epoch.
+glimpse::ProgressBar::Mode progress(bool inner = false);
+
+// ---- models and checkpoints ----
+// What a checkpoint's metadata records beside the weights, so that `--model FILE` alone rebuilds
+// the network: architecture, input size, class count and names, and where training stopped.
+struct ModelMeta {
+  std::string arch = "small-gap";
+  int64_t size = 64;
+  int64_t classes = 3;
+  std::vector<std::string> class_names;
+  int64_t epoch = 0;          // epochs completed
+  int64_t epochs = 0;         // epochs planned
+  int64_t step = 0;           // optimizer steps taken
+  std::string optimizer, schedule;
+  double lr = 0;
+  uint64_t seed = 0;
+  std::string data;           // training data directory
+  bool hair_removal = false;  // preprocessing the model was trained with
+  double val_auc_mean = -1;   // last validation score, if any
+};
+std::map<std::string, std::string> meta_to_map(const ModelMeta& meta);
+// Reads the metadata back; errors name the path and the missing or malformed key.
+ModelMeta meta_from_map(const std::map<std::string, std::string>& m, const std::string& path);
+
+struct LoadedModel {
+  std::shared_ptr<glimpse::Model> model;
+  ModelMeta meta;
+};
+// Builds the model the checkpoint describes and loads its weights (strict). A file that is not a
+// melanoma checkpoint is refused naming what is missing.
+LoadedModel load_model(const std::string& path);
+// Checks the model against a data set: the class count must match.
+void check_model_for_dataset(const ModelMeta& meta, const glimpse::data::Dataset& ds, const std::string& model_path);
+
+// ---- data ----
+// Opens an ISIC-layout (or class-folder) data set, one split ("" = every row). A missing directory
+// or an empty split is an error naming the value at fault.
+glimpse::data::Dataset open_dataset(const std::string& dir, const std::string& split);
+// Loader options for inference: no shuffling, no augmentation.
+glimpse::data::LoaderOptions inference_loader(int64_t size, int64_t batch = 32, bool with_masks = false,
+                                              bool hair_removal = false);
+
+struct Predictions {
+  std::vector<std::string> ids;
+  std::vector<int64_t> labels;
+  std::vector<std::vector<float>> probs;  // softmax, one row per image
+  double loss = 0;                        // mean cross-entropy
+};
+// Runs the model (eval mode, no tape) over the whole data set.
+Predictions predict(glimpse::Model& model, const glimpse::data::Dataset& ds, int64_t size, bool hair_removal,
+                    const std::string& label = "  eval");
+// Softmax of logits [N, K] -> rows.
+std::vector<std::vector<float>> softmax_rows(const Tensor& logits);
+
+// ---- attribution ----
+// "all" -> every method; "a,b,c" -> those, each checked (an unknown name lists the known ones).
+std::vector<std::string> parse_methods(const std::string& list);
+// "" if `name` is a known method, else the error message listing the known ones.
+std::string check_method(const std::string& name);
+std::string known_methods();
+// Methods fast enough to run over a data set in the demo (all but the slowest perturbation ones
+// when `fast`).
+std::vector<std::string> default_methods(bool fast);
+
+// ---- files ----
+void write_json(const std::string& path, const nlohmann::json& j);
+nlohmann::json read_json(const std::string& path);
+void write_text(const std::string& path, const std::string& text);
+void ensure_dir(const std::string& dir);
+// Path with its extension replaced: ("a/b.safetensors", ".curve.json") -> "a/b.curve.json".
+std::string sibling(const std::string& path, const std::string& suffix);
+// PNG bytes of an image, base64 (for inline <img src="data:image/png;base64,...">).
+std::string png_base64(const glimpse::attr::Image& image);
+
+// A model input [1, 3, S, S] (normalized as the loader does) -> a displayable RGB image.
+glimpse::attr::Image display_image(const Tensor& input);
+// The printf of std::string.
+std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// Seconds since `start` (steady clock).
+double seconds_since(double start);
+double now_s();
+
+}  // namespace mel

@@ -1,0 +1,46 @@
+// `melanoma eval`: the ISIC 2017 part-3 scores of a checkpoint on a split -- ROC AUC of melanoma vs
+// rest and of seborrheic keratosis vs rest, their mean -- with accuracy and the confusion matrix.
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+
+namespace mel {
+
+EvalResult run_eval(const EvalOptions& o) {
+  const double t0 = now_s();
+  EvalResult r;
+  LoadedModel lm = load_model(o.model);
+  r.meta = lm.meta;
+  const glimpse::data::Dataset ds = open_dataset(o.data, o.split);
+  check_model_for_dataset(lm.meta, ds, o.model);
+  r.predictions = predict(*lm.model, ds, lm.meta.size, lm.meta.hair_removal);
+  r.metrics = classification_metrics(r.predictions.probs, r.predictions.labels, std::max<int64_t>(3, lm.meta.classes));
+  r.seconds = seconds_since(t0);
+  std::printf("eval: %s (%s, %lld px, epoch %lld) on %s [%s]\n%s  (%.1fs)\n", o.model.c_str(), lm.meta.arch.c_str(),
+              static_cast<long long>(lm.meta.size), static_cast<long long>(lm.meta.epoch), o.data.c_str(),
+              o.split.empty() ? "all" : o.split.c_str(), format_metrics(r.metrics, lm.meta.class_names).c_str(),
+              r.seconds);
+  std::fflush(stdout);
+  if (!o.json.empty()) write_json(o.json, eval_to_json(o, r));
+  return r;
+}
+
+nlohmann::json eval_to_json(const EvalOptions& o, const EvalResult& r) {
+  nlohmann::json j = to_json(r.metrics, r.meta.class_names);
+  j["model"] = o.model;
+  j["arch"] = r.meta.arch;
+  j["input_size"] = r.meta.size;
+  j["epoch"] = r.meta.epoch;
+  j["data"] = o.data;
+  j["split"] = o.split;
+  j["loss"] = r.predictions.loss;
+  j["seconds"] = r.seconds;
+  nlohmann::json preds = nlohmann::json::array();
+  for (size_t i = 0; i < r.predictions.ids.size(); ++i)
+    preds.push_back({{"id", r.predictions.ids[i]}, {"label", r.predictions.labels[i]}, {"probs", r.predictions.probs[i]}});
+  j["predictions"] = preds;
+  return j;
+}
+
+}  // namespace mel

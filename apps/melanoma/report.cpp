@@ -1,0 +1,371 @@
+// `melanoma report`: one self-contained HTML page (no external files: images inlined as base64 PNG,
+// charts as inline SVG) with the model, the ISIC 2017 scores, the training curves, the localization
+// table (and two-stage / ROAR results when their JSON files exist), and a gallery: each image with
+// its expert mask outlined, then every method's overlay side by side.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "attribution/attribution.h"
+#include "attribution/regions.h"
+#include "attribution/render.h"
+#include "autograd/functions.h"
+#include "autograd/grad_mode.h"
+#include "commands.h"
+#include "core/error.h"
+
+namespace fs = std::filesystem;
+using namespace glimpse;
+using nlohmann::json;
+
+namespace mel {
+namespace {
+
+std::string esc(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+std::string num(const json& j, const char* key, const char* fmt = "%.3f") {
+  if (!j.contains(key) || !j[key].is_number()) return "&ndash;";
+  return strf(fmt, j[key].get<double>());
+}
+
+struct Series {
+  std::string name, colour;
+  std::vector<std::pair<double, double>> points;
+};
+
+// A line chart: x = epoch, one polyline per series, axes with a few ticks, a legend.
+std::string svg_chart(const std::string& title, const std::vector<Series>& series, double ymin, double ymax,
+                      bool fixed_range) {
+  const double W = 420, H = 250, L = 48, R = 12, T = 28, B = 36;
+  double xmin = 1e300, xmax = -1e300;
+  double lo = 1e300, hi = -1e300;
+  for (const auto& s : series)
+    for (auto [x, y] : s.points) {
+      xmin = std::min(xmin, x);
+      xmax = std::max(xmax, x);
+      if (std::isfinite(y)) {
+        lo = std::min(lo, y);
+        hi = std::max(hi, y);
+      }
+    }
+  if (xmin > xmax) return "<p>(no data for " + esc(title) + ")</p>";
+  if (xmax == xmin) xmax = xmin + 1;
+  if (!fixed_range) {
+    ymin = std::min(0.0, lo);
+    ymax = hi > ymin ? hi * 1.05 : ymin + 1;
+  }
+  auto px = [&](double x) { return L + (x - xmin) / (xmax - xmin) * (W - L - R); };
+  auto py = [&](double y) { return T + (1 - (y - ymin) / (ymax - ymin)) * (H - T - B); };
+  std::ostringstream os;
+  os << strf("<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' class='chart'>", W, H);
+  os << strf("<text x='%.0f' y='18' font-size='14' font-weight='bold'>%s</text>", L, esc(title).c_str());
+  os << strf("<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='#fafafa' stroke='#ccc'/>", L, T, W - L - R, H - T - B);
+  for (int k = 0; k <= 4; ++k) {
+    const double y = ymin + (ymax - ymin) * k / 4;
+    os << strf("<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='#e4e4e4'/>", L, W - R, py(y), py(y));
+    os << strf("<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>%.2f</text>", L - 4, py(y) + 3, y);
+  }
+  const int xt = static_cast<int>(std::min(8.0, xmax - xmin));
+  for (int k = 0; k <= xt; ++k) {
+    const double x = xmin + (xmax - xmin) * k / std::max(1, xt);
+    os << strf("<text x='%.1f' y='%.1f' font-size='10' text-anchor='middle'>%.0f</text>", px(x), H - B + 14, x);
+  }
+  os << strf("<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>epoch</text>", (L + W - R) / 2, H - 6);
+  double ly = T + 12;
+  for (const auto& s : series) {
+    std::string pts;
+    for (auto [x, y] : s.points)
+      if (std::isfinite(y)) pts += strf("%.1f,%.1f ", px(x), py(std::clamp(y, ymin, ymax)));
+    os << "<polyline fill='none' stroke-width='2' stroke='" << s.colour << "' points='" << pts << "'/>";
+    for (auto [x, y] : s.points)
+      if (std::isfinite(y))
+        os << strf("<circle cx='%.1f' cy='%.1f' r='2.5' fill='%s'/>", px(x), py(std::clamp(y, ymin, ymax)), s.colour.c_str());
+    os << strf("<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='%s' stroke-width='3'/>", W - R - 120, W - R - 104,
+               ly - 4, ly - 4, s.colour.c_str());
+    os << strf("<text x='%.1f' y='%.1f' font-size='11'>%s</text>", W - R - 100, ly, esc(s.name).c_str());
+    ly += 14;
+  }
+  os << "</svg>";
+  return os.str();
+}
+
+std::string curves_html(const json& curve) {
+  std::vector<Series> loss = {{"train loss", "#1f77b4", {}}, {"val loss", "#d62728", {}}};
+  std::vector<Series> score = {{"val AUC mean", "#2ca02c", {}},
+                               {"val AUC melanoma", "#9467bd", {}},
+                               {"val AUC SK", "#8c564b", {}},
+                               {"train accuracy", "#1f77b4", {}},
+                               {"val accuracy", "#ff7f0e", {}}};
+  for (const auto& e : curve.value("epochs", json::array())) {
+    const double x = e.value("epoch", 0.0);
+    auto get = [&](const char* k) { return e.contains(k) && e[k].is_number() ? e[k].get<double>() : NAN; };
+    loss[0].points.push_back({x, get("train_loss")});
+    loss[1].points.push_back({x, get("val_loss")});
+    score[0].points.push_back({x, get("auc_mean")});
+    score[1].points.push_back({x, get("auc_melanoma")});
+    score[2].points.push_back({x, get("auc_seborrheic_keratosis")});
+    score[3].points.push_back({x, get("train_accuracy")});
+    score[4].points.push_back({x, get("val_accuracy")});
+  }
+  return svg_chart("loss", loss, 0, 1, false) + svg_chart("AUC and accuracy", score, 0, 1, true);
+}
+
+std::string metrics_html(const json& e) {
+  std::ostringstream os;
+  os << "<table><tr><th>images</th><th>accuracy</th><th>balanced acc.</th><th>AUC melanoma</th><th>AUC SK</th>"
+        "<th>mean AUC</th></tr><tr><td>"
+     << e.value("count", 0) << "</td><td>" << num(e, "accuracy") << "</td><td>" << num(e, "balanced_accuracy")
+     << "</td><td>" << num(e, "auc_melanoma") << "</td><td>" << num(e, "auc_seborrheic_keratosis") << "</td><td><b>"
+     << num(e, "auc_mean") << "</b></td></tr></table>";
+  if (e.contains("confusion")) {
+    const auto names = e.value("class_names", std::vector<std::string>{});
+    os << "<p>Confusion matrix (rows: true class, columns: predicted)</p><table><tr><th></th>";
+    for (const auto& n : names) os << "<th>" << esc(n) << "</th>";
+    os << "</tr>";
+    size_t r = 0;
+    for (const auto& row : e["confusion"]) {
+      os << "<tr><th>" << esc(r < names.size() ? names[r] : "?") << "</th>";
+      size_t c = 0;
+      for (const auto& v : row) os << "<td" << (c++ == r ? " class='diag'" : "") << ">" << v.get<int64_t>() << "</td>";
+      os << "</tr>";
+      ++r;
+    }
+    os << "</table>";
+  }
+  return os.str();
+}
+
+std::string localize_html(const json& l) {
+  std::ostringstream os;
+  os << "<p>" << l.value("images", 0) << " images with expert masks at " << l.value("resolution", 0)
+     << " px, maps of the " << esc(l.value("target", std::string("predicted")))
+     << " class. dice*/iou*: best threshold t* shared by the split; dice/iou at the fixed threshold "
+     << esc(l.value("fixed_threshold", std::string())) << "; deletion: lower is better, insertion: higher is better. "
+     << "The centred Gaussian uses no model; a method is useful where it beats it.</p>";
+  os << "<table><tr><th>method</th><th>dice*</th><th>t*</th><th>iou*</th><th>dice</th><th>iou</th><th>energy in "
+        "mask</th><th>pointing game</th><th>deletion AUC</th><th>insertion AUC</th><th>s/img</th></tr>";
+  double best = -1;
+  for (const auto& r : l.value("rows", json::array()))
+    if (r.contains("dice_best") && r.value("method", std::string()) != "centred-gaussian")
+      best = std::max(best, r["dice_best"].get<double>());
+  for (const auto& r : l.value("rows", json::array())) {
+    const std::string m = r.value("method", std::string());
+    if (r.contains("error")) {
+      os << "<tr><td>" << esc(m) << "</td><td colspan='10'>failed: " << esc(r["error"].get<std::string>()) << "</td></tr>";
+      continue;
+    }
+    const bool base = m == "centred-gaussian";
+    const bool top = r.contains("dice_best") && r["dice_best"].get<double>() == best;
+    os << "<tr" << (base ? " class='baseline'" : top ? " class='best'" : "") << "><td>" << esc(m) << "</td><td>"
+       << num(r, "dice_best") << "</td><td>" << num(r, "best_threshold", "%.2f") << "</td><td>" << num(r, "iou_best")
+       << "</td><td>" << num(r, "dice_fixed") << "</td><td>" << num(r, "iou_fixed") << "</td><td>"
+       << num(r, "energy_inside") << "</td><td>" << num(r, "pointing_game") << "</td><td>" << num(r, "deletion_auc")
+       << "</td><td>" << num(r, "insertion_auc") << "</td><td>"
+       << (r.value("images", 0) ? strf("%.3f", r.value("seconds", 0.0) / r.value("images", 1)) : "")
+       << "</td></tr>";
+  }
+  os << "</table>";
+  return os.str();
+}
+
+std::string two_stage_html(const json& t) {
+  std::ostringstream os;
+  os << "<table><tr><th></th><th>AUC melanoma</th><th>AUC SK</th><th>mean AUC</th><th>accuracy</th></tr>";
+  for (const auto& [key, name] : std::vector<std::pair<std::string, std::string>>{
+           {"stage1", "stage 1"}, {"stage2", "stage 2 (crops) alone"}, {"combined", "stages 1+2"}}) {
+    if (!t.contains(key)) continue;
+    const json& m = t[key];
+    os << "<tr><td>" << name << "</td><td>" << num(m, "auc_melanoma") << "</td><td>" << num(m, "auc_seborrheic_keratosis")
+       << "</td><td><b>" << num(m, "auc_mean") << "</b></td><td>" << num(m, "accuracy") << "</td></tr>";
+  }
+  os << "</table><p>Crops: bounding box of the " << esc(t.value("method", std::string("cam")))
+     << " map above " << t.value("crop_threshold", 0.0) << " of its maximum, margin " << t.value("margin", 0.0)
+     << ". Jia &amp; Shen report 0.821 &rarr; 0.857 on ISIC 2017 val with a pretrained VGG16-GAP.</p>";
+  return os.str();
+}
+
+std::string roar_html(const json& r) {
+  std::map<std::string, std::vector<std::pair<int, json>>> by_method;
+  std::vector<int> percents = r.value("percents", std::vector<int>{});
+  for (const auto& row : r.value("rows", json::array()))
+    by_method[row.value("method", std::string())].push_back({row.value("percent", 0), row["metrics"]});
+  std::ostringstream os;
+  os << "<p>" << (r.value("keep", false) ? "Kept" : "Removed")
+     << " the top t% pixels of each map, retrained from scratch; val accuracy / mean AUC.</p><table><tr><th>method</th>";
+  for (int p : percents) os << "<th>t=" << p << "%</th>";
+  os << "</tr>";
+  for (const auto& [m, rows] : by_method) {
+    os << "<tr" << (m == "random" ? " class='baseline'" : "") << "><td>" << esc(m) << "</td>";
+    for (const auto& [p, met] : rows) os << "<td>" << num(met, "accuracy") << " / " << num(met, "auc_mean") << "</td>";
+    os << "</tr>";
+  }
+  os << "</table>";
+  std::vector<Series> s;
+  const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#7f7f7f"};
+  size_t k = 0;
+  for (const auto& [m, rows] : by_method) {
+    Series se{m, m == "random" ? "#000000" : colours[k++ % 7], {}};
+    for (const auto& [p, met] : rows) se.points.push_back({static_cast<double>(p), met.value("accuracy", NAN)});
+    s.push_back(se);
+  }
+  std::string chart = svg_chart("ROAR: val accuracy vs t (%)", s, 0, 1, true);
+  // The chart's x label says "epoch"; relabel for this one.
+  const size_t at = chart.rfind(">epoch<");
+  if (at != std::string::npos) chart.replace(at, 7, ">t (%)<");
+  return os.str() + chart;
+}
+
+json maybe_json(const std::string& path) {
+  if (path.empty() || !fs::is_regular_file(path)) return json();
+  try {
+    return read_json(path);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "report: skipping %s: %s\n", path.c_str(), e.what());
+    return json();
+  }
+}
+
+}  // namespace
+
+void run_report(const ReportOptions& o) {
+  const double t0 = now_s();
+  GLIMPSE_CHECK(o.count >= 0, "report: --count must be >= 0, got ", o.count);
+  GLIMPSE_CHECK(o.thumb >= 32 && o.thumb <= 1024, "report: --thumb must be in [32, 1024], got ", o.thumb);
+  const std::vector<std::string> methods = parse_methods(o.methods);
+  LoadedModel lm = load_model(o.model);
+  Model& model = *lm.model;
+  const ModelMeta& meta = lm.meta;
+  const std::string data_dir = o.data.empty() ? meta.data : o.data;
+  const data::Dataset ds = open_dataset(data_dir, o.split);
+  check_model_for_dataset(meta, ds, o.model);
+  const std::string dir = fs::path(o.model).parent_path().string();
+  auto beside = [&](const std::string& given, const std::string& name) {
+    return !given.empty() ? given : (fs::path(dir.empty() ? "." : dir) / name).string();
+  };
+  const json curve = maybe_json(!o.curve.empty() ? o.curve : sibling(o.model, ".curve.json"));
+  json eval = maybe_json(beside(o.eval_json, "eval.json"));
+  const json loc = maybe_json(beside(o.localize_json, "localize.json"));
+  const json two = maybe_json(beside(o.two_stage_json, "two-stage.json"));
+  const json roar = maybe_json(beside(o.roar_json, "roar.json"));
+  if (eval.is_null()) {  // cheap: score the split now
+    const Predictions p = predict(model, ds, meta.size, meta.hair_removal);
+    eval = to_json(classification_metrics(p.probs, p.labels, std::max<int64_t>(3, meta.classes)), meta.class_names);
+  }
+
+  // Gallery images: round-robin over the classes, images with masks first.
+  std::vector<std::vector<const data::Sample*>> per_class(static_cast<size_t>(meta.classes));
+  for (int pass = 0; pass < 2; ++pass)
+    for (const auto& s : ds.samples)
+      if ((pass == 0) == !s.mask_path.empty() && s.label >= 0 && s.label < meta.classes)
+        per_class[static_cast<size_t>(s.label)].push_back(&s);
+  std::vector<const data::Sample*> chosen;
+  for (size_t k = 0; static_cast<int64_t>(chosen.size()) < o.count; ++k) {
+    bool any = false;
+    for (auto& v : per_class)
+      if (k < v.size() && static_cast<int64_t>(chosen.size()) < o.count) {
+        chosen.push_back(v[k]);
+        any = true;
+      }
+    if (!any) break;
+  }
+
+  std::ostringstream g;
+  ProgressBar bar("  gallery", std::max<int64_t>(1, static_cast<int64_t>(chosen.size())), "img", progress());
+  const int64_t S = meta.size, T = o.thumb;
+  for (const data::Sample* s : chosen) {
+    const Tensor x = data::load_for_model(s->image_path, S, meta.hair_removal);
+    std::vector<float> probs;
+    {
+      NoGradGuard no_grad;
+      probs = softmax_rows(model(x))[0];
+    }
+    const int64_t pred = std::max_element(probs.begin(), probs.end()) - probs.begin();
+    const attr::Image photo = attr::resize_image(attr::load_image(s->image_path), T, T);
+    attr::Mask mask;
+    if (!s->mask_path.empty()) mask = attr::resize_mask(attr::load_mask(s->mask_path), T, T);
+    attr::Image base = photo;
+    if (!mask.data.empty()) attr::draw_mask_outline(base, mask, attr::kGreen, 1);
+    g << "<div class='row'><div class='cell'><img src='data:image/png;base64," << png_base64(base) << "'><div class='cap'><b>"
+      << esc(s->id) << "</b><br>true: " << esc(meta.class_names[static_cast<size_t>(s->label)]) << "<br>pred: "
+      << esc(meta.class_names[static_cast<size_t>(pred)]) << strf(" (%.2f)", probs[static_cast<size_t>(pred)])
+      << "</div></div>";
+    for (const auto& m : methods) {
+      std::string cell;
+      try {
+        attr::Options opt;
+        opt.targets = {pred};
+        const attr::AttributionMap am = attr::explain(m, model, x, opt);
+        const Tensor map = attr::normalize_maps(attr::upsample_maps(am.map, T, T));
+        attr::Image ov = attr::overlay_heatmap(photo, map, attr::Colormap::Jet, 0.5f);
+        if (!mask.data.empty()) attr::draw_mask_outline(ov, mask, attr::kGreen, 1);
+        attr::RegionOptions ro;
+        ro.max_regions = 1;
+        ro.min_area = std::max<int64_t>(1, T * T / 200);
+        attr::RegionStyle st;
+        st.colour = attr::kWhite;
+        attr::draw_regions(ov, attr::find_regions(map, ro), T, T, st);
+        cell = "<img src='data:image/png;base64," + png_base64(ov) + "'>";
+      } catch (const std::exception& e) {
+        cell = "<div class='err'>" + esc(e.what()).substr(0, 200) + "</div>";
+      }
+      g << "<div class='cell'>" << cell << "<div class='cap'>" << esc(m) << "</div></div>";
+    }
+    g << "</div>\n";
+    bar.step(1);
+  }
+  bar.finish();
+
+  std::time_t now = std::time(nullptr);
+  char when[64];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M", std::localtime(&now));
+  std::ostringstream h;
+  h << "<!DOCTYPE html><html><head><meta charset='utf-8'><title>" << esc(o.title) << "</title><style>"
+    << "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1600px}"
+    << "h1{font-size:24px}h2{font-size:19px;margin-top:28px;border-bottom:1px solid #ddd}"
+    << "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;"
+    << "font-size:13px}th{background:#f0f0f0}td:first-child{text-align:left}"
+    << "tr.baseline td{background:#fff6e0;font-style:italic}tr.best td{background:#e6f5e6;font-weight:bold}"
+    << "td.diag{background:#e6f5e6}.row{display:flex;flex-wrap:wrap;gap:6px;margin-bottom:14px}"
+    << ".cell{width:" << T << "px;font-size:11px;text-align:center}.cell img{width:" << T << "px;height:" << T
+    << "px;image-rendering:auto}.cap{margin-top:2px}.err{width:" << T << "px;height:" << T
+    << "px;background:#fee;font-size:10px;overflow:hidden}.chart{margin-right:16px}.meta{color:#555;font-size:13px}"
+    << "</style></head><body>";
+  h << "<h1>" << esc(o.title) << "</h1><p class='meta'>Model <code>" << esc(o.model) << "</code>: " << esc(meta.arch)
+    << " at " << meta.size << " px, " << meta.epoch << " epoch(s), " << esc(meta.optimizer) << " (lr " << meta.lr
+    << ", " << esc(meta.schedule) << "); trained on <code>" << esc(meta.data) << "</code>. Evaluated on <code>"
+    << esc(data_dir) << "</code> [" << esc(o.split) << "]. Generated " << when << " by glimpse.</p>";
+  h << "<h2>Classification (ISIC 2017 scoring)</h2>" << metrics_html(eval)
+    << "<p class='meta'>ISIC 2017 reference (val, mean AUC of melanoma and SK): Jia &amp; Shen 0.821 (stage 1) and "
+       "0.857 (CAM crop stage 2) with a pretrained VGG16-GAP; the challenge's scoring is described by Codella et al. "
+       "2017.</p>";
+  if (!curve.is_null()) h << "<h2>Training curves</h2><div>" << curves_html(curve) << "</div>";
+  if (!loc.is_null()) h << "<h2>Localization against the expert masks</h2>" << localize_html(loc);
+  if (!two.is_null()) h << "<h2>Two-stage (CAM crop, Jia &amp; Shen)</h2>" << two_stage_html(two);
+  if (!roar.is_null()) h << "<h2>Remove and retrain (ROAR)</h2>" << roar_html(roar);
+  h << "<h2>Gallery</h2><p class='meta'>First column: the photo with the expert mask outlined in green. Then each "
+       "method's map for the predicted class (jet: blue low, red high) over the photo, the mask outline in green and "
+       "the map's strongest region circled in white.</p>"
+    << g.str() << "</body></html>\n";
+  write_text(o.out, h.str());
+  std::printf("report: %s (%zu gallery images x %zu methods, %.1f KiB, %.1fs)\n", o.out.c_str(), chosen.size(),
+              methods.size(), static_cast<double>(h.str().size()) / 1024, seconds_since(t0));
+  std::fflush(stdout);
+}
+
+}  // namespace mel

@@ -1,0 +1,313 @@
+// `melanoma train`: a GAP classifier on an ISIC-layout data set, with class weighting (melanoma is
+// the minority class), a cosine or step schedule, per-epoch validation (ISIC 2017 AUCs), a checkpoint
+// rewritten atomically after every epoch (so an interrupted run loses at most the current epoch)
+// and the training curve as JSON beside it.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "autograd/functions.h"
+#include "autograd/grad_mode.h"
+#include "commands.h"
+#include "core/error.h"
+#include "layers/checkpoint.h"
+#include "layers/lr_schedule.h"
+#include "layers/optim.h"
+
+namespace fs = std::filesystem;
+using namespace glimpse;
+
+namespace mel {
+namespace {
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainOptions& o, Model& model, float lr) {
+  if (o.optimizer == "sgd") {
+    SGDOptions s;
+    s.lr = lr;
+    s.momentum = o.momentum;
+    s.nesterov = o.momentum > 0;
+    s.weight_decay = o.weight_decay >= 0 ? o.weight_decay : 5e-4f;
+    return std::make_unique<SGD>(model.parameters(), s);
+  }
+  AdamOptions a;
+  a.lr = lr;
+  if (o.optimizer == "adamw") {
+    a.weight_decay = o.weight_decay >= 0 ? o.weight_decay : 1e-2f;
+    return std::make_unique<AdamW>(model.parameters(), a);
+  }
+  GLIMPSE_CHECK(o.optimizer == "adam", "unknown optimizer '", o.optimizer, "'; known: sgd, adam, adamw");
+  a.weight_decay = o.weight_decay >= 0 ? o.weight_decay : 5e-4f;
+  return std::make_unique<Adam>(model.parameters(), a);
+}
+
+// Inverse class frequency, n / (K n_c) (sklearn's "balanced"); a class absent from the training
+// set gets weight 1.
+Tensor class_weight_tensor(const std::vector<int64_t>& counts) {
+  int64_t n = 0;
+  for (int64_t c : counts) n += c;
+  std::vector<float> w;
+  for (int64_t c : counts)
+    w.push_back(c > 0 ? static_cast<float>(static_cast<double>(n) / (static_cast<double>(counts.size()) * c)) : 1.f);
+  return Tensor::from_vector({static_cast<int64_t>(w.size())}, w);
+}
+
+nlohmann::json epoch_json(const EpochRecord& e) {
+  nlohmann::json j = {{"epoch", e.epoch},           {"train_loss", e.train_loss}, {"train_accuracy", e.train_accuracy},
+                      {"lr", e.lr},                 {"seconds", e.seconds}};
+  if (e.has_val) {
+    j["val_loss"] = e.val_loss;
+    j["val_accuracy"] = e.val_accuracy;
+    j["auc_melanoma"] = std::isfinite(e.auc_melanoma) ? nlohmann::json(e.auc_melanoma) : nlohmann::json();
+    j["auc_seborrheic_keratosis"] = std::isfinite(e.auc_keratosis) ? nlohmann::json(e.auc_keratosis) : nlohmann::json();
+    j["auc_mean"] = std::isfinite(e.auc_mean) ? nlohmann::json(e.auc_mean) : nlohmann::json();
+  }
+  return j;
+}
+
+EpochRecord epoch_from_json(const nlohmann::json& j) {
+  EpochRecord e;
+  e.epoch = j.value("epoch", int64_t{0});
+  e.train_loss = j.value("train_loss", 0.0);
+  e.train_accuracy = j.value("train_accuracy", 0.0);
+  e.lr = j.value("lr", 0.0);
+  e.seconds = j.value("seconds", 0.0);
+  if (j.contains("val_loss")) {
+    e.has_val = true;
+    e.val_loss = j.value("val_loss", 0.0);
+    e.val_accuracy = j.value("val_accuracy", 0.0);
+    auto num = [&](const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : NAN; };
+    e.auc_melanoma = num("auc_melanoma");
+    e.auc_keratosis = num("auc_seborrheic_keratosis");
+    e.auc_mean = num("auc_mean");
+  }
+  return e;
+}
+
+}  // namespace
+
+nlohmann::json curve_to_json(const TrainResult& r) {
+  nlohmann::json j;
+  j["arch"] = r.meta.arch;
+  j["input_size"] = r.meta.size;
+  j["data"] = r.meta.data;
+  j["optimizer"] = r.meta.optimizer;
+  j["schedule"] = r.meta.schedule;
+  j["lr"] = r.meta.lr;
+  j["checkpoint"] = r.checkpoint;
+  j["epochs"] = nlohmann::json::array();
+  for (const auto& e : r.history) j["epochs"].push_back(epoch_json(e));
+  return j;
+}
+
+TrainResult train_model(const TrainOptions& o_in) {
+  TrainOptions o = o_in;
+  const double t0 = now_s();
+  GLIMPSE_CHECK(o.epochs >= 1, "train: --epochs must be >= 1, got ", o.epochs);
+  GLIMPSE_CHECK(o.batch >= 1, "train: --batch must be >= 1, got ", o.batch);
+  GLIMPSE_CHECK(o.schedule == "cosine" || o.schedule == "step", "train: unknown schedule '", o.schedule,
+                "'; known: cosine, step");
+  GLIMPSE_CHECK(o.class_weights == "auto" || o.class_weights == "none", "train: unknown --class-weights '",
+                o.class_weights, "'; known: auto, none");
+  GLIMPSE_CHECK(!o.out.empty(), "train: no checkpoint path (--out FILE)");
+  GLIMPSE_CHECK(!fs::is_directory(o.out), "train: --out ", o.out, " is a directory; give a file name");
+  const fs::path out_dir = fs::absolute(o.out).parent_path();
+  ensure_dir(out_dir.string());
+
+  if (o.synthetic > 0) {
+    GLIMPSE_CHECK(o.data.empty(), "train: give either --data or --synthetic, not both");
+    SynthOptions s;
+    s.out = (out_dir / "synthetic").string();
+    s.count = o.synthetic;
+    s.size = std::max<int64_t>(o.size, 64);
+    s.seed = o.seed;
+    run_synth(s);
+    o.data = s.out;
+  }
+
+  // The model: fresh, or from the checkpoint to resume (whose metadata decides arch and size).
+  TrainResult r;
+  ModelMeta& meta = r.meta;
+  if (!o.resume.empty()) {
+    LoadedModel lm = load_model(o.resume);
+    r.model = lm.model;
+    meta = lm.meta;
+    if (meta.arch != o.arch || meta.size != o.size)
+      std::printf("train: resuming %s: %s at %lld px (from the checkpoint)\n", o.resume.c_str(), meta.arch.c_str(),
+                  static_cast<long long>(meta.size));
+    o.arch = meta.arch;
+    o.size = meta.size;
+    GLIMPSE_CHECK(meta.epoch < o.epochs, "train: ", o.resume, " has already completed ", meta.epoch,
+                  " epoch(s); ask for more with --epochs (got ", o.epochs, ")");
+  }
+
+  const data::Dataset train_ds = open_dataset(o.data, o.train_split);
+  data::Dataset val_ds;
+  bool has_val = false;
+  if (!o.val_split.empty()) {
+    try {
+      val_ds = data::Dataset::open(o.data, o.val_split);
+      has_val = val_ds.size() > 0;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "train: no validation split '%s' in %s (%s); training without validation\n",
+                   o.val_split.c_str(), o.data.c_str(), e.what());
+    }
+  }
+  const int64_t classes = static_cast<int64_t>(train_ds.class_names.size());
+  GLIMPSE_CHECK(classes >= 2, "train: ", o.data, " has ", classes, " class(es); need at least 2");
+
+  if (!r.model) {
+    Rng rng(o.seed);
+    r.model = make_model(o.arch, classes, o.size, rng);
+    meta.arch = o.arch;
+    meta.size = o.size;
+    meta.classes = classes;
+    meta.class_names = train_ds.class_names;
+    meta.seed = o.seed;
+  } else {
+    check_model_for_dataset(meta, train_ds, o.resume);
+  }
+  Model& model = *r.model;
+  const float lr = o.lr > 0 ? o.lr : (o.optimizer == "sgd" ? 0.02f : 1e-3f);
+  std::unique_ptr<Optimizer> opt = make_optimizer(o, model, lr);
+  meta.optimizer = o.optimizer;
+  meta.schedule = o.schedule;
+  meta.lr = lr;
+  meta.epochs = o.epochs;
+  meta.data = o.data;
+  meta.hair_removal = o.hair_removal;
+
+  data::LoaderOptions lo;
+  lo.batch_size = o.batch;
+  lo.image_size = o.size;
+  lo.shuffle = true;
+  lo.augment = o.augment;
+  lo.hair_removal = o.hair_removal;
+  lo.drop_last = static_cast<int64_t>(train_ds.size()) > o.batch;  // no 1-image batch under BatchNorm
+  lo.threads = loader_threads();
+  lo.seed = o.seed;
+  data::DataLoader loader(train_ds, lo);
+  const int64_t steps_per_epoch = std::max<int64_t>(1, loader.batches_per_epoch());
+  const int64_t total_steps = steps_per_epoch * o.epochs;
+
+  std::unique_ptr<LrSchedule> schedule;
+  if (o.schedule == "cosine")
+    schedule = std::make_unique<CosineLR>(total_steps, 0.f, std::min<int64_t>(100, total_steps / 10));
+  else
+    schedule = std::make_unique<StepLR>(std::max<int64_t>(1, steps_per_epoch * std::max(1, o.epochs / 3)), 0.1f);
+
+  const std::vector<int64_t> counts = train_ds.class_counts();
+  const Tensor weights = o.class_weights == "auto" ? class_weight_tensor(counts) : Tensor();
+
+  r.checkpoint = o.out;
+  r.curve = sibling(o.out, ".curve.json");
+  r.has_val = has_val;
+  if (!o.resume.empty()) {  // keep the curve of the epochs already done
+    const std::string old_curve = sibling(o.resume, ".curve.json");
+    if (fs::is_regular_file(old_curve)) {
+      for (const auto& e : read_json(old_curve).value("epochs", nlohmann::json::array()))
+        if (e.value("epoch", int64_t{0}) <= meta.epoch) r.history.push_back(epoch_from_json(e));
+    }
+  }
+
+  if (!o.quiet) {
+    std::string w;
+    if (weights.defined())
+      for (size_t c = 0; c < counts.size(); ++c) w += strf("%s%s %lld (w %.2f)", c ? ", " : "", train_ds.class_names[c].c_str(),
+                                                           static_cast<long long>(counts[c]), weights.data()[c]);
+    else
+      for (size_t c = 0; c < counts.size(); ++c)
+        w += strf("%s%s %lld", c ? ", " : "", train_ds.class_names[c].c_str(), static_cast<long long>(counts[c]));
+    std::printf("train: %s at %lld px (%lld parameters) on %s [%s: %s]; val %lld images; %s lr %g, %s schedule, "
+                "batch %lld, epochs %lld..%d, %d thread(s), seed %llu\n",
+                meta.arch.c_str(), static_cast<long long>(meta.size), static_cast<long long>(model.num_parameters()),
+                o.data.c_str(), o.train_split.c_str(), w.c_str(), static_cast<long long>(has_val ? val_ds.size() : 0),
+                o.optimizer.c_str(), lr, o.schedule.c_str(), static_cast<long long>(o.batch),
+                static_cast<long long>(meta.epoch + 1), o.epochs, runtime_threads(),
+                static_cast<unsigned long long>(o.seed));
+    if (!o.resume.empty())
+      std::printf("train: resuming after epoch %lld (step %lld); the optimizer's moments restart from zero\n",
+                  static_cast<long long>(meta.epoch), static_cast<long long>(meta.step));
+    std::fflush(stdout);
+  }
+
+  int64_t step = meta.step;
+  model.train();
+  data::Batch b;
+  for (int64_t epoch = meta.epoch + 1; epoch <= o.epochs; ++epoch) {
+    const double te = now_s();
+    loader.start_epoch(epoch);
+    ProgressBar bar(strf("%s %lld/%d", o.label.c_str(), static_cast<long long>(epoch), o.epochs), steps_per_epoch,
+                    "img", o.quiet ? progress(true) : progress());
+    double loss_sum = 0;
+    int64_t seen = 0, correct = 0, s = 0;
+    while (loader.next(b)) {
+      ++s;
+      schedule->apply(*opt, step);
+      Tensor logits = model(b.images);
+      Tensor loss = cross_entropy(logits, b.labels, weights);
+      const float lv = loss.item();
+      GLIMPSE_CHECK(std::isfinite(lv), "train: the loss became ", lv, " at epoch ", epoch, ", step ", s, "/",
+                    steps_per_epoch, " (global step ", step + 1, ", lr ", opt->lr(),
+                    "); the last good checkpoint is ", o.out, "; try a smaller --lr");
+      opt->zero_grad();
+      loss.backward();
+      opt->step();
+      ++step;
+      const std::vector<int64_t> pred = argmax_rows(logits);
+      for (size_t k = 0; k < pred.size(); ++k) correct += pred[k] == b.labels[k];
+      const int64_t bs = static_cast<int64_t>(b.labels.size());
+      loss_sum += static_cast<double>(lv) * static_cast<double>(bs);
+      seen += bs;
+      bar.set_postfix(strf("loss %.4f  acc %.1f%%  lr %.2g", loss_sum / static_cast<double>(seen),
+                           100.0 * static_cast<double>(correct) / static_cast<double>(seen), opt->lr()));
+      bar.step(bs);
+    }
+    bar.finish();
+    GLIMPSE_CHECK(seen > 0, "train: epoch ", epoch, " saw no images (", loader.skipped(), " unreadable)");
+
+    EpochRecord e;
+    e.epoch = epoch;
+    e.train_loss = loss_sum / static_cast<double>(seen);
+    e.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+    e.lr = opt->lr();
+    if (has_val) {
+      const Predictions p = predict(model, val_ds, o.size, o.hair_removal, "  val");
+      r.val = classification_metrics(p.probs, p.labels, std::max<int64_t>(3, classes));
+      e.has_val = true;
+      e.val_loss = p.loss;
+      e.val_accuracy = r.val.accuracy;
+      e.auc_melanoma = r.val.auc_melanoma;
+      e.auc_keratosis = r.val.auc_keratosis;
+      e.auc_mean = r.val.auc_mean;
+      meta.val_auc_mean = r.val.auc_mean;
+    }
+    model.train();
+    e.seconds = seconds_since(te);
+    r.history.push_back(e);
+
+    meta.epoch = epoch;
+    meta.step = step;
+    save_checkpoint(model, o.out, meta_to_map(meta));
+    write_json(r.curve, curve_to_json(r));
+    if (!o.quiet) {
+      std::string val = has_val ? strf(" | val loss %.4f acc %.1f%% AUC mel %.3f sk %.3f mean %.3f", e.val_loss,
+                                       100 * e.val_accuracy, e.auc_melanoma, e.auc_keratosis, e.auc_mean)
+                                : std::string();
+      std::printf("epoch %lld/%d: train loss %.4f acc %.1f%%%s | %.1fs\n", static_cast<long long>(epoch), o.epochs,
+                  e.train_loss, 100 * e.train_accuracy, val.c_str(), e.seconds);
+      std::fflush(stdout);
+    }
+  }
+  if (loader.skipped() > 0)
+    std::fprintf(stderr, "train: %lld unreadable image(s) skipped\n", static_cast<long long>(loader.skipped()));
+  model.eval();
+  r.seconds = seconds_since(t0);
+  if (!o.quiet) {
+    std::printf("train: done in %.1fs; checkpoint %s, curve %s\n", r.seconds, o.out.c_str(), r.curve.c_str());
+    std::fflush(stdout);
+  }
+  return r;
+}
+
+}  // namespace mel
