@@ -73,7 +73,7 @@ struct DataLoader::Impl {
 
   void report(const std::string& path, const std::string& why) {
     std::lock_guard<std::mutex> lock(report_mu);
-    if (reported.insert(path).second) std::fprintf(stderr, "data: skipping unreadable '%s': %s\n", path.c_str(), why.c_str());
+    if (reported.insert(path).second) std::fprintf(stderr, "data: skipping unreadable sample (%s)\n", why.c_str());
   }
 
   // Decodes one batch; only reads immutable state (samples, opt, batches[b]) and its own Rngs.

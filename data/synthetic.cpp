@@ -231,12 +231,12 @@ void draw_lesion(Canvas& cv, Mask& mask, Rng& rng, int64_t label, const Blob& bl
   const float opacity = rng.uniform(0.85f, 1.f);
 
   // palettes
-  Rgb nevus_col = jittered({142, 92, 66}, rng, 14);
+  Rgb nevus_col = jittered({134, 84, 60}, rng, 12);
   if (rng.bernoulli(0.3f)) nevus_col = scale(nevus_col, 0.8f);
   const Rgb mel_base = jittered({118, 76, 56}, rng, 10), mel_black = jittered({48, 32, 30}, rng, 8),
             mel_blue = jittered({104, 110, 134}, rng, 8), mel_tan = jittered({172, 122, 92}, rng, 10),
             mel_red = jittered({168, 86, 82}, rng, 10);
-  const Rgb sk_base = jittered({164, 122, 88}, rng, 10), sk_crack = jittered({96, 70, 52}, rng, 10),
+  const Rgb sk_base = jittered({170, 140, 100}, rng, 10), sk_crack = jittered({96, 70, 52}, rng, 10),
             sk_milia = jittered({236, 226, 204}, rng, 6);
   const float mel_t1 = rng.uniform(0.48f, 0.58f), mel_t2 = rng.uniform(0.5f, 0.62f), mel_t3 = rng.uniform(0.38f, 0.48f);
 
@@ -284,7 +284,7 @@ void draw_lesion(Canvas& cv, Mask& mask, Rng& rng, int64_t label, const Blob& bl
         c = scale(sk_base, 0.88f + 0.24f * n1.at(u, v) + 0.1f * (texture.at(u, v) - 0.5f));
         // fissures: where a ridged noise crosses its mid level
         const float ridge = std::min(std::abs(crack_a.at(u, v) - 0.5f), std::abs(crack_b.at(v, u) - 0.5f) * 1.3f);
-        c = lerp(c, sk_crack, (1.f - smooth(0.015f, 0.04f, ridge)) * 0.8f);
+        c = lerp(c, sk_crack, (1.f - smooth(0.02f, 0.05f, ridge)) * 0.85f);
         // waxy sheen towards the upper left
         c = scale(c, 1.f + 0.06f * std::clamp(1.f - std::hypot(u - 0.4f, v - 0.4f) * 3.f, 0.f, 1.f));
       }
@@ -512,10 +512,10 @@ void write_synthetic(const std::string& out_dir, const SynthOptions& opt) {
     for (int64_t i = next++; i < n; i = next++) {
       do_one(i);
       const int64_t d = done.load();
-      if (d > shown) bar.step(d - shown), shown = d;
+      for (; shown < d; ++shown) bar.step(1);  // one step per image
     }
     for (std::thread& t : helpers) t.join();
-    if (done.load() > shown) bar.step(done.load() - shown);
+    for (; shown < done.load(); ++shown) bar.step(1);
     if (!error) bar.finish(out_dir);
   }
   if (error) std::rethrow_exception(error);
