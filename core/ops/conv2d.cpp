@@ -50,19 +50,21 @@ void valid_q_range(int64_t off, int64_t sw, int64_t W, int64_t Q, int64_t& lo, i
   hi = std::max(hi, lo);
 }
 
-// col[(c*R + r)*S + s][p*Q + q] = x[c][p*sh - ph + r*dh][q*sw - pw + s*dw], 0 outside the image.
-// x: the Cg channels [Cg, H, W] of one image and group.
-void im2col(float* col, const float* x, const ConvDims& d, const Conv2dOptions& opt) {
+// col[(c*R + r)*S + s][(p - p0)*Q + q] = x[c][p*sh - ph + r*dh][q*sw - pw + s*dw] for the output
+// rows p in [p0, p1), 0 outside the image. x: the Cg channels [Cg, H, W] of one image and group;
+// col has (p1 - p0) * Q columns.
+void im2col(float* col, const float* x, const ConvDims& d, const Conv2dOptions& opt, int64_t p0, int64_t p1) {
   const int64_t sh = opt.stride_h, sw = opt.stride_w;
+  const int64_t cols = (p1 - p0) * d.Q;
   for (int64_t c = 0; c < d.Cg; ++c)
     for (int64_t r = 0; r < d.R; ++r)
       for (int64_t s = 0; s < d.S; ++s) {
-        float* dst = col + ((c * d.R + r) * d.S + s) * d.pq();
+        float* dst = col + ((c * d.R + r) * d.S + s) * cols;
         const int64_t off = s * opt.dilation_w - opt.pad_w;
         int64_t lo, hi;
         valid_q_range(off, sw, d.W, d.Q, lo, hi);
-        for (int64_t p = 0; p < d.P; ++p) {
-          float* out = dst + p * d.Q;
+        for (int64_t p = p0; p < p1; ++p) {
+          float* out = dst + (p - p0) * d.Q;
           const int64_t ih = p * sh - opt.pad_h + r * opt.dilation_h;
           if (ih < 0 || ih >= d.H) {
             std::fill(out, out + d.Q, 0.f);
@@ -78,34 +80,82 @@ void im2col(float* col, const float* x, const ConvDims& d, const Conv2dOptions& 
       }
 }
 
-// The adjoint of im2col: gx[c][ih][iw] += col[...] for every col entry that im2col read from there.
-void col2im_add(float* gx, const float* col, const ConvDims& d, const Conv2dOptions& opt) {
+// The adjoint of im2col over the same rows: gx[c][ih][iw] += col[...] for every col entry that
+// im2col(p0, p1) read from there.
+void col2im_add(float* gx, const float* col, const ConvDims& d, const Conv2dOptions& opt, int64_t p0, int64_t p1) {
   const int64_t sh = opt.stride_h, sw = opt.stride_w;
+  const int64_t cols = (p1 - p0) * d.Q;
   for (int64_t c = 0; c < d.Cg; ++c)
     for (int64_t r = 0; r < d.R; ++r)
       for (int64_t s = 0; s < d.S; ++s) {
-        const float* src = col + ((c * d.R + r) * d.S + s) * d.pq();
+        const float* src = col + ((c * d.R + r) * d.S + s) * cols;
         const int64_t off = s * opt.dilation_w - opt.pad_w;
         int64_t lo, hi;
         valid_q_range(off, sw, d.W, d.Q, lo, hi);
-        for (int64_t p = 0; p < d.P; ++p) {
+        for (int64_t p = p0; p < p1; ++p) {
           const int64_t ih = p * sh - opt.pad_h + r * opt.dilation_h;
           if (ih < 0 || ih >= d.H) continue;
           float* row = gx + (c * d.H + ih) * d.W + off;
-          const float* in = src + p * d.Q;
-          for (int64_t q = lo; q < hi; ++q) row[q * sw] += in[q];
+          const float* in = src + (p - p0) * d.Q;
+          if (sw == 1)
+            for (int64_t q = lo; q < hi; ++q) row[q] += in[q];
+          else
+            for (int64_t q = lo; q < hi; ++q) row[q * sw] += in[q];
         }
       }
 }
 
-// Parallelism: the work items are (image, group) pairs. With at least as many items as threads,
-// each thread takes whole items (its GEMMs then run single-threaded: Eigen does not nest inside an
-// OpenMP region); with fewer (one image, few groups: the attribution case) the loop is serial and
-// Eigen's GEMM uses the threads itself.
-bool parallel_over_items(int64_t items) {
-  const int64_t threads = omp_get_max_threads();
-  return threads > 1 && items >= threads;
+// ---- work decomposition -----------------------------------------------------------------------
+// The unit of work is an item = (image n, group g, block of output rows [p0, p1)). Every item is
+// independent in the forward and the filter gradient, so one `omp for` over the items is the only
+// synchronization of a call: no nested threading, no Eigen-internal threads (whose busy-waiting
+// collapses on a loaded machine, see bench/NOTES.md). Blocks keep an item's im2col buffer near
+// kColBytes (cache-resident, reused through a per-thread scratch buffer) and make a single image
+// split into enough items for the threads.
+constexpr int64_t kColBytes = 512 * 1024;
+
+struct Blocking {
+  int64_t rows;    // output rows per block (the last block may be shorter)
+  int64_t blocks;  // blocks per (image, group)
+  int64_t items(const ConvDims& d) const { return d.N * d.G * blocks; }
+};
+
+Blocking blocking(const ConvDims& d, int threads, int64_t min_rows = 1) {
+  const int64_t row_bytes = std::max<int64_t>(1, d.crs() * d.Q * int64_t(sizeof(float)));
+  int64_t blocks = std::max<int64_t>(1, (d.P * row_bytes + kColBytes - 1) / kColBytes);
+  // Enough items for every thread: split each image further when the batch is small.
+  const int64_t outer = d.N * d.G;
+  if (outer * blocks < threads) blocks = (threads + outer - 1) / outer;
+  blocks = std::min(blocks, std::max<int64_t>(1, d.P / std::max<int64_t>(1, min_rows)));
+  int64_t rows = (d.P + blocks - 1) / blocks;
+  rows = std::max(rows, std::min(min_rows, d.P));
+  blocks = (d.P + rows - 1) / rows;
+  return {rows, blocks};
 }
+
+// A per-thread buffer that only grows: im2col columns are rebuilt every call, never reallocated.
+float* scratch(size_t count) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < count) buf.resize(count);
+  return buf.data();
+}
+
+using StrideMap = Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
+                             Eigen::OuterStride<>>;
+using ConstStrideMap = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
+                                  Eigen::Unaligned, Eigen::OuterStride<>>;
+
+int threads_for(int64_t items, double flop) {
+  const int t = omp_get_max_threads();
+  if (t <= 1 || items < 2 || omp_in_parallel()) return 1;
+  // Below ~1 MFLOP a parallel region costs more than it saves.
+  if (flop < 1e6) return 1;
+  return static_cast<int>(std::min<int64_t>(t, items));
+}
+
+// Eigen's own GEMM threading off from the start (core/parallel.h says why); set_num_threads()
+// keeps it off.
+[[maybe_unused]] const bool eigen_serial = (Eigen::setNbThreads(1), true);
 
 void check_all_cpu(std::initializer_list<const Tensor*> ts, const char* op) {
   for (const Tensor* t : ts)
@@ -124,30 +174,38 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
   const float* pb = b.defined() ? b.data() : nullptr;
   float* po = out.data();
   const bool direct = col_is_input(d, opt);
+  const Blocking bl = blocking(d, omp_get_max_threads());
+  const int64_t items = bl.items(d);
+  const int nt = threads_for(items, 2.0 * d.N * d.K * d.crs() * d.pq());
 
-#pragma omp parallel if (parallel_over_items(d.N * d.G))
-  {
-    std::vector<float> col(direct ? 0 : d.crs() * d.pq());
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < d.N * d.G; ++item) {
-      const int64_t n = item / d.G, g = item % d.G;
-      const float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
-      const float* cg = xg;
-      if (!direct) {
-        im2col(col.data(), xg, d, opt);
-        cg = col.data();
-      }
-      ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
-      ConstMatMap colm(cg, d.crs(), d.pq());
-      float* og = po + (n * d.K + g * d.Kg) * d.pq();
-      MatMap(og, d.Kg, d.pq()).noalias() = wg * colm;
-      if (pb)
-        for (int64_t k = 0; k < d.Kg; ++k) {
-          const float bk = pb[g * d.Kg + k];
-          float* o = og + k * d.pq();
-          for (int64_t i = 0; i < d.pq(); ++i) o[i] += bk;
-        }
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t blk = item % bl.blocks, ng = item / bl.blocks;
+    const int64_t n = ng / d.G, g = ng % d.G;
+    const int64_t p0 = blk * bl.rows, p1 = std::min(d.P, p0 + bl.rows), cols = (p1 - p0) * d.Q;
+    const float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
+    const float* bsrc;
+    int64_t bstride;
+    if (direct) {
+      bsrc = xg + p0 * d.Q;  // the 1x1 case: x rows are already col's rows
+      bstride = d.H * d.W;
+    } else {
+      float* col = scratch(d.crs() * cols);
+      im2col(col, xg, d, opt, p0, p1);
+      bsrc = col;
+      bstride = cols;
     }
+    ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
+    ConstStrideMap colm(bsrc, d.crs(), cols, Eigen::OuterStride<>(bstride));
+    float* og = po + (n * d.K + g * d.Kg) * d.pq() + p0 * d.Q;
+    StrideMap om(og, d.Kg, cols, Eigen::OuterStride<>(d.pq()));
+    om.noalias() = wg * colm;
+    if (pb)
+      for (int64_t k = 0; k < d.Kg; ++k) {
+        const float bk = pb[g * d.Kg + k];
+        float* o = og + k * d.pq();
+        for (int64_t i = 0; i < cols; ++i) o[i] += bk;
+      }
   }
 }
 
@@ -160,24 +218,41 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
   const float* pw = w.data();
   float* px = gx.data();
   const bool direct = col_is_input(d, opt);
+  // Blocks of one image write overlapping input rows (a filter spans R rows). Blocks at least
+  // ceil((R-1)*dh / sh) rows tall only overlap their neighbours, so the even blocks run first,
+  // then the odd ones: two loops, one barrier between them.
+  const int64_t min_rows = direct ? 1 : std::max<int64_t>(1, ((d.R - 1) * opt.dilation_h + opt.stride_h - 1) / opt.stride_h);
+  const Blocking bl = blocking(d, omp_get_max_threads(), min_rows);
+  const int64_t items = bl.items(d);
+  const int nt = threads_for(items, 2.0 * d.N * d.K * d.crs() * d.pq());
+  const int phases = (direct || bl.blocks == 1) ? 1 : 2;
 
-#pragma omp parallel if (parallel_over_items(d.N * d.G))
-  {
-    std::vector<float> col(direct ? 0 : d.crs() * d.pq());
+  auto run = [&](int64_t item) {
+    const int64_t blk = item % bl.blocks, ng = item / bl.blocks;
+    const int64_t n = ng / d.G, g = ng % d.G;
+    const int64_t p0 = blk * bl.rows, p1 = std::min(d.P, p0 + bl.rows), cols = (p1 - p0) * d.Q;
+    ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
+    ConstStrideMap gg(pg + (n * d.K + g * d.Kg) * d.pq() + p0 * d.Q, d.Kg, cols, Eigen::OuterStride<>(d.pq()));
+    float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
+    if (direct) {
+      StrideMap gxm(xg + p0 * d.Q, d.Cg, cols, Eigen::OuterStride<>(d.H * d.W));
+      gxm.noalias() += wg.transpose() * gg;
+    } else {
+      float* col = scratch(d.crs() * cols);
+      MatMap colm(col, d.crs(), cols);
+      colm.noalias() = wg.transpose() * gg;
+      col2im_add(xg, col, d, opt, p0, p1);
+    }
+  };
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  for (int phase = 0; phase < phases; ++phase) {
+    // Phase ph takes the blocks with blk % phases == ph (every block when phases == 1).
+    const int64_t per = (bl.blocks - phase + phases - 1) / phases;  // blocks of this phase per image
 #pragma omp for schedule(static)
-    for (int64_t item = 0; item < d.N * d.G; ++item) {
-      const int64_t n = item / d.G, g = item % d.G;
-      ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
-      ConstMatMap gg(pg + (n * d.K + g * d.Kg) * d.pq(), d.Kg, d.pq());
-      float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
-      if (direct) {
-        MatMap gxm(xg, d.Cg, d.pq());
-        gxm.noalias() += wg.transpose() * gg;
-      } else {
-        MatMap colm(col.data(), d.crs(), d.pq());
-        colm.noalias() = wg.transpose() * gg;
-        col2im_add(xg, col.data(), d, opt);
-      }
+    for (int64_t i = 0; i < d.N * d.G * per; ++i) {
+      const int64_t ng = i / per, blk = (i % per) * phases + phase;
+      run(ng * bl.blocks + blk);
     }
   }
 }
@@ -207,32 +282,47 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
   float* pw = gw.data();
   const bool direct = col_is_input(d, opt);
   const int64_t wsize = d.K * d.crs();
+  const Blocking bl = blocking(d, omp_get_max_threads());
+  const int64_t items = bl.items(d);
+  const int nt = threads_for(items, 2.0 * d.N * d.K * d.crs() * d.pq());
 
-  const bool parallel = parallel_over_items(d.N * d.G);
-#pragma omp parallel if (parallel)
+  // With several threads each sums its items into a private gradient; the private gradients are
+  // then added to gw slice by slice, always in thread order, so the result does not depend on the
+  // scheduling. Serially the GEMMs accumulate straight into gw.
+  std::vector<float> locals(nt > 1 ? nt * wsize : 0, 0.f);
+#pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    std::vector<float> col(direct ? 0 : d.crs() * d.pq());
-    // In parallel each thread sums its items into a private gradient, added to gw once at the end;
-    // serially the GEMMs accumulate straight into gw.
-    std::vector<float> local(parallel ? wsize : 0, 0.f);
-    float* acc = parallel ? local.data() : pw;
+    const bool priv = nt > 1;
+    float* acc = priv ? locals.data() + omp_get_thread_num() * wsize : pw;
 #pragma omp for schedule(static)
-    for (int64_t item = 0; item < d.N * d.G; ++item) {
-      const int64_t n = item / d.G, g = item % d.G;
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t blk = item % bl.blocks, ng = item / bl.blocks;
+      const int64_t n = ng / d.G, g = ng % d.G;
+      const int64_t p0 = blk * bl.rows, p1 = std::min(d.P, p0 + bl.rows), cols = (p1 - p0) * d.Q;
       const float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
-      const float* cg = xg;
-      if (!direct) {
-        im2col(col.data(), xg, d, opt);
-        cg = col.data();
+      const float* bsrc;
+      int64_t bstride;
+      if (direct) {
+        bsrc = xg + p0 * d.Q;
+        bstride = d.H * d.W;
+      } else {
+        float* col = scratch(d.crs() * cols);
+        im2col(col, xg, d, opt, p0, p1);
+        bsrc = col;
+        bstride = cols;
       }
-      ConstMatMap colm(cg, d.crs(), d.pq());
-      ConstMatMap gg(pg + (n * d.K + g * d.Kg) * d.pq(), d.Kg, d.pq());
+      ConstStrideMap colm(bsrc, d.crs(), cols, Eigen::OuterStride<>(bstride));
+      ConstStrideMap gg(pg + (n * d.K + g * d.Kg) * d.pq() + p0 * d.Q, d.Kg, cols, Eigen::OuterStride<>(d.pq()));
       MatMap gwg(acc + g * d.Kg * d.crs(), d.Kg, d.crs());
       gwg.noalias() += gg * colm.transpose();
     }
-    if (parallel) {
-#pragma omp critical(glimpse_conv2d_backward_filter)
-      for (int64_t i = 0; i < wsize; ++i) pw[i] += local[i];
+    if (priv) {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < wsize; ++i) {
+        float s = pw[i];
+        for (int t = 0; t < nt; ++t) s += locals[t * wsize + i];
+        pw[i] = s;
+      }
     }
   }
 }

@@ -1,6 +1,9 @@
 #include "core/ops/gemm.h"
 
+#include <algorithm>
+
 #include <Eigen/Core>
+#include <omp.h>
 
 #include "core/error.h"
 
@@ -10,6 +13,29 @@ using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 using Stride = Eigen::OuterStride<>;
 using ConstMap = Eigen::Map<const RowMat, Eigen::Unaligned, Stride>;
 using MutMap = Eigen::Map<RowMat, Eigen::Unaligned, Stride>;
+
+// C[M,N] += alpha * op(A) op(B) on one thread (Eigen's blocked, packed GEMM; its own threading
+// stays off: we are either inside our parallel region or Eigen::nbThreads() is 1).
+void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  MutMap c(C, M, N, Stride(ldc));
+  // A stored as [M,K] (or [K,M] when transposed); likewise B.
+  ConstMap a(A, trans_a ? K : M, trans_a ? M : K, Stride(lda));
+  ConstMap b(B, trans_b ? N : K, trans_b ? K : N, Stride(ldb));
+  // noalias(): C never aliases A or B here, so Eigen writes straight into C, no temporary; the
+  // scalar alpha is folded into the kernel.
+  if (!trans_a && !trans_b) c.noalias() += alpha * a * b;
+  else if (trans_a && !trans_b) c.noalias() += alpha * a.transpose() * b;
+  else if (!trans_a && trans_b) c.noalias() += alpha * a * b.transpose();
+  else c.noalias() += alpha * a.transpose() * b.transpose();
+}
+
+// Eigen's own GEMM threading off from the start (core/parallel.h says why); set_num_threads()
+// keeps it off.
+[[maybe_unused]] const bool eigen_serial = (Eigen::setNbThreads(1), true);
+
+// Below this many multiply-adds per thread a parallel region costs more than it saves.
+constexpr double kMinWorkPerThread = 1 << 18;
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -19,14 +45,34 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   if (beta == 0.f) c.setZero();
   else if (beta != 1.f) c *= beta;
   if (K == 0) return;
-  // A stored as [M,K] (or [K,M] when transposed); likewise B.
-  ConstMap a(A, trans_a ? K : M, trans_a ? M : K, Stride(lda));
-  ConstMap b(B, trans_b ? N : K, trans_b ? K : N, Stride(ldb));
-  // noalias(): C never aliases A or B here, so Eigen may write straight into C.
-  if (!trans_a && !trans_b) c.noalias() += alpha * a * b;
-  else if (trans_a && !trans_b) c.noalias() += alpha * a.transpose() * b;
-  else if (!trans_a && trans_b) c.noalias() += alpha * a * b.transpose();
-  else c.noalias() += alpha * a.transpose() * b.transpose();
+
+  // Threads split C into independent panels -- columns when N is the larger side, else rows --
+  // each computed by a serial Eigen GEMM. One parallel region, one join, no busy-waiting between
+  // threads (Eigen's own parallel GEMM spins on shared flags; see bench/NOTES.md).
+  const double work = double(M) * N * K;
+  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, work / kMinWorkPerThread)));
+  if (nt <= 1) {
+    gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    return;
+  }
+  const bool by_cols = N >= M;
+  const int64_t len = by_cols ? N : M;
+  // Panels in multiples of 16 (Eigen's register blocks are 8- and 24-wide on AVX2).
+  const int64_t chunk = ((len + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int t = 0; t < nt; ++t) {
+    const int64_t lo = std::min<int64_t>(len, t * chunk), hi = std::min<int64_t>(len, lo + chunk);
+    if (lo >= hi) continue;
+    if (by_cols) {
+      // Columns [lo, hi) of C need columns [lo, hi) of op(B).
+      const float* Bp = trans_b ? B + lo * ldb : B + lo;
+      gemm_serial(trans_a, trans_b, M, hi - lo, K, alpha, A, lda, Bp, ldb, C + lo, ldc);
+    } else {
+      const float* Ap = trans_a ? A + lo : A + lo * lda;
+      gemm_serial(trans_a, trans_b, hi - lo, N, K, alpha, Ap, lda, B, ldb, C + lo * ldc, ldc);
+    }
+  }
 }
 
 void matmul_forward(Tensor& out, const Tensor& a, const Tensor& b) {
