@@ -1,0 +1,250 @@
+// The melanoma app's subcommands as functions (apps/melanoma/commands.h): a tiny end-to-end run of
+// the demo on synthetic data (every output file exists and parses), resuming training, and the
+// errors for bad input (missing directory, empty split, unknown method, a model for other classes,
+// a checkpoint that is not the app's).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "attribution/image_io.h"
+#include "commands.h"
+#include "core/io/safetensors.h"
+#include "layers/checkpoint.h"
+#include "layers/models.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string tmpdir(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("glimpse_mel_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+class MelanomaApp : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    mel::setup_runtime(2, 1);
+    mel::set_progress("none");
+    dir_ = tmpdir("suite");
+    mel::SynthOptions s;
+    s.out = dir_ + "/data";
+    s.count = 24;
+    s.size = 32;
+    s.seed = 3;
+    s.val_fraction = 0.25;
+    mel::run_synth(s);
+    mel::TrainOptions t;
+    t.data = s.out;
+    t.size = 32;
+    t.epochs = 1;
+    t.batch = 8;
+    t.out = dir_ + "/model.safetensors";
+    t.quiet = true;
+    mel::train_model(t);
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static std::string dir_;
+};
+std::string MelanomaApp::dir_;
+
+TEST_F(MelanomaApp, CheckpointAloneRebuildsTheModel) {
+  const mel::LoadedModel lm = mel::load_model(dir_ + "/model.safetensors");
+  EXPECT_EQ(lm.meta.arch, "small-gap");
+  EXPECT_EQ(lm.meta.size, 32);
+  EXPECT_EQ(lm.meta.classes, 3);
+  EXPECT_EQ(lm.meta.epoch, 1);
+  EXPECT_GT(lm.meta.step, 0);
+  EXPECT_EQ(lm.meta.class_names.size(), 3u);
+  EXPECT_EQ(lm.model->info.input_size, 32);
+  const auto curve = mel::read_json(dir_ + "/model.curve.json");
+  ASSERT_EQ(curve["epochs"].size(), 1u);
+  EXPECT_TRUE(curve["epochs"][0].contains("auc_mean"));
+}
+
+TEST_F(MelanomaApp, ResumeContinuesEpochsAndCurve) {
+  const std::string copy = dir_ + "/resume.safetensors";
+  fs::copy_file(dir_ + "/model.safetensors", copy, fs::copy_options::overwrite_existing);
+  fs::copy_file(dir_ + "/model.curve.json", dir_ + "/resume.curve.json", fs::copy_options::overwrite_existing);
+  const int64_t step1 = mel::load_model(copy).meta.step;
+  mel::TrainOptions t;
+  t.data = dir_ + "/data";
+  t.size = 32;
+  t.epochs = 2;
+  t.batch = 8;
+  t.out = copy;
+  t.resume = copy;
+  t.quiet = true;
+  const mel::TrainResult r = mel::train_model(t);
+  EXPECT_EQ(r.meta.epoch, 2);
+  EXPECT_EQ(r.history.size(), 2u);
+  const mel::LoadedModel lm = mel::load_model(copy);
+  EXPECT_EQ(lm.meta.epoch, 2);
+  EXPECT_EQ(lm.meta.step, 2 * step1);
+  EXPECT_EQ(mel::read_json(dir_ + "/resume.curve.json")["epochs"].size(), 2u);
+  // Nothing left to do: a clear error.
+  EXPECT_NE(error_of([&] { mel::train_model(t); }).find("already completed 2 epoch"), std::string::npos);
+}
+
+TEST_F(MelanomaApp, ExplainWritesOverlayAndRegions) {
+  mel::ExplainOptions o;
+  o.model = dir_ + "/model.safetensors";
+  o.image = dir_ + "/data/images/SYN_0000000.png";
+  o.method = "gradcam";
+  o.out = dir_ + "/explain/x.png";
+  o.json = dir_ + "/explain/x.json";
+  o.display = 96;
+  const mel::ExplainResult r = mel::run_explain(o);
+  const auto img = glimpse::attr::load_image(o.out);
+  EXPECT_EQ(img.width, 96);
+  const auto j = mel::read_json(o.json);
+  EXPECT_EQ(j["method"], "gradcam");
+  EXPECT_EQ(j["predicted"].get<int64_t>(), r.predicted);
+  EXPECT_EQ(j["probabilities"].size(), 3u);
+  EXPECT_TRUE(j["regions"].is_array());
+  EXPECT_GE(j["regions"].size(), 1u);
+}
+
+TEST_F(MelanomaApp, LocalizeTwoMethodsWithBaseline) {
+  mel::LocalizeOptions o;
+  o.model = dir_ + "/model.safetensors";
+  o.data = dir_ + "/data";
+  o.methods = "cam,saliency";
+  o.curve_steps = 4;
+  o.json = dir_ + "/localize.json";
+  const mel::LocalizeResult r = mel::run_localize(o);
+  ASSERT_EQ(r.rows.size(), 3u);
+  EXPECT_EQ(r.rows[0].method, "centred-gaussian");
+  for (const auto& row : r.rows) {
+    EXPECT_TRUE(row.error.empty()) << row.method << ": " << row.error;
+    EXPECT_GT(row.images, 0);
+    EXPECT_GE(row.dice_best, row.dice_fixed - 1e-9);  // the sweep contains 0.5
+    EXPECT_GE(row.energy, 0.0);
+    EXPECT_LE(row.energy, 1.0);
+    EXPECT_GE(row.deletion, 0.0);
+    EXPECT_LE(row.insertion, 1.0);
+  }
+  const auto j = mel::read_json(o.json);
+  EXPECT_EQ(j["rows"].size(), 3u);
+}
+
+TEST_F(MelanomaApp, DemoWritesEveryFile) {
+  mel::DemoOptions o;
+  o.out = dir_ + "/demo";
+  o.count = 24;
+  o.synth_size = 32;
+  o.size = 32;
+  o.epochs = 1;
+  o.batch = 8;
+  o.methods = "gradcam,saliency";
+  o.localize_limit = 4;
+  o.explain_count = 1;
+  o.gallery = 2;
+  mel::run_demo(o);
+  for (const char* f : {"model.safetensors", "model.curve.json", "eval.json", "localize.json", "report.html"})
+    EXPECT_TRUE(fs::is_regular_file(o.out + "/" + f)) << f;
+  EXPECT_TRUE(mel::read_json(o.out + "/eval.json").contains("auc_mean"));
+  EXPECT_EQ(mel::read_json(o.out + "/localize.json")["rows"].size(), 3u);
+  int pngs = 0, jsons = 0;
+  for (const auto& e : fs::directory_iterator(o.out + "/explain")) {
+    if (e.path().extension() == ".png") {
+      EXPECT_GT(glimpse::attr::load_image(e.path().string()).width, 0);
+      ++pngs;
+    }
+    if (e.path().extension() == ".json") {
+      EXPECT_TRUE(mel::read_json(e.path().string()).contains("regions"));
+      ++jsons;
+    }
+  }
+  EXPECT_EQ(pngs, 1);
+  EXPECT_EQ(jsons, 1);
+  const std::string html = slurp(o.out + "/report.html");
+  EXPECT_NE(html.find("<!DOCTYPE html>"), std::string::npos);
+  EXPECT_NE(html.find("</html>"), std::string::npos);
+  EXPECT_NE(html.find("data:image/png;base64,"), std::string::npos);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_EQ(html.find("src='http"), std::string::npos);  // self-contained
+}
+
+TEST_F(MelanomaApp, BadInputErrorsNameTheValue) {
+  EXPECT_NE(error_of([] { mel::open_dataset("/nonexistent/dir", "val"); }).find("/nonexistent/dir"), std::string::npos);
+  EXPECT_NE(error_of([&] { mel::open_dataset(dir_ + "/data", "nosuchsplit"); }).find("nosuchsplit"), std::string::npos);
+  const std::string unknown = error_of([] { mel::parse_methods("gradcam,nosuchmethod"); });
+  EXPECT_NE(unknown.find("nosuchmethod"), std::string::npos);
+  EXPECT_NE(unknown.find("integrated-gradients"), std::string::npos);  // lists the known ones
+  EXPECT_TRUE(mel::check_method("gradcam++").empty());
+
+  // A plain glimpse checkpoint without the app's metadata.
+  auto net = glimpse::make_model("small-gap", 3, 32);
+  glimpse::save_checkpoint(*net, dir_ + "/plain.safetensors");
+  EXPECT_NE(error_of([&] { mel::load_model(dir_ + "/plain.safetensors"); }).find("arch"), std::string::npos);
+  EXPECT_NE(error_of([&] { mel::load_model(dir_ + "/missing.safetensors"); }).find("missing.safetensors"),
+            std::string::npos);
+
+  // A model for 5 classes against the 3-class data set.
+  mel::ModelMeta meta;
+  meta.classes = 5;
+  meta.size = 32;
+  auto five = glimpse::make_model("small-gap", 5, 32);
+  glimpse::save_checkpoint(*five, dir_ + "/five.safetensors", mel::meta_to_map(meta));
+  mel::EvalOptions e;
+  e.model = dir_ + "/five.safetensors";
+  e.data = dir_ + "/data";
+  EXPECT_NE(error_of([&] { mel::run_eval(e); }).find("5 classes"), std::string::npos);
+
+  // Metadata that disagrees with the weights (another input size is fine for GAP weights, another
+  // class count is not).
+  meta.classes = 3;
+  glimpse::save_checkpoint(*five, dir_ + "/liar.safetensors", mel::meta_to_map(meta));
+  EXPECT_NE(error_of([&] { mel::load_model(dir_ + "/liar.safetensors"); }).find("classifier"), std::string::npos);
+
+  mel::ExplainOptions x;
+  x.model = dir_ + "/model.safetensors";
+  x.image = dir_ + "/data/images/SYN_0000000.png";
+  x.method = "nosuch";
+  EXPECT_NE(error_of([&] { mel::run_explain(x); }).find("known methods"), std::string::npos);
+  x.method = "cam";
+  x.image = dir_ + "/nope.png";
+  EXPECT_NE(error_of([&] { mel::run_explain(x); }).find("nope.png"), std::string::npos);
+}
+
+TEST(MelanomaCommon, PngBase64RoundTripsThroughTheHeader) {
+  glimpse::attr::Image img(3, 2, 3, 200);
+  const std::string b64 = mel::png_base64(img);
+  EXPECT_EQ(b64.rfind("iVBORw0KGgo", 0), 0u);  // base64 of the PNG signature
+  EXPECT_EQ(b64.size() % 4, 0u);
+  EXPECT_EQ(mel::sibling("a/b.safetensors", ".curve.json"), "a/b.curve.json");
+}
+
+TEST(MelanomaIsic, OpensTheSharedValidationSetWhenPresent) {
+  const std::string isic = glimpse::data::find_isic2017();
+  if (isic.empty()) GTEST_SKIP() << "../shared/data/isic2017 not present";
+  const auto ds = mel::open_dataset(isic, "val");
+  EXPECT_EQ(ds.size(), 150u);
+  size_t masks = 0;
+  for (const auto& s : ds.samples) masks += !s.mask_path.empty();
+  EXPECT_EQ(masks, 150u);
+}
+
+}  // namespace
