@@ -313,6 +313,43 @@ TEST(Loader, UnreadableImageSkippedAndCountedOrFatal) {
   DataLoader strict(ds, opt);
   const std::string e = error_of([&] { run_epoch(strict, 0); });
   EXPECT_NE(e.find("ISIC_1002.png"), std::string::npos) << e;
+
+  // A mask whose size differs from its image is a bad sample too, named by both paths.
+  attr::save_png(dir / "masks/ISIC_1004_segmentation.png", attr::Mask(7, 9));
+  opt.with_masks = true;
+  opt.fail_on_unreadable = false;
+  DataLoader with_masks(ds, opt);
+  int64_t n = 0;
+  for (const Batch& b : run_epoch(with_masks, 0)) n += static_cast<int64_t>(b.ids.size());
+  EXPECT_EQ(n, 4);
+  EXPECT_EQ(with_masks.skipped(), 2);
+  opt.fail_on_unreadable = true;
+  opt.seed = 4;
+  Dataset only_bad = ds;
+  only_bad.samples = {ds.samples[4]};
+  DataLoader strict_mask(only_bad, opt);
+  const std::string e2 = error_of([&] { run_epoch(strict_mask, 0); });
+  EXPECT_NE(e2.find("7x9"), std::string::npos) << e2;
+  EXPECT_NE(e2.find("ISIC_1004_segmentation.png"), std::string::npos) << e2;
+}
+
+TEST(Loader, MatchesLoadForModel) {
+  // What a model is trained on (the loader, no augmentation) and what explain feeds it
+  // (load_for_model) are the same pixels.
+  TempDir dir;
+  write_tiny_isic(dir, 3, 50);
+  const Dataset ds = Dataset::open(dir.path.string());
+  LoaderOptions opt;
+  opt.batch_size = 1;
+  opt.image_size = 24;
+  opt.shuffle = false;
+  for (bool hair : {false, true}) {
+    opt.hair_removal = hair;
+    DataLoader dl(ds, opt);
+    Batch b;
+    ASSERT_TRUE(dl.next(b));
+    EXPECT_EQ(b.images.to_vector(), load_for_model(ds.samples[0].image_path, 24, hair).to_vector());
+  }
 }
 
 TEST(Loader, DestroyedMidEpochShutsDownCleanly) {
