@@ -24,7 +24,9 @@ struct ModelInfo {
   int64_t in_channels = 3;
   int64_t total_stride = 1;  // input side / last feature map side
   std::string cam_layer;     // dotted name of the last spatial activation (conv+ReLU output)
-  // Side of the last spatial feature map for an input of `input_size`.
+  // Side of the last spatial feature map for an input of `input_size`: exact for the max-pool nets
+  // (small-gap, vgg16-gap) and for ResNet when input_size is a multiple of 32 (its padded strided
+  // convs round up: 33 -> 2, not 1).
   int64_t feature_size() const { return input_size / total_stride; }
 };
 
