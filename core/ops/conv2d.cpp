@@ -5,9 +5,9 @@
 #include <vector>
 
 #include <Eigen/Core>
-#include <omp.h>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace glimpse::cpu {
 namespace {
@@ -107,9 +107,9 @@ void col2im_add(float* gx, const float* col, const ConvDims& d, const Conv2dOpti
 
 // ---- work decomposition -----------------------------------------------------------------------
 // The unit of work is an item = (image n, group g, block of output rows [p0, p1)). Every item is
-// independent in the forward and the filter gradient, so one `omp for` over the items is the only
-// synchronization of a call: no nested threading, no Eigen-internal threads (whose busy-waiting
-// collapses on a loaded machine, see bench/NOTES.md). Blocks keep an item's im2col buffer near
+// independent in the forward and the filter gradient, so one parallel_for over the items (core/
+// parallel.h) is the only synchronization of a call: no nested threading, no Eigen-internal
+// threads (whose busy-waiting collapses on a loaded machine, see bench/NOTES.md). Blocks keep an item's im2col buffer near
 // kColBytes (cache-resident, reused through a per-thread scratch buffer) and make a single image
 // split into enough items for the threads.
 constexpr int64_t kColBytes = 512 * 1024;
@@ -146,16 +146,12 @@ using ConstStrideMap = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eig
                                   Eigen::Unaligned, Eigen::OuterStride<>>;
 
 int threads_for(int64_t items, double flop) {
-  const int t = omp_get_max_threads();
-  if (t <= 1 || items < 2 || omp_in_parallel()) return 1;
+  const int t = num_threads();
+  if (t <= 1 || items < 2) return 1;
   // Below ~1 MFLOP a parallel region costs more than it saves.
   if (flop < 1e6) return 1;
   return static_cast<int>(std::min<int64_t>(t, items));
 }
-
-// Eigen's own GEMM threading off from the start (core/parallel.h says why); set_num_threads()
-// keeps it off.
-[[maybe_unused]] const bool eigen_serial = (Eigen::setNbThreads(1), true);
 
 void check_all_cpu(std::initializer_list<const Tensor*> ts, const char* op) {
   for (const Tensor* t : ts)
@@ -174,12 +170,11 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
   const float* pb = b.defined() ? b.data() : nullptr;
   float* po = out.data();
   const bool direct = col_is_input(d, opt);
-  const Blocking bl = blocking(d, omp_get_max_threads());
+  const Blocking bl = blocking(d, num_threads());
   const int64_t items = bl.items(d);
   const int nt = threads_for(items, 2.0 * d.N * d.K * d.crs() * d.pq());
 
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t item = 0; item < items; ++item) {
+  parallel_for(items, [&](int64_t item) {
     const int64_t blk = item % bl.blocks, ng = item / bl.blocks;
     const int64_t n = ng / d.G, g = ng % d.G;
     const int64_t p0 = blk * bl.rows, p1 = std::min(d.P, p0 + bl.rows), cols = (p1 - p0) * d.Q;
@@ -206,7 +201,7 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
         float* o = og + k * d.pq();
         for (int64_t i = 0; i < cols; ++i) o[i] += bk;
       }
-  }
+  }, nt);
 }
 
 void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dOptions& opt) {
@@ -222,7 +217,7 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
   // ceil((R-1)*dh / sh) rows tall only overlap their neighbours, so the even blocks run first,
   // then the odd ones: two loops, one barrier between them.
   const int64_t min_rows = direct ? 1 : std::max<int64_t>(1, ((d.R - 1) * opt.dilation_h + opt.stride_h - 1) / opt.stride_h);
-  const Blocking bl = blocking(d, omp_get_max_threads(), min_rows);
+  const Blocking bl = blocking(d, num_threads(), min_rows);
   const int64_t items = bl.items(d);
   const int nt = threads_for(items, 2.0 * d.N * d.K * d.crs() * d.pq());
   const int phases = (direct || bl.blocks == 1) ? 1 : 2;
@@ -245,15 +240,13 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
     }
   };
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
   for (int phase = 0; phase < phases; ++phase) {
     // Phase ph takes the blocks with blk % phases == ph (every block when phases == 1).
     const int64_t per = (bl.blocks - phase + phases - 1) / phases;  // blocks of this phase per image
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < d.N * d.G * per; ++i) {
+    parallel_for(d.N * d.G * per, [&](int64_t i) {
       const int64_t ng = i / per, blk = (i % per) * phases + phase;
       run(ng * bl.blocks + blk);
-    }
+    }, nt);
   }
 }
 
@@ -282,20 +275,19 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
   float* pw = gw.data();
   const bool direct = col_is_input(d, opt);
   const int64_t wsize = d.K * d.crs();
-  const Blocking bl = blocking(d, omp_get_max_threads());
+  const Blocking bl = blocking(d, num_threads());
   const int64_t items = bl.items(d);
   const int nt = threads_for(items, 2.0 * d.N * d.K * d.crs() * d.pq());
 
-  // With several threads each sums its items into a private gradient; the private gradients are
-  // then added to gw slice by slice, always in thread order, so the result does not depend on the
-  // scheduling. Serially the GEMMs accumulate straight into gw.
-  std::vector<float> locals(nt > 1 ? nt * wsize : 0, 0.f);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const bool priv = nt > 1;
-    float* acc = priv ? locals.data() + omp_get_thread_num() * wsize : pw;
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < items; ++item) {
+  // The items are cut into `slots` fixed contiguous ranges, each summed into its own gradient
+  // buffer in item order; the buffers are then added to gw in slot order. The result is thus the
+  // same whichever thread runs which slot. One slot: the GEMMs accumulate straight into gw.
+  const int64_t slots = std::min<int64_t>(nt, items);
+  std::vector<float> locals(slots > 1 ? slots * wsize : 0, 0.f);
+  auto run_slot = [&](int64_t slot) {
+    float* acc = slots > 1 ? locals.data() + slot * wsize : pw;
+    const int64_t i0 = items * slot / slots, i1 = items * (slot + 1) / slots;
+    for (int64_t item = i0; item < i1; ++item) {
       const int64_t blk = item % bl.blocks, ng = item / bl.blocks;
       const int64_t n = ng / d.G, g = ng % d.G;
       const int64_t p0 = blk * bl.rows, p1 = std::min(d.P, p0 + bl.rows), cols = (p1 - p0) * d.Q;
@@ -316,14 +308,18 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
       MatMap gwg(acc + g * d.Kg * d.crs(), d.Kg, d.crs());
       gwg.noalias() += gg * colm.transpose();
     }
-    if (priv) {
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < wsize; ++i) {
-        float s = pw[i];
-        for (int t = 0; t < nt; ++t) s += locals[t * wsize + i];
-        pw[i] = s;
+  };
+  parallel_for(slots, run_slot, nt);
+  if (slots > 1) {
+    // Reduce in slices of gw (each slice sums the slots in order).
+    const int64_t slice = 16384, nslices = (wsize + slice - 1) / slice;
+    parallel_for(nslices, [&](int64_t j) {
+      const int64_t lo = j * slice, hi = std::min(wsize, lo + slice);
+      for (int64_t t = 0; t < slots; ++t) {
+        const float* l = locals.data() + t * wsize;
+        for (int64_t i = lo; i < hi; ++i) pw[i] += l[i];
       }
-    }
+    }, nslices * slice * slots > (1 << 16) ? nt : 1);
   }
 }
 

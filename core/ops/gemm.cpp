@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include <Eigen/Core>
-#include <omp.h>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace glimpse {
 namespace {
@@ -30,10 +30,6 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
   else c.noalias() += alpha * a.transpose() * b.transpose();
 }
 
-// Eigen's own GEMM threading off from the start (core/parallel.h says why); set_num_threads()
-// keeps it off.
-[[maybe_unused]] const bool eigen_serial = (Eigen::setNbThreads(1), true);
-
 // Below this many multiply-adds per thread a parallel region costs more than it saves.
 constexpr double kMinWorkPerThread = 1 << 18;
 }  // namespace
@@ -47,10 +43,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   if (K == 0) return;
 
   // Threads split C into independent panels -- columns when N is the larger side, else rows --
-  // each computed by a serial Eigen GEMM. One parallel region, one join, no busy-waiting between
-  // threads (Eigen's own parallel GEMM spins on shared flags; see bench/NOTES.md).
+  // each computed by a serial Eigen GEMM, through parallel_for (core/parallel.h): no busy-waiting
+  // between threads (Eigen's own parallel GEMM spins on shared flags; see bench/NOTES.md).
   const double work = double(M) * N * K;
-  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  int nt = num_threads();
   nt = static_cast<int>(std::min<double>(nt, std::max(1.0, work / kMinWorkPerThread)));
   if (nt <= 1) {
     gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc);
@@ -60,10 +56,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   const int64_t len = by_cols ? N : M;
   // Panels in multiples of 16 (Eigen's register blocks are 8- and 24-wide on AVX2).
   const int64_t chunk = ((len + nt - 1) / nt + 15) / 16 * 16;
-#pragma omp parallel for schedule(static) num_threads(nt)
-  for (int t = 0; t < nt; ++t) {
+  parallel_for(nt, [&](int64_t t) {
     const int64_t lo = std::min<int64_t>(len, t * chunk), hi = std::min<int64_t>(len, lo + chunk);
-    if (lo >= hi) continue;
+    if (lo >= hi) return;
     if (by_cols) {
       // Columns [lo, hi) of C need columns [lo, hi) of op(B).
       const float* Bp = trans_b ? B + lo * ldb : B + lo;
@@ -72,7 +67,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
       const float* Ap = trans_a ? A + lo : A + lo * lda;
       gemm_serial(trans_a, trans_b, hi - lo, N, K, alpha, Ap, lda, B, ldb, C + lo * ldc, ldc);
     }
-  }
+  }, nt);
 }
 
 void matmul_forward(Tensor& out, const Tensor& a, const Tensor& b) {

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace glimpse::cpu {
 namespace {
@@ -51,6 +52,12 @@ inline int64_t argmax_in(const float* plane, const Window& win, int64_t W) {
   return best;
 }
 
+// Planes per parallel chunk: a chunk holds at least `min_values` values, and the whole range runs
+// serially when there are fewer values in all (a parallel start costs microseconds).
+int64_t plane_grain(int64_t planes, int64_t values, int64_t min_values) {
+  return values > min_values ? std::max<int64_t>(1, planes * min_values / values) : planes;
+}
+
 }  // namespace
 
 void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
@@ -60,16 +67,17 @@ void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) 
   const PoolDims d = pool_dims(x, out);
   const float* px = x.data();
   float* po = out.data();
-#pragma omp parallel for schedule(static) if (d.NC * d.P * d.Q > 4096)
-  for (int64_t i = 0; i < d.NC; ++i) {
-    const float* plane = px + i * d.H * d.W;
-    float* o = po + i * d.P * d.Q;
-    for (int64_t p = 0; p < d.P; ++p)
-      for (int64_t q = 0; q < d.Q; ++q) {
-        const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
-        o[p * d.Q + q] = a >= 0 ? plane[a] : -std::numeric_limits<float>::infinity();
-      }
-  }
+  parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* plane = px + i * d.H * d.W;
+      float* o = po + i * d.P * d.Q;
+      for (int64_t p = 0; p < d.P; ++p)
+        for (int64_t q = 0; q < d.Q; ++q) {
+          const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
+          o[p * d.Q + q] = a >= 0 ? plane[a] : -std::numeric_limits<float>::infinity();
+        }
+    }
+  });
 }
 
 void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt) {
@@ -82,17 +90,18 @@ void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const 
   const float* pg = gout.data();
   float* pgx = gx.data();
   // Overlapping windows may share an argmax, so planes (not outputs) are the unit of parallel work.
-#pragma omp parallel for schedule(static) if (d.NC * d.P * d.Q > 4096)
-  for (int64_t i = 0; i < d.NC; ++i) {
-    const float* plane = px + i * d.H * d.W;
-    const float* g = pg + i * d.P * d.Q;
-    float* gp = pgx + i * d.H * d.W;
-    for (int64_t p = 0; p < d.P; ++p)
-      for (int64_t q = 0; q < d.Q; ++q) {
-        const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
-        if (a >= 0) gp[a] += g[p * d.Q + q];
-      }
-  }
+  parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* plane = px + i * d.H * d.W;
+      const float* g = pg + i * d.P * d.Q;
+      float* gp = pgx + i * d.H * d.W;
+      for (int64_t p = 0; p < d.P; ++p)
+        for (int64_t q = 0; q < d.Q; ++q) {
+          const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
+          if (a >= 0) gp[a] += g[p * d.Q + q];
+        }
+    }
+  });
 }
 
 void avg_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
@@ -103,19 +112,20 @@ void avg_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) 
   const float* px = x.data();
   float* po = out.data();
   const float inv = 1.f / static_cast<float>(opt.kernel_h * opt.kernel_w);
-#pragma omp parallel for schedule(static) if (d.NC * d.P * d.Q > 4096)
-  for (int64_t i = 0; i < d.NC; ++i) {
-    const float* plane = px + i * d.H * d.W;
-    float* o = po + i * d.P * d.Q;
-    for (int64_t p = 0; p < d.P; ++p)
-      for (int64_t q = 0; q < d.Q; ++q) {
-        const Window win = window(p, q, d, opt);
-        float s = 0.f;
-        for (int64_t h = win.h0; h < win.h1; ++h)
-          for (int64_t w = win.w0; w < win.w1; ++w) s += plane[h * d.W + w];
-        o[p * d.Q + q] = s * inv;
-      }
-  }
+  parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* plane = px + i * d.H * d.W;
+      float* o = po + i * d.P * d.Q;
+      for (int64_t p = 0; p < d.P; ++p)
+        for (int64_t q = 0; q < d.Q; ++q) {
+          const Window win = window(p, q, d, opt);
+          float s = 0.f;
+          for (int64_t h = win.h0; h < win.h1; ++h)
+            for (int64_t w = win.w0; w < win.w1; ++w) s += plane[h * d.W + w];
+          o[p * d.Q + q] = s * inv;
+        }
+    }
+  });
 }
 
 void avg_pool2d_backward(Tensor& gx, const Tensor& gout, const Pool2dOptions& opt) {
@@ -126,18 +136,19 @@ void avg_pool2d_backward(Tensor& gx, const Tensor& gout, const Pool2dOptions& op
   const float* pg = gout.data();
   float* pgx = gx.data();
   const float inv = 1.f / static_cast<float>(opt.kernel_h * opt.kernel_w);
-#pragma omp parallel for schedule(static) if (d.NC * d.P * d.Q > 4096)
-  for (int64_t i = 0; i < d.NC; ++i) {
-    const float* g = pg + i * d.P * d.Q;
-    float* gp = pgx + i * d.H * d.W;
-    for (int64_t p = 0; p < d.P; ++p)
-      for (int64_t q = 0; q < d.Q; ++q) {
-        const Window win = window(p, q, d, opt);
-        const float v = g[p * d.Q + q] * inv;
-        for (int64_t h = win.h0; h < win.h1; ++h)
-          for (int64_t w = win.w0; w < win.w1; ++w) gp[h * d.W + w] += v;
-      }
-  }
+  parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* g = pg + i * d.P * d.Q;
+      float* gp = pgx + i * d.H * d.W;
+      for (int64_t p = 0; p < d.P; ++p)
+        for (int64_t q = 0; q < d.Q; ++q) {
+          const Window win = window(p, q, d, opt);
+          const float v = g[p * d.Q + q] * inv;
+          for (int64_t h = win.h0; h < win.h1; ++h)
+            for (int64_t w = win.w0; w < win.w1; ++w) gp[h * d.W + w] += v;
+        }
+    }
+  });
 }
 
 void global_avg_pool_forward(Tensor& out, const Tensor& x) {
@@ -148,13 +159,14 @@ void global_avg_pool_forward(Tensor& out, const Tensor& x) {
                 " for input ", shape_str(x.shape()));
   const float* px = x.data();
   float* po = out.data();
-#pragma omp parallel for schedule(static) if (NC * HW > 65536)
-  for (int64_t i = 0; i < NC; ++i) {
-    const float* plane = px + i * HW;
-    double s = 0;
-    for (int64_t j = 0; j < HW; ++j) s += plane[j];
-    po[i] = static_cast<float>(s / static_cast<double>(HW));
-  }
+  parallel_for_range(NC, plane_grain(NC, NC * HW, 65536), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* plane = px + i * HW;
+      double s = 0;
+      for (int64_t j = 0; j < HW; ++j) s += plane[j];
+      po[i] = static_cast<float>(s / static_cast<double>(HW));
+    }
+  });
 }
 
 void global_avg_pool_backward(Tensor& gx, const Tensor& gout) {
@@ -166,12 +178,13 @@ void global_avg_pool_backward(Tensor& gx, const Tensor& gout) {
   const float* pg = gout.data();
   float* pgx = gx.data();
   const float inv = 1.f / static_cast<float>(HW);
-#pragma omp parallel for schedule(static) if (NC * HW > 65536)
-  for (int64_t i = 0; i < NC; ++i) {
-    float* gp = pgx + i * HW;
-    const float v = pg[i] * inv;
-    for (int64_t j = 0; j < HW; ++j) gp[j] += v;
-  }
+  parallel_for_range(NC, plane_grain(NC, NC * HW, 65536), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      float* gp = pgx + i * HW;
+      const float v = pg[i] * inv;
+      for (int64_t j = 0; j < HW; ++j) gp[j] += v;
+    }
+  });
 }
 
 }  // namespace glimpse::cpu
