@@ -1,46 +1,70 @@
 #!/usr/bin/env bash
-# Runs the standard workloads in glimpse and in PyTorch one after the other (same machine, same
-# load) and prints the ratios glimpse / PyTorch. Usage:
-#   bash bench/compare.sh [--threads N] [--only w1|w2] [--quick]      (extra args go to both)
-# Environment: BUILD_DIR (default build-bench), OUT_DIR (default bench/results).
+# Runs the standard workloads in glimpse and in PyTorch, alternating (glimpse W1, PyTorch W1,
+# glimpse W2, PyTorch W2, ... for ROUNDS rounds) so both see the same machine load, and prints the
+# ratios glimpse / PyTorch (median over rounds when ROUNDS > 1). Usage:
+#   bash bench/compare.sh [--threads N] [--only w1|w2] [--quick]      (arguments go to both)
+# Environment: BUILD_DIR (default build-bench), OUT_DIR (default bench/results), ROUNDS (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build-bench}
 OUT_DIR=${OUT_DIR:-bench/results}
+ROUNDS=${ROUNDS:-1}
 mkdir -p "$OUT_DIR"
 
-if [[ ! -x "$BUILD_DIR/bin/glimpse-bench" ]]; then
+if [[ ! -f "$BUILD_DIR/build.ninja" && ! -f "$BUILD_DIR/Makefile" ]]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGLIMPSE_CUDA=OFF >/dev/null
 fi
 cmake --build "$BUILD_DIR" --target glimpse-bench -- -j2 >/dev/null
 
-stamp=$(date +%Y%m%d-%H%M%S)
-G="$OUT_DIR/glimpse-$stamp.json"
-P="$OUT_DIR/pytorch-$stamp.json"
-echo "load before: $(uptime)"
-"$BUILD_DIR/bin/glimpse-bench" --json "$G" "$@"
-echo "load between: $(uptime)"
-/usr/bin/python3 bench/compare_pytorch.py --json "$P" "$@"
-echo "load after: $(uptime)"
+workloads=(w1 w2)
+args=()
+while [[ $# -gt 0 ]]; do
+  if [[ $1 == --only ]]; then workloads=("$2"); shift 2; else args+=("$1"); shift; fi
+done
 
-/usr/bin/python3 - "$G" "$P" <<'PY'
-import json, sys
-g, p = (json.load(open(f)) for f in sys.argv[1:3])
-# (key, higher_is_better, target on the ratio glimpse/pytorch)
+stamp=$(date +%Y%m%d-%H%M%S)
+files=()
+for ((r = 1; r <= ROUNDS; r++)); do
+  for w in "${workloads[@]}"; do
+    G="$OUT_DIR/$stamp-r$r-$w-glimpse.json"
+    P="$OUT_DIR/$stamp-r$r-$w-pytorch.json"
+    echo "== round $r, $w; load: $(uptime | sed 's/.*load average/load average/')"
+    "$BUILD_DIR/bin/glimpse-bench" --only "$w" --json "$G" ${args[@]+"${args[@]}"}
+    /usr/bin/python3 bench/compare_pytorch.py --only "$w" --json "$P" ${args[@]+"${args[@]}"}
+    files+=("$G" "$P")
+  done
+done
+echo "== done; load: $(uptime | sed 's/.*load average/load average/')"
+
+/usr/bin/python3 - "${files[@]}" <<'PY'
+import json, statistics, sys
+pairs = [(json.load(open(g)), json.load(open(p))) for g, p in zip(sys.argv[1::2], sys.argv[2::2])]
+# (key, higher is better, target on the ratio glimpse/pytorch)
 rows = [('w1_train_ips', True, '>= 1.3'), ('w1_infer_ips', True, '>= 1.5'),
         ('w1_cam_ms', False, '<= 0.5'), ('w1_gradcam_ms', False, '<= 0.5'),
         ('w1_gradcam_full_ms', False, '<= 0.5'),
         ('w2_fwd_ms', False, '<= 1.0'), ('w2_gradcam_ms', False, '<= 1.0'),
         ('w2_gradcam_full_ms', False, '-')]
 print()
-print(f"{'metric':<20} {'better':<7} {'glimpse':>10} {'pytorch':>10} {'glimpse/pytorch':>16}  target")
+print(f"{'metric':<20} {'better':<7} {'glimpse':>10} {'pytorch':>10} {'glimpse/pytorch':>16}  {'target':<7} per-round ratios")
 for key, higher, target in rows:
-    if key not in g or key not in p:
+    rs = [(g[key], p[key]) for g, p in pairs if key in g and key in p]
+    if not rs:
         continue
-    r = g[key] / p[key]
-    print(f"{key:<20} {'higher' if higher else 'lower':<7} {g[key]:10.3f} {p[key]:10.3f} {r:16.3f}  {target}")
-gk, pk = g.get('checks', {}).get('w1_train_peak_rss_mb'), p.get('checks', {}).get('w1_train_peak_rss_mb')
-if gk and pk:
-    print(f"{'w1 train peak RSS':<20} {'lower':<7} {gk:10.1f} {pk:10.1f} {gk / pk:16.3f}  <= 1.0  (MiB)")
-print("ips: images/s, higher is better; ms: latency, lower is better. Ratios from one run only.")
+    ratios = [a / b for a, b in rs]
+    gm = statistics.median(a for a, _ in rs)
+    pm = statistics.median(b for _, b in rs)
+    ok = (statistics.median(ratios) >= float(target[3:])) if target[0] == '>' else \
+         (statistics.median(ratios) <= float(target[3:])) if target[0] == '<' else None
+    mark = '' if ok is None else ('met' if ok else 'MISSED')
+    print(f"{key:<20} {'higher' if higher else 'lower':<7} {gm:10.3f} {pm:10.3f} {statistics.median(ratios):16.3f}  "
+          f"{target:<7} {' '.join(f'{r:.3f}' for r in ratios)}  {mark}")
+mem = [(g['checks']['w1_train_peak_rss_mb'], p['checks']['w1_train_peak_rss_mb']) for g, p in pairs
+       if 'w1_train_peak_rss_mb' in g.get('checks', {}) and 'w1_train_peak_rss_mb' in p.get('checks', {})]
+if mem:
+    gm, pm = statistics.median(a for a, _ in mem), statistics.median(b for _, b in mem)
+    print(f"{'w1 train peak RSS':<20} {'lower':<7} {gm:10.1f} {pm:10.1f} {gm / pm:16.3f}  <= 1.0   (MiB, process peak "
+          "after W1 training)")
+print("ips = images/s: higher is better, ratio > 1 means glimpse is faster.")
+print("ms = latency: lower is better, ratio < 1 means glimpse is faster.")
 PY

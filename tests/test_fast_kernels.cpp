@@ -1,0 +1,188 @@
+// The optimized CPU kernels against the straightforward definitions, on random shapes chosen to
+// hit every path: row-blocked im2col (a single image split into several blocks), the two-phase
+// backward-data scatter, per-slot filter-gradient reduction, the 1x1 direct path, odd sizes,
+// stride 2, padding 0, dilation, groups; thread counts 1, 2 and 3. Also parallel_for itself and
+// the panel-split GEMM.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/ops/conv2d.h"
+#include "core/ops/gemm.h"
+#include "core/parallel.h"
+#include "core/rng.h"
+
+namespace glimpse {
+namespace {
+
+struct Case {
+  int64_t N, C, H, W, K, R, S;
+  Conv2dOptions opt;
+};
+
+std::string name(const Case& c) {
+  std::string s = "N" + std::to_string(c.N) + " C" + std::to_string(c.C) + " " + std::to_string(c.H) + "x" +
+                  std::to_string(c.W) + " K" + std::to_string(c.K) + " " + std::to_string(c.R) + "x" +
+                  std::to_string(c.S) + " stride " + std::to_string(c.opt.stride_h) + "," + std::to_string(c.opt.stride_w) +
+                  " pad " + std::to_string(c.opt.pad_h) + "," + std::to_string(c.opt.pad_w) + " dil " +
+                  std::to_string(c.opt.dilation_h) + " groups " + std::to_string(c.opt.groups);
+  return s;
+}
+
+// The definitions, by direct loops in double: forward, and the two gradients of
+// L = sum(out * g):  gx = dL/dx,  gw = dL/dw.
+struct Reference {
+  std::vector<double> out, gx, gw;
+};
+Reference reference(const Case& c, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& g, int64_t P,
+                    int64_t Q) {
+  const auto& o = c.opt;
+  const int64_t G = o.groups, Cg = c.C / G, Kg = c.K / G;
+  Reference r;
+  r.out.assign(c.N * c.K * P * Q, 0.0);
+  r.gx.assign(x.numel(), 0.0);
+  r.gw.assign(w.numel(), 0.0);
+  for (int64_t n = 0; n < c.N; ++n)
+    for (int64_t k = 0; k < c.K; ++k)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q) {
+          const int64_t oi = ((n * c.K + k) * P + p) * Q + q;
+          double s = b.defined() ? b.data()[k] : 0.0;
+          const double gv = g.data()[oi];
+          for (int64_t cc = 0; cc < Cg; ++cc)
+            for (int64_t rr = 0; rr < c.R; ++rr)
+              for (int64_t ss = 0; ss < c.S; ++ss) {
+                const int64_t ih = p * o.stride_h - o.pad_h + rr * o.dilation_h;
+                const int64_t iw = q * o.stride_w - o.pad_w + ss * o.dilation_w;
+                if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
+                const int64_t xi = ((n * c.C + (k / Kg) * Cg + cc) * c.H + ih) * c.W + iw;
+                const int64_t wi = ((k * Cg + cc) * c.R + rr) * c.S + ss;
+                s += double(w.data()[wi]) * x.data()[xi];
+                r.gx[xi] += gv * w.data()[wi];
+                r.gw[wi] += gv * x.data()[xi];
+              }
+          r.out[oi] = s;
+        }
+  return r;
+}
+
+void expect_near_all(const float* got, const std::vector<double>& want, const std::string& what) {
+  double worst = 0, scale = 1;
+  for (double v : want) scale = std::max(scale, std::fabs(v));
+  size_t at = 0;
+  for (size_t i = 0; i < want.size(); ++i)
+    if (std::fabs(got[i] - want[i]) > worst) worst = std::fabs(got[i] - want[i]), at = i;
+  EXPECT_LE(worst, 1e-5 * scale * 8) << what << ": worst difference at " << at << " (got " << got[at] << ", want "
+                                     << want[at] << ")";
+}
+
+void check_case(const Case& c, int threads) {
+  set_num_threads(threads);
+  Rng rng(c.N * 1000 + c.C * 100 + c.H + threads);
+  const int64_t P = window_out_size(c.H, c.R, c.opt.stride_h, c.opt.pad_h, c.opt.dilation_h);
+  const int64_t Q = window_out_size(c.W, c.S, c.opt.stride_w, c.opt.pad_w, c.opt.dilation_w);
+  ASSERT_GT(P, 0);
+  ASSERT_GT(Q, 0);
+  Tensor x = Tensor::uniform({c.N, c.C, c.H, c.W}, rng, -1, 1);
+  Tensor w = Tensor::uniform({c.K, c.C / c.opt.groups, c.R, c.S}, rng, -1, 1);
+  Tensor b = Tensor::uniform({c.K}, rng, -1, 1);
+  Tensor g = Tensor::uniform({c.N, c.K, P, Q}, rng, -1, 1);
+  const Reference ref = reference(c, x, w, b, g, P, Q);
+  const std::string what = name(c) + ", " + std::to_string(threads) + " threads";
+
+  Tensor out = Tensor::full({c.N, c.K, P, Q}, 123.f);  // forward overwrites
+  cpu::conv2d_forward(out, x, w, b, c.opt);
+  expect_near_all(out.data(), ref.out, "forward " + what);
+
+  // The backward kernels accumulate: start from ones and subtract them again.
+  Tensor gx = Tensor::ones(x.shape()), gw = Tensor::ones(w.shape()), gb = Tensor::ones({c.K});
+  cpu::conv2d_backward_data(gx, g, w, c.opt);
+  cpu::conv2d_backward_filter(gw, gb, g, x, c.opt);
+  std::vector<double> gx1(ref.gx), gw1(ref.gw);
+  for (auto& v : gx1) v += 1;
+  for (auto& v : gw1) v += 1;
+  expect_near_all(gx.data(), gx1, "backward_data " + what);
+  expect_near_all(gw.data(), gw1, "backward_filter " + what);
+
+  // The filter gradient is deterministic: the same bits on a second run.
+  Tensor gw2 = Tensor::ones(w.shape()), gb2 = Tensor();
+  cpu::conv2d_backward_filter(gw2, gb2, g, x, c.opt);
+  EXPECT_EQ(gw.to_vector(), gw2.to_vector()) << "backward_filter not deterministic: " << what;
+}
+
+const Case kCases[] = {
+    {32, 3, 16, 16, 8, 3, 3, Conv2dOptions().padding(1)},                       // a W1-like batch
+    {1, 16, 67, 61, 12, 3, 3, Conv2dOptions().padding(1)},                      // one image, many row blocks
+    {1, 16, 67, 61, 12, 3, 3, Conv2dOptions().stride(2)},                       // stride 2, pad 0, odd
+    {2, 5, 45, 37, 7, 5, 3, Conv2dOptions().padding(2).stride(2)},              // 5x3 filter, odd everything
+    {1, 9, 53, 41, 6, 3, 3, Conv2dOptions().dilation(2).padding(2)},            // dilation: wider overlap
+    {1, 8, 31, 29, 8, 3, 3, Conv2dOptions().group(4).padding(1)},               // groups
+    {3, 6, 25, 23, 10, 1, 1, Conv2dOptions()},                                  // 1x1 direct path
+    {1, 64, 40, 40, 32, 1, 1, Conv2dOptions()},                                 // 1x1 direct, split in rows
+    {1, 4, 7, 5, 3, 3, 3, Conv2dOptions()},                                     // tiny, pad 0
+    {1, 96, 20, 19, 16, 3, 3, Conv2dOptions().padding(1)},                      // deep im2col, few rows per block
+};
+
+TEST(FastKernels, ConvMatchesDefinitionOnRandomShapes) {
+  for (int threads : {1, 2, 3})
+    for (const Case& c : kCases) check_case(c, threads);
+  set_num_threads(2);
+}
+
+TEST(FastKernels, ParallelForRunsEveryItemOnce) {
+  set_num_threads(3);
+  for (int64_t count : {0, 1, 2, 5, 1000}) {
+    std::vector<std::atomic<int>> hits(count);
+    parallel_for(count, [&](int64_t i) {
+      hits[i]++;
+      // Nested: runs serially inside, still once each.
+      std::atomic<int> inner{0};
+      parallel_for(4, [&](int64_t) { inner++; });
+      EXPECT_EQ(inner.load(), 4);
+    });
+    for (int64_t i = 0; i < count; ++i) EXPECT_EQ(hits[i].load(), 1) << "item " << i << " of " << count;
+  }
+  std::vector<int> cover(10007, 0);
+  parallel_for_range(10007, 100, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) cover[i]++;
+  });
+  for (int v : cover) ASSERT_EQ(v, 1);
+  set_num_threads(2);
+}
+
+TEST(FastKernels, GemmPanelsMatchNaiveProduct) {
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{97, 131, 61}, {301, 17, 203}, {5, 7, 3}}) {
+          Rng rng(M + N + K);
+          const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+          Tensor A = Tensor::uniform({(ta ? K : M) * lda}, rng, -1, 1);
+          Tensor B = Tensor::uniform({(tb ? N : K) * ldb}, rng, -1, 1);
+          Tensor C = Tensor::uniform({M * ldc}, rng, -1, 1);
+          std::vector<float> C0 = C.to_vector();
+          gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.f, C.data(), ldc);
+          double worst = 0;
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+              double s = 0;
+              for (int64_t k = 0; k < K; ++k)
+                s += double(ta ? A.data()[k * lda + i] : A.data()[i * lda + k]) *
+                     (tb ? B.data()[j * ldb + k] : B.data()[k * ldb + j]);
+              worst = std::max(worst, std::fabs(C.data()[i * ldc + j] - (0.5 * s + 2.0 * C0[i * ldc + j])));
+            }
+          EXPECT_LE(worst, 1e-4) << "gemm " << M << "x" << N << "x" << K << " trans " << ta << tb << ", " << threads
+                                 << " threads";
+          // The padding columns of C stay untouched.
+          for (int64_t i = 0; i < M; ++i) EXPECT_EQ(C.data()[i * ldc + N], C0[i * ldc + N]);
+        }
+  }
+  set_num_threads(2);
+}
+
+}  // namespace
+}  // namespace glimpse
