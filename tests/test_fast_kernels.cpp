@@ -12,6 +12,7 @@
 
 #include "core/ops/conv2d.h"
 #include "core/ops/gemm.h"
+#include "core/ops/pool2d.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 
@@ -129,6 +130,49 @@ const Case kCases[] = {
 TEST(FastKernels, ConvMatchesDefinitionOnRandomShapes) {
   for (int threads : {1, 2, 3})
     for (const Case& c : kCases) check_case(c, threads);
+  set_num_threads(2);
+}
+
+// The 2x2 / stride 2 max-pool path against the rule written out: the value is the window's max
+// (NaN if any cell is NaN), the gradient goes to the first maximal cell in row-major order (the
+// first NaN when there is one). Odd sizes drop the last row / column; ties and NaNs are planted.
+TEST(FastKernels, MaxPool2x2MatchesDefinition) {
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (auto [N, C, H, W] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{2, 3, 9, 7}, {4, 16, 32, 33}}) {
+      Rng rng(H * W);
+      Tensor x = Tensor::uniform({N, C, H, W}, rng, -1, 1);
+      float* px = x.data();
+      for (int64_t i = 0; i < x.numel(); i += 5) px[i] = std::round(px[i]);  // ties (-1, 0, 1)
+      px[3] = std::nanf("");
+      px[x.numel() / 2] = std::nanf("");
+      const int64_t P = H / 2, Q = W / 2;
+      Tensor out = Tensor::empty({N, C, P, Q}), g = Tensor::uniform({N, C, P, Q}, rng, -1, 1);
+      Tensor gx = Tensor::zeros(x.shape());
+      const Pool2dOptions opt = Pool2dOptions::square(2, 2);
+      cpu::max_pool2d_forward(out, x, opt);
+      cpu::max_pool2d_backward(gx, g, x, opt);
+      std::vector<double> want_gx(x.numel(), 0.0);
+      for (int64_t pl = 0; pl < N * C; ++pl)
+        for (int64_t p = 0; p < P; ++p)
+          for (int64_t q = 0; q < Q; ++q) {
+            int64_t best = -1;
+            for (int64_t r = 0; r < 2 && !(best >= 0 && std::isnan(px[best])); ++r)
+              for (int64_t t = 0; t < 2; ++t) {
+                const int64_t i = (pl * H + 2 * p + r) * W + 2 * q + t;
+                if (best < 0 || px[i] > px[best] || std::isnan(px[i])) {
+                  best = i;
+                  if (std::isnan(px[i])) break;
+                }
+              }
+            const float got = out.data()[(pl * P + p) * Q + q];
+            if (std::isnan(px[best])) EXPECT_TRUE(std::isnan(got));
+            else EXPECT_EQ(got, px[best]) << "plane " << pl << " window " << p << "," << q;
+            want_gx[best] += g.data()[(pl * P + p) * Q + q];
+          }
+      for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(gx.data()[i], float(want_gx[i])) << "gx entry " << i;
+    }
+  }
   set_num_threads(2);
 }
 

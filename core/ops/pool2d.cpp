@@ -58,6 +58,59 @@ int64_t plane_grain(int64_t planes, int64_t values, int64_t min_values) {
   return values > min_values ? std::max<int64_t>(1, planes * min_values / values) : planes;
 }
 
+// 2x2 windows, stride 2, no padding (every VGG-style net): the window's four cells a b / c d in
+// row-major order. Same rules as argmax_in: the first maximal cell, a NaN wins (the first one).
+bool is_2x2_stride2(const Pool2dOptions& o) {
+  return o.kernel_h == 2 && o.kernel_w == 2 && o.stride_h == 2 && o.stride_w == 2 && o.pad_h == 0 && o.pad_w == 0;
+}
+inline int argmax4(float a, float b, float c, float d) {
+  if (a != a) return 0;
+  int best = 0;
+  float m = a;
+  if (b > m || b != b) {
+    if (b != b) return 1;
+    best = 1, m = b;
+  }
+  if (c > m || c != c) {
+    if (c != c) return 2;
+    best = 2, m = c;
+  }
+  if (d > m || d != d) return 3;
+  return best;
+}
+
+void max_pool_2x2_plane(float* o, const float* x, int64_t W, int64_t P, int64_t Q) {
+  for (int64_t p = 0; p < P; ++p) {
+    const float* r0 = x + 2 * p * W;
+    const float* r1 = r0 + W;
+    float* op = o + p * Q;
+    for (int64_t q = 0; q < Q; ++q) {
+      const float a = r0[2 * q], b = r0[2 * q + 1], c = r1[2 * q], d = r1[2 * q + 1];
+      // Branch-free max that the compiler vectorizes; NaNs are rare and patched below.
+      op[q] = std::max(std::max(a, b), std::max(c, d));
+      if (a != a || b != b || c != c || d != d) op[q] = std::numeric_limits<float>::quiet_NaN();
+    }
+  }
+}
+
+void max_pool_2x2_backward_plane(float* gx, const float* g, const float* x, int64_t W, int64_t P, int64_t Q) {
+  for (int64_t p = 0; p < P; ++p) {
+    const float* r0 = x + 2 * p * W;
+    const float* r1 = r0 + W;
+    float* g0 = gx + 2 * p * W;
+    float* g1 = g0 + W;
+    for (int64_t q = 0; q < Q; ++q) {
+      const float v = g[p * Q + q];
+      switch (argmax4(r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1])) {
+        case 0: g0[2 * q] += v; break;
+        case 1: g0[2 * q + 1] += v; break;
+        case 2: g1[2 * q] += v; break;
+        default: g1[2 * q + 1] += v; break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
@@ -67,10 +120,15 @@ void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) 
   const PoolDims d = pool_dims(x, out);
   const float* px = x.data();
   float* po = out.data();
+  const bool fast = is_2x2_stride2(opt);
   parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const float* plane = px + i * d.H * d.W;
       float* o = po + i * d.P * d.Q;
+      if (fast) {
+        max_pool_2x2_plane(o, plane, d.W, d.P, d.Q);
+        continue;
+      }
       for (int64_t p = 0; p < d.P; ++p)
         for (int64_t q = 0; q < d.Q; ++q) {
           const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
@@ -89,12 +147,17 @@ void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const 
   const float* px = x.data();
   const float* pg = gout.data();
   float* pgx = gx.data();
+  const bool fast = is_2x2_stride2(opt);
   // Overlapping windows may share an argmax, so planes (not outputs) are the unit of parallel work.
   parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const float* plane = px + i * d.H * d.W;
       const float* g = pg + i * d.P * d.Q;
       float* gp = pgx + i * d.H * d.W;
+      if (fast) {
+        max_pool_2x2_backward_plane(gp, g, plane, d.W, d.P, d.Q);
+        continue;
+      }
       for (int64_t p = 0; p < d.P; ++p)
         for (int64_t q = 0; q < d.Q; ++q) {
           const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
