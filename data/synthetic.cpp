@@ -4,8 +4,8 @@
 //   skin     : a skin tone (light to tan) modulated by smooth fractal value noise (brightness,
 //              redness) and fine grain;
 //   cloth    : (p = 0.3, or always with force_cloth) the corner farthest from the lesion is covered
-//              by a woven fabric whose print is dark irregular variegated blobs -- lesion-like
-//              spots, the "tablecloth" of the seed question;
+//              by a woven fabric whose print is dark irregular variegated blobs (dark rims, brown or
+//              blue-grey centres) -- lesion-like spots, the "tablecloth" of the seed question;
 //   lesion   : a blob whose border is r(theta) = R (1 + sum_k a_k cos(k theta + phi_k)) on a rotated
 //              ellipse, with per-class size, border irregularity, edge sharpness and colours:
 //                nevus (0)      small (R 0.11-0.19 N), round (a_k ~ 0.03), soft edge, one uniform brown;
@@ -185,10 +185,11 @@ void draw_cloth(Canvas& cv, Rng& rng, int corner) {
   for (float gy = cell / 2; gy < N; gy += cell)
     for (float gx = cell / 2; gx < N; gx += cell) {
       const float sx = gx + rng.uniform(-0.3f, 0.3f) * cell, sy = gy + rng.uniform(-0.3f, 0.3f) * cell;
-      const float R = rng.uniform(0.22f, 0.36f) * cell;
+      const float R = rng.uniform(0.24f, 0.4f) * cell;
       spots.push_back(Blob::make(rng, sx, sy, R, 0.35f, 9));
       spot_dark.push_back(jittered({58, 38, 30}, rng, 10));
-      spot_mid.push_back(jittered({128, 86, 62}, rng, 12));
+      // brown centres, some with the blue-grey of a melanoma's veil
+      spot_mid.push_back(rng.bernoulli(0.35f) ? jittered({104, 108, 128}, rng, 8) : jittered({128, 86, 62}, rng, 12));
     }
   const Fractal var(rng, 6, 2);
 
