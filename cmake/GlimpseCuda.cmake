@@ -26,6 +26,11 @@ if(NOT GLIMPSE_CUDA STREQUAL "OFF")
     if(CMAKE_CUDA_ARCHITECTURES MATCHES "native")
       message(FATAL_ERROR "glimpse: CMAKE_CUDA_ARCHITECTURES=native is refused (build machines have no GPU); give a list such as 80;90")
     endif()
+    # Link the shared cudart everywhere: glimpse_cuda links CUDA::cudart, and CMake's default
+    # (static cudart added to every program that links CUDA objects) would put two runtimes in one process.
+    if(NOT DEFINED CMAKE_CUDA_RUNTIME_LIBRARY)
+      set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
+    endif()
     enable_language(CUDA)
     # CMake 3.25 does not know nvcc's C++20 flag (glimpse's headers need C++20): teach it.
     if(NOT CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
