@@ -7,7 +7,6 @@
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
-#include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -23,6 +22,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 #include "idx.h"
 #include "layers/checkpoint.h"
@@ -185,8 +185,7 @@ int run(const Options& o) {
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   const int threads = o.threads > 0 ? o.threads : omp_get_num_procs();
-  omp_set_num_threads(threads);
-  Eigen::setNbThreads(threads);
+  set_num_threads(threads);  // core/parallel.h: conv, GEMM and pooling threads
   manual_seed(o.seed);
   Rng rng(o.seed);
 
