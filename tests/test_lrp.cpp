@@ -190,7 +190,10 @@ TEST(Lrp, BatchEqualsOneAtATime) {
       ASSERT_EQ(a.size(), b.size());
       for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6 + 1e-5 * std::fabs(b[i]));
       std::vector<float> ma = all.map.slice(n, n + 1).contiguous().to_vector(), mb = r.map.to_vector();
-      for (size_t i = 0; i < ma.size(); ++i) EXPECT_NEAR(ma[i], mb[i], 1e-5);
+      // The normalized map divides by (max - min) of the summed relevance, which amplifies the
+      // float32 summation-order differences of a batched GEMM; raw is held to 1e-5 above, the map to
+      // 1e-4 as in test_attribution_api.
+      for (size_t i = 0; i < ma.size(); ++i) EXPECT_NEAR(ma[i], mb[i], 1e-4);
       EXPECT_EQ(r.targets[0], opt.targets[n]);
     }
   }
