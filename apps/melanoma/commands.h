@@ -35,7 +35,7 @@ struct TrainOptions {
   int epochs = 10;
   int64_t batch = 32;
   std::string optimizer = "adam";  // sgd | adam | adamw
-  float lr = 0;                    // 0: 0.05 for sgd, 2e-3 for adam/adamw
+  float lr = 0;                    // 0: 0.02 for sgd; adam/adamw: 3e-3 small-gap, 1e-3 others
   float weight_decay = -1;         // <0: 5e-4 for sgd and adam, 1e-2 for adamw
   float momentum = 0.9f;
   std::string schedule = "cosine";  // cosine | step
@@ -177,7 +177,7 @@ struct ReportOptions {
   std::string model, data, split = "val", out = "report.html";
   std::string methods = "all";
   int64_t count = 6;                   // gallery images
-  int64_t thumb = 160;                 // gallery thumbnail side
+  int64_t thumb = 128;                 // gallery thumbnail side
   std::string curve, eval_json, localize_json, two_stage_json, roar_json;  // default: beside the model
   std::string title = "glimpse melanoma report";
 };
@@ -194,8 +194,8 @@ struct DemoOptions {
   int64_t size = 64;
   int epochs = 12;
   int64_t batch = 32;
-  std::string methods = "fast";        // fast | all | a,b,c
-  int64_t localize_limit = 60;
+  std::string methods = "all";         // all | fast (all but sliding-window) | a,b,c
+  int64_t localize_limit = 0;          // 0: every masked image of the split
   int64_t explain_count = 3;
   int64_t gallery = 6;
   uint64_t seed = 1;

@@ -2,10 +2,8 @@
 #include "common.h"
 
 #include <malloc.h>
-#include <omp.h>
 #include <stb_image_write.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -19,6 +17,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 #include "layers/checkpoint.h"
 #include "core/io/safetensors.h"
@@ -43,9 +42,10 @@ void setup_runtime(int threads, uint64_t seed) {
   // instead of a fresh mmap (and page faults) per allocation.
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  g_threads = threads > 0 ? threads : omp_get_num_procs();
-  omp_set_num_threads(g_threads);
-  Eigen::setNbThreads(g_threads);
+  // core/parallel.h: conv, GEMM and pooling on glimpse's thread pool; Eigen's threading off and the
+  // element-wise OpenMP loops on one thread (an idle libgomp thread spins and steals a core).
+  set_num_threads(threads);
+  g_threads = num_threads();
   manual_seed(seed);
 }
 
@@ -248,6 +248,15 @@ std::vector<std::string> parse_methods(const std::string& list) {
   }
   GLIMPSE_CHECK(!out.empty(), "the method list '", list, "' names no method; known methods: ", known_methods());
   return out;
+}
+
+attr::Options method_options(int64_t size) {
+  attr::Options o;
+  o.occlusion_window = std::max<int64_t>(2, size / 8);
+  o.occlusion_stride = std::max<int64_t>(1, size / 16);
+  o.sliding_window = std::max<int64_t>(4, size / 2);
+  o.sliding_stride = std::max<int64_t>(1, size / 16);
+  return o;
 }
 
 std::vector<std::string> default_methods(bool fast) {

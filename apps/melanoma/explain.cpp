@@ -47,7 +47,7 @@ ExplainResult run_explain(const ExplainOptions& o) {
   GLIMPSE_CHECK(r.target < lm.meta.classes, "explain: --target ", o.target, " but the model has ", lm.meta.classes,
                 " classes (0..", lm.meta.classes - 1, ")");
 
-  attr::Options opt;
+  attr::Options opt = method_options(lm.meta.size);
   opt.targets = {r.target};
   opt.layer = o.layer;
   opt.seed = o.seed;

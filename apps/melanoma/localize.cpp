@@ -120,7 +120,7 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
         if (method == kBaseline) {
           maps = gaussian_map(B, S, o.gaussian_sigma);
         } else {
-          attr::Options opt;
+          attr::Options opt = method_options(S);
           opt.targets = targets;
           opt.layer = o.layer;
           opt.seed = o.seed;

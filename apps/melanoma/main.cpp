@@ -107,7 +107,7 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
   sub->add_option("--optimizer", t.optimizer, "sgd (Nesterov momentum), adam or adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
-  sub->add_option("--lr", t.lr, "Peak learning rate (default: 0.02 for sgd, 1e-3 for adam/adamw)")
+  sub->add_option("--lr", t.lr, "Peak learning rate (default: 0.02 for sgd; for adam/adamw 3e-3 for small-gap, 1e-3 otherwise)")
       ->check(CLI::Range(1e-7f, 10.f));
   sub->add_option("--weight-decay", t.weight_decay, "Weight decay (default: 5e-4; 1e-2 for adamw)")->check(CLI::Range(0.f, 1.f));
   sub->add_option("--schedule", t.schedule, "cosine (with warm-up) or step (x0.1 every third of the run)")
@@ -291,7 +291,7 @@ int main(int argc, char** argv) {
   demo->add_option("--size", dmo.size, "Input side")->check(CLI::Range(int64_t(8), int64_t(1024)))->capture_default_str();
   demo->add_option("--epochs", dmo.epochs, "Epochs")->check(CLI::Range(1, 10000))->capture_default_str();
   demo->add_option("--batch", dmo.batch, "Batch")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
-  demo->add_option("--methods", dmo.methods, "fast (all but sliding-window), all, or a list")->check(kMethodList)->capture_default_str();
+  demo->add_option("--methods", dmo.methods, "all, fast (all but sliding-window), or a comma-separated list")->check(kMethodList)->capture_default_str();
   demo->add_option("--localize-limit", dmo.localize_limit, "Masked images scored by localize (0: all)")
       ->check(CLI::Range(int64_t(0), int64_t(1000000)))
       ->capture_default_str();

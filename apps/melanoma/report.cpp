@@ -52,7 +52,7 @@ struct Series {
 // A line chart: x = epoch, one polyline per series, axes with a few ticks, a legend.
 std::string svg_chart(const std::string& title, const std::vector<Series>& series, double ymin, double ymax,
                       bool fixed_range) {
-  const double W = 420, H = 250, L = 48, R = 12, T = 28, B = 36;
+  const double W = 560, H = 250, L = 48, R = 150, T = 28, B = 36;  // legend in the right margin
   double xmin = 1e300, xmax = -1e300;
   double lo = 1e300, hi = -1e300;
   for (const auto& s : series)
@@ -96,9 +96,9 @@ std::string svg_chart(const std::string& title, const std::vector<Series>& serie
     for (auto [x, y] : s.points)
       if (std::isfinite(y))
         os << strf("<circle cx='%.1f' cy='%.1f' r='2.5' fill='%s'/>", px(x), py(std::clamp(y, ymin, ymax)), s.colour.c_str());
-    os << strf("<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='%s' stroke-width='3'/>", W - R - 120, W - R - 104,
+    os << strf("<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='%s' stroke-width='3'/>", W - R + 8, W - R + 24,
                ly - 4, ly - 4, s.colour.c_str());
-    os << strf("<text x='%.1f' y='%.1f' font-size='11'>%s</text>", W - R - 100, ly, esc(s.name).c_str());
+    os << strf("<text x='%.1f' y='%.1f' font-size='11'>%s</text>", W - R + 28, ly, esc(s.name).c_str());
     ly += 14;
   }
   os << "</svg>";
@@ -308,7 +308,7 @@ void run_report(const ReportOptions& o) {
     for (const auto& m : methods) {
       std::string cell;
       try {
-        attr::Options opt;
+        attr::Options opt = method_options(S);
         opt.targets = {pred};
         const attr::AttributionMap am = attr::explain(m, model, x, opt);
         const Tensor map = attr::normalize_maps(attr::upsample_maps(am.map, T, T));
@@ -341,8 +341,8 @@ void run_report(const ReportOptions& o) {
     << "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;"
     << "font-size:13px}th{background:#f0f0f0}td:first-child{text-align:left}"
     << "tr.baseline td{background:#fff6e0;font-style:italic}tr.best td{background:#e6f5e6;font-weight:bold}"
-    << "td.diag{background:#e6f5e6}.row{display:flex;flex-wrap:wrap;gap:6px;margin-bottom:14px}"
-    << ".cell{width:" << T << "px;font-size:11px;text-align:center}.cell img{width:" << T << "px;height:" << T
+    << "td.diag{background:#e6f5e6}.gallery{overflow-x:auto}.row{display:flex;flex-wrap:nowrap;gap:4px;margin-bottom:10px}"
+    << ".cell{width:" << T << "px;flex:none;font-size:11px;text-align:center}.cell img{width:" << T << "px;height:" << T
     << "px;image-rendering:auto}.cap{margin-top:2px}.err{width:" << T << "px;height:" << T
     << "px;background:#fee;font-size:10px;overflow:hidden}.chart{margin-right:16px}.meta{color:#555;font-size:13px}"
     << "</style></head><body>";
@@ -361,7 +361,7 @@ void run_report(const ReportOptions& o) {
   h << "<h2>Gallery</h2><p class='meta'>First column: the photo with the expert mask outlined in green. Then each "
        "method's map for the predicted class (jet: blue low, red high) over the photo, the mask outline in green and "
        "the map's strongest region circled in white.</p>"
-    << g.str() << "</body></html>\n";
+    << "<div class='gallery'>" << g.str() << "</div></body></html>\n";
   write_text(o.out, h.str());
   std::printf("report: %s (%zu gallery images x %zu methods, %.1f KiB, %.1fs)\n", o.out.c_str(), chosen.size(),
               methods.size(), static_cast<double>(h.str().size()) / 1024, seconds_since(t0));

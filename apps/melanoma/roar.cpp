@@ -72,7 +72,7 @@ Tensor split_maps(Model& model, const std::string& method, const ModelMeta& meta
     for (int64_t i = 0; i < B; ++i)
       GLIMPSE_CHECK(at + i < N && b.ids[static_cast<size_t>(i)] == s.ids[static_cast<size_t>(at + i)],
                     "roar: the loader changed the image order between two passes over ", ds.root);
-    attr::Options opt;
+    attr::Options opt = method_options(S);
     opt.targets.assign(s.predicted.begin() + at, s.predicted.begin() + at + B);
     opt.seed = seed;
     const Tensor m = attr::explain(method, model, b.images, opt).map.contiguous();

@@ -168,7 +168,8 @@ TrainResult train_model(const TrainOptions& o_in) {
     check_model_for_dataset(meta, train_ds, o.resume);
   }
   Model& model = *r.model;
-  const float lr = o.lr > 0 ? o.lr : (o.optimizer == "sgd" ? 0.02f : 1e-3f);
+  // Default rates: the small net (no BatchNorm) takes a larger Adam step than the deep ones.
+  const float lr = o.lr > 0 ? o.lr : o.optimizer == "sgd" ? 0.02f : (meta.arch == "small-gap" ? 3e-3f : 1e-3f);
   std::unique_ptr<Optimizer> opt = make_optimizer(o, model, lr);
   meta.optimizer = o.optimizer;
   meta.schedule = o.schedule;
@@ -237,8 +238,9 @@ TrainResult train_model(const TrainOptions& o_in) {
   for (int64_t epoch = meta.epoch + 1; epoch <= o.epochs; ++epoch) {
     const double te = now_s();
     loader.start_epoch(epoch);
+    // On a terminal the bar redraws; in a log the epoch line below is the one line per epoch.
     ProgressBar bar(strf("%s %lld/%d", o.label.c_str(), static_cast<long long>(epoch), o.epochs), steps_per_epoch,
-                    "img", o.quiet ? progress(true) : progress());
+                    "img", progress() == ProgressBar::Mode::Plain ? ProgressBar::Mode::Plain : progress(true));
     double loss_sum = 0;
     int64_t seen = 0, correct = 0, s = 0;
     while (loader.next(b)) {

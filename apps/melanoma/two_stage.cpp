@@ -56,7 +56,7 @@ int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds
       model.eval();
       pred = argmax_rows(model(b.images));
     }
-    attr::Options opt;
+    attr::Options opt = method_options(S);
     opt.targets = pred;
     const Tensor maps = attr::explain(o.method, model, b.images, opt).map.contiguous();
     for (size_t i = 0; i < b.ids.size(); ++i) {
