@@ -9,7 +9,7 @@
 #include <vector>
 
 #include <Eigen/Core>
-#include <omp.h>
+#include <cstdlib>
 
 #include "core/error.h"
 
@@ -122,17 +122,30 @@ std::atomic<int> g_threads{0};  // 0: not set yet
 
 }  // namespace
 
-void set_num_threads(int n, int openmp_threads) {
-  if (n <= 0) n = omp_get_num_procs();
+void set_num_threads(int n) {
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   g_threads = n;
-  omp_set_num_threads(openmp_threads > 0 ? openmp_threads : n);
   Eigen::setNbThreads(1);
-  omp_set_max_active_levels(1);  // one level of OpenMP parallelism: nested loops run serially
 }
+
+namespace {
+// Until set_num_threads: GLIMPSE_NUM_THREADS, else OMP_NUM_THREADS (the usual knob), else the
+// processor count.
+int default_threads() {
+  for (const char* var : {"GLIMPSE_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* v = std::getenv(var)) {
+      const int n = std::atoi(v);
+      if (n > 0) return n;
+    }
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+}  // namespace
 
 int num_threads() {
   const int n = g_threads.load(std::memory_order_relaxed);
-  return n > 0 ? n : omp_get_max_threads();
+  if (n > 0) return n;
+  static const int fallback = default_threads();
+  return fallback;
 }
 
 namespace detail {
@@ -141,7 +154,7 @@ void parallel_for_impl(int64_t count, int max_threads, ItemFn fn, void* ctx) {
   if (count <= 0) return;
   int threads = max_threads > 0 ? max_threads : num_threads();
   if (threads > count) threads = static_cast<int>(count);
-  if (threads <= 1 || in_parallel_for || omp_in_parallel()) {
+  if (threads <= 1 || in_parallel_for) {
     for (int64_t i = 0; i < count; ++i) fn(ctx, i);
     return;
   }

@@ -19,14 +19,12 @@
 
 namespace glimpse {
 
-// n >= 1 threads for parallel_for (the convolution, GEMM and pooling kernels); n <= 0 means "the
-// number of processors". Eigen's own threading stays off. The OpenMP loops that remain in the
-// element-wise kernels get `openmp_threads` (<= 0: n). The default is 1: those loops are memory-
-// bound and gain little from a second thread, while an idle libgomp thread spins for milliseconds
-// after every region and takes a core from parallel_for's threads -- single-image Grad-CAM on 2
-// threads measured 5.5 ms with openmp_threads = 1 against 91 ms with 2 (bench/NOTES.md). Until
-// set_num_threads is called: OMP_NUM_THREADS, else the processor count, for both.
-void set_num_threads(int n, int openmp_threads = 1);
+// n >= 1 threads for parallel_for (every CPU kernel runs on it); n <= 0 means "the number of
+// processors". Eigen's own threading stays off. Until this is called: GLIMPSE_NUM_THREADS, else
+// OMP_NUM_THREADS, else the processor count. (glimpse uses no OpenMP: an idle libgomp thread spins
+// for milliseconds after every region and took a core from the working threads -- single-image
+// Grad-CAM on 2 threads measured 5.5 ms without OpenMP loops against 91 ms with them, bench/NOTES.md.)
+void set_num_threads(int n);
 int num_threads();
 
 namespace detail {
@@ -37,7 +35,7 @@ void parallel_for_impl(int64_t count, int max_threads, ItemFn fn, void* ctx);
 // Calls fn(i) once for every i in [0, count), on up to max_threads threads (default: num_threads()),
 // the caller included; returns when all calls have returned. Which thread runs which item is not
 // fixed: fn must not depend on it (reductions: give each of a fixed number of items its own
-// accumulator). fn must not throw. Called from inside a parallel_for (or an OpenMP region), it runs serially.
+// accumulator). fn must not throw. Called from inside a parallel_for, it runs serially.
 template <typename Fn>
 void parallel_for(int64_t count, Fn&& fn, int max_threads = 0) {
   auto call = [](void* ctx, int64_t i) { (*static_cast<std::remove_reference_t<Fn>*>(ctx))(i); };

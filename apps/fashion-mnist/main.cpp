@@ -4,7 +4,7 @@
 //
 //   build/bin/fashion-mnist --epochs 5 --out fmnist.safetensors
 #include <malloc.h>
-#include <omp.h>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -184,7 +184,7 @@ int run(const Options& o) {
   // them in the heap (the working set is a few tens of MiB) removes that cost.
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  const int threads = o.threads > 0 ? o.threads : omp_get_num_procs();
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   set_num_threads(threads);  // core/parallel.h: conv, GEMM and pooling threads
   manual_seed(o.seed);
   Rng rng(o.seed);

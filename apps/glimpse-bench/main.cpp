@@ -156,7 +156,7 @@ int main(int argc, char** argv) {
   int threads = 2;
   std::string json_path, only;
   bool quick = false;
-  app.add_option("--threads", threads, "threads for OpenMP loops and Eigen's GEMM (default 2)");
+  app.add_option("--threads", threads, "CPU threads for the kernels (default 2)");
   app.add_option("--json", json_path, "write the results as JSON to this file");
   app.add_option("--only", only, "run one workload only")->check(CLI::IsMember({"w1", "w2"}));
   app.add_flag("--quick", quick, "fewer blocks (a smoke test, not a measurement)");

@@ -1,5 +1,7 @@
 #include "core/ops/activation.h"
 
+#include "core/parallel.h"
+
 namespace glimpse {
 namespace {
 constexpr int64_t kParallelMin = 1 << 15;
@@ -10,8 +12,9 @@ void relu_forward(Tensor& out, const Tensor& x) {
   const float* p = x.data();
   float* o = out.data();
   const int64_t n = x.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) o[i] = p[i] > 0.f ? p[i] : 0.f;
+parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+  for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? p[i] : 0.f;
+  });
 }
 
 void relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule) {
@@ -22,16 +25,19 @@ void relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rul
   const int64_t n = x.numel();
   switch (rule) {
     case ReluRule::Standard:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) o[i] = p[i] > 0.f ? g[i] : 0.f;
+parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+      for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? g[i] : 0.f;
+      });
       break;
     case ReluRule::Deconvnet:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) o[i] = g[i] > 0.f ? g[i] : 0.f;
+parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+      for (int64_t i = i_begin; i < i_end; ++i) o[i] = g[i] > 0.f ? g[i] : 0.f;
+      });
       break;
     case ReluRule::Guided:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) o[i] = (p[i] > 0.f && g[i] > 0.f) ? g[i] : 0.f;
+parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+      for (int64_t i = i_begin; i < i_end; ++i) o[i] = (p[i] > 0.f && g[i] > 0.f) ? g[i] : 0.f;
+      });
       break;
   }
 }
@@ -41,8 +47,9 @@ void leaky_relu_forward(Tensor& out, const Tensor& x, float slope) {
   const float* p = x.data();
   float* o = out.data();
   const int64_t n = x.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) o[i] = p[i] > 0.f ? p[i] : slope * p[i];
+parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+  for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? p[i] : slope * p[i];
+  });
 }
 
 void leaky_relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, float slope) {
@@ -51,8 +58,9 @@ void leaky_relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, float 
   const float* g = gout.data();
   float* o = gx.data();
   const int64_t n = x.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) o[i] = p[i] > 0.f ? g[i] : slope * g[i];
+parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+  for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? g[i] : slope * g[i];
+  });
 }
 
 }  // namespace glimpse

@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace glimpse::cpu {
 namespace {
@@ -30,15 +31,16 @@ float* ptr_or_null(Tensor& t) { return t.defined() ? t.data() : nullptr; }
 // y = (x - mean) * invstd * gamma + beta, channel by channel.
 void normalize(float* y, const float* x, const float* mean, const float* invstd, const float* gamma,
                const float* beta, const BnDims& d) {
-#pragma omp parallel for collapse(2) schedule(static) if (d.N * d.C * d.L > 65536)
-  for (int64_t n = 0; n < d.N; ++n)
-    for (int64_t c = 0; c < d.C; ++c) {
+  parallel_for_range(d.N * d.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(d.L, 1)), [&](int64_t b0, int64_t b1) {
+    for (int64_t nc = b0; nc < b1; ++nc) {
+      const int64_t n = nc / d.C, c = nc % d.C;
       const float a = invstd[c] * (gamma ? gamma[c] : 1.f);
       const float b = (beta ? beta[c] : 0.f) - mean[c] * a;
       const float* xs = x + (n * d.C + c) * d.L;
       float* ys = y + (n * d.C + c) * d.L;
       for (int64_t i = 0; i < d.L; ++i) ys[i] = xs[i] * a + b;
     }
+  });
 }
 
 }  // namespace
@@ -59,8 +61,8 @@ void batch_norm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
   float* rv = ptr_or_null(running_var);
 
   // Two passes in double per channel: the mean, then the centred sum of squares (no cancellation).
-#pragma omp parallel for schedule(static) if (d.N * d.C * d.L > 65536)
-  for (int64_t c = 0; c < d.C; ++c) {
+  parallel_for_range(d.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(d.N * d.L, 1)), [&](int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c) {
     double s = 0;
     for (int64_t n = 0; n < d.N; ++n) {
       const float* xs = px + (n * d.C + c) * d.L;
@@ -83,6 +85,7 @@ void batch_norm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
       rv[c] = (1.f - momentum) * rv[c] +
               momentum * static_cast<float>(var * static_cast<double>(d.M()) / static_cast<double>(d.M() - 1));
   }
+  });
   normalize(y.data(), px, mean, invstd, ptr_or_null(gamma), ptr_or_null(beta), d);
 }
 
@@ -121,8 +124,8 @@ void batch_norm_backward(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor
   float* pgb = ptr_or_null(gbeta);
   const bool need_sums = pgg || pgb || (pgx && training);
 
-#pragma omp parallel for schedule(static) if (d.N * d.C * d.L > 65536)
-  for (int64_t c = 0; c < d.C; ++c) {
+  parallel_for_range(d.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(d.N * d.L, 1)), [&](int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c) {
     const float mu = mean[c], is = invstd[c];
     double sum_g = 0, sum_gxhat = 0;  // sum g, sum g * xhat
     if (need_sums)
@@ -156,6 +159,7 @@ void batch_norm_backward(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor
       for (int64_t i = 0; i < d.L; ++i) out[i] += a * (gs[i] - mg - (xs[i] - mu) * is * mgx);
     }
   }
+  });
 }
 
 }  // namespace glimpse::cpu

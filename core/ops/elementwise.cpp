@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace glimpse {
 namespace {
@@ -11,8 +12,9 @@ constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than
 
 template <typename F>
 void for_each_flat(int64_t n, F f) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) f(i);
+parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+  for (int64_t i = i_begin; i < i_end; ++i) f(i);
+  });
 }
 
 // Strides of `t` seen from an output of shape `out` (0 where t is broadcast).
@@ -33,8 +35,8 @@ void binary_loop(float* o, const Shape& shape, const float* a, const Shape& sa, 
   }
   const int64_t inner = shape[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
   const int64_t outer = shape_numel(shape) / std::max<int64_t>(inner, 1);
-#pragma omp parallel for schedule(static) if (outer * inner > kParallelMin)
-  for (int64_t row = 0; row < outer; ++row) {
+parallel_for_range(outer, std::max<int64_t>(1, kParallelMin / std::max<int64_t>(inner, 1)), [&](int64_t row_begin, int64_t row_end) {
+  for (int64_t row = row_begin; row < row_end; ++row) {
     int64_t rem = row, oa = 0, ob = 0;
     for (int64_t d = nd - 2; d >= 0; --d) {
       const int64_t i = rem % shape[d];
@@ -45,6 +47,7 @@ void binary_loop(float* o, const Shape& shape, const float* a, const Shape& sa, 
     float* orow = o + row * inner;
     for (int64_t j = 0; j < inner; ++j) orow[j] = f(a[oa + j * ia], b[ob + j * ib]);
   }
+  });
 }
 
 template <typename F>

@@ -4,8 +4,14 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace glimpse {
+
+namespace {
+// Outer rows per parallel chunk: about 32K elements of work each.
+int64_t rows_grain(const DimSplit& s) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(s.len * s.inner, 1)); }
+}  // namespace
 
 DimSplit split_at(const Shape& shape, int64_t& dim, const char* op) {
   const int64_t nd = static_cast<int64_t>(shape.size());
@@ -22,13 +28,14 @@ void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
   check_cpu(x, "sum");
   const float* p = x.data();
   float* o = out.data();
-#pragma omp parallel for schedule(static) if (s.outer * s.len * s.inner > (1 << 15))
-  for (int64_t a = 0; a < s.outer; ++a)
-    for (int64_t c = 0; c < s.inner; ++c) {
-      double acc = 0;
-      for (int64_t l = 0; l < s.len; ++l) acc += p[(a * s.len + l) * s.inner + c];
-      o[a * s.inner + c] = static_cast<float>(acc);
-    }
+  parallel_for_range(s.outer, rows_grain(s), [&](int64_t a0, int64_t a1) {
+    for (int64_t a = a0; a < a1; ++a)
+      for (int64_t c = 0; c < s.inner; ++c) {
+        double acc = 0;
+        for (int64_t l = 0; l < s.len; ++l) acc += p[(a * s.len + l) * s.inner + c];
+        o[a * s.inner + c] = static_cast<float>(acc);
+      }
+  });
 }
 
 void max_dim_forward(Tensor& out, std::vector<int64_t>& argmax, const Tensor& x, const DimSplit& s) {
@@ -56,9 +63,10 @@ void max_dim_forward(Tensor& out, std::vector<int64_t>& argmax, const Tensor& x,
 namespace {
 template <typename F>
 void for_rows(const DimSplit& s, F f) {
-#pragma omp parallel for schedule(static) if (s.outer * s.len * s.inner > (1 << 15))
-  for (int64_t a = 0; a < s.outer; ++a)
-    for (int64_t c = 0; c < s.inner; ++c) f(a * s.len * s.inner + c);
+  parallel_for_range(s.outer, rows_grain(s), [&](int64_t a0, int64_t a1) {
+    for (int64_t a = a0; a < a1; ++a)
+      for (int64_t c = 0; c < s.inner; ++c) f(a * s.len * s.inner + c);
+  });
 }
 }  // namespace
 

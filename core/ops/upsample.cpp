@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace glimpse::cpu {
 namespace {
@@ -47,8 +48,9 @@ void upsample_bilinear_forward(Tensor& out, const Tensor& x, bool align_corners)
   const auto th = taps(H, OH, align_corners), tw = taps(W, OW, align_corners);
   const float* px = x.data();
   float* po = out.data();
-#pragma omp parallel for schedule(static) if (NC * OH * OW > 16384)
-  for (int64_t i = 0; i < NC; ++i) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(OH * OW, 1));
+  parallel_for_range(NC, grain, [&](int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
     const float* plane = px + i * H * W;
     float* o = po + i * OH * OW;
     for (int64_t oh = 0; oh < OH; ++oh) {
@@ -61,6 +63,7 @@ void upsample_bilinear_forward(Tensor& out, const Tensor& x, bool align_corners)
       }
     }
   }
+  });
 }
 
 void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corners) {
@@ -73,8 +76,9 @@ void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corne
   const auto th = taps(H, OH, align_corners), tw = taps(W, OW, align_corners);
   const float* pg = gout.data();
   float* pgx = gx.data();
-#pragma omp parallel for schedule(static) if (NC * OH * OW > 16384)
-  for (int64_t i = 0; i < NC; ++i) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(OH * OW, 1));
+  parallel_for_range(NC, grain, [&](int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
     float* plane = pgx + i * H * W;
     const float* g = pg + i * OH * OW;
     for (int64_t oh = 0; oh < OH; ++oh) {
@@ -91,6 +95,7 @@ void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corne
       }
     }
   }
+  });
 }
 
 }  // namespace glimpse::cpu
