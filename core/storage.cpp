@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <unordered_map>
+#include <vector>
 #include <string>
 
 #include "core/error.h"
@@ -12,19 +15,63 @@ namespace glimpse {
 namespace {
 
 // 64-byte alignment: whole cache lines and AVX-512-safe loads for Eigen's packets.
+//
+// Large blocks are cached: training allocates and frees the same activation and gradient buffers
+// every step, and glibc serves blocks over 128 KiB with a fresh mmap, so each step paid a page
+// fault per 4 KiB page touched (about 11% of a W1 training step, bench/NOTES.md). A freed block of
+// 128 KiB or more goes to a free list of its exact size (training repeats exact sizes) and is
+// handed out again; at most kMaxCached bytes wait there. Under AddressSanitizer nothing is cached,
+// so use-after-free stays detectable.
 class CpuAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes, Device) override {
-    size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
-    if (!p) GLIMPSE_FAIL("out of CPU memory: could not allocate ", bytes, " bytes");
-    return p;
+    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    if (kCache && rounded >= kMinCached) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(rounded);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_ -= rounded;
+        return p;
+      }
+    }
+    // The block's size sits in a 64-byte header in front of it, so deallocate knows it.
+    auto* base = static_cast<char*>(std::aligned_alloc(64, rounded + 64));
+    if (!base) GLIMPSE_FAIL("out of CPU memory: could not allocate ", bytes, " bytes");
+    *reinterpret_cast<size_t*>(base) = rounded;
+    return base + 64;
   }
-  void deallocate(void* ptr, Device) override { std::free(ptr); }
+  void deallocate(void* ptr, Device) override {
+    if (!ptr) return;
+    char* base = static_cast<char*>(ptr) - 64;
+    const size_t rounded = *reinterpret_cast<size_t*>(base);
+    if (kCache && rounded >= kMinCached) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + rounded <= kMaxCached) {
+        free_[rounded].push_back(ptr);
+        cached_ += rounded;
+        return;
+      }
+    }
+    std::free(base);
+  }
   void copy(void* dst, Device, const void* src, Device, size_t bytes) override {
     if (bytes) std::memcpy(dst, src, bytes);
   }
   void fill(float* dst, Device, float value, size_t count) override { std::fill(dst, dst + count, value); }
+
+ private:
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr bool kCache = false;
+#else
+  static constexpr bool kCache = true;
+#endif
+  static constexpr size_t kMinCached = size_t(128) << 10;
+  static constexpr size_t kMaxCached = size_t(512) << 20;
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
 };
 
 struct Registry {
@@ -39,8 +86,9 @@ Registry& registry() {
 }  // namespace
 
 Allocator& allocator_for(DeviceType type) {
-  static CpuAllocator cpu;
-  if (type == DeviceType::CPU) return cpu;
+  // Never destroyed: tensors held by other static objects may be freed after main returns.
+  static CpuAllocator* cpu = new CpuAllocator();
+  if (type == DeviceType::CPU) return *cpu;
   auto& r = registry();
   if (!r.cuda) GLIMPSE_FAIL("CUDA device requested but unavailable: ", r.cuda_why);
   return *r.cuda;
