@@ -16,34 +16,16 @@
 #include "core/io/safetensors.h"
 #include "layers/checkpoint.h"
 #include "layers/models.h"
+#include "tests/support.h"
 
 using namespace glimpse;
+using glimpse::testing::expect_close;
 
 namespace {
 
 const std::string kReference = std::string(GLIMPSE_TEST_FIXTURES) + "/attribution_reference.safetensors";
 constexpr double kTolerance = 1e-4;
 
-double relative_error(const Tensor& a, const Tensor& b) {
-  std::vector<float> va = a.contiguous().to_vector(), vb = b.contiguous().to_vector();
-  EXPECT_EQ(va.size(), vb.size());
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(va[i]) - vb[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(vb[i])));
-  }
-  return diff / std::max(scale, 1e-12);
-}
-
-void expect_close(const std::string& what, const Tensor& got, const Tensor& ref) {
-  ASSERT_TRUE(got.defined()) << what;
-  ASSERT_EQ(got.numel(), ref.numel()) << what << ": " << shape_str(got.shape()) << " vs reference "
-                                      << shape_str(ref.shape());
-  double err = relative_error(got, ref);
-  std::printf("  %-18s %-16s rel err %.3e\n", what.c_str(), shape_str(ref.shape()).c_str(), err);
-  EXPECT_LE(err, kTolerance) << what;
-  EXPECT_FALSE(std::isnan(err)) << what;
-}
 
 class AttributionReference : public ::testing::Test {
  protected:
@@ -68,23 +50,23 @@ TEST_F(AttributionReference, GradCam) {
   attr::AttributionMap m = attr::gradcam(*model, x, opt);
   EXPECT_EQ(m.layer, "features.7");
   EXPECT_EQ(m.targets, opt.targets);
-  expect_close("gradcam", m.raw, ref.at("gradcam"));
+  expect_close("gradcam", m.raw, ref.at("gradcam"), kTolerance);
   std::vector<float> logits = ref.at("logits").to_vector();
   EXPECT_NEAR(m.scores[0], logits[0 * 3 + opt.targets[0]], 1e-5);
   EXPECT_NEAR(m.scores[1], logits[1 * 3 + opt.targets[1]], 1e-5);
 }
 
 TEST_F(AttributionReference, GradCamPlusPlus) {
-  expect_close("gradcam++", attr::gradcam_plus_plus(*model, x, opt).raw, ref.at("gradcampp"));
+  expect_close("gradcam++", attr::gradcam_plus_plus(*model, x, opt).raw, ref.at("gradcampp"), kTolerance);
 }
 
 TEST_F(AttributionReference, GuidedBackprop) {
-  expect_close("guided-backprop", attr::guided_backprop(*model, x, opt).raw, ref.at("guided_backprop"));
+  expect_close("guided-backprop", attr::guided_backprop(*model, x, opt).raw, ref.at("guided_backprop"), kTolerance);
 }
 
 TEST_F(AttributionReference, Saliency) {
   attr::AttributionMap m = attr::saliency(*model, x, opt);
-  expect_close("saliency (raw)", m.raw, ref.at("saliency"));
+  expect_close("saliency (raw)", m.raw, ref.at("saliency"), kTolerance);
   // map = max over colour channels of |grad|, then normalized per image.
   std::vector<float> g = ref.at("saliency").to_vector();
   Tensor mx = Tensor::zeros({2, 32, 32});
@@ -92,13 +74,13 @@ TEST_F(AttributionReference, Saliency) {
     for (int64_t c = 0; c < 3; ++c)
       for (int64_t p = 0; p < 1024; ++p)
         mx.data()[i * 1024 + p] = std::max(mx.data()[i * 1024 + p], std::fabs(g[(i * 3 + c) * 1024 + p]));
-  expect_close("saliency (map)", m.map, attr::normalize_maps(mx));
+  expect_close("saliency (map)", m.map, attr::normalize_maps(mx), kTolerance);
 }
 
 TEST_F(AttributionReference, IntegratedGradients) {
   opt.ig_steps = 64;
   attr::AttributionMap m = attr::integrated_gradients(*model, x, opt);
-  expect_close("integrated-grads", m.raw, ref.at("ig"));
+  expect_close("integrated-grads", m.raw, ref.at("ig"), kTolerance);
 }
 
 TEST_F(AttributionReference, Occlusion) {
@@ -106,5 +88,5 @@ TEST_F(AttributionReference, Occlusion) {
   opt.occlusion_stride = 4;
   opt.occlusion_fill = 0.f;
   attr::AttributionMap m = attr::occlusion(*model, x, opt);
-  expect_close("occlusion", m.raw, ref.at("occlusion"));
+  expect_close("occlusion", m.raw, ref.at("occlusion"), kTolerance);
 }

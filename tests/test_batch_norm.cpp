@@ -9,8 +9,11 @@
 #include "autograd/functions.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "tests/support.h"
 
 namespace glimpse {
+using glimpse::testing::error_of;
+
 namespace {
 
 void expect_close(const Tensor& a, const Tensor& b, float tol) {
@@ -152,15 +155,6 @@ TEST(BatchNorm, InputGradientAloneMatchesFullBackward) {
     auto all = grad({batch_norm(x, g2, b2, rm2, rv2, training)}, {gy}, {x, g2, b2});
     expect_close(gx, all[0], 1e-5f);
   }
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(BatchNorm, ShapeErrorsNameTheOpAndShapes) {

@@ -8,8 +8,11 @@
 #include "autograd/functions.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "tests/support.h"
 
 namespace glimpse {
+using glimpse::testing::error_of;
+
 namespace {
 
 // out[n,k,p,q] = b[k] + sum_{c,r,s} w[k,c,r,s] x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw]
@@ -160,15 +163,6 @@ TEST(Conv2d, LargerProblemMatchesReference) {
   expect_close(conv2d(x, w, b, opt), conv_reference(x, w, b, opt), 1e-3f);
   Tensor x1 = x.slice(0, 1);
   expect_close(conv2d(x1, w, b, opt), conv_reference(x1, w, b, opt), 1e-3f);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(Conv2d, ShapeErrorsNameTheOpAndShapes) {

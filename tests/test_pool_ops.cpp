@@ -12,8 +12,11 @@
 #include "autograd/functions.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "tests/support.h"
 
 namespace glimpse {
+using glimpse::testing::error_of;
+
 namespace {
 
 void expect_close(const Tensor& a, const Tensor& b, float tol) {
@@ -216,15 +219,6 @@ TEST(UpsampleBilinear, BackwardIsTheAdjoint) {
 }
 
 // ---- errors ----
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 TEST(PoolErrors, MessagesNameTheOpAndShapes) {
   std::string m = error_of([] { max_pool2d(Tensor::zeros({3, 8, 8}), Pool2dOptions::square(2, 2)); });

@@ -14,35 +14,15 @@
 #include "core/io/safetensors.h"
 #include "layers/checkpoint.h"
 #include "layers/models.h"
+#include "tests/support.h"
 
 using namespace glimpse;
+using glimpse::testing::expect_close;
 
 namespace {
 
 const std::string kReference = std::string(GLIMPSE_TEST_FIXTURES) + "/small_gap_reference.safetensors";
 constexpr double kTolerance = 1e-4;
-
-// max|a - b| / max(max|b|, 1e-6), over the whole tensor; b is the reference.
-double relative_error(const Tensor& a, const Tensor& b) {
-  std::vector<float> va = a.contiguous().to_vector(), vb = b.contiguous().to_vector();
-  EXPECT_EQ(va.size(), vb.size());
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(va[i]) - vb[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(vb[i])));
-  }
-  return diff / std::max(scale, 1e-6);
-}
-
-void expect_close(const std::string& what, const Tensor& got, const Tensor& ref) {
-  ASSERT_TRUE(got.defined()) << what << ": no value (a gradient that never arrived?)";
-  ASSERT_EQ(got.numel(), ref.numel()) << what << ": " << shape_str(got.shape()) << " vs reference "
-                                      << shape_str(ref.shape());
-  double err = relative_error(got, ref);
-  std::printf("  %-34s %-16s rel err %.3e\n", what.c_str(), shape_str(ref.shape()).c_str(), err);
-  EXPECT_LE(err, kTolerance) << what;
-  EXPECT_FALSE(std::isnan(err)) << what;
-}
 
 void run_case(const std::string& prefix, const Tensor& class_weights) {
   SafetensorsFile ref = load_safetensors(kReference);
@@ -64,10 +44,10 @@ void run_case(const std::string& prefix, const Tensor& class_weights) {
   loss.backward();
 
   std::printf("case %s\n", prefix.empty() ? "1 (plain cross-entropy)" : "2 (class weights)");
-  expect_close("logits", logits, ref.at("logits"));
-  expect_close(prefix + "loss", loss, ref.at(prefix + "loss"));
+  expect_close("logits", logits, ref.at("logits"), kTolerance);
+  expect_close(prefix + "loss", loss, ref.at(prefix + "loss"), kTolerance);
   for (const auto& [name, p] : model->named_parameters()) {
-    expect_close(prefix + "grad." + name, p.grad(), ref.at(prefix + "grad." + name));
+    expect_close(prefix + "grad." + name, p.grad(), ref.at(prefix + "grad." + name), kTolerance);
   }
 }
 
