@@ -146,11 +146,16 @@ std::string format_metrics(const ClassificationMetrics& m, const std::vector<std
                 static_cast<long long>(m.count), m.accuracy, m.balanced_accuracy, m.auc_melanoma, m.auc_keratosis,
                 m.auc_mean);
   os << buf << "  confusion matrix (rows: true, columns: predicted)\n";
-  size_t w = 6;
-  for (const auto& n : class_names) w = std::max(w, n.size());
+  // Row labels in full, column headers cut to 10 characters.
+  size_t w = 6, cw = 6;
+  for (const auto& n : class_names) {
+    w = std::max(w, n.size());
+    cw = std::max(cw, std::min<size_t>(10, n.size()));
+  }
   os << "  " << std::string(w, ' ');
   for (size_t c = 0; c < m.confusion.size(); ++c) {
-    std::snprintf(buf, sizeof buf, " %*s", static_cast<int>(w), c < class_names.size() ? class_names[c].c_str() : "?");
+    const std::string name = c < class_names.size() ? class_names[c].substr(0, 10) : "?";
+    std::snprintf(buf, sizeof buf, " %*s", static_cast<int>(cw), name.c_str());
     os << buf;
   }
   os << "\n";
@@ -158,7 +163,7 @@ std::string format_metrics(const ClassificationMetrics& m, const std::vector<std
     std::snprintf(buf, sizeof buf, "  %-*s", static_cast<int>(w), r < class_names.size() ? class_names[r].c_str() : "?");
     os << buf;
     for (size_t c = 0; c < m.confusion[r].size(); ++c) {
-      std::snprintf(buf, sizeof buf, " %*lld", static_cast<int>(w), static_cast<long long>(m.confusion[r][c]));
+      std::snprintf(buf, sizeof buf, " %*lld", static_cast<int>(cw), static_cast<long long>(m.confusion[r][c]));
       os << buf;
     }
     os << "\n";
