@@ -47,7 +47,7 @@ struct Options {
   std::string augment = "flip";
   std::string progress = "auto";
   std::string out;
-  int epochs = 5;
+  int epochs = 10;  // 91.5% test accuracy (README: measured runs)
   int batch = 64;
   float lr = 0.f;  // 0: the optimizer's default below
   float momentum = 0.9f;
