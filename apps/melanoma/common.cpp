@@ -42,8 +42,7 @@ void setup_runtime(int threads, uint64_t seed) {
   // instead of a fresh mmap (and page faults) per allocation.
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  // core/parallel.h: conv, GEMM and pooling on glimpse's thread pool; Eigen's threading off and the
-  // element-wise OpenMP loops on one thread (an idle libgomp thread spins and steals a core).
+  // core/parallel.h: every CPU kernel on glimpse's thread pool (Eigen's own threading off).
   set_num_threads(threads);
   g_threads = num_threads();
   manual_seed(seed);

@@ -23,7 +23,7 @@ using glimpse::Tensor;
 // The ISIC 2017 classes, in the order of data.h.
 const std::vector<std::string>& class_names();
 
-// Threads for the CPU kernels (OpenMP loops and Eigen's GEMM; 0 = all cores), the global seed,
+// Threads for the CPU kernels (glimpse::set_num_threads; 0 = all cores), the global seed,
 // and malloc settings that keep the large, short-lived activation buffers in the heap.
 void setup_runtime(int threads, uint64_t seed);
 int runtime_threads();
