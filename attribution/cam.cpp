@@ -227,6 +227,23 @@ AttributionMap gradcam_plus_plus(Module& model, const Tensor& x, const Options& 
   return finish("gradcam++", g, weighted_sum(g.A, w, true), x, opt);
 }
 
+// sum_k w(G_k(x,y)) A_k(x,y) per image, with w = ReLU when positive_grads (LayerCAM), else the
+// identity (HiResCAM): the gradient enters element-wise instead of as a channel mean.
+Tensor gradient_weighted_sum(const LayerGrads& g, bool positive_grads) {
+  const int64_t n = g.A.size(0), k = g.A.size(1), hw = g.A.size(2) * g.A.size(3);
+  Tensor raw = Tensor::zeros({n, g.A.size(2), g.A.size(3)});
+  const float* a = g.A.data();
+  const float* gp = g.G.data();
+  float* o = raw.data();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < k; ++c)
+      for (int64_t p = 0; p < hw; ++p) {
+        const int64_t j = (i * k + c) * hw + p;
+        o[i * hw + p] += (positive_grads ? std::max(gp[j], 0.f) : gp[j]) * a[j];
+      }
+  return raw;
+}
+
 // ---- LayerCAM ------------------------------------------------------------------------------------
 // Jiang, Zhang, Hou, Cheng, Wei, "LayerCAM: Exploring Hierarchical Class Activation Maps for
 // Localization", IEEE TIP 2021. Each location weighted by its own positive gradient:
@@ -236,17 +253,8 @@ AttributionMap gradcam_plus_plus(Module& model, const Tensor& x, const Options& 
 AttributionMap layercam(Module& model, const Tensor& x, const Options& opt) {
   detail::EvalModeGuard eval(model);
   LayerGrads g = layer_grads(model, x, opt, "layercam");
-  const int64_t n = g.A.size(0), k = g.A.size(1), hw = g.A.size(2) * g.A.size(3);
-  Tensor raw = Tensor::zeros({n, g.A.size(2), g.A.size(3)});
-  const float* a = g.A.data();
-  const float* gp = g.G.data();
+  Tensor raw = gradient_weighted_sum(g, /*positive_grads=*/true);
   float* o = raw.data();
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < k; ++c)
-      for (int64_t p = 0; p < hw; ++p) {
-        int64_t j = (i * k + c) * hw + p;
-        o[i * hw + p] += std::max(gp[j], 0.f) * a[j];
-      }
   for (int64_t j = 0; j < raw.numel(); ++j) o[j] = std::max(o[j], 0.f);
   return finish("layercam", g, raw, x, opt);
 }
@@ -261,18 +269,7 @@ AttributionMap layercam(Module& model, const Tensor& x, const Options& opt) {
 AttributionMap hirescam(Module& model, const Tensor& x, const Options& opt) {
   detail::EvalModeGuard eval(model);
   LayerGrads g = layer_grads(model, x, opt, "hirescam");
-  const int64_t n = g.A.size(0), k = g.A.size(1), hw = g.A.size(2) * g.A.size(3);
-  Tensor raw = Tensor::zeros({n, g.A.size(2), g.A.size(3)});
-  const float* a = g.A.data();
-  const float* gp = g.G.data();
-  float* o = raw.data();
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < k; ++c)
-      for (int64_t p = 0; p < hw; ++p) {
-        int64_t j = (i * k + c) * hw + p;
-        o[i * hw + p] += gp[j] * a[j];
-      }
-  return finish("hirescam", g, raw, x, opt);
+  return finish("hirescam", g, gradient_weighted_sum(g, /*positive_grads=*/false), x, opt);
 }
 
 // ---- Score-CAM -----------------------------------------------------------------------------------
