@@ -64,6 +64,15 @@ struct TrainResult {
   double seconds = 0;
 };
 TrainResult train_model(const TrainOptions& o);
+// The 3-class model two-stage and roar start from: --model FILE when given, else one trained now
+// with `train` (its checkpoint at train.out). data_dir is train.data, or the model's own data
+// directory when none is given. `who` prefixes the messages.
+struct StartingModel {
+  std::shared_ptr<glimpse::Model> model;
+  ModelMeta meta;
+  std::string data_dir;
+};
+StartingModel load_or_train(const std::string& model_path, const TrainOptions& train, const char* who);
 nlohmann::json curve_to_json(const TrainResult& r);
 
 // ---- eval ----

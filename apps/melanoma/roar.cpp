@@ -102,24 +102,12 @@ RoarResult run_roar(const RoarOptions& o) {
   if (o.random_control) methods.push_back("random");
   ensure_dir(o.out);
 
-  std::shared_ptr<Model> model;
-  ModelMeta meta;
-  std::string data_dir = o.train.data;
-  if (!o.model.empty()) {
-    LoadedModel lm = load_model(o.model);
-    model = lm.model;
-    meta = lm.meta;
-    if (data_dir.empty()) data_dir = meta.data;
-  } else {
-    std::printf("roar: training the model whose maps rank the pixels\n");
-    TrainOptions t = o.train;
-    t.out = o.out + "/model.safetensors";
-    TrainResult r = train_model(t);
-    model = r.model;
-    meta = r.meta;
-    data_dir = meta.data;
-  }
-  GLIMPSE_CHECK(meta.classes == 3, "roar: the ISIC scoring needs a 3-class model, got ", meta.classes);
+  TrainOptions start = o.train;
+  start.out = o.out + "/model.safetensors";
+  const StartingModel sm = load_or_train(o.model, start, "roar");
+  const std::shared_ptr<Model>& model = sm.model;
+  const ModelMeta& meta = sm.meta;
+  const std::string& data_dir = sm.data_dir;
   const data::Dataset train_ds = open_dataset(data_dir, o.train.train_split);
   const data::Dataset val_ds = open_dataset(data_dir, o.train.val_split);
   RoarResult res;

@@ -312,4 +312,26 @@ TrainResult train_model(const TrainOptions& o_in) {
   return r;
 }
 
+StartingModel load_or_train(const std::string& model_path, const TrainOptions& train, const char* who) {
+  StartingModel m;
+  m.data_dir = train.data;
+  if (!model_path.empty()) {
+    LoadedModel lm = load_model(model_path);
+    m.model = lm.model;
+    m.meta = lm.meta;
+    if (m.data_dir.empty()) m.data_dir = m.meta.data;
+    std::printf("%s: starting model %s (%s, %lld px)\n", who, model_path.c_str(), m.meta.arch.c_str(),
+                static_cast<long long>(m.meta.size));
+  } else {
+    std::printf("%s: training the starting model\n", who);
+    std::fflush(stdout);
+    TrainResult r = train_model(train);
+    m.model = r.model;
+    m.meta = r.meta;
+    m.data_dir = m.meta.data;
+  }
+  GLIMPSE_CHECK(m.meta.classes == 3, who, ": the ISIC scoring needs a 3-class model, got ", m.meta.classes);
+  return m;
+}
+
 }  // namespace mel

@@ -112,28 +112,13 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
   ensure_dir(o.out);
 
   // Stage 1.
-  std::shared_ptr<Model> stage1;
-  ModelMeta meta;
-  std::string data_dir = o.train.data;
-  if (!o.model.empty()) {
-    LoadedModel lm = load_model(o.model);
-    stage1 = lm.model;
-    meta = lm.meta;
-    if (data_dir.empty()) data_dir = meta.data;
-    std::printf("two-stage: stage 1 = %s (%s, %lld px)\n", o.model.c_str(), meta.arch.c_str(),
-                static_cast<long long>(meta.size));
-  } else {
-    std::printf("two-stage: training stage 1\n");
-    std::fflush(stdout);
-    TrainOptions t = o.train;
-    t.out = o.out + "/stage1.safetensors";
-    t.label = "stage1";
-    TrainResult r = train_model(t);
-    stage1 = r.model;
-    meta = r.meta;
-    data_dir = meta.data;
-  }
-  GLIMPSE_CHECK(meta.classes == 3, "two-stage: the ISIC scoring needs a 3-class model, got ", meta.classes);
+  TrainOptions start = o.train;
+  start.out = o.out + "/stage1.safetensors";
+  start.label = "stage1";
+  const StartingModel sm = load_or_train(o.model, start, "two-stage");
+  const std::shared_ptr<Model>& stage1 = sm.model;
+  const ModelMeta& meta = sm.meta;
+  const std::string& data_dir = sm.data_dir;
   const data::Dataset train_ds = open_dataset(data_dir, o.train.train_split);
   const data::Dataset val_ds = open_dataset(data_dir, o.train.val_split);
 
