@@ -92,10 +92,10 @@ struct LinearLayer {
   virtual Tensor backward(const Tensor& s, Part part) const = 0;
 };
 
-struct ConvLayer : LinearLayer {
-  Tensor w, b;  // CPU, contiguous; b may be undefined
-  Conv2dOptions opt;
-  Shape in_shape;
+// A layer with weights W (CPU, contiguous) and an optional bias b; W^+ and W^- are clipped once
+// and kept for the layer's later passes.
+struct WeightedLayer : LinearLayer {
+  Tensor w, b;
   mutable Tensor wp, wn;
   const Tensor& weight(Part part) const {
     if (part == Part::All) return w;
@@ -103,6 +103,11 @@ struct ConvLayer : LinearLayer {
     if (!c.defined()) c = clip(w, part);
     return c;
   }
+};
+
+struct ConvLayer : WeightedLayer {
+  Conv2dOptions opt;
+  Shape in_shape;
   Tensor forward(const Tensor& x, Part part, bool with_bias) const override {
     NoGradGuard ng;
     Tensor bias = with_bias && b.defined() ? clip(b, part) : Tensor();
@@ -115,15 +120,7 @@ struct ConvLayer : LinearLayer {
   }
 };
 
-struct DenseLayer : LinearLayer {
-  Tensor w, b;  // [out, in], [out]
-  mutable Tensor wp, wn;
-  const Tensor& weight(Part part) const {
-    if (part == Part::All) return w;
-    Tensor& c = part == Part::Pos ? wp : wn;
-    if (!c.defined()) c = clip(w, part);
-    return c;
-  }
+struct DenseLayer : WeightedLayer {  // w [out, in], b [out]
   Tensor forward(const Tensor& x, Part part, bool with_bias) const override {
     NoGradGuard ng;
     Tensor bias = with_bias && b.defined() ? clip(b, part) : Tensor();
