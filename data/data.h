@@ -82,6 +82,10 @@ struct LoaderOptions {
   int prefetch = 4;            // batches decoded ahead
   uint64_t seed = 0;           // shuffling and augmentation; same seed, same batches
   bool normalize = true;       // subtract kNormMean / divide by kNormStd (below)
+  // Decoded images (after hair removal) and masks are kept in memory across epochs, up to this
+  // many MiB in all, so that later epochs skip JPEG/PNG decoding (about as costly as a small-gap
+  // training step at 64 px on 2 cores); 0 turns the cache off. ISIC's 2,000 images at 256 px: 0.5 GiB.
+  int64_t cache_mb = 2048;
 };
 
 // The loader's fixed per-channel normalization, x' = (x - mean) / std with x in [0, 1]: the

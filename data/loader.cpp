@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <exception>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -48,6 +49,42 @@ struct DataLoader::Impl {
   int64_t next_claim = 0, next_consume = 0;
   std::map<int64_t, Slot> ready;
   bool summary_printed = false;
+
+  // Decoded samples by dataset index (null: not cached yet). Guarded by cache_mu; entries are
+  // immutable once stored, so workers share them through shared_ptr without copying under the lock.
+  struct Decoded {
+    attr::Image image;
+    attr::Mask mask;
+  };
+  std::mutex cache_mu;
+  std::vector<std::shared_ptr<const Decoded>> cache;
+  int64_t cache_bytes = 0;
+
+  std::shared_ptr<const Decoded> decode(int64_t i) {
+    if (opt.cache_mb > 0) {
+      std::lock_guard<std::mutex> lock(cache_mu);
+      if (cache[i]) return cache[i];
+    }
+    const Sample& s = samples[i];
+    auto d = std::make_shared<Decoded>();
+    d->image = attr::load_image(s.image_path);
+    if (opt.with_masks && !s.mask_path.empty()) {
+      d->mask = attr::load_mask(s.mask_path);
+      GLIMPSE_CHECK(d->mask.width == d->image.width && d->mask.height == d->image.height, "the mask '", s.mask_path,
+                    "' is ", d->mask.width, "x", d->mask.height, " but its image '", s.image_path, "' is ",
+                    d->image.width, "x", d->image.height);
+    }
+    if (opt.hair_removal) d->image = remove_hair(d->image);
+    if (opt.cache_mb > 0) {
+      const int64_t bytes = static_cast<int64_t>(d->image.pixels.size() + d->mask.data.size() * sizeof(d->mask.data[0]));
+      std::lock_guard<std::mutex> lock(cache_mu);
+      if (!cache[i] && cache_bytes + bytes <= opt.cache_mb * (int64_t(1) << 20)) {
+        cache[i] = d;
+        cache_bytes += bytes;
+      }
+    }
+    return d;
+  }
 
   std::atomic<int64_t> skipped_total{0};
   std::atomic<int64_t> skipped_epoch{0};
@@ -91,19 +128,14 @@ struct DataLoader::Impl {
       }
       const Sample& s = samples[i];
       try {
-        attr::Image im = attr::load_image(s.image_path);
-        attr::Mask mk;
-        if (opt.with_masks && !s.mask_path.empty()) {
-          mk = attr::load_mask(s.mask_path);
-          GLIMPSE_CHECK(mk.width == im.width && mk.height == im.height, "the mask '", s.mask_path, "' is ", mk.width,
-                        "x", mk.height, " but its image '", s.image_path, "' is ", im.width, "x", im.height);
-        }
-        if (opt.hair_removal) im = remove_hair(im);
+        const std::shared_ptr<const Decoded> d = decode(i);
+        attr::Image im;
+        attr::Mask mk = d->mask;
         if (opt.augment) {
           Rng rng(detail::mix_seed(opt.seed, static_cast<uint64_t>(ep), static_cast<uint64_t>(i)));
-          im = augment_resized(im, mk.data.empty() ? nullptr : &mk, opt.augment_options, rng, S, S);
+          im = augment_resized(d->image, mk.data.empty() ? nullptr : &mk, opt.augment_options, rng, S, S);
         } else {
-          im = resize_area(im, S, S);
+          im = resize_area(d->image, S, S);
           if (!mk.data.empty()) mk = attr::resize_mask(mk, S, S);
         }
         images.push_back(std::move(im));
@@ -167,6 +199,7 @@ DataLoader::DataLoader(const Dataset& dataset, LoaderOptions options) : impl_(st
   if (options.threads <= 0) options.threads = std::max(1u, std::thread::hardware_concurrency());
   impl_->samples = dataset.samples;
   impl_->opt = options;
+  impl_->cache.resize(impl_->samples.size());
 }
 
 DataLoader::~DataLoader() = default;  // Impl's destructor stops and joins the workers

@@ -272,6 +272,37 @@ TEST(Loader, EverySampleOncePerEpochAndDeterministic) {
   EXPECT_EQ(a.skipped(), 0);
 }
 
+TEST(Loader, DecodedCacheGivesTheSameBatchesAndServesLaterEpochs) {
+  TempDir dir;
+  write_tiny_isic(dir, 9);
+  const Dataset ds = Dataset::open(dir.path.string());
+  LoaderOptions opt;
+  opt.batch_size = 4;
+  opt.image_size = 12;
+  opt.augment = true;
+  opt.with_masks = true;
+  opt.seed = 7;
+  LoaderOptions uncached_opt = opt;
+  uncached_opt.cache_mb = 0;
+  DataLoader cached(ds, opt), uncached(ds, uncached_opt);
+  const auto c0 = run_epoch(cached, 0);
+  EXPECT_TRUE(same_batches(c0, run_epoch(uncached, 0)));
+  // With the files gone, the cached loader still delivers every sample (it decodes nothing now);
+  // the uncached one skips all of them.
+  for (const Sample& s : ds.samples) std::filesystem::remove(s.image_path);
+  const auto c1 = run_epoch(cached, 1);
+  size_t n = 0;
+  for (const Batch& b : c1) {
+    n += b.ids.size();
+    ASSERT_EQ(b.masks.size(), b.ids.size());
+  }
+  EXPECT_EQ(n, ds.samples.size());
+  EXPECT_EQ(cached.skipped(), 0);
+  EXPECT_TRUE(same_batches(c0, run_epoch(cached, 0)));  // epoch 0 again, now from the cache
+  EXPECT_TRUE(run_epoch(uncached, 1).empty());
+  EXPECT_EQ(uncached.skipped(), static_cast<int64_t>(ds.samples.size()));
+}
+
 TEST(Loader, NoShuffleKeepsOrderAndDropLast) {
   TempDir dir;
   write_tiny_isic(dir, 7);
