@@ -18,7 +18,7 @@
 namespace glimpse {
 
 struct ModelInfo {
-  std::string name;          // "small-gap", "vgg16-gap", "resnet18-gap"
+  std::string name;          // "small-gap", "bn-gap", "vgg16-gap", "resnet18-gap"
   int64_t num_classes = 0;
   int64_t input_size = 0;    // image side the model was built for (H = W)
   int64_t in_channels = 3;
@@ -44,6 +44,12 @@ class Model : public Module {
 //   gap = GlobalAvgPool, classifier = Linear(128, num_classes).  CAM layer "features.7".
 // PyTorch's default initialisation. input_size >= 4.
 std::shared_ptr<Model> small_gap_net(int64_t num_classes = 3, int64_t input_size = 64, Rng& rng = global_rng());
+
+// bn-gap: features = Sequential of [Conv2d(3x3, pad 1, no bias), BatchNorm2d, ReLU] with widths
+//   32 | 32, 32 | 64, 64 | 128, 128 and a MaxPool2d(2) at each "|" (indices 0..23; CAM layer
+//   "features.23", 1/8 of the input), gap, classifier = Linear(128, num_classes). Kaiming-normal
+//   (fan-out) convolutions. Default input 96; input_size >= 8.
+std::shared_ptr<Model> bn_gap_net(int64_t num_classes = 3, int64_t input_size = 96, Rng& rng = global_rng());
 
 // W2 (VGG16-GAP, the seed paper's network): features = torchvision's vgg16 features 0..29 (13 convs
 // each + ReLU, MaxPool after blocks 1-4; the 5th MaxPool dropped), then, with extra_conv, one more

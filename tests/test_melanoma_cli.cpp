@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "attribution/image_io.h"
@@ -81,6 +82,30 @@ TEST_F(MelanomaApp, CheckpointAloneRebuildsTheModel) {
   const auto curve = mel::read_json(dir_ + "/model.curve.json");
   ASSERT_EQ(curve["epochs"].size(), 1u);
   EXPECT_TRUE(curve["epochs"][0].contains("auc_mean"));
+}
+
+TEST_F(MelanomaApp, EvalWithTestTimeAugmentation) {
+  mel::EvalOptions e;
+  e.model = dir_ + "/model.safetensors";
+  e.data = dir_ + "/data";
+  e.split = "val";
+  const mel::EvalResult plain = mel::run_eval(e);
+  e.tta = true;
+  e.json = dir_ + "/eval_tta.json";
+  const mel::EvalResult tta = mel::run_eval(e);
+  ASSERT_EQ(tta.predictions.probs.size(), plain.predictions.probs.size());
+  ASSERT_FALSE(tta.predictions.probs.empty());
+  double differ = 0;
+  for (size_t i = 0; i < tta.predictions.probs.size(); ++i) {
+    double total = 0;
+    for (size_t c = 0; c < tta.predictions.probs[i].size(); ++c) {
+      total += tta.predictions.probs[i][c];
+      differ += std::abs(tta.predictions.probs[i][c] - plain.predictions.probs[i][c]);
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+  }
+  EXPECT_GT(differ, 0.0);  // the 8 views do not all give the plain view's probabilities
+  EXPECT_TRUE(mel::read_json(e.json)["tta"].get<bool>());
 }
 
 TEST_F(MelanomaApp, ResumeContinuesEpochsAndCurve) {
@@ -227,6 +252,25 @@ TEST_F(MelanomaApp, BadInputErrorsNameTheValue) {
   x.method = "cam";
   x.image = dir_ + "/nope.png";
   EXPECT_NE(error_of([&] { mel::run_explain(x); }).find("nope.png"), std::string::npos);
+}
+
+TEST(MelanomaCommon, DihedralIsTheGroupOfTheSquare) {
+  // 3x3 plane with distinct values: a flip reverses rows, a quarter turn is numpy's rot90
+  // (counter-clockwise): out[i][j] = in[j][S-1-i].
+  using glimpse::Tensor;
+  Tensor x = Tensor::empty({1, 1, 3, 3});
+  for (int i = 0; i < 9; ++i) x.data()[i] = static_cast<float>(i);
+  EXPECT_EQ(mel::dihedral(x, 0).to_vector(), x.to_vector());
+  EXPECT_EQ(mel::dihedral(x, 1).to_vector(), (std::vector<float>{2, 1, 0, 5, 4, 3, 8, 7, 6}));
+  EXPECT_EQ(mel::dihedral(x, 2).to_vector(), (std::vector<float>{2, 5, 8, 1, 4, 7, 0, 3, 6}));
+  // Eight different images; quarter turns compose; four of them, or two flips, are the identity.
+  std::set<std::vector<float>> seen;
+  for (int k = 0; k < 8; ++k) seen.insert(mel::dihedral(x, k).to_vector());
+  EXPECT_EQ(seen.size(), 8u);
+  EXPECT_EQ(mel::dihedral(mel::dihedral(x, 2), 2).to_vector(), mel::dihedral(x, 4).to_vector());
+  EXPECT_EQ(mel::dihedral(mel::dihedral(x, 4), 4).to_vector(), x.to_vector());
+  EXPECT_EQ(mel::dihedral(mel::dihedral(x, 1), 1).to_vector(), x.to_vector());
+  EXPECT_NE(error_of([&] { mel::dihedral(Tensor::empty({1, 1, 2, 3}), 1); }).find("[1, 1, 2, 3]"), std::string::npos);
 }
 
 TEST(MelanomaCommon, PngBase64RoundTripsThroughTheHeader) {

@@ -131,7 +131,7 @@ TEST(Modules, RegistrationErrors) {
   EXPECT_FALSE(error_of([] { vgg16_gap(3, 8); }).empty());
   EXPECT_FALSE(error_of([] { resnet18_gap(0, 64); }).empty());
   const std::string unknown = error_of([] { make_model("vgg19", 3, 64); });
-  for (const char* n : {"small-gap", "vgg16-gap", "resnet18-gap"}) EXPECT_NE(unknown.find(n), std::string::npos);
+  for (const char* n : {"small-gap", "bn-gap", "vgg16-gap", "resnet18-gap"}) EXPECT_NE(unknown.find(n), std::string::npos);
 }
 
 TEST(Modules, Describe) {
@@ -284,6 +284,13 @@ TEST(Modules, ModelOutputShapes) {
     ASSERT_EQ(cam.size(), 4u) << name;
     EXPECT_EQ(cam[2], m->info.feature_size()) << name;
   }
+  // bn-gap: 7 bias-free 3x3 convs, a BatchNorm (weight + bias) after each, linear 128 -> 5.
+  auto bn = bn_gap_net(5, 32, rng);
+  const int64_t convs = 9 * (3 * 32 + 32 * 32 + 32 * 32 + 32 * 64 + 64 * 64 + 64 * 128 + 128 * 128);
+  EXPECT_EQ(bn->num_parameters(), convs + 2 * (32 + 32 + 32 + 64 + 64 + 128 + 128) + 128 * 5 + 5);
+  EXPECT_EQ(bn->find("features.22").type_name(), "BatchNorm2d");
+  EXPECT_EQ(bn->find("features.23").type_name(), "ReLU");
+  EXPECT_EQ(make_model("bn-gap", 3)->info.input_size, 96);
   // Default input size from the registry; vgg16 without the extra conv has the 13 convs only.
   EXPECT_EQ(make_model("small-gap", 3)->info.input_size, 64);
   auto v13 = vgg16_gap(5, 32, rng, false);

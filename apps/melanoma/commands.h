@@ -78,6 +78,7 @@ nlohmann::json curve_to_json(const TrainResult& r);
 // ---- eval ----
 struct EvalOptions {
   std::string model, data, split = "val", json;
+  bool tta = false;  // average over the 8 flips/rotations of each image
 };
 struct EvalResult {
   ModelMeta meta;

@@ -195,7 +195,37 @@ std::vector<std::vector<float>> softmax_rows(const Tensor& logits) {
   return rows;
 }
 
-Predictions predict(Model& model, const data::Dataset& ds, int64_t size, bool hair_removal, const std::string& label) {
+Tensor dihedral(const Tensor& images, int k) {
+  GLIMPSE_CHECK(images.dim() == 4 && images.size(2) == images.size(3), "dihedral: expects square images [N, C, S, S], got ",
+                shape_str(images.shape()));
+  GLIMPSE_CHECK(k >= 0 && k < 8, "dihedral: k must be in 0..7, got ", k);
+  const Tensor x = images.contiguous();
+  const int64_t planes = x.size(0) * x.size(1), S = x.size(2);
+  Tensor y = Tensor::empty(x.shape());
+  const float* src = x.data();
+  float* dst = y.data();
+  const bool flip = k & 1;
+  const int turns = k >> 1;
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* a = src + p * S * S;
+    float* b = dst + p * S * S;
+    for (int64_t i = 0; i < S; ++i)
+      for (int64_t j = 0; j < S; ++j) {
+        // Output (i, j) reads the source pixel that the rotation, then the flip, brings here.
+        int64_t r = i, c = flip ? S - 1 - j : j;
+        for (int t = 0; t < turns; ++t) {  // undo one counter-clockwise quarter turn
+          const int64_t r0 = r;
+          r = c;
+          c = S - 1 - r0;
+        }
+        b[i * S + j] = a[r * S + c];
+      }
+  }
+  return y;
+}
+
+Predictions predict(Model& model, const data::Dataset& ds, int64_t size, bool hair_removal, const std::string& label,
+                    bool tta) {
   NoGradGuard no_grad;
   const bool was_training = model.training();
   model.eval();
@@ -206,9 +236,18 @@ Predictions predict(Model& model, const data::Dataset& ds, int64_t size, bool ha
   data::Batch b;
   double loss_sum = 0;
   while (loader.next(b)) {
-    Tensor logits = model(b.images);
-    loss_sum += cross_entropy(logits, b.labels).item() * static_cast<double>(b.labels.size());
-    for (auto& row : softmax_rows(logits)) p.probs.push_back(std::move(row));
+    std::vector<std::vector<float>> rows = softmax_rows(model(b.images));
+    for (int k = 1; tta && k < 8; ++k) {
+      const std::vector<std::vector<float>> more = softmax_rows(model(dihedral(b.images, k)));
+      for (size_t i = 0; i < rows.size(); ++i)
+        for (size_t c = 0; c < rows[i].size(); ++c) rows[i][c] += more[i][c];
+    }
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (tta)
+        for (float& v : rows[i]) v /= 8.f;
+      loss_sum -= std::log(std::max(rows[i][static_cast<size_t>(b.labels[i])], 1e-12f));
+      p.probs.push_back(std::move(rows[i]));
+    }
     p.labels.insert(p.labels.end(), b.labels.begin(), b.labels.end());
     p.ids.insert(p.ids.end(), b.ids.begin(), b.ids.end());
     bar.step(static_cast<int64_t>(b.labels.size()));

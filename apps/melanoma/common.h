@@ -83,9 +83,14 @@ struct Predictions {
   std::vector<std::vector<float>> probs;  // softmax, one row per image
   double loss = 0;                        // mean cross-entropy
 };
-// Runs the model (eval mode, no tape) over the whole data set.
+// Runs the model (eval mode, no tape) over the whole data set. With tta, each image's probabilities
+// are the mean over its 8 flips and 90-degree rotations (the dihedral group the training
+// augmentation draws from), and the loss is the cross-entropy of that mean.
 Predictions predict(glimpse::Model& model, const glimpse::data::Dataset& ds, int64_t size, bool hair_removal,
-                    const std::string& label = "  eval");
+                    const std::string& label = "  eval", bool tta = false);
+// Element k (0..7) of the dihedral group applied to square NCHW images: a horizontal flip when
+// k & 1, then k >> 1 quarter turns counter-clockwise.
+Tensor dihedral(const Tensor& images, int k);
 // Softmax of logits [N, K] -> rows.
 std::vector<std::vector<float>> softmax_rows(const Tensor& logits);
 

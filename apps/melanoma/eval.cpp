@@ -14,12 +14,12 @@ EvalResult run_eval(const EvalOptions& o) {
   r.meta = lm.meta;
   const glimpse::data::Dataset ds = open_dataset(o.data, o.split);
   check_model_for_dataset(lm.meta, ds, o.model);
-  r.predictions = predict(*lm.model, ds, lm.meta.size, lm.meta.hair_removal);
+  r.predictions = predict(*lm.model, ds, lm.meta.size, lm.meta.hair_removal, "  eval", o.tta);
   r.metrics = classification_metrics(r.predictions.probs, r.predictions.labels, std::max<int64_t>(3, lm.meta.classes));
   r.seconds = seconds_since(t0);
-  std::printf("eval: %s (%s, %lld px, epoch %lld) on %s [%s]\n%s  (%.1fs)\n", o.model.c_str(), lm.meta.arch.c_str(),
+  std::printf("eval: %s (%s, %lld px, epoch %lld) on %s [%s]%s\n%s  (%.1fs)\n", o.model.c_str(), lm.meta.arch.c_str(),
               static_cast<long long>(lm.meta.size), static_cast<long long>(lm.meta.epoch), o.data.c_str(),
-              o.split.empty() ? "all" : o.split.c_str(), format_metrics(r.metrics, lm.meta.class_names).c_str(),
+              o.split.empty() ? "all" : o.split.c_str(), o.tta ? ", mean over 8 flips/rotations" : "", format_metrics(r.metrics, lm.meta.class_names).c_str(),
               r.seconds);
   std::fflush(stdout);
   if (!o.json.empty()) write_json(o.json, eval_to_json(o, r));
@@ -34,6 +34,7 @@ nlohmann::json eval_to_json(const EvalOptions& o, const EvalResult& r) {
   j["epoch"] = r.meta.epoch;
   j["data"] = o.data;
   j["split"] = o.split;
+  j["tta"] = o.tta;
   j["loss"] = r.predictions.loss;
   j["seconds"] = r.seconds;
   nlohmann::json preds = nlohmann::json::array();

@@ -39,6 +39,12 @@ const CLI::Validator kMethodList(
       return "";
     },
     "a,b,c|all", "method list");
+std::string arch_help() {
+  std::string s = "Architecture:";
+  for (const auto& spec : glimpse::model_specs())
+    s += "\n  " + spec.name + " (default " + std::to_string(spec.default_input_size) + " px): " + spec.description;
+  return s;
+}
 const CLI::Validator kArch(
     [](std::string& v) -> std::string {
       for (const auto& n : glimpse::model_names())
@@ -100,7 +106,7 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
       ->check(CLI::Range(int64_t(3), int64_t(1000000)));
   sub->add_option("--train-split", t.train_split, "Split to train on")->capture_default_str();
   sub->add_option("--val-split", t.val_split, "Split to validate on after each epoch (\"\" for none)")->capture_default_str();
-  sub->add_option("--arch", t.arch, "small-gap, vgg16-gap or resnet18-gap")->check(kArch)->capture_default_str();
+  sub->add_option("--arch", t.arch, arch_help())->check(kArch)->capture_default_str();
   sub->add_option("--size", t.size, "Input side in pixels")->check(CLI::Range(int64_t(8), int64_t(1024)))->capture_default_str();
   sub->add_option("--epochs", t.epochs, "Passes over the training split")->check(CLI::Range(1, 10000))->capture_default_str();
   sub->add_option("--batch", t.batch, "Images per step")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
@@ -168,6 +174,8 @@ int main(int argc, char** argv) {
   eval->add_option("--data", eo.data, "Data directory")->required()->check(CLI::ExistingDirectory);
   eval->add_option("--split", eo.split, "Split to score (\"\" for every row)")->capture_default_str();
   eval->add_option("--json", eo.json, "Also write the results here")->check(kOutFile);
+  eval->add_flag("--tta", eo.tta, "Test-time augmentation: average each image's probabilities over its 8 flips and "
+                 "90-degree rotations (8x the compute)");
   add_common(eval, c, false);
 
   // explain
