@@ -1,0 +1,74 @@
+// ReLU-family kernels, the GPU twins of core/ops/activation.cpp, forward and backward side by side.
+// The three ReLU backward rules (autograd/grad_mode.h picks one per backward pass), with x the
+// forward input and g the incoming gradient:
+//   Standard  : g [x > 0]          the true gradient
+//   Deconvnet : g [g > 0]          Zeiler & Fergus 2014: ignore the forward mask, pass positive signal
+//   Guided    : g [x > 0] [g > 0]  Springenberg et al. 2015: both masks
+#include "cuda/kernels.h"
+#include "cuda/launch.cuh"
+
+namespace glimpse::cuda {
+namespace {
+
+__global__ void relu_forward_kernel(float* y, const float* x, int64_t n) {
+  GLIMPSE_GRID_LOOP(i, n) y[i] = x[i] > 0.f ? x[i] : 0.f;  // NaN -> 0, as the CPU's comparison
+}
+
+template <ReluRule rule>
+__global__ void relu_backward_kernel(float* gx, const float* g, const float* x, int64_t n) {
+  GLIMPSE_GRID_LOOP(i, n) {
+    const float gi = g[i];
+    bool pass;
+    if constexpr (rule == ReluRule::Standard) pass = x[i] > 0.f;
+    else if constexpr (rule == ReluRule::Deconvnet) pass = gi > 0.f;
+    else pass = x[i] > 0.f && gi > 0.f;
+    gx[i] = pass ? gi : 0.f;
+  }
+}
+
+__global__ void leaky_relu_forward_kernel(float* y, const float* x, int64_t n, float slope) {
+  GLIMPSE_GRID_LOOP(i, n) y[i] = x[i] > 0.f ? x[i] : slope * x[i];
+}
+
+__global__ void leaky_relu_backward_kernel(float* gx, const float* g, const float* x, int64_t n, float slope) {
+  GLIMPSE_GRID_LOOP(i, n) gx[i] = x[i] > 0.f ? g[i] : slope * g[i];
+}
+
+void check_size(int64_t n, const char* op) { GLIMPSE_CHECK(n >= 0, "cuda::", op, ": negative size ", n); }
+
+}  // namespace
+
+void relu_forward(float* y, const float* x, int64_t n, cudaStream_t s) {
+  check_size(n, "relu_forward");
+  if (n == 0) return;
+  relu_forward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(y, x, n);
+  GLIMPSE_CHECK_LAUNCH("relu_forward_kernel");
+}
+
+void relu_backward(float* gx, const float* gout, const float* x, int64_t n, ReluRule rule, cudaStream_t s) {
+  check_size(n, "relu_backward");
+  if (n == 0) return;
+  const unsigned blocks = detail::blocks_for(n);
+  switch (rule) {
+    case ReluRule::Standard: relu_backward_kernel<ReluRule::Standard><<<blocks, detail::kThreads, 0, s>>>(gx, gout, x, n); break;
+    case ReluRule::Deconvnet: relu_backward_kernel<ReluRule::Deconvnet><<<blocks, detail::kThreads, 0, s>>>(gx, gout, x, n); break;
+    case ReluRule::Guided: relu_backward_kernel<ReluRule::Guided><<<blocks, detail::kThreads, 0, s>>>(gx, gout, x, n); break;
+  }
+  GLIMPSE_CHECK_LAUNCH("relu_backward_kernel");
+}
+
+void leaky_relu_forward(float* y, const float* x, int64_t n, float slope, cudaStream_t s) {
+  check_size(n, "leaky_relu_forward");
+  if (n == 0) return;
+  leaky_relu_forward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(y, x, n, slope);
+  GLIMPSE_CHECK_LAUNCH("leaky_relu_forward_kernel");
+}
+
+void leaky_relu_backward(float* gx, const float* gout, const float* x, int64_t n, float slope, cudaStream_t s) {
+  check_size(n, "leaky_relu_backward");
+  if (n == 0) return;
+  leaky_relu_backward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(gx, gout, x, n, slope);
+  GLIMPSE_CHECK_LAUNCH("leaky_relu_backward_kernel");
+}
+
+}  // namespace glimpse::cuda

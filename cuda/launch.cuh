@@ -1,0 +1,57 @@
+// Internal helpers of the hand-written kernels (cuda/*.cu only; not part of the public API):
+// launch geometry, a launch check that names the kernel, and a deterministic block reduction.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "core/error.h"
+#include "cuda/check.h"
+
+namespace glimpse::cuda::detail {
+
+constexpr int kThreads = 256;
+// Grids are capped and every element kernel is a grid-stride loop, so any count fits and a huge
+// tensor does not need a huge grid (which only adds scheduling overhead).
+constexpr int64_t kMaxBlocks = 65535;
+
+inline unsigned blocks_for(int64_t n, int threads = kThreads) {
+  return static_cast<unsigned>(std::clamp<int64_t>((n + threads - 1) / threads, 1, kMaxBlocks));
+}
+
+// A launch error (bad configuration, no kernel image for this GPU) surfaces here, naming the kernel;
+// errors inside the kernel surface at the next synchronising call.
+inline void check_launch(const char* file, int line, const char* kernel) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    ::glimpse::detail::fail(file, line, kernel,
+                            ::glimpse::detail::concat("CUDA kernel launch failed: ", cudaGetErrorName(err), ": ",
+                                                      cudaGetErrorString(err), ". ", hint_for(err)));
+}
+
+// Sum of `v` over the block, returned to thread 0 (other threads get partial sums). The tree order
+// is fixed by thread index, so the result is the same on every run (no atomics). blockDim.x must
+// be a multiple of 32 and at most 1024.
+template <typename T>
+__device__ inline T block_sum(T v) {
+  __shared__ T warp_sums[32];
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  v = threadIdx.x < warps ? warp_sums[threadIdx.x] : T(0);
+  if (warp == 0)
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+  __syncthreads();  // warp_sums may be reused by the next call
+  return v;
+}
+
+}  // namespace glimpse::cuda::detail
+
+#define GLIMPSE_CHECK_LAUNCH(kernel) ::glimpse::cuda::detail::check_launch(__FILE__, __LINE__, kernel)
+
+// for (i = this thread's first index; i < n; i += all threads of the grid)
+#define GLIMPSE_GRID_LOOP(i, n)                                                                      \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)

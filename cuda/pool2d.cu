@@ -1,0 +1,176 @@
+// 2-D pooling kernels, the GPU twins of core/ops/pool2d.cpp (semantics in core/ops/pool2d.h),
+// forward and backward side by side.
+//
+// Forward: one thread per output cell. Backward: one thread per INPUT cell, which sums the outputs
+// whose window covers it. Output (p, q) covers rows [p*sh - ph, p*sh - ph + kh), so input row h is
+// covered by p in [ceil((h + ph - kh + 1) / sh), floor((h + ph) / sh)] clipped to [0, P) (columns
+// likewise). Gathering instead of scattering with atomicAdd keeps backward deterministic and exact
+// for overlapping windows (kernel > stride).
+#include <cmath>
+
+#include "cuda/kernels.h"
+#include "cuda/launch.cuh"
+
+namespace glimpse::cuda {
+namespace {
+
+struct PoolGeom {
+  int64_t H, W, P, Q;
+  int64_t kh, kw, sh, sw, ph, pw;
+};
+
+PoolGeom geometry(int64_t H, int64_t W, const Pool2dOptions& o, const char* op) {
+  GLIMPSE_CHECK(o.kernel_h > 0 && o.kernel_w > 0 && o.stride_h > 0 && o.stride_w > 0 && o.pad_h >= 0 && o.pad_w >= 0,
+                "cuda::", op, ": kernel and stride must be positive and padding >= 0");
+  return {H, W, window_out_size(H, o.kernel_h, o.stride_h, o.pad_h), window_out_size(W, o.kernel_w, o.stride_w, o.pad_w),
+          o.kernel_h, o.kernel_w, o.stride_h, o.stride_w, o.pad_h, o.pad_w};
+}
+
+// The outputs [lo, hi] along one axis whose windows cover input index i.
+__device__ inline void covering(int64_t i, int64_t k, int64_t s, int64_t pad, int64_t out, int64_t& lo, int64_t& hi) {
+  const int64_t num = i + pad - k + 1;
+  lo = num <= 0 ? 0 : (num + s - 1) / s;
+  hi = min((i + pad) / s, out - 1);
+}
+
+// First maximal cell of the window in row-major order; a NaN wins (the first NaN), as the CPU.
+__global__ void max_pool_forward_kernel(float* out, int32_t* argmax, const float* x, int64_t total, PoolGeom g) {
+  GLIMPSE_GRID_LOOP(i, total) {
+    const int64_t q = i % g.Q, p = (i / g.Q) % g.P, plane = i / (g.P * g.Q);
+    const float* xp = x + plane * g.H * g.W;
+    const int64_t hs = p * g.sh - g.ph, ws = q * g.sw - g.pw;
+    const int64_t h0 = max(hs, int64_t(0)), h1 = min(hs + g.kh, g.H), w0 = max(ws, int64_t(0)), w1 = min(ws + g.kw, g.W);
+    int64_t best = -1;
+    float m = -INFINITY;
+    for (int64_t h = h0; h < h1 && !(best >= 0 && isnan(m)); ++h)
+      for (int64_t w = w0; w < w1; ++w) {
+        const float v = xp[h * g.W + w];
+        if (best < 0 || v > m || isnan(v)) {
+          best = h * g.W + w;
+          m = v;
+          if (isnan(v)) break;
+        }
+      }
+    out[i] = m;  // -inf for an empty window
+    if (argmax) argmax[i] = static_cast<int32_t>(best);
+  }
+}
+
+__global__ void max_pool_backward_kernel(float* gx, const float* gout, const int32_t* argmax, int64_t total, PoolGeom g) {
+  GLIMPSE_GRID_LOOP(i, total) {
+    const int64_t w = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
+    int64_t p0, p1, q0, q1;
+    covering(h, g.kh, g.sh, g.ph, g.P, p0, p1);
+    covering(w, g.kw, g.sw, g.pw, g.Q, q0, q1);
+    const int32_t self = static_cast<int32_t>(h * g.W + w);
+    const float* go = gout + plane * g.P * g.Q;
+    const int32_t* am = argmax + plane * g.P * g.Q;
+    float acc = 0.f;
+    for (int64_t p = p0; p <= p1; ++p)
+      for (int64_t q = q0; q <= q1; ++q)
+        if (am[p * g.Q + q] == self) acc += go[p * g.Q + q];
+    gx[i] += acc;
+  }
+}
+
+// Padded cells count in the divisor: out = (sum of the in-image cells) / (kh kw).
+__global__ void avg_pool_forward_kernel(float* out, const float* x, int64_t total, PoolGeom g) {
+  GLIMPSE_GRID_LOOP(i, total) {
+    const int64_t q = i % g.Q, p = (i / g.Q) % g.P, plane = i / (g.P * g.Q);
+    const float* xp = x + plane * g.H * g.W;
+    const int64_t hs = p * g.sh - g.ph, ws = q * g.sw - g.pw;
+    const int64_t h0 = max(hs, int64_t(0)), h1 = min(hs + g.kh, g.H), w0 = max(ws, int64_t(0)), w1 = min(ws + g.kw, g.W);
+    float s = 0.f;
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
+    out[i] = s / static_cast<float>(g.kh * g.kw);
+  }
+}
+
+// d out[p,q] / d x[h,w] = 1/(kh kw) for every window covering (h, w).
+__global__ void avg_pool_backward_kernel(float* gx, const float* gout, int64_t total, PoolGeom g) {
+  GLIMPSE_GRID_LOOP(i, total) {
+    const int64_t w = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
+    int64_t p0, p1, q0, q1;
+    covering(h, g.kh, g.sh, g.ph, g.P, p0, p1);
+    covering(w, g.kw, g.sw, g.pw, g.Q, q0, q1);
+    const float* go = gout + plane * g.P * g.Q;
+    float acc = 0.f;
+    for (int64_t p = p0; p <= p1; ++p)
+      for (int64_t q = q0; q <= q1; ++q) acc += go[p * g.Q + q];
+    gx[i] += acc / static_cast<float>(g.kh * g.kw);
+  }
+}
+
+// out[plane] = mean of its L values: one block per plane, double accumulation, fixed-order reduction.
+__global__ void global_avg_pool_forward_kernel(float* out, const float* x, int64_t NC, int64_t L) {
+  for (int64_t plane = blockIdx.x; plane < NC; plane += gridDim.x) {
+    double s = 0;
+    for (int64_t j = threadIdx.x; j < L; j += blockDim.x) s += x[plane * L + j];
+    s = detail::block_sum(s);
+    if (threadIdx.x == 0) out[plane] = static_cast<float>(s / static_cast<double>(L));
+  }
+}
+
+__global__ void global_avg_pool_backward_kernel(float* gx, const float* gout, int64_t n, int64_t L) {
+  const float inv = 1.f / static_cast<float>(L);
+  GLIMPSE_GRID_LOOP(i, n) gx[i] += gout[i / L] * inv;
+}
+
+}  // namespace
+
+void max_pool2d_forward(float* out, int32_t* argmax, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
+                        const Pool2dOptions& opt, cudaStream_t s) {
+  const PoolGeom g = geometry(H, W, opt, "max_pool2d_forward");
+  GLIMPSE_CHECK(H * W <= INT32_MAX, "cuda::max_pool2d_forward: a ", H, "x", W, " plane is too large for int32 indices");
+  const int64_t total = N * C * g.P * g.Q;
+  if (total <= 0) return;
+  max_pool_forward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(out, argmax, x, total, g);
+  GLIMPSE_CHECK_LAUNCH("max_pool_forward_kernel");
+}
+
+void max_pool2d_backward(float* gx, const float* gout, const int32_t* argmax, int64_t N, int64_t C, int64_t H,
+                         int64_t W, const Pool2dOptions& opt, cudaStream_t s) {
+  const PoolGeom g = geometry(H, W, opt, "max_pool2d_backward");
+  GLIMPSE_CHECK(argmax, "cuda::max_pool2d_backward: needs the argmax offsets written by max_pool2d_forward");
+  const int64_t total = N * C * H * W;
+  if (total <= 0 || g.P <= 0 || g.Q <= 0) return;
+  max_pool_backward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(gx, gout, argmax, total, g);
+  GLIMPSE_CHECK_LAUNCH("max_pool_backward_kernel");
+}
+
+void avg_pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
+                        const Pool2dOptions& opt, cudaStream_t s) {
+  const PoolGeom g = geometry(H, W, opt, "avg_pool2d_forward");
+  const int64_t total = N * C * g.P * g.Q;
+  if (total <= 0) return;
+  avg_pool_forward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(out, x, total, g);
+  GLIMPSE_CHECK_LAUNCH("avg_pool_forward_kernel");
+}
+
+void avg_pool2d_backward(float* gx, const float* gout, int64_t N, int64_t C, int64_t H, int64_t W,
+                         const Pool2dOptions& opt, cudaStream_t s) {
+  const PoolGeom g = geometry(H, W, opt, "avg_pool2d_backward");
+  const int64_t total = N * C * H * W;
+  if (total <= 0 || g.P <= 0 || g.Q <= 0) return;
+  avg_pool_backward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(gx, gout, total, g);
+  GLIMPSE_CHECK_LAUNCH("avg_pool_backward_kernel");
+}
+
+void global_avg_pool_forward(float* out, const float* x, int64_t NC, int64_t L, cudaStream_t s) {
+  GLIMPSE_CHECK(NC >= 0 && L > 0, "cuda::global_avg_pool_forward: bad sizes NC=", NC, " L=", L);
+  if (NC == 0) return;
+  global_avg_pool_forward_kernel<<<static_cast<unsigned>(std::min<int64_t>(NC, detail::kMaxBlocks)), detail::kThreads,
+                                   0, s>>>(out, x, NC, L);
+  GLIMPSE_CHECK_LAUNCH("global_avg_pool_forward_kernel");
+}
+
+void global_avg_pool_backward(float* gx, const float* gout, int64_t NC, int64_t L, cudaStream_t s) {
+  GLIMPSE_CHECK(NC >= 0 && L > 0, "cuda::global_avg_pool_backward: bad sizes NC=", NC, " L=", L);
+  const int64_t n = NC * L;
+  if (n == 0) return;
+  global_avg_pool_backward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(gx, gout, n, L);
+  GLIMPSE_CHECK_LAUNCH("global_avg_pool_backward_kernel");
+}
+
+}  // namespace glimpse::cuda
