@@ -68,13 +68,22 @@ struct AugmentOptions {
   float jitter = 0.1f;         // brightness/contrast/saturation jitter amplitude; 0 disables
 };
 
+// Per-image preprocessing before resizing, the same at training and inference time (the melanoma
+// app records it in each checkpoint). Order: hair removal, then colour constancy.
+struct Preprocess {
+  bool hair_removal = false;     // DullRazor-style (remove_hair below)
+  bool color_constancy = false;  // Shades of Gray (shades_of_gray below)
+  bool any() const { return hair_removal || color_constancy; }
+};
+attr::Image preprocess(const attr::Image& image, const Preprocess& p);
+
 struct LoaderOptions {
   int64_t batch_size = 32;
   int64_t image_size = 64;     // images (and masks) resized to image_size x image_size
   bool shuffle = true;
   bool augment = false;
   AugmentOptions augment_options;
-  bool hair_removal = false;
+  Preprocess preprocess;
   bool with_masks = false;     // load masks (empty Mask where a sample has none)
   bool drop_last = false;
   bool fail_on_unreadable = false;  // else skip and count
@@ -122,7 +131,7 @@ class DataLoader {
 };
 
 // Loads one image as the loader would (resize, optional hair removal, normalization), [1, 3, S, S].
-Tensor load_for_model(const std::string& path, int64_t image_size, bool hair_removal = false, bool normalize = true);
+Tensor load_for_model(const std::string& path, int64_t image_size, const Preprocess& pre = {}, bool normalize = true);
 // Undo the loader's normalization for display: [1, 3, S, S] -> [0, 1].
 Tensor denormalize(const Tensor& images);
 
@@ -166,6 +175,15 @@ struct HairOptions {
   int median = 5;         // odd window side; 1 disables
 };
 attr::Image remove_hair(const attr::Image& image, attr::Mask* hair_mask = nullptr);
+
+// ---- Shades of Gray colour constancy (Finlayson & Trezzi 2004; Barata et al. 2015 for dermoscopy) ----
+// The illuminant is estimated per channel as the Minkowski p-norm mean of the pixel values,
+//   e_c = (mean_x I_c(x)^p)^(1/p)      (p = 1: grey world, p -> inf: max-RGB; p = 6 is the usual choice),
+// and each channel is scaled by the von Kries gain g_c = |e| / (sqrt(3) e_c), which maps the
+// estimated illuminant to neutral grey of the same brightness; values clip at 255. Dermoscopes and
+// cameras of different clinics tint whole photos (blue, yellow), a cue a classifier can learn in
+// place of the lesion; this takes the tint away.
+attr::Image shades_of_gray(const attr::Image& image, float p = 6.f);
 attr::Image remove_hair(const attr::Image& image, const HairOptions& opt, attr::Mask* hair_mask = nullptr);
 
 // ---- synthetic dermoscopy-like data, written in the ISIC layout ----

@@ -74,7 +74,7 @@ struct DataLoader::Impl {
                     "' is ", d->mask.width, "x", d->mask.height, " but its image '", s.image_path, "' is ",
                     d->image.width, "x", d->image.height);
     }
-    if (opt.hair_removal) d->image = remove_hair(d->image);
+    if (opt.preprocess.any()) d->image = preprocess(d->image, opt.preprocess);
     if (opt.cache_mb > 0) {
       const int64_t bytes = static_cast<int64_t>(d->image.pixels.size() + d->mask.data.size() * sizeof(d->mask.data[0]));
       std::lock_guard<std::mutex> lock(cache_mu);

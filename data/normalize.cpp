@@ -24,10 +24,10 @@ void image_to_planar(const attr::Image& image, float* dst, bool normalize) {
 
 }  // namespace detail
 
-Tensor load_for_model(const std::string& path, int64_t image_size, bool hair_removal, bool normalize) {
+Tensor load_for_model(const std::string& path, int64_t image_size, const Preprocess& pre, bool normalize) {
   GLIMPSE_CHECK(image_size > 0, "load_for_model: image_size ", image_size, " must be positive");
   attr::Image im = attr::load_image(path);
-  if (hair_removal) im = remove_hair(im);
+  if (pre.any()) im = preprocess(im, pre);
   im = resize_area(im, image_size, image_size);
   Tensor t = Tensor::empty({1, 3, image_size, image_size});
   detail::image_to_planar(im, t.data(), normalize);

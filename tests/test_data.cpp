@@ -374,12 +374,12 @@ TEST(Loader, MatchesLoadForModel) {
   opt.batch_size = 1;
   opt.image_size = 24;
   opt.shuffle = false;
-  for (bool hair : {false, true}) {
-    opt.hair_removal = hair;
+  for (const Preprocess pre : {Preprocess{}, Preprocess{true, false}, Preprocess{true, true}}) {
+    opt.preprocess = pre;
     DataLoader dl(ds, opt);
     Batch b;
     ASSERT_TRUE(dl.next(b));
-    EXPECT_EQ(b.images.to_vector(), load_for_model(ds.samples[0].image_path, 24, hair).to_vector());
+    EXPECT_EQ(b.images.to_vector(), load_for_model(ds.samples[0].image_path, 24, opt.preprocess).to_vector());
   }
 }
 
@@ -472,6 +472,52 @@ TEST(Augment, MaskFollowsTheImage) {
 }
 
 // ---- hair removal ---------------------------------------------------------------------------------
+
+TEST(ColorConstancy, TintIsRemovedAndGreyIsKept) {
+  using glimpse::attr::Image;
+  // A flat tinted photo becomes flat grey of the same norm: 255 |e| / sqrt(3) = 229.1 / 1.732.
+  Image flat(5, 4, 3);
+  for (int64_t i = 0; i < 20; ++i) {
+    flat.pixels[i * 3] = 200;
+    flat.pixels[i * 3 + 1] = 100;
+    flat.pixels[i * 3 + 2] = 50;
+  }
+  const Image g = shades_of_gray(flat);
+  for (uint8_t v : g.pixels) EXPECT_EQ(v, 132);
+  // A grey photo (equal channels, any texture) is left as it is.
+  Rng rng(3);
+  Image grey(16, 16, 3);
+  for (int64_t i = 0; i < 256; ++i) grey.pixels[i * 3] = grey.pixels[i * 3 + 1] = grey.pixels[i * 3 + 2] =
+      static_cast<uint8_t>(40 + rng.below(150));
+  EXPECT_EQ(shades_of_gray(grey).pixels, grey.pixels);
+  // Von Kries invariance: tinting a textured photo (each channel scaled) changes the corrected
+  // photo only by one overall brightness factor (the gain keeps |e|, which the tint lowered), up to
+  // rounding.
+  Image tex(16, 16, 3), tinted(16, 16, 3);
+  const float tint[3] = {1.0f, 0.8f, 0.55f};
+  for (int64_t i = 0; i < 256 * 3; ++i) {
+    tex.pixels[i] = static_cast<uint8_t>(30 + rng.below(170));
+    tinted.pixels[i] = static_cast<uint8_t>(std::lround(tex.pixels[i] * tint[i % 3]));
+  }
+  const Image a = shades_of_gray(tex), b = shades_of_gray(tinted);
+  double sa = 0, sb = 0;
+  for (size_t i = 0; i < a.pixels.size(); ++i) {
+    sa += a.pixels[i];
+    sb += b.pixels[i];
+  }
+  const double scale = sb / sa;
+  EXPECT_LT(scale, 0.95);  // the tint darkened the photo
+  double worst = 0;
+  for (size_t i = 0; i < a.pixels.size(); ++i) worst = std::max(worst, std::abs(b.pixels[i] - scale * a.pixels[i]));
+  EXPECT_LE(worst, 2.0);
+  int tinted_worst = 0;  // and the tint itself was far bigger than that
+  for (size_t i = 0; i < a.pixels.size(); ++i) tinted_worst = std::max(tinted_worst, std::abs(tex.pixels[i] - tinted.pixels[i]));
+  EXPECT_GT(tinted_worst, 50);
+  EXPECT_NE(error_of([&] { shades_of_gray(tex, 0.5f); }).find("0.5"), std::string::npos);
+  // Through the loader: the preprocessing runs before resizing, as load_for_model does it.
+  EXPECT_EQ(preprocess(tex, Preprocess{false, true}).pixels, a.pixels);
+  EXPECT_EQ(preprocess(tex, Preprocess{}).pixels, tex.pixels);
+}
 
 TEST(HairRemoval, RemovesThinDarkLinesKeepsBlob) {
   const int64_t N = 128;
@@ -580,7 +626,7 @@ TEST(Synthetic, WriteIsDeterministicAndOpensAsIsic) {
   lo.image_size = 32;
   lo.with_masks = true;
   lo.augment = true;
-  lo.hair_removal = true;
+  lo.preprocess.hair_removal = true;
   DataLoader dl(all, lo);
   Batch b;
   ASSERT_TRUE(dl.next(b));

@@ -41,7 +41,7 @@ struct TrainOptions {
   std::string schedule = "cosine";  // cosine | step
   std::string class_weights = "auto";  // auto (inverse frequency) | none
   bool augment = true;
-  bool hair_removal = false;
+  glimpse::data::Preprocess preprocess;  // hair removal, colour constancy
   std::string out = "melanoma.safetensors";  // checkpoint, rewritten atomically every epoch
   std::string resume;                         // checkpoint to continue from
   uint64_t seed = 1;

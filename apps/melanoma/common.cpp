@@ -84,7 +84,8 @@ std::map<std::string, std::string> meta_to_map(const ModelMeta& m) {
           {"lr", strf("%g", m.lr)},
           {"seed", std::to_string(m.seed)},
           {"data", m.data},
-          {"hair_removal", m.hair_removal ? "1" : "0"},
+          {"hair_removal", m.preprocess.hair_removal ? "1" : "0"},
+          {"color_constancy", m.preprocess.color_constancy ? "1" : "0"},
           {"val_auc_mean", strf("%.6f", m.val_auc_mean)}};
 }
 
@@ -136,7 +137,8 @@ ModelMeta meta_from_map(const std::map<std::string, std::string>& m, const std::
   meta.lr = std::atof(get(m, "lr").c_str());
   meta.seed = std::strtoull(get(m, "seed").c_str(), nullptr, 10);
   meta.data = get(m, "data");
-  meta.hair_removal = get(m, "hair_removal") == "1";
+  meta.preprocess.hair_removal = get(m, "hair_removal") == "1";
+  meta.preprocess.color_constancy = get(m, "color_constancy") == "1";  // absent in older checkpoints: off
   const std::string auc = get(m, "val_auc_mean");
   meta.val_auc_mean = auc.empty() ? -1 : std::atof(auc.c_str());
   return meta;
@@ -173,14 +175,14 @@ data::Dataset open_dataset(const std::string& dir, const std::string& split) {
   return ds;
 }
 
-data::LoaderOptions inference_loader(int64_t size, int64_t batch, bool with_masks, bool hair_removal) {
+data::LoaderOptions inference_loader(int64_t size, int64_t batch, bool with_masks, const data::Preprocess& pre) {
   data::LoaderOptions o;
   o.batch_size = batch;
   o.image_size = size;
   o.shuffle = false;
   o.augment = false;
   o.with_masks = with_masks;
-  o.hair_removal = hair_removal;
+  o.preprocess = pre;
   o.threads = loader_threads();
   o.prefetch = 4;
   return o;
@@ -224,12 +226,12 @@ Tensor dihedral(const Tensor& images, int k) {
   return y;
 }
 
-Predictions predict(Model& model, const data::Dataset& ds, int64_t size, bool hair_removal, const std::string& label,
+Predictions predict(Model& model, const data::Dataset& ds, int64_t size, const data::Preprocess& pre, const std::string& label,
                     bool tta) {
   NoGradGuard no_grad;
   const bool was_training = model.training();
   model.eval();
-  data::DataLoader loader(ds, inference_loader(size, 64, false, hair_removal));
+  data::DataLoader loader(ds, inference_loader(size, 64, false, pre));
   loader.start_epoch(0);
   Predictions p;
   ProgressBar bar(label, std::max<int64_t>(1, loader.batches_per_epoch()), "img", progress(/*inner=*/true));

@@ -52,7 +52,7 @@ struct ModelMeta {
   double lr = 0;
   uint64_t seed = 0;
   std::string data;           // training data directory
-  bool hair_removal = false;  // preprocessing the model was trained with
+  glimpse::data::Preprocess preprocess;  // what the model was trained with
   double val_auc_mean = -1;   // last validation score, if any
 };
 std::map<std::string, std::string> meta_to_map(const ModelMeta& meta);
@@ -75,7 +75,7 @@ void check_model_for_dataset(const ModelMeta& meta, const glimpse::data::Dataset
 glimpse::data::Dataset open_dataset(const std::string& dir, const std::string& split);
 // Loader options for inference: no shuffling, no augmentation.
 glimpse::data::LoaderOptions inference_loader(int64_t size, int64_t batch = 32, bool with_masks = false,
-                                              bool hair_removal = false);
+                                              const glimpse::data::Preprocess& pre = {});
 
 struct Predictions {
   std::vector<std::string> ids;
@@ -86,7 +86,7 @@ struct Predictions {
 // Runs the model (eval mode, no tape) over the whole data set. With tta, each image's probabilities
 // are the mean over its 8 flips and 90-degree rotations (the dihedral group the training
 // augmentation draws from), and the loss is the cross-entropy of that mean.
-Predictions predict(glimpse::Model& model, const glimpse::data::Dataset& ds, int64_t size, bool hair_removal,
+Predictions predict(glimpse::Model& model, const glimpse::data::Dataset& ds, int64_t size, const glimpse::data::Preprocess& pre,
                     const std::string& label = "  eval", bool tta = false);
 // Element k (0..7) of the dihedral group applied to square NCHW images: a horizontal flip when
 // k & 1, then k >> 1 quarter turns counter-clockwise.

@@ -14,7 +14,7 @@ EvalResult run_eval(const EvalOptions& o) {
   r.meta = lm.meta;
   const glimpse::data::Dataset ds = open_dataset(o.data, o.split);
   check_model_for_dataset(lm.meta, ds, o.model);
-  r.predictions = predict(*lm.model, ds, lm.meta.size, lm.meta.hair_removal, "  eval", o.tta);
+  r.predictions = predict(*lm.model, ds, lm.meta.size, lm.meta.preprocess, "  eval", o.tta);
   r.metrics = classification_metrics(r.predictions.probs, r.predictions.labels, std::max<int64_t>(3, lm.meta.classes));
   r.seconds = seconds_since(t0);
   std::printf("eval: %s (%s, %lld px, epoch %lld) on %s [%s]%s\n%s  (%.1fs)\n", o.model.c_str(), lm.meta.arch.c_str(),

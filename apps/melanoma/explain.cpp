@@ -35,7 +35,7 @@ ExplainResult run_explain(const ExplainOptions& o) {
 
   LoadedModel lm = load_model(o.model);
   Model& model = *lm.model;
-  const Tensor x = data::load_for_model(o.image, lm.meta.size, lm.meta.hair_removal);
+  const Tensor x = data::load_for_model(o.image, lm.meta.size, lm.meta.preprocess);
 
   ExplainResult r;
   {

@@ -103,7 +103,7 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
     Accum acc;
     acc.dice_t.assign(res.thresholds.size(), 0);
     acc.iou_t.assign(res.thresholds.size(), 0);
-    data::DataLoader loader(ds, inference_loader(S, o.batch, /*with_masks=*/true, lm.meta.hair_removal));
+    data::DataLoader loader(ds, inference_loader(S, o.batch, /*with_masks=*/true, lm.meta.preprocess));
     loader.start_epoch(0);
     ProgressBar bar("  " + method, res.images, "img", progress());
     try {

@@ -123,7 +123,10 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
       ->check(CLI::IsMember({"auto", "none"}))
       ->capture_default_str();
   sub->add_flag("!--no-augment", t.augment, "Turn off flips, 90-degree rotations, random resized crops and colour jitter");
-  sub->add_flag("--hair-removal", t.hair_removal, "DullRazor-style hair removal before the network");
+  sub->add_flag("--hair-removal", t.preprocess.hair_removal, "DullRazor-style hair removal before the network");
+  sub->add_flag("--color-constancy", t.preprocess.color_constancy,
+                "Shades of Gray colour constancy (p = 6) before the network: removes the whole-photo tint of "
+                "each dermoscope");
   if (with_out) {
     sub->add_option("--out", t.out, "Checkpoint (safetensors), rewritten atomically after every epoch; the curve goes "
                                      "to <out>.curve.json")

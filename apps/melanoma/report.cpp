@@ -264,7 +264,7 @@ void run_report(const ReportOptions& o) {
   const json two = maybe_json(beside(o.two_stage_json, "two-stage.json"));
   const json roar = maybe_json(beside(o.roar_json, "roar.json"));
   if (eval.is_null()) {  // cheap: score the split now
-    const Predictions p = predict(model, ds, meta.size, meta.hair_removal);
+    const Predictions p = predict(model, ds, meta.size, meta.preprocess);
     eval = to_json(classification_metrics(p.probs, p.labels, std::max<int64_t>(3, meta.classes)), meta.class_names);
   }
 
@@ -289,7 +289,7 @@ void run_report(const ReportOptions& o) {
   ProgressBar bar("  gallery", std::max<int64_t>(1, static_cast<int64_t>(chosen.size())), "img", progress());
   const int64_t S = meta.size, T = o.thumb;
   for (const data::Sample* s : chosen) {
-    const Tensor x = data::load_for_model(s->image_path, S, meta.hair_removal);
+    const Tensor x = data::load_for_model(s->image_path, S, meta.preprocess);
     std::vector<float> probs;
     {
       NoGradGuard no_grad;

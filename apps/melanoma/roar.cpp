@@ -36,7 +36,7 @@ SplitImages load_split(Model& model, const ModelMeta& meta, const data::Dataset&
   SplitImages s;
   s.split = split;
   s.images = Tensor::empty({N, 3, S, S});
-  data::DataLoader loader(ds, inference_loader(S, 32, false, meta.hair_removal));
+  data::DataLoader loader(ds, inference_loader(S, 32, false, meta.preprocess));
   loader.start_epoch(0);
   data::Batch b;
   int64_t at = 0;
@@ -62,7 +62,7 @@ Tensor split_maps(Model& model, const std::string& method, const ModelMeta& meta
   const int64_t N = s.images.size(0), S = meta.size;
   if (method == "random") return attr::random_maps(N, S, S, seed);
   Tensor maps = Tensor::empty({N, S, S});
-  data::DataLoader loader(ds, inference_loader(S, 32, false, meta.hair_removal));
+  data::DataLoader loader(ds, inference_loader(S, 32, false, meta.preprocess));
   loader.start_epoch(0);
   data::Batch b;
   int64_t at = 0;
@@ -112,7 +112,7 @@ RoarResult run_roar(const RoarOptions& o) {
   const data::Dataset val_ds = open_dataset(data_dir, o.train.val_split);
   RoarResult res;
   {
-    const Predictions p = predict(*model, val_ds, meta.size, meta.hair_removal, "  val");
+    const Predictions p = predict(*model, val_ds, meta.size, meta.preprocess, "  val");
     res.original = classification_metrics(p.probs, p.labels);
   }
   const SplitImages tr = load_split(*model, meta, train_ds, o.train.train_split);
@@ -144,6 +144,7 @@ RoarResult run_roar(const RoarOptions& o) {
       t.resume.clear();
       t.arch = meta.arch;
       t.size = meta.size;
+      t.preprocess = {};  // the images written above are already preprocessed
       t.out = o.out + "/" + method + "-" + std::to_string(p) + ".safetensors";
       t.quiet = true;
       t.label = "  " + method + " " + std::to_string(p) + "%";

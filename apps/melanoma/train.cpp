@@ -176,14 +176,14 @@ TrainResult train_model(const TrainOptions& o_in) {
   meta.lr = lr;
   meta.epochs = o.epochs;
   meta.data = o.data;
-  meta.hair_removal = o.hair_removal;
+  meta.preprocess = o.preprocess;
 
   data::LoaderOptions lo;
   lo.batch_size = o.batch;
   lo.image_size = o.size;
   lo.shuffle = true;
   lo.augment = o.augment;
-  lo.hair_removal = o.hair_removal;
+  lo.preprocess = o.preprocess;
   lo.drop_last = static_cast<int64_t>(train_ds.size()) > o.batch;  // no 1-image batch under BatchNorm
   lo.threads = loader_threads();
   lo.seed = o.seed;
@@ -274,7 +274,7 @@ TrainResult train_model(const TrainOptions& o_in) {
     e.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
     e.lr = opt->lr();
     if (has_val) {
-      const Predictions p = predict(model, val_ds, o.size, o.hair_removal, "  val");
+      const Predictions p = predict(model, val_ds, o.size, o.preprocess, "  val");
       r.val = classification_metrics(p.probs, p.labels, std::max<int64_t>(3, classes));
       e.has_val = true;
       e.val_loss = p.loss;

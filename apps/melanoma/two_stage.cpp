@@ -43,7 +43,7 @@ int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds
   const int64_t S = meta.size;
   std::map<std::string, const data::Sample*> by_id;
   for (const auto& s : ds.samples) by_id[s.id] = &s;
-  data::DataLoader loader(ds, inference_loader(S, 32, false, meta.hair_removal));
+  data::DataLoader loader(ds, inference_loader(S, 32, false, meta.preprocess));
   loader.start_epoch(0);
   ProgressBar bar("  crop " + split, static_cast<int64_t>(ds.size()), "img", progress());
   data::Batch b;
@@ -148,6 +148,7 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
   t2.resume.clear();
   t2.arch = meta.arch;
   t2.size = meta.size;
+  t2.preprocess = {};  // the crops were cut from preprocessed photos
   t2.out = o.out + "/stage2.safetensors";
   t2.label = "stage2";
   std::printf("two-stage: training stage 2 on the crops\n");
@@ -155,9 +156,9 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
   TrainResult r2 = train_model(t2);
 
   // Val: stage 1 on the photos, stage 2 on the crops, and their average.
-  const Predictions p1 = predict(*stage1, val_ds, meta.size, meta.hair_removal, "  stage1 val");
+  const Predictions p1 = predict(*stage1, val_ds, meta.size, meta.preprocess, "  stage1 val");
   const data::Dataset crops_val = open_dataset(crops, o.train.val_split);
-  const Predictions p2 = predict(*r2.model, crops_val, meta.size, false, "  stage2 val");
+  const Predictions p2 = predict(*r2.model, crops_val, meta.size, {}, "  stage2 val");
   std::map<std::string, size_t> at2;
   for (size_t i = 0; i < p2.ids.size(); ++i) at2[p2.ids[i]] = i;
   std::vector<std::vector<float>> avg, s2;
