@@ -166,6 +166,25 @@ Image augment_resized(const Image& image, Mask* mask, const AugmentOptions& opt,
     const float b = rng.uniform(1 - j, 1 + j), c = rng.uniform(1 - j, 1 + j), s = rng.uniform(1 - j, 1 + j);
     jitter_colours(out, b, c, s);
   }
+  // 5. dermoscope vignette: black outside a random circle with a soft edge. Many dermoscopy photos
+  // show the round field of the lens, and in ISIC 2017 how much of it shows depends on the clinic,
+  // and so on the class mix; drawing the circle onto any photo makes it useless as evidence.
+  if (opt.vignette > 0.f && rng.bernoulli(std::min(opt.vignette, 1.f))) {
+    const float side = static_cast<float>(std::min(ow, oh));
+    // 0.5 side: the inscribed circle; 0.707 side: through the corners (nothing hidden)
+    const float radius = rng.uniform(0.45f, 0.72f) * side;
+    const float vx = 0.5f * static_cast<float>(ow) + rng.uniform(-0.08f, 0.08f) * side;
+    const float vy = 0.5f * static_cast<float>(oh) + rng.uniform(-0.08f, 0.08f) * side;
+    const float soft = std::max(1.f, 0.04f * side);
+    for (int64_t y = 0; y < oh; ++y)
+      for (int64_t x = 0; x < ow; ++x) {
+        const float d = std::hypot(static_cast<float>(x) + 0.5f - vx, static_cast<float>(y) + 0.5f - vy);
+        const float keep = std::clamp((radius - d) / soft, 0.f, 1.f);
+        if (keep >= 1.f) continue;
+        uint8_t* px = out.at(x, y);
+        for (int64_t c = 0; c < out.channels; ++c) px[c] = static_cast<uint8_t>(std::lround(px[c] * keep));
+      }
+  }
   if (with_mask) *mask = std::move(mout);
   return out;
 }

@@ -439,6 +439,36 @@ TEST(Augment, KeepsShapeAndIsDeterministic) {
   EXPECT_EQ(augment(s.image, none, r).pixels, s.image.pixels);
 }
 
+TEST(Augment, VignetteBlacksOutAllButACircle) {
+  attr::Image im(40, 40, 3, 180);
+  attr::Mask m(40, 40, 1);
+  AugmentOptions opt{false, false, 1.f, 0.f, 1.f};  // vignette only, always
+  int black_corners = 0;
+  for (uint64_t seed = 0; seed < 8; ++seed) {
+    Rng rng(seed);
+    attr::Mask mk = m;
+    const attr::Image out = augment(im, mk, opt, rng);
+    EXPECT_EQ(mk.data, m.data);  // masks are not touched
+    // The middle is kept (centre within 8% of it, radius >= 45% of the side)...
+    EXPECT_EQ(out.at(20, 20)[0], 180);
+    // ...the farthest corner (>= 69% of the side from the circle's centre) is always darkened,
+    // and most corners end up black.
+    int darker = 0;
+    for (auto [x, y] : {std::pair{0, 0}, {39, 0}, {0, 39}, {39, 39}}) {
+      darker += out.at(x, y)[0] < 180;
+      black_corners += out.at(x, y)[0] == 0;
+    }
+    EXPECT_GE(darker, 1) << "seed " << seed;
+    for (uint8_t v : out.pixels) ASSERT_LE(v, 180);  // only darkening
+  }
+  EXPECT_GE(black_corners, 16);
+  // Probability 0: identical to no vignette at all (and draws nothing from the Rng).
+  AugmentOptions none{false, false, 1.f, 0.f, 0.f};
+  Rng a(4), b(4);
+  EXPECT_EQ(augment(im, none, a).pixels, im.pixels);
+  EXPECT_EQ(a.engine()(), b.engine()());
+}
+
 TEST(Augment, MaskFollowsTheImage) {
   // A red L-shape on grey; its mask must stay on the red pixels through flips and rotations.
   attr::Image im(24, 24, 3, 100);

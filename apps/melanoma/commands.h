@@ -41,6 +41,7 @@ struct TrainOptions {
   std::string schedule = "cosine";  // cosine | step
   std::string class_weights = "auto";  // auto (inverse frequency) | none
   bool augment = true;
+  float vignette = 0.f;            // augmentation: dermoscope-field circle probability
   glimpse::data::Preprocess preprocess;  // hair removal, colour constancy
   std::string out = "melanoma.safetensors";  // checkpoint, rewritten atomically every epoch
   std::string resume;                         // checkpoint to continue from

@@ -123,6 +123,9 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
       ->check(CLI::IsMember({"auto", "none"}))
       ->capture_default_str();
   sub->add_flag("!--no-augment", t.augment, "Turn off flips, 90-degree rotations, random resized crops and colour jitter");
+  sub->add_option("--vignette", t.vignette, "Probability of drawing a dermoscope's round field (black outside a random "
+                  "circle) onto a training photo, so that the lens rim stops being evidence")
+      ->check(CLI::Range(0.f, 1.f))->capture_default_str();
   sub->add_flag("--hair-removal", t.preprocess.hair_removal, "DullRazor-style hair removal before the network");
   sub->add_flag("--color-constancy", t.preprocess.color_constancy,
                 "Shades of Gray colour constancy (p = 6) before the network: removes the whole-photo tint of "

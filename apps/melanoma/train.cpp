@@ -183,6 +183,7 @@ TrainResult train_model(const TrainOptions& o_in) {
   lo.image_size = o.size;
   lo.shuffle = true;
   lo.augment = o.augment;
+  lo.augment_options.vignette = o.vignette;
   lo.preprocess = o.preprocess;
   lo.drop_last = static_cast<int64_t>(train_ds.size()) > o.batch;  // no 1-image batch under BatchNorm
   lo.threads = loader_threads();
