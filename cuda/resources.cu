@@ -1,5 +1,6 @@
 #include "cuda/resources.h"
 
+#include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -104,5 +105,74 @@ cublasHandle_t cublas_handle(int device) {
   thread_local std::vector<std::unique_ptr<CublasHandle>> slots;
   return per_thread(slots, resolve(device)).get();
 }
+
+// ---- workspace ----
+namespace {
+std::vector<DeviceBuffer>& thread_workspaces() {
+  thread_local std::vector<DeviceBuffer> buffers;
+  return buffers;
+}
+}  // namespace
+
+void* workspace(size_t bytes, int device) {
+  if (bytes == 0) return nullptr;
+  device = resolve(device);
+  GLIMPSE_CHECK(device < device_count(), "no CUDA device ", device, " (", device_count(), " present)");
+  auto& buffers = thread_workspaces();
+  if (buffers.size() <= static_cast<size_t>(device)) buffers.resize(device + 1);
+  DeviceBuffer& b = buffers[device];
+  if (b.data() && b.bytes() >= bytes) return b.data();
+  b.reset();  // give the old block back first, so that the cache may serve the larger request with it
+  b.reserve(bytes, device);
+  return b.data();
+}
+
+void release_workspace() {
+  for (DeviceBuffer& b : thread_workspaces()) b.reset();
+}
+
+// ---- descriptors ----
+namespace {
+int as_int(int64_t v, const char* what) {
+  GLIMPSE_CHECK(v >= 0 && v <= INT32_MAX, "cuDNN descriptor: ", what, " = ", v, " does not fit cuDNN's int");
+  return static_cast<int>(v);
+}
+void destroy_warn(cudnnStatus_t st, const char* call) {
+  if (st != CUDNN_STATUS_SUCCESS) detail::warn(__FILE__, __LINE__, call, cudnnGetErrorString(st));
+}
+}  // namespace
+
+TensorDescriptor::TensorDescriptor() { CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc_)); }
+TensorDescriptor::~TensorDescriptor() { destroy_warn(cudnnDestroyTensorDescriptor(desc_), "cudnnDestroyTensorDescriptor"); }
+void TensorDescriptor::set4d(int64_t n, int64_t c, int64_t h, int64_t w) {
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(n, "N"), as_int(c, "C"),
+                                         as_int(h, "H"), as_int(w, "W")));
+}
+
+FilterDescriptor::FilterDescriptor(int64_t k, int64_t c, int64_t r, int64_t s) {
+  const int ik = as_int(k, "K"), ic = as_int(c, "C/groups"), ir = as_int(r, "R"), is = as_int(s, "S");
+  CUDNN_CHECK(cudnnCreateFilterDescriptor(&desc_));
+  const cudnnStatus_t st = cudnnSetFilter4dDescriptor(desc_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, ik, ic, ir, is);
+  if (st != CUDNN_STATUS_SUCCESS) cudnnDestroyFilterDescriptor(desc_);
+  CUDNN_CHECK(st);
+}
+FilterDescriptor::~FilterDescriptor() { destroy_warn(cudnnDestroyFilterDescriptor(desc_), "cudnnDestroyFilterDescriptor"); }
+
+ConvolutionDescriptor::ConvolutionDescriptor(int64_t pad_h, int64_t pad_w, int64_t stride_h, int64_t stride_w,
+                                             int64_t dil_h, int64_t dil_w, int64_t groups) {
+  const int ph = as_int(pad_h, "pad_h"), pw = as_int(pad_w, "pad_w"), sh = as_int(stride_h, "stride_h"),
+            sw = as_int(stride_w, "stride_w"), dh = as_int(dil_h, "dilation_h"), dw = as_int(dil_w, "dilation_w"),
+            g = as_int(groups, "groups");
+  CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&desc_));
+  cudnnStatus_t st =
+      cudnnSetConvolution2dDescriptor(desc_, ph, pw, sh, sw, dh, dw, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
+  if (st == CUDNN_STATUS_SUCCESS) st = cudnnSetConvolutionGroupCount(desc_, g);
+  if (st != CUDNN_STATUS_SUCCESS) cudnnDestroyConvolutionDescriptor(desc_);
+  CUDNN_CHECK(st);
+}
+ConvolutionDescriptor::~ConvolutionDescriptor() {
+  destroy_warn(cudnnDestroyConvolutionDescriptor(desc_), "cudnnDestroyConvolutionDescriptor");
+}
+void ConvolutionDescriptor::set_math(cudnnMathType_t math) { CUDNN_CHECK(cudnnSetConvolutionMathType(desc_, math)); }
 
 }  // namespace glimpse::cuda

@@ -1,4 +1,5 @@
-// RAII owners of CUDA resources: device buffers, streams, cuDNN and cuBLAS handles. Each frees its
+// RAII owners of CUDA resources: device buffers, streams, cuDNN and cuBLAS handles, the per-thread
+// cuDNN workspace and cuDNN descriptors. Each frees its
 // resource in its destructor (errors there are reported, never thrown), is movable and not copyable.
 //
 // cuDNN and cuBLAS handles are created once per device per thread, on first use, by cudnn_handle()
@@ -10,6 +11,7 @@
 #include <cudnn.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace glimpse::cuda {
 
@@ -89,5 +91,56 @@ class CublasHandle {
 // This thread's handle for `device` (the current device when -1), created on first use.
 cudnnHandle_t cudnn_handle(int device = -1);
 cublasHandle_t cublas_handle(int device = -1);
+
+// This thread's shared cuDNN workspace on `device` (the current device when -1): grown on demand to
+// at least `bytes` (never shrunk; the old contents are not kept) and shared by every cuDNN call of
+// the thread, so steady-state training allocates no workspace. Returns null for 0 bytes. Throws the
+// allocator's out-of-memory error (size asked, size free) when it cannot grow; callers that have a
+// zero-workspace alternative catch it (cuda/cudnn_conv.cu).
+void* workspace(size_t bytes, int device = -1);
+// Returns the calling thread's workspaces to the allocator's cache.
+void release_workspace();
+
+// ---- cuDNN descriptors (float32, NCHW) ----
+class TensorDescriptor {
+ public:
+  TensorDescriptor();  // unset; set4d() before use
+  TensorDescriptor(int64_t n, int64_t c, int64_t h, int64_t w) : TensorDescriptor() { set4d(n, c, h, w); }
+  ~TensorDescriptor();
+  TensorDescriptor(const TensorDescriptor&) = delete;
+  TensorDescriptor& operator=(const TensorDescriptor&) = delete;
+  void set4d(int64_t n, int64_t c, int64_t h, int64_t w);  // error if a size does not fit an int
+  cudnnTensorDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnTensorDescriptor_t desc_ = nullptr;
+};
+
+class FilterDescriptor {
+ public:
+  FilterDescriptor(int64_t k, int64_t c, int64_t r, int64_t s);  // [K, C/groups, R, S]
+  ~FilterDescriptor();
+  FilterDescriptor(const FilterDescriptor&) = delete;
+  FilterDescriptor& operator=(const FilterDescriptor&) = delete;
+  cudnnFilterDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnFilterDescriptor_t desc_ = nullptr;
+};
+
+class ConvolutionDescriptor {
+ public:
+  // Cross-correlation (as every framework), float accumulation, `groups` groups.
+  ConvolutionDescriptor(int64_t pad_h, int64_t pad_w, int64_t stride_h, int64_t stride_w, int64_t dil_h,
+                        int64_t dil_w, int64_t groups);
+  ~ConvolutionDescriptor();
+  ConvolutionDescriptor(const ConvolutionDescriptor&) = delete;
+  ConvolutionDescriptor& operator=(const ConvolutionDescriptor&) = delete;
+  void set_math(cudnnMathType_t math);
+  cudnnConvolutionDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnConvolutionDescriptor_t desc_ = nullptr;
+};
 
 }  // namespace glimpse::cuda

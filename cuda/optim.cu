@@ -1,0 +1,80 @@
+// Fused optimizer updates, the GPU twins of layers/optim.cpp: one thread per parameter value reads
+// p, g and the state once and writes them once (one pass instead of the 4-6 element-wise kernels an
+// unfused update would launch). The formulas are the CPU's, expression for expression, so both
+// devices follow PyTorch's torch.optim rules (see layers/optim.h).
+#include <cmath>
+
+#include "cuda/kernels.h"
+#include "cuda/launch.cuh"
+
+namespace glimpse::cuda {
+namespace {
+
+// d = g + wd p;  momentum == 0: p -= lr d
+__global__ void sgd_plain_kernel(float* p, const float* g, int64_t n, float lr, float wd) {
+  GLIMPSE_GRID_LOOP(k, n) p[k] -= lr * (g[k] + wd * p[k]);
+}
+
+// buf = first ? d : mu buf + (1 - dampening) d;  p -= lr (nesterov ? d + mu buf : buf)
+__global__ void sgd_momentum_kernel(float* p, float* buf, const float* g, int64_t n, float lr, float mu, float damp,
+                                    bool nesterov, float wd, bool first) {
+  GLIMPSE_GRID_LOOP(k, n) {
+    const float d = g[k] + wd * p[k];
+    const float b = first ? d : mu * buf[k] + damp * d;
+    buf[k] = b;
+    p[k] -= lr * (nesterov ? d + mu * b : b);
+  }
+}
+
+// m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  (amsgrad) vmax = max(vmax, v);
+// p -= step_size m / (sqrt(v) / bc2_sqrt + eps), step_size = lr / bc1.
+__global__ void adam_kernel(float* p, float* m, float* v, float* vmax, const float* g, int64_t n, float b1, float b2,
+                            float eps, float wd, bool decoupled, float decay, float step_size, float bc2_sqrt) {
+  GLIMPSE_GRID_LOOP(k, n) {
+    float pk = p[k], gk = g[k];
+    if (decoupled) pk *= decay;
+    else gk += wd * pk;
+    const float mk = b1 * m[k] + (1.f - b1) * gk;
+    const float vk = b2 * v[k] + (1.f - b2) * gk * gk;
+    m[k] = mk;
+    v[k] = vk;
+    float vu = vk;
+    if (vmax) vu = vmax[k] = fmaxf(vmax[k], vk);
+    p[k] = pk - step_size * mk / (sqrtf(vu) / bc2_sqrt + eps);
+  }
+}
+
+}  // namespace
+
+void sgd_step(float* p, float* momentum_buf, const float* g, int64_t n, float lr, float momentum, float dampening,
+              bool nesterov, float weight_decay, bool first_step, cudaStream_t s) {
+  GLIMPSE_CHECK(n >= 0, "cuda::sgd_step: negative size ", n);
+  if (n == 0) return;
+  if (momentum == 0.f) {
+    sgd_plain_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(p, g, n, lr, weight_decay);
+    GLIMPSE_CHECK_LAUNCH("sgd_plain_kernel");
+    return;
+  }
+  GLIMPSE_CHECK(momentum_buf, "cuda::sgd_step: momentum ", momentum, " needs a momentum buffer");
+  sgd_momentum_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(p, momentum_buf, g, n, lr, momentum,
+                                                                         1.f - dampening, nesterov, weight_decay,
+                                                                         first_step);
+  GLIMPSE_CHECK_LAUNCH("sgd_momentum_kernel");
+}
+
+void adam_step(float* p, float* m, float* v, float* vmax, const float* g, int64_t n, float lr, float beta1, float beta2,
+               float eps, float weight_decay, bool decoupled, int64_t t, cudaStream_t s) {
+  GLIMPSE_CHECK(n >= 0 && t >= 1, "cuda::adam_step: bad size ", n, " or step ", t, " (steps count from 1)");
+  if (n == 0) return;
+  // Bias corrections as layers/optim.cpp computes them: pow in double, then float.
+  const float bc1 = 1.f - static_cast<float>(std::pow(static_cast<double>(beta1), static_cast<double>(t)));
+  const float bc2 = 1.f - static_cast<float>(std::pow(static_cast<double>(beta2), static_cast<double>(t)));
+  const float step_size = lr / bc1;
+  const float bc2_sqrt = std::sqrt(bc2);
+  const float decay = decoupled ? 1.f - lr * weight_decay : 1.f;
+  adam_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(p, m, v, vmax, g, n, beta1, beta2, eps, weight_decay,
+                                                                 decoupled, decay, step_size, bc2_sqrt);
+  GLIMPSE_CHECK_LAUNCH("adam_kernel");
+}
+
+}  // namespace glimpse::cuda
