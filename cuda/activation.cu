@@ -40,35 +40,25 @@ void check_size(int64_t n, const char* op) { GLIMPSE_CHECK(n >= 0, "cuda::", op,
 
 void relu_forward(float* y, const float* x, int64_t n, cudaStream_t s) {
   check_size(n, "relu_forward");
-  if (n == 0) return;
-  relu_forward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(y, x, n);
-  GLIMPSE_CHECK_LAUNCH("relu_forward_kernel");
+  detail::launch_elements("relu_forward_kernel", n, s, relu_forward_kernel, y, x, n);
 }
 
 void relu_backward(float* gx, const float* gout, const float* x, int64_t n, ReluRule rule, cudaStream_t s) {
   check_size(n, "relu_backward");
-  if (n == 0) return;
-  const unsigned blocks = detail::blocks_for(n);
-  switch (rule) {
-    case ReluRule::Standard: relu_backward_kernel<ReluRule::Standard><<<blocks, detail::kThreads, 0, s>>>(gx, gout, x, n); break;
-    case ReluRule::Deconvnet: relu_backward_kernel<ReluRule::Deconvnet><<<blocks, detail::kThreads, 0, s>>>(gx, gout, x, n); break;
-    case ReluRule::Guided: relu_backward_kernel<ReluRule::Guided><<<blocks, detail::kThreads, 0, s>>>(gx, gout, x, n); break;
-  }
-  GLIMPSE_CHECK_LAUNCH("relu_backward_kernel");
+  void (*kernel)(float*, const float*, const float*, int64_t) = relu_backward_kernel<ReluRule::Standard>;
+  if (rule == ReluRule::Deconvnet) kernel = relu_backward_kernel<ReluRule::Deconvnet>;
+  if (rule == ReluRule::Guided) kernel = relu_backward_kernel<ReluRule::Guided>;
+  detail::launch_elements("relu_backward_kernel", n, s, kernel, gx, gout, x, n);
 }
 
 void leaky_relu_forward(float* y, const float* x, int64_t n, float slope, cudaStream_t s) {
   check_size(n, "leaky_relu_forward");
-  if (n == 0) return;
-  leaky_relu_forward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(y, x, n, slope);
-  GLIMPSE_CHECK_LAUNCH("leaky_relu_forward_kernel");
+  detail::launch_elements("leaky_relu_forward_kernel", n, s, leaky_relu_forward_kernel, y, x, n, slope);
 }
 
 void leaky_relu_backward(float* gx, const float* gout, const float* x, int64_t n, float slope, cudaStream_t s) {
   check_size(n, "leaky_relu_backward");
-  if (n == 0) return;
-  leaky_relu_backward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(gx, gout, x, n, slope);
-  GLIMPSE_CHECK_LAUNCH("leaky_relu_backward_kernel");
+  detail::launch_elements("leaky_relu_backward_kernel", n, s, leaky_relu_backward_kernel, gx, gout, x, n, slope);
 }
 
 }  // namespace glimpse::cuda

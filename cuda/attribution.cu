@@ -29,16 +29,6 @@ __global__ void weighted_channel_sum_kernel(float* out, const float* A, const fl
   }
 }
 
-// One block per row, double accumulation, fixed-order reduction.
-__global__ void channel_spatial_mean_kernel(float* alpha, const float* G, int64_t rows, int64_t P) {
-  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    double s = 0;
-    for (int64_t p = threadIdx.x; p < P; p += blockDim.x) s += G[r * P + p];
-    s = detail::block_sum(s);
-    if (threadIdx.x == 0) alpha[r] = static_cast<float>(s / static_cast<double>(P));
-  }
-}
-
 // One block per map: min, max and finiteness by block reductions, then the block writes the map.
 __global__ void normalize_maps_kernel(float* out, const float* maps, int64_t N, int64_t per) {
   __shared__ float s_lo[detail::kThreads], s_hi[detail::kThreads];
@@ -85,32 +75,22 @@ __global__ void threshold_kernel(uint8_t* mask, const float* map, int64_t n, flo
 void weighted_channel_sum(float* out, const float* A, const float* w, int64_t N, int64_t K, int64_t P, bool relu,
                           cudaStream_t s) {
   GLIMPSE_CHECK(N >= 0 && K >= 0 && P >= 0, "cuda::weighted_channel_sum: bad sizes N=", N, " K=", K, " P=", P);
-  if (N * P == 0) return;
-  weighted_channel_sum_kernel<<<detail::blocks_for(N * P), detail::kThreads, 0, s>>>(out, A, w, N, K, P, relu);
-  GLIMPSE_CHECK_LAUNCH("weighted_channel_sum_kernel");
+  detail::launch_elements("weighted_channel_sum_kernel", N * P, s, weighted_channel_sum_kernel, out, A, w, N, K, P, relu);
 }
 
+// The spatial mean of each row is exactly a global average pool (cuda/pool2d.cu).
 void channel_spatial_mean(float* alpha, const float* G, int64_t rows, int64_t P, cudaStream_t s) {
-  GLIMPSE_CHECK(rows >= 0 && P > 0, "cuda::channel_spatial_mean: bad sizes rows=", rows, " P=", P);
-  if (rows == 0) return;
-  channel_spatial_mean_kernel<<<static_cast<unsigned>(std::min<int64_t>(rows, detail::kMaxBlocks)), detail::kThreads,
-                                0, s>>>(alpha, G, rows, P);
-  GLIMPSE_CHECK_LAUNCH("channel_spatial_mean_kernel");
+  global_avg_pool_forward(alpha, G, rows, P, s);
 }
 
 void normalize_maps(float* out, const float* maps, int64_t N, int64_t per, cudaStream_t s) {
   GLIMPSE_CHECK(N >= 0 && per >= 0, "cuda::normalize_maps: bad sizes N=", N, " per=", per);
-  if (N * per == 0) return;
-  normalize_maps_kernel<<<static_cast<unsigned>(std::min<int64_t>(N, detail::kMaxBlocks)), detail::kThreads, 0, s>>>(
-      out, maps, N, per);
-  GLIMPSE_CHECK_LAUNCH("normalize_maps_kernel");
+  detail::launch_rows("normalize_maps_kernel", per ? N : 0, s, normalize_maps_kernel, out, maps, N, per);
 }
 
 void threshold_map(uint8_t* mask, const float* map, int64_t n, float threshold, cudaStream_t s) {
   GLIMPSE_CHECK(n >= 0, "cuda::threshold_map: negative size ", n);
-  if (n == 0) return;
-  threshold_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(mask, map, n, threshold);
-  GLIMPSE_CHECK_LAUNCH("threshold_kernel");
+  detail::launch_elements("threshold_kernel", n, s, threshold_kernel, mask, map, n, threshold);
 }
 
 }  // namespace glimpse::cuda

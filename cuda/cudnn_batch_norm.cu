@@ -5,6 +5,7 @@
 #include "cuda/cudnn_batch_norm.h"
 
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
 #include "cuda/check.h"
@@ -74,22 +75,33 @@ int current_device() {
 // A [n] buffer of `value` on the stream, for the gamma = 1 / beta = 0 that cuDNN always wants.
 DeviceBuffer constant(int64_t n, float value, int device, cudaStream_t s) {
   DeviceBuffer b(n * sizeof(float), device);
-  fill_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(b.as<float>(), n, value);
-  GLIMPSE_CHECK_LAUNCH("fill_kernel");
+  detail::launch_elements("fill_kernel", n, s, fill_kernel, b.as<float>(), n, value);
   return b;
 }
 
-// The descriptors of one call: data [N, C, L, 1], per-channel parameters [1, C, 1, 1].
-struct BnDescs {
+// What every cuDNN batch-norm call sets up: this thread's handle on the stream, the descriptors
+// (data [N, C, L, 1], per-channel parameters [1, C, 1, 1]), and constant stand-ins for the gamma (1),
+// beta (0) or parameter gradients the caller leaves out: cuDNN always reads and writes them.
+struct BnCall {
+  int device;
+  cudnnHandle_t handle;
   TensorDescriptor data, param;
-  BnDescs(int64_t N, int64_t C, int64_t L) : data(N, C, L, 1), param(1, C, 1, 1) {}
-};
+  int64_t C;
+  cudaStream_t stream;
+  std::vector<DeviceBuffer> scratch;
 
-cudnnHandle_t handle_on(int device, cudaStream_t s) {
-  cudnnHandle_t h = cudnn_handle(device);
-  CUDNN_CHECK(cudnnSetStream(h, s));
-  return h;
-}
+  BnCall(int64_t N, int64_t c, int64_t L, cudaStream_t s)
+      : device(current_device()), handle(cudnn_handle(device)), data(N, c, L, 1), param(1, c, 1, 1), C(c), stream(s) {
+    CUDNN_CHECK(cudnnSetStream(handle, s));
+  }
+  // p, or a [C] buffer of `value` when p is null.
+  template <typename T>
+  T* or_constant(T* p, float value) {
+    if (p) return p;
+    scratch.push_back(constant(C, value, device, stream));
+    return scratch.back().as<float>();
+  }
+};
 
 }  // namespace
 
@@ -101,17 +113,13 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
                 " L=", L);
   GLIMPSE_CHECK((running_mean == nullptr) == (running_var == nullptr),
                 "cuda::batch_norm_forward_train: give both running statistics or neither");
-  const int device = current_device();
-  cudnnHandle_t h = handle_on(device, s);
-  BnDescs d(N, C, L);
-  DeviceBuffer ones, zeros;
-  if (!gamma) gamma = (ones = constant(C, 1.f, device, s)).as<float>();
-  if (!beta) beta = (zeros = constant(C, 0.f, device, s)).as<float>();
+  BnCall call(N, C, L, s);
   const float one = 1.f, zero = 0.f;
   // exponentialAverageFactor = momentum: running = (1 - momentum) running + momentum batch, with the
   // unbiased batch variance, which is PyTorch's (and core's) rule.
-  CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.data.get(), x,
-                                                     d.data.get(), y, d.param.get(), gamma, beta,
+  CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, call.data.get(),
+                                                     x, call.data.get(), y, call.param.get(),
+                                                     call.or_constant(gamma, 1.f), call.or_constant(beta, 0.f),
                                                      static_cast<double>(momentum), running_mean, running_var,
                                                      static_cast<double>(eps), save_mean, save_invstd));
 }
@@ -120,20 +128,15 @@ void batch_norm_forward_eval(float* y, float* save_mean, float* save_invstd, con
                              const float* beta, const float* running_mean, const float* running_var, int64_t N,
                              int64_t C, int64_t L, float eps, cudaStream_t s) {
   check_dims(N, C, L, eps, "batch_norm_forward_eval");
-  const int device = current_device();
-  cudnnHandle_t h = handle_on(device, s);
-  BnDescs d(N, C, L);
-  DeviceBuffer ones, zeros;
-  if (!gamma) gamma = (ones = constant(C, 1.f, device, s)).as<float>();
-  if (!beta) beta = (zeros = constant(C, 0.f, device, s)).as<float>();
+  BnCall call(N, C, L, s);
   const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnBatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.data.get(), x,
-                                                      d.data.get(), y, d.param.get(), gamma, beta, running_mean,
-                                                      running_var, static_cast<double>(eps)));
+  CUDNN_CHECK(cudnnBatchNormalizationForwardInference(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
+                                                      call.data.get(), x, call.data.get(), y, call.param.get(),
+                                                      call.or_constant(gamma, 1.f), call.or_constant(beta, 0.f),
+                                                      running_mean, running_var, static_cast<double>(eps)));
   if (save_mean && save_invstd) {
-    eval_stats_kernel<<<detail::blocks_for(C), detail::kThreads, 0, s>>>(save_mean, save_invstd, running_mean,
-                                                                         running_var, C, eps);
-    GLIMPSE_CHECK_LAUNCH("eval_stats_kernel");
+    detail::launch_elements("eval_stats_kernel", C, s, eval_stats_kernel, save_mean, save_invstd, running_mean,
+                            running_var, C, eps);
   }
 }
 
@@ -142,31 +145,23 @@ void batch_norm_backward(float* gx, float* ggamma, float* gbeta, const float* go
                          bool training, float eps, cudaStream_t s) {
   check_dims(N, C, L, eps, "batch_norm_backward");
   if (!gx && !ggamma && !gbeta) return;
-  const int device = current_device();
   if (!training) {
-    eval_backward_kernel<<<static_cast<unsigned>(std::min<int64_t>(C, detail::kMaxBlocks)), detail::kThreads, 0, s>>>(
-        gx, ggamma, gbeta, gout, x, gamma, save_mean, save_invstd, N, C, L);
-    GLIMPSE_CHECK_LAUNCH("eval_backward_kernel");
+    detail::launch_rows("eval_backward_kernel", C, s, eval_backward_kernel, gx, ggamma, gbeta, gout, x, gamma,
+                        save_mean, save_invstd, N, C, L);
     return;
   }
-  cudnnHandle_t h = handle_on(device, s);
-  BnDescs d(N, C, L);
-  // cuDNN writes all three results: scratch for the ones the caller does not want.
-  DeviceBuffer ones, gx_scratch, gg_scratch, gb_scratch;
-  if (!gamma) gamma = (ones = constant(C, 1.f, device, s)).as<float>();
+  BnCall call(N, C, L, s);
   const float one = 1.f, zero = 0.f;
-  const float* beta_data = gx ? &one : &zero;  // accumulate into gx (+=), or overwrite the scratch
-  if (!gx) gx = (gx_scratch = DeviceBuffer(N * C * L * sizeof(float), device)).as<float>();
-  const float* beta_param = &one;
-  if (!ggamma || !gbeta) {
-    // cudnnBatchNormalizationBackward has one beta for both parameter gradients: give scratch for
-    // the missing one, zeroed so that accumulating into it is harmless.
-    if (!ggamma) ggamma = (gg_scratch = constant(C, 0.f, device, s)).as<float>();
-    if (!gbeta) gbeta = (gb_scratch = constant(C, 0.f, device, s)).as<float>();
-  }
-  CUDNN_CHECK(cudnnBatchNormalizationBackward(h, CUDNN_BATCHNORM_SPATIAL, &one, beta_data, &one, beta_param,
-                                              d.data.get(), x, d.data.get(), gout, d.data.get(), gx, d.param.get(),
-                                              gamma, ggamma, gbeta, static_cast<double>(eps), save_mean, save_invstd));
+  // Accumulate into gx (beta 1), or overwrite a scratch gx the caller does not want (beta 0). The
+  // parameter gradients share one beta (1): a missing one gets zeroed scratch.
+  const float* beta_data = gx ? &one : &zero;
+  DeviceBuffer gx_scratch;
+  if (!gx) gx = (gx_scratch = DeviceBuffer(N * C * L * sizeof(float), call.device)).as<float>();
+  CUDNN_CHECK(cudnnBatchNormalizationBackward(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, beta_data, &one, &one,
+                                              call.data.get(), x, call.data.get(), gout, call.data.get(), gx,
+                                              call.param.get(), call.or_constant(gamma, 1.f),
+                                              call.or_constant(ggamma, 0.f), call.or_constant(gbeta, 0.f),
+                                              static_cast<double>(eps), save_mean, save_invstd));
 }
 
 }  // namespace glimpse::cuda

@@ -59,9 +59,8 @@ __global__ void binary_broadcast_kernel(float* out, const float* a, const float*
 
 template <BinaryOp op>
 void launch_binary(float* out, const float* a, const float* b, int64_t n, const BroadcastIndex* ix, cudaStream_t s) {
-  if (!ix) binary_same_kernel<op><<<detail::blocks_for(n), detail::kThreads, 0, s>>>(out, a, b, n);
-  else binary_broadcast_kernel<op><<<detail::blocks_for(n), detail::kThreads, 0, s>>>(out, a, b, n, *ix);
-  GLIMPSE_CHECK_LAUNCH("binary_forward");
+  if (!ix) detail::launch_elements("binary_same_kernel", n, s, binary_same_kernel<op>, out, a, b, n);
+  else detail::launch_elements("binary_broadcast_kernel", n, s, binary_broadcast_kernel<op>, out, a, b, n, *ix);
 }
 
 template <UnaryOp op>
@@ -80,8 +79,7 @@ __global__ void unary_kernel(float* out, const float* x, int64_t n) {
 
 template <UnaryOp op>
 void launch_unary(float* out, const float* x, int64_t n, cudaStream_t s) {
-  unary_kernel<op><<<detail::blocks_for(n), detail::kThreads, 0, s>>>(out, x, n);
-  GLIMPSE_CHECK_LAUNCH("unary_forward");
+  detail::launch_elements("unary_kernel", n, s, unary_kernel<op>, out, x, n);
 }
 
 __global__ void affine_kernel(float* out, const float* x, int64_t n, float scale, float shift) {
@@ -164,7 +162,6 @@ void binary_forward(float* out, const Shape& out_shape, const float* a, const Sh
 
 void unary_forward(float* out, const float* x, int64_t n, UnaryOp op, cudaStream_t s) {
   GLIMPSE_CHECK(n >= 0, "cuda::unary_forward: negative size ", n);
-  if (n == 0) return;
   switch (op) {
     case UnaryOp::Neg: return launch_unary<UnaryOp::Neg>(out, x, n, s);
     case UnaryOp::Exp: return launch_unary<UnaryOp::Exp>(out, x, n, s);
@@ -178,9 +175,7 @@ void unary_forward(float* out, const float* x, int64_t n, UnaryOp op, cudaStream
 
 void affine_forward(float* out, const float* x, int64_t n, float scale, float shift, cudaStream_t s) {
   GLIMPSE_CHECK(n >= 0, "cuda::affine_forward: negative size ", n);
-  if (n == 0) return;
-  affine_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(out, x, n, scale, shift);
-  GLIMPSE_CHECK_LAUNCH("affine_kernel");
+  detail::launch_elements("affine_kernel", n, s, affine_kernel, out, x, n, scale, shift);
 }
 
 void reduce_sum_to(float* out, const Shape& out_shape, const float* in, const Shape& in_shape, cudaStream_t s) {
@@ -221,24 +216,17 @@ void reduce_sum_to(float* out, const Shape& out_shape, const float* in, const Sh
     CUDA_CHECK(cudaMemsetAsync(out, 0, out_n * sizeof(float), s));
     return;
   }
-  reduce_sum_to_kernel<<<static_cast<unsigned>(std::min<int64_t>(out_n, detail::kMaxBlocks)), detail::kThreads, 0,
-                         s>>>(out, in, out_n, ix);
-  GLIMPSE_CHECK_LAUNCH("reduce_sum_to_kernel");
+  detail::launch_rows("reduce_sum_to_kernel", out_n, s, reduce_sum_to_kernel, out, in, out_n, ix);
 }
 
 void bias_add_forward(float* y, const float* x, const float* b, int64_t N, int64_t C, int64_t L, cudaStream_t s) {
   GLIMPSE_CHECK(N >= 0 && C > 0 && L > 0, "cuda::bias_add_forward: bad sizes N=", N, " C=", C, " L=", L);
-  const int64_t n = N * C * L;
-  if (n == 0) return;
-  bias_add_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(y, x, b, n, C, L);
-  GLIMPSE_CHECK_LAUNCH("bias_add_kernel");
+  detail::launch_elements("bias_add_kernel", N * C * L, s, bias_add_kernel, y, x, b, N * C * L, C, L);
 }
 
 void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, cudaStream_t s) {
   GLIMPSE_CHECK(N >= 0 && C > 0 && L > 0, "cuda::bias_add_backward: bad sizes N=", N, " C=", C, " L=", L);
-  bias_add_backward_kernel<<<static_cast<unsigned>(std::min<int64_t>(C, detail::kMaxBlocks)), detail::kThreads, 0,
-                             s>>>(gb, gy, N, C, L);
-  GLIMPSE_CHECK_LAUNCH("bias_add_backward_kernel");
+  detail::launch_rows("bias_add_backward_kernel", C, s, bias_add_backward_kernel, gb, gy, N, C, L);
 }
 
 }  // namespace glimpse::cuda

@@ -140,7 +140,8 @@ void adam_step(float* p, float* m, float* v, float* vmax, const float* g, int64_
 // CAM-family weighted sum: out[n, p] = relu?(sum_k w[n, k] A[n, k, p]), A [N, K, P], w [N, K].
 void weighted_channel_sum(float* out, const float* A, const float* w, int64_t N, int64_t K, int64_t P, bool relu,
                           cudaStream_t stream = 0);
-// Grad-CAM weights: alpha[j] = (1/P) sum_p G[j, p] over rows j of [rows, P] (double accumulation).
+// Grad-CAM weights: alpha[j] = (1/P) sum_p G[j, p] over rows j of [rows, P] (double accumulation;
+// the same reduction as global_avg_pool_forward, which it calls).
 void channel_spatial_mean(float* alpha, const float* G, int64_t rows, int64_t P, cudaStream_t stream = 0);
 // Per-map min-max to [0, 1] of maps [N, per] (attribution/attribution.h normalize_maps): a map that
 // is constant (range <= 1e-6 max|value|) or holds a NaN/Inf becomes zeros, never 0/0.

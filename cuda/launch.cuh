@@ -30,6 +30,24 @@ inline void check_launch(const char* file, int line, const char* kernel) {
                                                       cudaGetErrorString(err), ". ", hint_for(err)));
 }
 
+// Launches `kernel(args...)` on `stream` with enough threads for one per element of `n` (the kernel
+// grid-strides over n); nothing when n <= 0. Checks the launch, naming `name`.
+template <typename... Params, typename... Args>
+void launch_elements(const char* name, int64_t n, cudaStream_t stream, void (*kernel)(Params...), Args... args) {
+  if (n <= 0) return;
+  kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Params>(args)...);
+  check_launch(__FILE__, __LINE__, name);
+}
+
+// The same with one block per row of `rows` (for kernels that reduce a row with block_sum; the kernel
+// strides over rows by gridDim.x).
+template <typename... Params, typename... Args>
+void launch_rows(const char* name, int64_t rows, cudaStream_t stream, void (*kernel)(Params...), Args... args) {
+  if (rows <= 0) return;
+  kernel<<<static_cast<unsigned>(std::min(rows, kMaxBlocks)), kThreads, 0, stream>>>(static_cast<Params>(args)...);
+  check_launch(__FILE__, __LINE__, name);
+}
+
 // Sum of `v` over the block, returned to thread 0 (other threads get partial sums). The tree order
 // is fixed by thread index, so the result is the same on every run (no atomics). blockDim.x must
 // be a multiple of 32 and at most 1024.

@@ -45,16 +45,15 @@ void cross_entropy_forward(float* loss, float* wsum, float* logp, const float* l
                            const float* class_weights, int64_t N, int64_t K, cudaStream_t s) {
   GLIMPSE_CHECK(N > 0 && K > 0, "cuda::cross_entropy_forward: bad sizes N=", N, " K=", K);
   log_softmax_forward(logp, logits, N, K, 1, s);
-  cross_entropy_reduce_kernel<<<1, detail::kThreads, 0, s>>>(loss, wsum, logp, targets, class_weights, N, K);
-  GLIMPSE_CHECK_LAUNCH("cross_entropy_reduce_kernel");
+  detail::launch_rows("cross_entropy_reduce_kernel", 1, s, cross_entropy_reduce_kernel, loss, wsum, logp, targets,
+                      class_weights, N, K);
 }
 
 void cross_entropy_backward(float* glogits, const float* gloss, const float* logp, const int64_t* targets,
                             const float* class_weights, const float* wsum, int64_t N, int64_t K, cudaStream_t s) {
   GLIMPSE_CHECK(N > 0 && K > 0, "cuda::cross_entropy_backward: bad sizes N=", N, " K=", K);
-  cross_entropy_backward_kernel<<<detail::blocks_for(N * K), detail::kThreads, 0, s>>>(glogits, gloss, logp, targets,
-                                                                                        class_weights, wsum, N, K);
-  GLIMPSE_CHECK_LAUNCH("cross_entropy_backward_kernel");
+  detail::launch_elements("cross_entropy_backward_kernel", N * K, s, cross_entropy_backward_kernel, glogits, gloss,
+                          logp, targets, class_weights, wsum, N, K);
 }
 
 }  // namespace glimpse::cuda

@@ -49,32 +49,26 @@ __global__ void adam_kernel(float* p, float* m, float* v, float* vmax, const flo
 void sgd_step(float* p, float* momentum_buf, const float* g, int64_t n, float lr, float momentum, float dampening,
               bool nesterov, float weight_decay, bool first_step, cudaStream_t s) {
   GLIMPSE_CHECK(n >= 0, "cuda::sgd_step: negative size ", n);
-  if (n == 0) return;
   if (momentum == 0.f) {
-    sgd_plain_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(p, g, n, lr, weight_decay);
-    GLIMPSE_CHECK_LAUNCH("sgd_plain_kernel");
+    detail::launch_elements("sgd_plain_kernel", n, s, sgd_plain_kernel, p, g, n, lr, weight_decay);
     return;
   }
   GLIMPSE_CHECK(momentum_buf, "cuda::sgd_step: momentum ", momentum, " needs a momentum buffer");
-  sgd_momentum_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(p, momentum_buf, g, n, lr, momentum,
-                                                                         1.f - dampening, nesterov, weight_decay,
-                                                                         first_step);
-  GLIMPSE_CHECK_LAUNCH("sgd_momentum_kernel");
+  detail::launch_elements("sgd_momentum_kernel", n, s, sgd_momentum_kernel, p, momentum_buf, g, n, lr, momentum,
+                          1.f - dampening, nesterov, weight_decay, first_step);
 }
 
 void adam_step(float* p, float* m, float* v, float* vmax, const float* g, int64_t n, float lr, float beta1, float beta2,
                float eps, float weight_decay, bool decoupled, int64_t t, cudaStream_t s) {
   GLIMPSE_CHECK(n >= 0 && t >= 1, "cuda::adam_step: bad size ", n, " or step ", t, " (steps count from 1)");
-  if (n == 0) return;
   // Bias corrections as layers/optim.cpp computes them: pow in double, then float.
   const float bc1 = 1.f - static_cast<float>(std::pow(static_cast<double>(beta1), static_cast<double>(t)));
   const float bc2 = 1.f - static_cast<float>(std::pow(static_cast<double>(beta2), static_cast<double>(t)));
   const float step_size = lr / bc1;
   const float bc2_sqrt = std::sqrt(bc2);
   const float decay = decoupled ? 1.f - lr * weight_decay : 1.f;
-  adam_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(p, m, v, vmax, g, n, beta1, beta2, eps, weight_decay,
-                                                                 decoupled, decay, step_size, bc2_sqrt);
-  GLIMPSE_CHECK_LAUNCH("adam_kernel");
+  detail::launch_elements("adam_kernel", n, s, adam_kernel, p, m, v, vmax, g, n, beta1, beta2, eps, weight_decay,
+                          decoupled, decay, step_size, bc2_sqrt);
 }
 
 }  // namespace glimpse::cuda

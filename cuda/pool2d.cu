@@ -124,53 +124,40 @@ void max_pool2d_forward(float* out, int32_t* argmax, const float* x, int64_t N, 
   const PoolGeom g = geometry(H, W, opt, "max_pool2d_forward");
   GLIMPSE_CHECK(H * W <= INT32_MAX, "cuda::max_pool2d_forward: a ", H, "x", W, " plane is too large for int32 indices");
   const int64_t total = N * C * g.P * g.Q;
-  if (total <= 0) return;
-  max_pool_forward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(out, argmax, x, total, g);
-  GLIMPSE_CHECK_LAUNCH("max_pool_forward_kernel");
+  detail::launch_elements("max_pool_forward_kernel", total, s, max_pool_forward_kernel, out, argmax, x, total, g);
 }
 
 void max_pool2d_backward(float* gx, const float* gout, const int32_t* argmax, int64_t N, int64_t C, int64_t H,
                          int64_t W, const Pool2dOptions& opt, cudaStream_t s) {
   const PoolGeom g = geometry(H, W, opt, "max_pool2d_backward");
   GLIMPSE_CHECK(argmax, "cuda::max_pool2d_backward: needs the argmax offsets written by max_pool2d_forward");
-  const int64_t total = N * C * H * W;
-  if (total <= 0 || g.P <= 0 || g.Q <= 0) return;
-  max_pool_backward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(gx, gout, argmax, total, g);
-  GLIMPSE_CHECK_LAUNCH("max_pool_backward_kernel");
+  const int64_t total = g.P > 0 && g.Q > 0 ? N * C * H * W : 0;
+  detail::launch_elements("max_pool_backward_kernel", total, s, max_pool_backward_kernel, gx, gout, argmax, total, g);
 }
 
 void avg_pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
                         const Pool2dOptions& opt, cudaStream_t s) {
   const PoolGeom g = geometry(H, W, opt, "avg_pool2d_forward");
   const int64_t total = N * C * g.P * g.Q;
-  if (total <= 0) return;
-  avg_pool_forward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(out, x, total, g);
-  GLIMPSE_CHECK_LAUNCH("avg_pool_forward_kernel");
+  detail::launch_elements("avg_pool_forward_kernel", total, s, avg_pool_forward_kernel, out, x, total, g);
 }
 
 void avg_pool2d_backward(float* gx, const float* gout, int64_t N, int64_t C, int64_t H, int64_t W,
                          const Pool2dOptions& opt, cudaStream_t s) {
   const PoolGeom g = geometry(H, W, opt, "avg_pool2d_backward");
-  const int64_t total = N * C * H * W;
-  if (total <= 0 || g.P <= 0 || g.Q <= 0) return;
-  avg_pool_backward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(gx, gout, total, g);
-  GLIMPSE_CHECK_LAUNCH("avg_pool_backward_kernel");
+  const int64_t total = g.P > 0 && g.Q > 0 ? N * C * H * W : 0;
+  detail::launch_elements("avg_pool_backward_kernel", total, s, avg_pool_backward_kernel, gx, gout, total, g);
 }
 
 void global_avg_pool_forward(float* out, const float* x, int64_t NC, int64_t L, cudaStream_t s) {
   GLIMPSE_CHECK(NC >= 0 && L > 0, "cuda::global_avg_pool_forward: bad sizes NC=", NC, " L=", L);
-  if (NC == 0) return;
-  global_avg_pool_forward_kernel<<<static_cast<unsigned>(std::min<int64_t>(NC, detail::kMaxBlocks)), detail::kThreads,
-                                   0, s>>>(out, x, NC, L);
-  GLIMPSE_CHECK_LAUNCH("global_avg_pool_forward_kernel");
+  detail::launch_rows("global_avg_pool_forward_kernel", NC, s, global_avg_pool_forward_kernel, out, x, NC, L);
 }
 
 void global_avg_pool_backward(float* gx, const float* gout, int64_t NC, int64_t L, cudaStream_t s) {
   GLIMPSE_CHECK(NC >= 0 && L > 0, "cuda::global_avg_pool_backward: bad sizes NC=", NC, " L=", L);
-  const int64_t n = NC * L;
-  if (n == 0) return;
-  global_avg_pool_backward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(gx, gout, n, L);
-  GLIMPSE_CHECK_LAUNCH("global_avg_pool_backward_kernel");
+  detail::launch_elements("global_avg_pool_backward_kernel", NC * L, s, global_avg_pool_backward_kernel, gx, gout,
+                          NC * L, L);
 }
 
 }  // namespace glimpse::cuda

@@ -51,12 +51,18 @@ __global__ void sum_dim_backward_kernel(float* gx, const float* gout, int64_t n,
   GLIMPSE_GRID_LOOP(i, n) gx[i] += scale * gout[(i / (len * inner)) * inner + i % inner];
 }
 
+// The maximum of row (a, c) along len (the shift that keeps exp from overflowing).
+__device__ inline float row_max(const float* x, int64_t base, int64_t len, int64_t inner) {
+  float m = -INFINITY;
+  for (int64_t l = 0; l < len; ++l) m = fmaxf(m, x[base + l * inner]);
+  return m;
+}
+
 // Softmax along len for row (a, c): y = exp(x - max) / sum exp(x - max), the sum in double.
 __global__ void softmax_forward_kernel(float* y, const float* x, int64_t outer, int64_t len, int64_t inner) {
   GLIMPSE_GRID_LOOP(r, outer * inner) {
     const int64_t base = (r / inner) * len * inner + r % inner;
-    float m = -INFINITY;
-    for (int64_t l = 0; l < len; ++l) m = fmaxf(m, x[base + l * inner]);
+    const float m = row_max(x, base, len, inner);
     double z = 0;
     for (int64_t l = 0; l < len; ++l) {
       const float e = expf(x[base + l * inner] - m);
@@ -84,8 +90,7 @@ __global__ void softmax_backward_kernel(float* gx, const float* gy, const float*
 __global__ void log_softmax_forward_kernel(float* y, const float* x, int64_t outer, int64_t len, int64_t inner) {
   GLIMPSE_GRID_LOOP(r, outer * inner) {
     const int64_t base = (r / inner) * len * inner + r % inner;
-    float m = -INFINITY;
-    for (int64_t l = 0; l < len; ++l) m = fmaxf(m, x[base + l * inner]);
+    const float m = row_max(x, base, len, inner);
     double z = 0;
     for (int64_t l = 0; l < len; ++l) z += exp(static_cast<double>(x[base + l * inner] - m));
     const float lse = m + static_cast<float>(log(z));
@@ -128,57 +133,47 @@ void sum_all_forward(float* out, const float* x, int64_t n, float scale, cudaStr
 
 void sum_all_backward(float* gx, const float* gout, int64_t n, float scale, cudaStream_t s) {
   GLIMPSE_CHECK(n >= 0, "cuda::sum_all_backward: negative size ", n);
-  if (n == 0) return;
-  sum_all_backward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(gx, gout, n, scale);
-  GLIMPSE_CHECK_LAUNCH("sum_all_backward_kernel");
+  detail::launch_elements("sum_all_backward_kernel", n, s, sum_all_backward_kernel, gx, gout, n, scale);
 }
 
 void sum_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, float scale,
                      cudaStream_t s) {
   check_split(outer, len, inner, "sum_dim_forward");
-  if (outer * inner == 0) return;
-  sum_dim_kernel<<<detail::blocks_for(outer * inner), detail::kThreads, 0, s>>>(out, x, outer, len, inner, scale);
-  GLIMPSE_CHECK_LAUNCH("sum_dim_kernel");
+  detail::launch_elements("sum_dim_kernel", outer * inner, s, sum_dim_kernel, out, x, outer, len, inner, scale);
 }
 
 void sum_dim_backward(float* gx, const float* gout, int64_t outer, int64_t len, int64_t inner, float scale,
                       cudaStream_t s) {
   check_split(outer, len, inner, "sum_dim_backward");
   const int64_t n = outer * len * inner;
-  if (n == 0) return;
-  sum_dim_backward_kernel<<<detail::blocks_for(n), detail::kThreads, 0, s>>>(gx, gout, n, len, inner, scale);
-  GLIMPSE_CHECK_LAUNCH("sum_dim_backward_kernel");
+  detail::launch_elements("sum_dim_backward_kernel", n, s, sum_dim_backward_kernel, gx, gout, n, len, inner, scale);
 }
 
+// One thread per row (a, c) of the four softmax kernels; nothing to do for an empty dimension.
 void softmax_forward(float* y, const float* x, int64_t outer, int64_t len, int64_t inner, cudaStream_t s) {
   check_split(outer, len, inner, "softmax_forward");
-  if (outer * inner * len == 0) return;
-  softmax_forward_kernel<<<detail::blocks_for(outer * inner), detail::kThreads, 0, s>>>(y, x, outer, len, inner);
-  GLIMPSE_CHECK_LAUNCH("softmax_forward_kernel");
+  detail::launch_elements("softmax_forward_kernel", len ? outer * inner : 0, s, softmax_forward_kernel, y, x, outer,
+                          len, inner);
 }
 
 void softmax_backward(float* gx, const float* gy, const float* y, int64_t outer, int64_t len, int64_t inner,
                       cudaStream_t s) {
   check_split(outer, len, inner, "softmax_backward");
-  if (outer * inner * len == 0) return;
-  softmax_backward_kernel<<<detail::blocks_for(outer * inner), detail::kThreads, 0, s>>>(gx, gy, y, outer, len, inner);
-  GLIMPSE_CHECK_LAUNCH("softmax_backward_kernel");
+  detail::launch_elements("softmax_backward_kernel", len ? outer * inner : 0, s, softmax_backward_kernel, gx, gy, y,
+                          outer, len, inner);
 }
 
 void log_softmax_forward(float* y, const float* x, int64_t outer, int64_t len, int64_t inner, cudaStream_t s) {
   check_split(outer, len, inner, "log_softmax_forward");
-  if (outer * inner * len == 0) return;
-  log_softmax_forward_kernel<<<detail::blocks_for(outer * inner), detail::kThreads, 0, s>>>(y, x, outer, len, inner);
-  GLIMPSE_CHECK_LAUNCH("log_softmax_forward_kernel");
+  detail::launch_elements("log_softmax_forward_kernel", len ? outer * inner : 0, s, log_softmax_forward_kernel, y, x,
+                          outer, len, inner);
 }
 
 void log_softmax_backward(float* gx, const float* gy, const float* y, int64_t outer, int64_t len, int64_t inner,
                           cudaStream_t s) {
   check_split(outer, len, inner, "log_softmax_backward");
-  if (outer * inner * len == 0) return;
-  log_softmax_backward_kernel<<<detail::blocks_for(outer * inner), detail::kThreads, 0, s>>>(gx, gy, y, outer, len,
-                                                                                             inner);
-  GLIMPSE_CHECK_LAUNCH("log_softmax_backward_kernel");
+  detail::launch_elements("log_softmax_backward_kernel", len ? outer * inner : 0, s, log_softmax_backward_kernel, gx,
+                          gy, y, outer, len, inner);
 }
 
 }  // namespace glimpse::cuda

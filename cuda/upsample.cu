@@ -124,21 +124,15 @@ void check_sizes(int64_t NC, int64_t H, int64_t W, int64_t OH, int64_t OW, const
 void upsample_bilinear_forward(float* out, const float* x, int64_t NC, int64_t H, int64_t W, int64_t OH, int64_t OW,
                                bool align_corners, cudaStream_t s) {
   check_sizes(NC, H, W, OH, OW, "upsample_bilinear_forward");
-  const int64_t total = NC * OH * OW;
-  if (total == 0) return;
-  upsample_forward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(
-      out, x, total, make_axis(H, OH, align_corners), make_axis(W, OW, align_corners));
-  GLIMPSE_CHECK_LAUNCH("upsample_forward_kernel");
+  detail::launch_elements("upsample_forward_kernel", NC * OH * OW, s, upsample_forward_kernel, out, x, NC * OH * OW,
+                          make_axis(H, OH, align_corners), make_axis(W, OW, align_corners));
 }
 
 void upsample_bilinear_backward(float* gx, const float* gout, int64_t NC, int64_t H, int64_t W, int64_t OH,
                                 int64_t OW, bool align_corners, cudaStream_t s) {
   check_sizes(NC, H, W, OH, OW, "upsample_bilinear_backward");
-  const int64_t total = NC * H * W;
-  if (total == 0) return;
-  upsample_backward_kernel<<<detail::blocks_for(total), detail::kThreads, 0, s>>>(
-      gx, gout, total, make_axis(H, OH, align_corners), make_axis(W, OW, align_corners));
-  GLIMPSE_CHECK_LAUNCH("upsample_backward_kernel");
+  detail::launch_elements("upsample_backward_kernel", NC * H * W, s, upsample_backward_kernel, gx, gout, NC * H * W,
+                          make_axis(H, OH, align_corners), make_axis(W, OW, align_corners));
 }
 
 }  // namespace glimpse::cuda

@@ -342,28 +342,35 @@ TEST_F(CudaKernels, SumAndMeanOverOneDim) {
   }
 }
 
+// Softmax and log-softmax share one check: CPU forward/backward against the launchers.
+struct SoftmaxPair {
+  const char* name;
+  void (*cpu_fwd)(Tensor&, const Tensor&, const DimSplit&);
+  void (*cpu_bwd)(Tensor&, const Tensor&, const Tensor&, const DimSplit&);
+  void (*gpu_fwd)(float*, const float*, int64_t, int64_t, int64_t, cudaStream_t);
+  void (*gpu_bwd)(float*, const float*, const float*, int64_t, int64_t, int64_t, cudaStream_t);
+};
+
 TEST_F(CudaKernels, SoftmaxAndLogSoftmax) {
   const Shape s{3, 7, 5, 11};
   Tensor x = randn(s, 110) * 3.f, g = randn(s, 111);
   auto dx = upload(x), dg = upload(g), dy = device_floats(x.numel()), dgx = device_floats(x.numel());
-  for (int64_t dim : {0, 1, 3}) {
-    int64_t d = dim;
-    const DimSplit sp = split_at(s, d, "test");
-    const std::string tag = " dim " + std::to_string(dim);
-    Tensor y = Tensor::empty(s), gx = Tensor::empty(s);
-    softmax_forward(y, x, sp);
-    softmax_backward(gx, g, y, sp);
-    cuda::softmax_forward(dy.as<float>(), dx.as<float>(), sp.outer, sp.len, sp.inner);
-    expect_close("softmax fwd" + tag, download(dy, s), y, kTol);
-    cuda::softmax_backward(dgx.as<float>(), dg.as<float>(), dy.as<float>(), sp.outer, sp.len, sp.inner);
-    expect_close("softmax bwd" + tag, download(dgx, s), gx, kTol);
-    log_softmax_forward(y, x, sp);
-    log_softmax_backward(gx, g, y, sp);
-    cuda::log_softmax_forward(dy.as<float>(), dx.as<float>(), sp.outer, sp.len, sp.inner);
-    expect_close("log_softmax fwd" + tag, download(dy, s), y, kTol);
-    cuda::log_softmax_backward(dgx.as<float>(), dg.as<float>(), dy.as<float>(), sp.outer, sp.len, sp.inner);
-    expect_close("log_softmax bwd" + tag, download(dgx, s), gx, kTol);
-  }
+  const SoftmaxPair pairs[] = {
+      {"softmax", softmax_forward, softmax_backward, cuda::softmax_forward, cuda::softmax_backward},
+      {"log_softmax", log_softmax_forward, log_softmax_backward, cuda::log_softmax_forward, cuda::log_softmax_backward}};
+  for (const SoftmaxPair& f : pairs)
+    for (int64_t dim : {0, 1, 3}) {
+      int64_t d = dim;
+      const DimSplit sp = split_at(s, d, "test");
+      const std::string tag = std::string(f.name) + " dim " + std::to_string(dim);
+      Tensor y = Tensor::empty(s), gx = Tensor::empty(s);
+      f.cpu_fwd(y, x, sp);
+      f.cpu_bwd(gx, g, y, sp);
+      f.gpu_fwd(dy.as<float>(), dx.as<float>(), sp.outer, sp.len, sp.inner, 0);
+      expect_close(tag + " fwd", download(dy, s), y, kTol);
+      f.gpu_bwd(dgx.as<float>(), dg.as<float>(), dy.as<float>(), sp.outer, sp.len, sp.inner, 0);
+      expect_close(tag + " bwd", download(dgx, s), gx, kTol);
+    }
 }
 
 // ---- cross-entropy -----------------------------------------------------------------------------
