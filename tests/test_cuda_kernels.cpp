@@ -7,8 +7,9 @@
 // no TF32 rounding is involved and the same 1e-4 applies. The GPU reductions are deterministic
 // (fixed order), but their order differs from the CPU's, hence a tolerance rather than equality.
 //
-// Without a usable GPU every test skips (GTEST_SKIP) naming the reason from cuda::init(): none
-// passes vacuously and none fails.
+// Without a usable GPU every device test skips (GTEST_SKIP) naming the reason from cuda::init():
+// none passes vacuously and none fails. CudaKernelsHost runs everywhere: it checks that the
+// launchers refuse bad shapes on the host, before any device work.
 #include <gtest/gtest.h>
 
 #ifdef GLIMPSE_WITH_CUDA
@@ -100,6 +101,39 @@ Tensor uniform(const Shape& s, uint64_t seed, float lo, float hi) {
 }
 
 std::string str(const Shape& s) { return shape_str(s); }
+
+// ---- host-side validation: runs without a GPU (the launchers refuse before touching the device) ----
+
+TEST(CudaKernelsHost, LaunchersRefuseBadShapesNamingThem) {
+  using glimpse::testing::error_of;
+  std::string msg = error_of([] {
+    cuda::binary_forward(nullptr, {3, 4}, nullptr, {3, 4}, nullptr, {5}, BinaryOp::Add);
+  });
+  EXPECT_NE(msg.find("cannot be broadcast"), std::string::npos) << msg;
+  msg = error_of([] { cuda::binary_forward(nullptr, {3, 5}, nullptr, {3, 4}, nullptr, {4}, BinaryOp::Mul); });
+  EXPECT_NE(msg.find("is not the broadcast of"), std::string::npos) << msg;
+  msg = error_of([] { cuda::reduce_sum_to(nullptr, {2, 3}, nullptr, {4, 3}); });
+  EXPECT_NE(msg.find("cannot reduce [4, 3] to [2, 3]"), std::string::npos) << msg;
+  msg = error_of([] {
+    cuda::ConvGeometry g{1, 6, 8, 8, 4, 3, 3, Conv2dOptions().group(4)};
+    cuda::conv2d_forward(nullptr, nullptr, nullptr, nullptr, g);
+  });
+  EXPECT_NE(msg.find("groups = 4 must divide C = 6 and K = 4"), std::string::npos) << msg;
+  msg = error_of([] {
+    cuda::ConvGeometry g{1, 3, 2, 2, 4, 5, 5, Conv2dOptions()};
+    cuda::conv2d_backward_data(nullptr, nullptr, nullptr, g);
+  });
+  EXPECT_NE(msg.find("does not fit the padded 2x2 input"), std::string::npos) << msg;
+  msg = error_of([] {
+    cuda::batch_norm_forward_train(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 3, 1,
+                                   0.1f, 1e-5f);
+  });
+  EXPECT_NE(msg.find("more than one value per channel"), std::string::npos) << msg;
+  msg = error_of([] { cuda::max_pool2d_backward(nullptr, nullptr, nullptr, 1, 1, 4, 4, Pool2dOptions::square(2, 2)); });
+  EXPECT_NE(msg.find("needs the argmax offsets"), std::string::npos) << msg;
+  msg = error_of([] { cuda::adam_step(nullptr, nullptr, nullptr, nullptr, nullptr, 4, 0.1f, 0.9f, 0.999f, 1e-8f, 0.f, false, 0); });
+  EXPECT_NE(msg.find("steps count from 1"), std::string::npos) << msg;
+}
 
 // ---- element-wise ------------------------------------------------------------------------------
 
