@@ -172,6 +172,24 @@ TEST_F(MelanomaApp, LocalizeTwoMethodsWithBaseline) {
   }
   const auto j = mel::read_json(o.json);
   EXPECT_EQ(j["rows"].size(), 3u);
+
+  // --target by class name: one class's CAM in every image; two classes' CAMs (other rows of the
+  // classifier's weights) score differently. An unknown name lists the valid ones.
+  o.methods = "cam";
+  o.curves = false;
+  o.json.clear();
+  o.target = "melanoma";
+  const mel::LocalizeResult mel_rows = mel::run_localize(o);
+  o.target = "nevus";
+  const mel::LocalizeResult nev_rows = mel::run_localize(o);
+  ASSERT_EQ(mel_rows.rows.size(), 2u);
+  ASSERT_EQ(nev_rows.rows.size(), 2u);
+  EXPECT_TRUE(mel_rows.rows[1].error.empty()) << mel_rows.rows[1].error;
+  EXPECT_NE(mel_rows.rows[1].energy, nev_rows.rows[1].energy);
+  o.target = "freckle";
+  const std::string e = error_of([&] { mel::run_localize(o); });
+  EXPECT_NE(e.find("freckle"), std::string::npos) << e;
+  EXPECT_NE(e.find("seborrheic_keratosis"), std::string::npos) << e;
 }
 
 TEST_F(MelanomaApp, DemoWritesEveryFile) {

@@ -2,7 +2,8 @@
 // a split (Guan & Loew's evaluation), one row per method plus a no-model baseline.
 //
 // Everything is measured at the model's input size (masks resized by nearest neighbour), on maps
-// normalized per image to [0, 1] and computed for the predicted class (or the true one, --target):
+// normalized per image to [0, 1] and computed for the predicted class (or the true one, or one named
+// class in every image: --target):
 //   dice*, iou*  : the best mean Dice over one threshold shared by the whole split, swept over the
 //                  values 0.05, 0.10, ..., 0.95 of the normalized map (the "best threshold" of
 //                  MISSION.md's reference numbers -- optimistic, as it is chosen on the same images),
@@ -56,8 +57,6 @@ struct Accum {
 
 LocalizeResult run_localize(const LocalizeOptions& o) {
   const double t0 = now_s();
-  GLIMPSE_CHECK(o.target == "predicted" || o.target == "true", "localize: --target must be predicted or true, got '",
-                o.target, "'");
   GLIMPSE_CHECK(o.tolerance >= 0 && o.tolerance <= 1, "localize: --tolerance is a fraction of the side in [0, 1], got ",
                 o.tolerance);
   GLIMPSE_CHECK(o.gaussian_sigma > 0, "localize: --gaussian-sigma must be > 0, got ", o.gaussian_sigma);
@@ -68,6 +67,18 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
   LoadedModel lm = load_model(o.model);
   Model& model = *lm.model;
   const int64_t S = lm.meta.size;
+  // --target: "predicted", "true", or a class name (the same class in every image: where the
+  // network sees, say, melanoma, whatever it predicts).
+  int64_t fixed_class = -1;
+  if (o.target != "predicted" && o.target != "true") {
+    std::string known;
+    for (size_t c = 0; c < lm.meta.class_names.size(); ++c) {
+      if (lm.meta.class_names[c] == o.target) fixed_class = static_cast<int64_t>(c);
+      known += ", " + lm.meta.class_names[c];
+    }
+    GLIMPSE_CHECK(fixed_class >= 0, "localize: --target '", o.target, "' is neither predicted, true nor a class of ",
+                  o.model, " (predicted, true", known, ")");
+  }
   data::Dataset ds = open_dataset(o.data, o.split);
   check_model_for_dataset(lm.meta, ds, o.model);
   std::vector<data::Sample> with_masks;
@@ -111,7 +122,9 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
       while (loader.next(b)) {
         const int64_t B = b.images.size(0);
         std::vector<int64_t> targets = b.labels;
-        if (o.target == "predicted") {
+        if (fixed_class >= 0) {
+          targets.assign(static_cast<size_t>(B), fixed_class);
+        } else if (o.target == "predicted") {
           NoGradGuard no_grad;
           model.eval();
           targets = argmax_rows(model(b.images));

@@ -233,8 +233,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   localize->add_option("--curve-steps", lo.curve_steps, "Deletion/insertion steps")->check(CLI::Range(2, 1024))->capture_default_str();
   localize->add_flag("!--no-curves", lo.curves, "Skip deletion/insertion AUC (the slowest columns)");
-  localize->add_option("--target", lo.target, "Explain the predicted or the true class")
-      ->check(CLI::IsMember({"predicted", "true"}))
+  localize->add_option("--target", lo.target, "Explain the predicted class, the true one, or one class by name "
+                       "(e.g. melanoma) in every image")
       ->capture_default_str();
   add_common(localize, c);
 
