@@ -71,9 +71,23 @@ void BM_MaxPoolBackward(benchmark::State& state, PoolShape s) {
           return;
         }
       }
+  // overwrite = 1: what autograd runs (one pass writes every cell); 0: zero-fill, then accumulate.
+  const bool overwrite = state.range(0) != 0;
+  if (overwrite) {
+    Tensor over = Tensor::full(x.shape(), 5.f);
+    cpu::max_pool2d_backward(over, g, x, opt, /*accumulate=*/false);
+    if (over.to_vector() != gx.to_vector()) {
+      fail(state, "max_pool2d_backward: the overwriting form differs from zero-fill + accumulate");
+      return;
+    }
+  }
   for (auto _ : state) {
-    gx.fill_(0.f);
-    cpu::max_pool2d_backward(gx, g, x, opt);
+    if (overwrite) {
+      cpu::max_pool2d_backward(gx, g, x, opt, /*accumulate=*/false);
+    } else {
+      gx.fill_(0.f);
+      cpu::max_pool2d_backward(gx, g, x, opt);
+    }
     benchmark::DoNotOptimize(gx.data());
   }
   state.SetBytesProcessed(state.iterations() * x.numel() * 4);
@@ -108,7 +122,8 @@ const int registered = [] {
       continue;
     }
     benchmark::RegisterBenchmark(("BM_MaxPoolForward/" + n).c_str(), BM_MaxPoolForward, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(("BM_MaxPoolBackward/" + n).c_str(), BM_MaxPoolBackward, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("BM_MaxPoolBackward/" + n).c_str(), BM_MaxPoolBackward, s)
+        ->ArgName("overwrite")->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond);
   }
   return 0;
 }();

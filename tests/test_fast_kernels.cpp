@@ -171,6 +171,18 @@ TEST(FastKernels, MaxPool2x2MatchesDefinition) {
             want_gx[best] += g.data()[(pl * P + p) * Q + q];
           }
       for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(gx.data()[i], float(want_gx[i])) << "gx entry " << i;
+      // The overwriting form (what autograd uses) gives the same into a buffer full of garbage,
+      // zeros included in the odd last row/column no window covers; so does the general path
+      // (3x3 windows, stride 2) against its accumulating form.
+      Tensor junk = Tensor::full(x.shape(), 7.f);
+      cpu::max_pool2d_backward(junk, g, x, opt, /*accumulate=*/false);
+      EXPECT_EQ(junk.to_vector(), gx.to_vector());
+      const Pool2dOptions o3 = Pool2dOptions::square(3, 2);
+      const Shape s3{N, C, window_out_size(H, 3, 2, 0), window_out_size(W, 3, 2, 0)};
+      Tensor g3 = Tensor::uniform(s3, rng, -1, 1), acc = Tensor::zeros(x.shape()), over = Tensor::full(x.shape(), -3.f);
+      cpu::max_pool2d_backward(acc, g3, x, o3);
+      cpu::max_pool2d_backward(over, g3, x, o3, /*accumulate=*/false);
+      EXPECT_EQ(over.to_vector(), acc.to_vector());
     }
   }
   set_num_threads(2);

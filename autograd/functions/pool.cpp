@@ -40,8 +40,8 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Tensor x_saved = xc.detach();
   return record("max_pool2d", out, {x}, [x_saved, opt](const Tensor& grad_out, const std::vector<bool>&) {
-    Tensor gx = Tensor::zeros(x_saved.shape(), x_saved.device());
-    cpu::max_pool2d_backward(gx, grad_out.contiguous(), x_saved, opt);
+    Tensor gx = Tensor::empty(x_saved.shape(), x_saved.device());
+    cpu::max_pool2d_backward(gx, grad_out.contiguous(), x_saved, opt, /*accumulate=*/false);
     return std::vector<Tensor>{gx};
   });
 }

@@ -111,6 +111,27 @@ void max_pool_2x2_backward_plane(float* gx, const float* g, const float* x, int6
   }
 }
 
+// The same windows, writing every cell of the plane once: the window's gradient at its argmax, 0 at
+// the other three, and 0 in the last row/column that an odd H or W leaves outside every window.
+void max_pool_2x2_assign_plane(float* gx, const float* g, const float* x, int64_t H, int64_t W, int64_t P, int64_t Q) {
+  for (int64_t p = 0; p < P; ++p) {
+    const float* r0 = x + 2 * p * W;
+    const float* r1 = r0 + W;
+    float* g0 = gx + 2 * p * W;
+    float* g1 = g0 + W;
+    for (int64_t q = 0; q < Q; ++q) {
+      const float v = g[p * Q + q];
+      const int a = argmax4(r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1]);
+      g0[2 * q] = a == 0 ? v : 0.f;
+      g0[2 * q + 1] = a == 1 ? v : 0.f;
+      g1[2 * q] = a == 2 ? v : 0.f;
+      g1[2 * q + 1] = a == 3 ? v : 0.f;
+    }
+    if (W > 2 * Q) g0[W - 1] = g1[W - 1] = 0.f;
+  }
+  if (H > 2 * P) std::fill(gx + 2 * P * W, gx + H * W, 0.f);
+}
+
 }  // namespace
 
 void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
@@ -138,7 +159,7 @@ void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) 
   });
 }
 
-void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt) {
+void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt, bool accumulate) {
   check_cpu(gx, "max_pool2d_backward");
   check_cpu(gout, "max_pool2d_backward");
   check_cpu(x, "max_pool2d_backward");
@@ -154,6 +175,11 @@ void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const 
       const float* plane = px + i * d.H * d.W;
       const float* g = pg + i * d.P * d.Q;
       float* gp = pgx + i * d.H * d.W;
+      if (fast && !accumulate) {
+        max_pool_2x2_assign_plane(gp, g, plane, d.H, d.W, d.P, d.Q);
+        continue;
+      }
+      if (!accumulate) std::fill(gp, gp + d.H * d.W, 0.f);
       if (fast) {
         max_pool_2x2_backward_plane(gp, g, plane, d.W, d.P, d.Q);
         continue;
