@@ -74,6 +74,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // ---- convolution and pooling (NCHW) ----
 // x [N, C, H, W], weight [K, C/groups, R, S], bias [K] or undefined -> [N, K, P, Q].
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt = {});
+// relu(conv2d(x, w, b)). When nothing is recorded (grad mode off, or no input requires grad) it is
+// one kernel: bias and ReLU are applied to each output block while it is in cache, saving a full
+// pass over the activation; otherwise it is exactly relu(conv2d(...)) on the tape.
+Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt = {});
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt);
 // Average over the window; padded cells count in the divisor (PyTorch's count_include_pad=True).

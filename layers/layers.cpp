@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "autograd/grad_mode.h"
 #include "layers/init.h"
 
 namespace glimpse {
@@ -187,7 +188,22 @@ Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules) :
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
-  for (const auto& [name, child] : children()) y = (*child)(y);
+  const auto& ch = children();
+  for (size_t i = 0; i < ch.size(); ++i) {
+    // Inference: a Conv2d and the ReLU right after it run as one kernel (conv2d_relu), unless a hook
+    // must see either module's input or output (the CAM layer's ReLU has one while a map is made).
+    if (!grad_enabled() && i + 1 < ch.size()) {
+      auto* conv = dynamic_cast<Conv2d*>(ch[i].second.get());
+      const auto* relu = dynamic_cast<const ReLU*>(ch[i + 1].second.get());
+      if (conv && relu && conv->num_forward_hooks() == 0 && relu->num_forward_hooks() == 0) {
+        check_image(y, "Conv2d", conv->in_channels);
+        y = conv2d_relu(y, conv->weight, conv->bias, conv->options);
+        ++i;
+        continue;
+      }
+    }
+    y = (*ch[i].second)(y);
+  }
   return y;
 }
 

@@ -6,6 +6,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
+#include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
 #include "tests/support.h"
@@ -101,6 +102,27 @@ TEST_P(Conv2dCases, GradcheckEveryInput) {
   GradcheckResult r = gradcheck(f, inputs);
   EXPECT_TRUE(r.ok) << r.report;
   EXPECT_GT(r.checked, 0);
+}
+
+// The fused inference kernel against the straightforward pair, on every shape above (odd sizes,
+// stride 2, padding 0, groups, no bias): relu(conv_reference) within float rounding. With a tape
+// wanted, conv2d_relu is the differentiable pair itself.
+TEST_P(Conv2dCases, FusedReluMatchesConvThenRelu) {
+  const ConvCase& c = GetParam();
+  Rng rng(13);
+  Tensor x = Tensor::randn({c.N, c.C, c.H, c.W}, rng);
+  Tensor w = Tensor::randn({c.K, c.C / c.opt.groups, c.R, c.S}, rng);
+  Tensor b = c.bias ? Tensor::randn({c.K}, rng) : Tensor();
+  Tensor want = conv_reference(x, w, b, c.opt);
+  for (int64_t i = 0; i < want.numel(); ++i) want.data()[i] = std::max(want.data()[i], 0.f);
+  {
+    NoGradGuard ng;
+    expect_close(conv2d_relu(x, w, b, c.opt), want, 1e-4f);
+  }
+  w.set_requires_grad();
+  Tensor y = conv2d_relu(x, w, b, c.opt);
+  expect_close(y, want, 1e-4f);
+  EXPECT_TRUE(y.requires_grad());
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dCases, ::testing::ValuesIn(kCases),

@@ -251,6 +251,34 @@ TEST(Modules, TrainEvalRecursive) {
   for (auto& [n, mod] : m->named_modules()) EXPECT_TRUE(mod->training()) << n;
 }
 
+TEST(Modules, SequentialFusesConvReluOnlyWhenNothingWatches) {
+  // Under NoGradGuard, Conv2d + ReLU pairs run as one kernel; the output is the same as the
+  // unfused modules give with the tape on, and a hook on the ReLU (the CAM layer) still sees the
+  // conv's output as its input.
+  Rng rng(12);
+  auto m = small_gap_net(3, 16, rng);
+  m->eval();
+  Tensor x = Tensor::uniform({2, 3, 16, 16}, rng, -1.f, 1.f);
+  const std::vector<float> taped = (*m)(x).to_vector();  // parameters require grad: unfused
+  NoGradGuard ng;
+  const std::vector<float> fused = (*m)(x).to_vector();
+  ASSERT_EQ(fused.size(), taped.size());
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_NEAR(fused[i], taped[i], 1e-5f * (1.f + std::abs(taped[i])));
+  Shape seen_in, seen_out;
+  HookHandle h = register_forward_hook(*m, "features.7", [&](Module&, const Tensor& in, const Tensor& out) {
+    seen_in = in.shape();
+    seen_out = out.shape();
+    float lo = 0;
+    for (float v : in.to_vector()) lo = std::min(lo, v);
+    EXPECT_LT(lo, 0.f);  // the pre-activation, negatives included
+    return Tensor();
+  });
+  const std::vector<float> hooked = (*m)(x).to_vector();
+  EXPECT_EQ(seen_in, (Shape{2, 128, 4, 4}));
+  EXPECT_EQ(seen_out, seen_in);
+  for (size_t i = 0; i < hooked.size(); ++i) EXPECT_NEAR(hooked[i], fused[i], 1e-5f * (1.f + std::abs(fused[i])));
+}
+
 TEST(Modules, ZeroGrad) {
   Rng rng(8);
   Linear lin(4, 2, true, rng);

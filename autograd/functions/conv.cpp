@@ -84,4 +84,15 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                 });
 }
 
+Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
+  if (grad_enabled() && any_requires_grad({x, weight, bias})) return relu(conv2d(x, weight, bias, opt));
+  check_conv_args(x, weight, bias, opt);
+  const int64_t P = window_out_size(x.size(2), weight.size(2), opt.stride_h, opt.pad_h, opt.dilation_h);
+  const int64_t Q = window_out_size(x.size(3), weight.size(3), opt.stride_w, opt.pad_w, opt.dilation_w);
+  Tensor out = Tensor::empty({x.size(0), weight.size(0), P, Q}, x.device());
+  cpu::conv2d_forward(out, x.contiguous(), weight.contiguous(), bias.defined() ? bias.contiguous() : Tensor(), opt,
+                      /*relu=*/true);
+  return out;
+}
+
 }  // namespace glimpse

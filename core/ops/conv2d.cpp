@@ -160,7 +160,8 @@ void check_all_cpu(std::initializer_list<const Tensor*> ts, const char* op) {
 
 }  // namespace
 
-void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
+void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt,
+                    bool relu) {
   check_all_cpu({&out, &x, &w, &b}, "conv2d_forward");
   const ConvDims d = dims_of(x, w, opt);
   GLIMPSE_CHECK(out.shape() == (Shape{d.N, d.K, d.P, d.Q}), "conv2d_forward: out has shape ", shape_str(out.shape()),
@@ -195,11 +196,14 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
     float* og = po + (n * d.K + g * d.Kg) * d.pq() + p0 * d.Q;
     StrideMap om(og, d.Kg, cols, Eigen::OuterStride<>(d.pq()));
     om.noalias() = wg * colm;
-    if (pb)
+    if (pb || relu)
       for (int64_t k = 0; k < d.Kg; ++k) {
-        const float bk = pb[g * d.Kg + k];
+        const float bk = pb ? pb[g * d.Kg + k] : 0.f;
         float* o = og + k * d.pq();
-        for (int64_t i = 0; i < cols; ++i) o[i] += bk;
+        if (relu)
+          for (int64_t i = 0; i < cols; ++i) o[i] = std::max(o[i] + bk, 0.f);
+        else
+          for (int64_t i = 0; i < cols; ++i) o[i] += bk;
       }
   }, nt);
 }

@@ -20,7 +20,10 @@
 
 namespace glimpse::cpu {
 
-void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt);
+// relu = true applies max(., 0) after the bias in the same pass over each output block, while it is
+// still in cache (the inference fusion of conv + ReLU; see conv2d_relu in autograd/functions.h).
+void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt,
+                    bool relu = false);
 
 // gx [N, C, H, W] += d out / d x applied to gout [N, K, P, Q].
 void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dOptions& opt);
