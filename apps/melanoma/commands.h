@@ -205,6 +205,8 @@ struct DemoOptions {
   int64_t size = 64;
   int epochs = 12;
   int64_t batch = 32;
+  glimpse::data::Preprocess preprocess;  // passed to train (and so recorded in the model)
+  float vignette = 0.f;                  // train's dermoscope-vignette augmentation
   std::string methods = "all";         // all | fast (all but sliding-window) | a,b,c
   int64_t localize_limit = 0;          // 0: every masked image of the split
   int64_t explain_count = 3;

@@ -46,6 +46,8 @@ void run_demo(const DemoOptions& o) {
   to.size = o.size;
   to.epochs = o.epochs;
   to.batch = o.batch;
+  to.preprocess = o.preprocess;
+  to.vignette = o.vignette;
   to.seed = o.seed;
   to.out = o.out + "/model.safetensors";
   const TrainResult tr = train_model(to);

@@ -305,6 +305,9 @@ int main(int argc, char** argv) {
   demo->add_option("--size", dmo.size, "Input side")->check(CLI::Range(int64_t(8), int64_t(1024)))->capture_default_str();
   demo->add_option("--epochs", dmo.epochs, "Epochs")->check(CLI::Range(1, 10000))->capture_default_str();
   demo->add_option("--batch", dmo.batch, "Batch")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
+  demo->add_flag("--color-constancy", dmo.preprocess.color_constancy, "As train --color-constancy");
+  demo->add_flag("--hair-removal", dmo.preprocess.hair_removal, "As train --hair-removal");
+  demo->add_option("--vignette", dmo.vignette, "As train --vignette")->check(CLI::Range(0.f, 1.f))->capture_default_str();
   demo->add_option("--methods", dmo.methods, "all, fast (all but sliding-window), or a comma-separated list")->check(kMethodList)->capture_default_str();
   demo->add_option("--localize-limit", dmo.localize_limit, "Masked images scored by localize (0: all)")
       ->check(CLI::Range(int64_t(0), int64_t(1000000)))

@@ -93,43 +93,27 @@ void max_pool_2x2_plane(float* o, const float* x, int64_t W, int64_t P, int64_t 
   }
 }
 
-void max_pool_2x2_backward_plane(float* gx, const float* g, const float* x, int64_t W, int64_t P, int64_t Q) {
+// Each window's gradient goes to its argmax cell. accumulate: added there (gx keeps its contents
+// elsewhere); else every cell of the plane is written once -- the gradient at the argmax, 0 at the
+// other three and in the last row/column that an odd H or W leaves outside every window.
+void max_pool_2x2_backward_plane(float* gx, const float* g, const float* x, int64_t H, int64_t W, int64_t P,
+                                 int64_t Q, bool accumulate) {
   for (int64_t p = 0; p < P; ++p) {
     const float* r0 = x + 2 * p * W;
     const float* r1 = r0 + W;
-    float* g0 = gx + 2 * p * W;
-    float* g1 = g0 + W;
-    for (int64_t q = 0; q < Q; ++q) {
-      const float v = g[p * Q + q];
-      switch (argmax4(r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1])) {
-        case 0: g0[2 * q] += v; break;
-        case 1: g0[2 * q + 1] += v; break;
-        case 2: g1[2 * q] += v; break;
-        default: g1[2 * q + 1] += v; break;
-      }
-    }
-  }
-}
-
-// The same windows, writing every cell of the plane once: the window's gradient at its argmax, 0 at
-// the other three, and 0 in the last row/column that an odd H or W leaves outside every window.
-void max_pool_2x2_assign_plane(float* gx, const float* g, const float* x, int64_t H, int64_t W, int64_t P, int64_t Q) {
-  for (int64_t p = 0; p < P; ++p) {
-    const float* r0 = x + 2 * p * W;
-    const float* r1 = r0 + W;
-    float* g0 = gx + 2 * p * W;
-    float* g1 = g0 + W;
+    float* cell[4] = {gx + 2 * p * W, gx + 2 * p * W + 1, gx + (2 * p + 1) * W, gx + (2 * p + 1) * W + 1};
     for (int64_t q = 0; q < Q; ++q) {
       const float v = g[p * Q + q];
       const int a = argmax4(r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1]);
-      g0[2 * q] = a == 0 ? v : 0.f;
-      g0[2 * q + 1] = a == 1 ? v : 0.f;
-      g1[2 * q] = a == 2 ? v : 0.f;
-      g1[2 * q + 1] = a == 3 ? v : 0.f;
+      if (accumulate) {
+        cell[a][2 * q] += v;
+      } else {
+        for (int c = 0; c < 4; ++c) cell[c][2 * q] = c == a ? v : 0.f;
+      }
     }
-    if (W > 2 * Q) g0[W - 1] = g1[W - 1] = 0.f;
+    if (!accumulate && W > 2 * Q) cell[1][2 * Q - 1] = cell[3][2 * Q - 1] = 0.f;  // column W - 1
   }
-  if (H > 2 * P) std::fill(gx + 2 * P * W, gx + H * W, 0.f);
+  if (!accumulate && H > 2 * P) std::fill(gx + 2 * P * W, gx + H * W, 0.f);
 }
 
 }  // namespace
@@ -175,15 +159,11 @@ void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const 
       const float* plane = px + i * d.H * d.W;
       const float* g = pg + i * d.P * d.Q;
       float* gp = pgx + i * d.H * d.W;
-      if (fast && !accumulate) {
-        max_pool_2x2_assign_plane(gp, g, plane, d.H, d.W, d.P, d.Q);
+      if (fast) {
+        max_pool_2x2_backward_plane(gp, g, plane, d.H, d.W, d.P, d.Q, accumulate);
         continue;
       }
       if (!accumulate) std::fill(gp, gp + d.H * d.W, 0.f);
-      if (fast) {
-        max_pool_2x2_backward_plane(gp, g, plane, d.W, d.P, d.Q);
-        continue;
-      }
       for (int64_t p = 0; p < d.P; ++p)
         for (int64_t q = 0; q < d.Q; ++q) {
           const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
