@@ -17,7 +17,8 @@ std::string join(const std::vector<std::string>& names) {
 
 }  // namespace
 
-void save_checkpoint(Module& module, const std::string& path, const std::map<std::string, std::string>& metadata) {
+void save_checkpoint(Module& module, const std::string& path, const std::map<std::string, std::string>& metadata,
+                     const Optimizer* optimizer) {
   std::map<std::string, std::string> meta = metadata;
   for (const char* key : {"format", "version", "module"}) {
     GLIMPSE_CHECK(!meta.count(key), "save_checkpoint('", path, "'): the metadata key '", key,
@@ -26,10 +27,13 @@ void save_checkpoint(Module& module, const std::string& path, const std::map<std
   meta.emplace("format", "glimpse");
   meta.emplace("version", kCheckpointVersion);
   meta.emplace("module", module.type_name());
-  save_safetensors(path, module.state(), meta);
+  auto tensors = module.state();
+  if (optimizer)
+    for (auto& [name, t] : optimizer->state_dict()) tensors.emplace_back(kOptimizerPrefix + name, t);
+  save_safetensors(path, tensors, meta);
 }
 
-CheckpointLoad load_checkpoint(Module& module, const std::string& path, bool strict) {
+CheckpointLoad load_checkpoint(Module& module, const std::string& path, bool strict, Optimizer* optimizer) {
   SafetensorsFile file = load_safetensors(path);
   const std::string where = "load_checkpoint('" + path + "'): ";
 
@@ -50,9 +54,13 @@ CheckpointLoad load_checkpoint(Module& module, const std::string& path, bool str
   for (const auto& [name, t] : state) {
     if (!file.contains(name)) result.missing.push_back(name);
   }
+  const std::string prefix = kOptimizerPrefix;
+  std::map<std::string, Tensor> optimizer_state;
   for (const auto& [name, t] : file.tensors) {
-    if (!module_names.count(name)) result.unexpected.push_back(name);
+    if (name.rfind(prefix, 0) == 0) optimizer_state.emplace(name.substr(prefix.size()), t);
+    else if (!module_names.count(name)) result.unexpected.push_back(name);
   }
+  result.has_optimizer_state = !optimizer_state.empty();
   if (strict && (!result.missing.empty() || !result.unexpected.empty())) {
     std::ostringstream os;
     os << where << "the names in the file do not match the module (" << module.type_name() << ")";
@@ -87,6 +95,14 @@ CheckpointLoad load_checkpoint(Module& module, const std::string& path, bool str
     GLIMPSE_FAIL(os.str());
   }
   for (auto& [dst, src] : copies) src = src.to(dst.device());
+  if (optimizer && result.has_optimizer_state) {
+    try {
+      optimizer->load_state_dict(optimizer_state);  // checks everything before changing anything
+    } catch (const std::exception& e) {
+      GLIMPSE_FAIL(where, "the optimizer state does not fit, nothing was loaded: ", e.what());
+    }
+    result.optimizer_loaded = true;
+  }
   for (auto& [dst, src] : copies) dst.copy_from(src);
   for (const auto& [name, t] : state) {
     if (file.contains(name)) result.loaded.push_back(name);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "autograd/grad_mode.h"
 #include "core/error.h"
@@ -133,5 +134,94 @@ void Adam::step() {
 }
 
 AdamW::AdamW(std::vector<Tensor> params, AdamOptions options) : Adam(std::move(params), options, true) {}
+
+// ---- state for checkpoints -----------------------------------------------------------------------
+
+namespace {
+
+std::string field(size_t i, const char* name) { return std::to_string(i) + "." + name; }
+
+Tensor scalar_tensor(double v) { return Tensor::full({1}, static_cast<float>(v)); }
+
+// A non-negative whole count stored as a [1] float tensor.
+int64_t read_count(const std::map<std::string, Tensor>& state, const std::string& name) {
+  const Tensor& t = state.at(name);
+  GLIMPSE_CHECK(t.shape() == Shape{1}, "optimizer state: '", name, "' must have shape [1], got ", shape_str(t.shape()));
+  const float v = t.data()[0];
+  GLIMPSE_CHECK(std::isfinite(v) && v >= 0 && v == std::floor(v) && v <= 16777216.f, "optimizer state: '", name,
+                "' must be a whole count in [0, 2^24], got ", v);
+  return static_cast<int64_t>(v);
+}
+
+void check_like(const std::map<std::string, Tensor>& state, const std::string& name, const Tensor& param) {
+  auto it = state.find(name);
+  GLIMPSE_CHECK(it != state.end(), "optimizer state: '", name, "' is missing");
+  GLIMPSE_CHECK(it->second.shape() == param.shape(), "optimizer state: '", name, "' has shape ",
+                shape_str(it->second.shape()), " but its parameter has ", shape_str(param.shape()));
+}
+
+}  // namespace
+
+std::map<std::string, Tensor> Optimizer::state_dict() const {
+  std::map<std::string, Tensor> out;
+  out["steps"] = scalar_tensor(static_cast<double>(steps_));
+  for (size_t i = 0; i < params_.size(); ++i) save_param_state(i, out);
+  return out;
+}
+
+void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
+  GLIMPSE_CHECK(state.count("steps"), "optimizer state: 'steps' is missing");
+  const int64_t steps = read_count(state, "steps");
+  std::set<std::string> accepted = {"steps"};
+  for (size_t i = 0; i < params_.size(); ++i)
+    for (std::string& n : check_param_state(i, state)) accepted.insert(std::move(n));
+  for (const auto& [name, t] : state)
+    GLIMPSE_CHECK(accepted.count(name), "optimizer state: unexpected entry '", name, "' (", params_.size(),
+                  " parameter(s); is it the state of another optimizer or model?)");
+  for (size_t i = 0; i < params_.size(); ++i) load_param_state(i, state);
+  steps_ = steps;
+}
+
+void SGD::save_param_state(size_t i, std::map<std::string, Tensor>& out) const {
+  if (momentum_[i].defined()) out[field(i, "momentum")] = momentum_[i].clone();
+}
+std::vector<std::string> SGD::check_param_state(size_t i, const std::map<std::string, Tensor>& state) const {
+  const std::string name = field(i, "momentum");
+  if (!state.count(name)) return {};
+  check_like(state, name, params_[i]);
+  return {name};
+}
+void SGD::load_param_state(size_t i, const std::map<std::string, Tensor>& state) {
+  auto it = state.find(field(i, "momentum"));
+  momentum_[i] = it == state.end() ? Tensor() : it->second.contiguous().clone();
+}
+
+void Adam::save_param_state(size_t i, std::map<std::string, Tensor>& out) const {
+  const State& s = state_[i];
+  if (s.t == 0) return;
+  out[field(i, "t")] = scalar_tensor(static_cast<double>(s.t));
+  out[field(i, "m")] = s.m.clone();
+  out[field(i, "v")] = s.v.clone();
+  if (s.vmax.defined()) out[field(i, "vmax")] = s.vmax.clone();
+}
+std::vector<std::string> Adam::check_param_state(size_t i, const std::map<std::string, Tensor>& state) const {
+  const std::string t = field(i, "t");
+  if (!state.count(t)) return {};
+  GLIMPSE_CHECK(read_count(state, t) > 0, "optimizer state: '", t, "' is 0 but moments are stored");
+  std::vector<std::string> names = {t, field(i, "m"), field(i, "v")};
+  if (opt_.amsgrad) names.push_back(field(i, "vmax"));
+  for (size_t k = 1; k < names.size(); ++k) check_like(state, names[k], params_[i]);
+  return names;
+}
+void Adam::load_param_state(size_t i, const std::map<std::string, Tensor>& state) {
+  State fresh;
+  if (state.count(field(i, "t"))) {
+    fresh.t = read_count(state, field(i, "t"));
+    fresh.m = state.at(field(i, "m")).contiguous().clone();
+    fresh.v = state.at(field(i, "v")).contiguous().clone();
+    if (opt_.amsgrad) fresh.vmax = state.at(field(i, "vmax")).contiguous().clone();
+  }
+  state_[i] = std::move(fresh);
+}
 
 }  // namespace glimpse

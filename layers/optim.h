@@ -6,6 +6,8 @@
 // their state does not advance -- as PyTorch skips p.grad is None. Parameters must be on the CPU.
 #pragma once
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"
@@ -29,7 +31,24 @@ class Optimizer {
   const std::vector<Tensor>& params() const { return params_; }
   int64_t steps() const { return steps_; }  // step() calls so far
 
+  // The running state, for checkpoints (layers/checkpoint.h), by name: "steps" ([1], the step()
+  // count) and per parameter "<i>.<field>" with i its index in params() -- SGD: "<i>.momentum";
+  // Adam/AdamW: "<i>.m", "<i>.v", "<i>.vmax" (AMSGrad) and "<i>.t" ([1], its own step count).
+  // A parameter that has not stepped yet has no entries. Counts are stored as float32 (exact up to
+  // 2^24 steps). The tensors are copies.
+  std::map<std::string, Tensor> state_dict() const;
+  // Restores what state_dict() gave, for the same parameters in the same order. Everything is
+  // checked first (unknown or missing names, shapes, counts): a refused state changes nothing.
+  void load_state_dict(const std::map<std::string, Tensor>& state);
+
  protected:
+  // Per-parameter fields of the subclass (name -> tensor), written into / read from a state dict.
+  virtual void save_param_state(size_t i, std::map<std::string, Tensor>& out) const = 0;
+  // Checks state's fields for parameter i (prefix "<i>.") without changing anything; returns the
+  // names it accepts. Errors name the field and the shapes.
+  virtual std::vector<std::string> check_param_state(size_t i, const std::map<std::string, Tensor>& state) const = 0;
+  virtual void load_param_state(size_t i, const std::map<std::string, Tensor>& state) = 0;
+
   std::vector<Tensor> params_;
   float lr_, base_lr_;
   int64_t steps_ = 0;
@@ -52,6 +71,11 @@ class SGD : public Optimizer {
   SGD(std::vector<Tensor> params, SGDOptions options);
   void step() override;
   const SGDOptions& options() const { return opt_; }
+
+ protected:
+  void save_param_state(size_t i, std::map<std::string, Tensor>& out) const override;
+  std::vector<std::string> check_param_state(size_t i, const std::map<std::string, Tensor>& state) const override;
+  void load_param_state(size_t i, const std::map<std::string, Tensor>& state) override;
 
  private:
   SGDOptions opt_;
@@ -78,6 +102,9 @@ class Adam : public Optimizer {
 
  protected:
   Adam(std::vector<Tensor> params, AdamOptions options, bool decoupled);
+  void save_param_state(size_t i, std::map<std::string, Tensor>& out) const override;
+  std::vector<std::string> check_param_state(size_t i, const std::map<std::string, Tensor>& state) const override;
+  void load_param_state(size_t i, const std::map<std::string, Tensor>& state) override;
 
  private:
   AdamOptions opt_;

@@ -132,6 +132,34 @@ TEST_F(MelanomaApp, ResumeContinuesEpochsAndCurve) {
   EXPECT_NE(error_of([&] { mel::train_model(t); }).find("already completed 2 epoch"), std::string::npos);
 }
 
+// An interrupted run resumed from its last checkpoint ends with the very weights of an
+// uninterrupted one: weights, optimizer moments, step count, schedule and the loader's per-epoch
+// order all continue. (StepLR here: its period, one epoch, is the same for 1 and 2 planned epochs;
+// a cosine schedule is planned over --epochs, so stopping early is not the same run.)
+TEST_F(MelanomaApp, ResumeGivesTheSameWeightsAsOneRun) {
+  mel::TrainOptions t;
+  t.data = dir_ + "/data";
+  t.size = 32;
+  t.batch = 8;
+  t.schedule = "step";
+  t.quiet = true;
+  t.epochs = 2;
+  t.out = dir_ + "/straight.safetensors";
+  mel::train_model(t);
+  t.epochs = 1;
+  t.out = dir_ + "/halves.safetensors";
+  mel::train_model(t);
+  t.epochs = 2;
+  t.resume = t.out;
+  mel::train_model(t);
+  const mel::LoadedModel a = mel::load_model(dir_ + "/straight.safetensors");
+  const mel::LoadedModel b = mel::load_model(dir_ + "/halves.safetensors");
+  EXPECT_EQ(b.meta.step, a.meta.step);
+  const auto sa = a.model->state(), sb = b.model->state();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(sa[i].second.to_vector(), sb[i].second.to_vector()) << sa[i].first;
+}
+
 TEST_F(MelanomaApp, ExplainWritesOverlayAndRegions) {
   mel::ExplainOptions o;
   o.model = dir_ + "/model.safetensors";

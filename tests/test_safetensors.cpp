@@ -21,6 +21,7 @@
 #include "core/io/safetensors.h"
 #include "layers/checkpoint.h"
 #include "layers/module.h"
+#include "layers/optim.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -347,6 +348,36 @@ TEST_F(SafetensorsTest, CheckpointRoundTrip) {
   EXPECT_EQ(r.metadata.at("epoch"), "7");
   EXPECT_TRUE(b.weight.requires_grad());
   expect_error([&] { save_checkpoint(a, path("x"), {{"version", "9"}}); }, {"'version'", "reserved"});
+}
+
+TEST_F(SafetensorsTest, CheckpointCarriesTheOptimizerState) {
+  Tiny a(2, 1.5f);
+  Adam opt(a.parameters(), {.lr = 0.1f});
+  for (Tensor& p : a.parameters()) p.impl()->grad = Tensor::full(p.shape(), 0.5f).impl_ptr();
+  opt.step();
+  save_checkpoint(a, path("ck.safetensors"), {}, &opt);
+  // Without an optimizer the entries are set aside: a strict load of the module still passes.
+  Tiny b(2, 0.f);
+  CheckpointLoad r = load_checkpoint(b, path("ck.safetensors"));
+  EXPECT_TRUE(r.has_optimizer_state);
+  EXPECT_FALSE(r.optimizer_loaded);
+  EXPECT_TRUE(r.unexpected.empty());
+  // With one, its moments and counts come back.
+  Tiny c(2, 0.f);
+  Adam opt2(c.parameters(), {.lr = 0.1f});
+  r = load_checkpoint(c, path("ck.safetensors"), true, &opt2);
+  EXPECT_TRUE(r.optimizer_loaded);
+  EXPECT_EQ(opt2.steps(), 1);
+  const auto s1 = opt.state_dict(), s2 = opt2.state_dict();
+  ASSERT_EQ(s1.size(), s2.size());
+  for (const auto& [name, t] : s1) expect_bit_equal(s2.at(name), t);
+  // An optimizer that does not fit (SGD has no "m"/"v"): refused, and the module is untouched.
+  Tiny d(2, 9.f);
+  SGD sgd(d.parameters(), {.lr = 0.1f, .momentum = 0.9f});
+  expect_error([&] { load_checkpoint(d, path("ck.safetensors"), true, &sgd); },
+               {"ck.safetensors", "optimizer state", "unexpected entry"});
+  for (float v : d.bias.to_vector()) EXPECT_EQ(v, 9.f);
+  EXPECT_EQ(sgd.steps(), 0);
 }
 
 TEST_F(SafetensorsTest, CheckpointWrongShapeNamesBothShapesAndLeavesModuleUntouched) {

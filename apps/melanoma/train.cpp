@@ -171,12 +171,25 @@ TrainResult train_model(const TrainOptions& o_in) {
   // Default rates: the small net (no BatchNorm) takes a larger Adam step than the deep ones.
   const float lr = o.lr > 0 ? o.lr : o.optimizer == "sgd" ? 0.02f : (meta.arch == "small-gap" ? 3e-3f : 1e-3f);
   std::unique_ptr<Optimizer> opt = make_optimizer(o, model, lr);
+  // Resuming with the same optimizer continues its moments and step counts from the checkpoint.
+  std::string optimizer_resume;
+  if (!o.resume.empty()) {
+    if (meta.optimizer != o.optimizer) {
+      optimizer_resume = "the checkpoint was trained with " + meta.optimizer + ", not " + o.optimizer +
+                         ": the optimizer's moments restart from zero";
+    } else if (load_checkpoint(model, o.resume, /*strict=*/true, opt.get()).optimizer_loaded) {
+      optimizer_resume = "the optimizer continues from its saved state";
+    } else {
+      optimizer_resume = "the checkpoint holds no optimizer state: its moments restart from zero";
+    }
+  }
   meta.optimizer = o.optimizer;
   meta.schedule = o.schedule;
   meta.lr = lr;
   meta.epochs = o.epochs;
   meta.data = o.data;
-  meta.preprocess = o.preprocess;
+  // The preprocessing is part of the model: a resumed run keeps the checkpoint's.
+  if (o.resume.empty()) meta.preprocess = o.preprocess;
 
   data::LoaderOptions lo;
   lo.batch_size = o.batch;
@@ -184,7 +197,7 @@ TrainResult train_model(const TrainOptions& o_in) {
   lo.shuffle = true;
   lo.augment = o.augment;
   lo.augment_options.vignette = o.vignette;
-  lo.preprocess = o.preprocess;
+  lo.preprocess = meta.preprocess;
   lo.drop_last = static_cast<int64_t>(train_ds.size()) > o.batch;  // no 1-image batch under BatchNorm
   lo.threads = loader_threads();
   lo.seed = o.seed;
@@ -228,8 +241,8 @@ TrainResult train_model(const TrainOptions& o_in) {
                 static_cast<long long>(meta.epoch + 1), o.epochs, runtime_threads(),
                 static_cast<unsigned long long>(o.seed));
     if (!o.resume.empty())
-      std::printf("train: resuming after epoch %lld (step %lld); the optimizer's moments restart from zero\n",
-                  static_cast<long long>(meta.epoch), static_cast<long long>(meta.step));
+      std::printf("train: resuming after epoch %lld (step %lld); %s\n", static_cast<long long>(meta.epoch),
+                  static_cast<long long>(meta.step), optimizer_resume.c_str());
     std::fflush(stdout);
   }
 
@@ -275,7 +288,7 @@ TrainResult train_model(const TrainOptions& o_in) {
     e.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
     e.lr = opt->lr();
     if (has_val) {
-      const Predictions p = predict(model, val_ds, o.size, o.preprocess, "  val");
+      const Predictions p = predict(model, val_ds, o.size, meta.preprocess, "  val");
       r.val = classification_metrics(p.probs, p.labels, std::max<int64_t>(3, classes));
       e.has_val = true;
       e.val_loss = p.loss;
@@ -291,7 +304,7 @@ TrainResult train_model(const TrainOptions& o_in) {
 
     meta.epoch = epoch;
     meta.step = step;
-    save_checkpoint(model, o.out, meta_to_map(meta));
+    save_checkpoint(model, o.out, meta_to_map(meta), opt.get());
     write_json(r.curve, curve_to_json(r));
     if (!o.quiet) {
       std::string val = has_val ? strf(" | val loss %.4f acc %.1f%% AUC mel %.3f sk %.3f mean %.3f", e.val_loss,
