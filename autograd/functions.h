@@ -80,6 +80,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt = {});
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt);
+// max_pool2d(relu(x), 2x2, stride 2) as one op: the same values and gradients (under every ReLU
+// rule), without materialising or saving relu(x) -- one memory pass less each way.
+Tensor relu_max_pool2x2(const Tensor& x);
 // Average over the window; padded cells count in the divisor (PyTorch's count_include_pad=True).
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt);
 // [N, C, H, W] -> [N, C], the mean over H and W.

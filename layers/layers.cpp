@@ -190,8 +190,22 @@ Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
   const auto& ch = children();
   for (size_t i = 0; i < ch.size(); ++i) {
-    // Inference: a Conv2d and the ReLU right after it run as one kernel (conv2d_relu), unless a hook
-    // must see either module's input or output (the CAM layer's ReLU has one while a map is made).
+    // Fused pairs, taken only where no forward hook must see either module's input or output (the
+    // CAM layer's ReLU has one while a map is made). Inference: a Conv2d and the ReLU right after
+    // it run as one kernel (conv2d_relu). Always: a ReLU and the 2x2/stride-2 MaxPool2d right after
+    // it (relu_max_pool2x2), which also keeps relu(x) out of the tape.
+    if (i + 1 < ch.size() && ch[i].second->num_forward_hooks() == 0 && ch[i + 1].second->num_forward_hooks() == 0) {
+      const auto* relu = dynamic_cast<const ReLU*>(ch[i].second.get());
+      const auto* pool = dynamic_cast<const MaxPool2d*>(ch[i + 1].second.get());
+      const Pool2dOptions two = Pool2dOptions::square(2, 2);
+      if (relu && pool && pool->options.kernel_h == two.kernel_h && pool->options.kernel_w == two.kernel_w &&
+          pool->options.stride_h == two.stride_h && pool->options.stride_w == two.stride_w &&
+          pool->options.pad_h == 0 && pool->options.pad_w == 0 && y.dim() == 4 && y.size(2) >= 2 && y.size(3) >= 2) {
+        y = relu_max_pool2x2(y);
+        ++i;
+        continue;
+      }
+    }
     if (!grad_enabled() && i + 1 < ch.size()) {
       auto* conv = dynamic_cast<Conv2d*>(ch[i].second.get());
       const auto* relu = dynamic_cast<const ReLU*>(ch[i + 1].second.get());

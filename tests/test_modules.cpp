@@ -279,6 +279,27 @@ TEST(Modules, SequentialFusesConvReluOnlyWhenNothingWatches) {
   for (size_t i = 0; i < hooked.size(); ++i) EXPECT_NEAR(hooked[i], fused[i], 1e-5f * (1.f + std::abs(fused[i])));
 }
 
+TEST(Modules, FusedReluPoolGivesTheSameGradients) {
+  // Training runs ReLU + MaxPool2d(2) pairs fused; with a hook on the ReLUs the pairs run apart.
+  // Loss and every parameter gradient agree bit for bit.
+  Rng rng(14);
+  auto m = small_gap_net(3, 16, rng);
+  Tensor x = Tensor::uniform({4, 3, 16, 16}, rng, -1.f, 1.f);
+  auto run = [&] {
+    m->zero_grad();
+    Tensor loss = cross_entropy((*m)(x), {0, 1, 2, 1});
+    loss.backward();
+    std::vector<float> out = loss.to_vector();
+    for (auto& [name, p] : m->named_parameters())
+      for (float v : p.grad().to_vector()) out.push_back(v);
+    return out;
+  };
+  const std::vector<float> fused = run();
+  auto watch = [](Module&, const Tensor&, const Tensor&) { return Tensor(); };
+  HookHandle h1 = register_forward_hook(*m, "features.1", watch), h4 = register_forward_hook(*m, "features.4", watch);
+  EXPECT_EQ(run(), fused);
+}
+
 TEST(Modules, ZeroGrad) {
   Rng rng(8);
   Linear lin(4, 2, true, rng);

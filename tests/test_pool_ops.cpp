@@ -10,6 +10,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
+#include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
 #include "tests/support.h"
@@ -134,6 +135,40 @@ TEST(MaxPool2d, OverlappingWindowsAccumulate) {
   expect_values(y, {9, 9});
   Tensor g = grad({y}, {Tensor::from_vector({1, 1, 1, 2}, {2, 3})}, {x})[0];
   expect_values(g, {0, 5, 0});
+}
+
+// The fused ReLU + 2x2 max pool against the two ops it replaces: the same bits forward and
+// backward under each ReLU rule, on odd sizes, with ties, zeros, negatives-only windows, NaN and
+// gradients of both signs. And its own gradient check.
+TEST(ReluMaxPool2x2, SameBitsAsReluThenMaxPool) {
+  const Pool2dOptions two = Pool2dOptions::square(2, 2);
+  for (auto [H, W] : {std::pair<int64_t, int64_t>{6, 8}, {7, 5}, {9, 9}}) {
+    Rng rng(static_cast<uint64_t>(H * 10 + W));
+    Tensor x = Tensor::uniform({2, 3, H, W}, rng, -1.f, 1.f);
+    float* px = x.data();
+    for (int64_t i = 0; i < x.numel(); i += 3) px[i] = std::round(px[i]);    // ties and zeros
+    for (int64_t i = 0; i < 8; ++i) px[i] = -0.5f - static_cast<float>(i);   // all-negative windows
+    px[x.numel() / 2] = std::nanf("");
+    px[x.numel() / 3] = -0.f;
+    const Shape os{2, 3, H / 2, W / 2};
+    Tensor g = Tensor::uniform(os, rng, -1.f, 1.f);
+    for (ReluRule rule : {ReluRule::Standard, ReluRule::Deconvnet, ReluRule::Guided}) {
+      ReluRuleGuard guard(rule);
+      Tensor a = x.clone().set_requires_grad(), b = x.clone().set_requires_grad();
+      Tensor ya = relu_max_pool2x2(a), yb = max_pool2d(relu(b), two);
+      EXPECT_EQ(ya.to_vector(), yb.to_vector());
+      const Tensor ga = grad({ya}, {g}, {a})[0], gb = grad({yb}, {g}, {b})[0];
+      const auto va = ga.to_vector(), vb = gb.to_vector();
+      ASSERT_EQ(va.size(), vb.size());
+      for (size_t i = 0; i < va.size(); ++i)
+        ASSERT_TRUE(va[i] == vb[i] || (std::isnan(va[i]) && std::isnan(vb[i])))
+            << "rule " << static_cast<int>(rule) << " " << H << "x" << W << " entry " << i << ": " << va[i] << " vs " << vb[i];
+    }
+  }
+  Rng rng(5);
+  Tensor x = Tensor::uniform({1, 2, 5, 6}, rng, -1.f, 1.f).set_requires_grad();
+  GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return relu_max_pool2x2(in[0]); }, {x});
+  EXPECT_TRUE(r.ok) << r.report;
 }
 
 TEST(AvgPool2d, PaddingCountsInTheDivisor) {

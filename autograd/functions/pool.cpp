@@ -46,6 +46,23 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   });
 }
 
+// The fused pair (core/ops/pool2d.h): saves x only; the ReLU rule is read when backward runs, as
+// relu() does, so deconvnet and guided backprop see the same gradients as through the two ops.
+Tensor relu_max_pool2x2(const Tensor& x) {
+  const Pool2dOptions opt = Pool2dOptions::square(2, 2);
+  const Shape os = pool_out_shape(x, opt, "relu_max_pool2x2");
+  const Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty(os, x.device());
+  cpu::relu_max_pool2x2_forward(out, xc);
+  if (!grad_enabled() || !x.requires_grad()) return out;
+  const Tensor x_saved = xc.detach();
+  return record("relu_max_pool2x2", out, {x}, [x_saved](const Tensor& grad_out, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(x_saved.shape(), x_saved.device());
+    cpu::relu_max_pool2x2_backward(gx, grad_out.contiguous(), x_saved, relu_rule());
+    return std::vector<Tensor>{gx};
+  });
+}
+
 // y = (sum over the window) / (kh*kw), padded cells counting; gx spreads gy/(kh*kw) over each window.
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   const Shape os = pool_out_shape(x, opt, "avg_pool2d");

@@ -79,6 +79,9 @@ inline int argmax4(float a, float b, float c, float d) {
   return best;
 }
 
+// relu as relu_forward computes it: NaN and -0 become +0.
+inline float relu0(float v) { return v > 0.f ? v : 0.f; }
+
 void max_pool_2x2_plane(float* o, const float* x, int64_t W, int64_t P, int64_t Q) {
   for (int64_t p = 0; p < P; ++p) {
     const float* r0 = x + 2 * p * W;
@@ -169,6 +172,64 @@ void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const 
           const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
           if (a >= 0) gp[a] += g[p * d.Q + q];
         }
+    }
+  });
+}
+
+void relu_max_pool2x2_forward(Tensor& out, const Tensor& x) {
+  check_cpu(out, "relu_max_pool2x2_forward");
+  check_cpu(x, "relu_max_pool2x2_forward");
+  const Pool2dOptions opt = Pool2dOptions::square(2, 2);
+  check_out_shape(out, x, opt, "relu_max_pool2x2_forward");
+  const PoolDims d = pool_dims(x, out);
+  const float* px = x.data();
+  float* po = out.data();
+  parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* x0 = px + i * d.H * d.W;
+      float* o = po + i * d.P * d.Q;
+      // The max of the relu'd cells, not relu of the max: relu(NaN) = 0, so a NaN cell must not
+      // hide a positive neighbour. Branch-free; the compiler vectorizes it.
+      for (int64_t p = 0; p < d.P; ++p) {
+        const float* r0 = x0 + 2 * p * d.W;
+        const float* r1 = r0 + d.W;
+        for (int64_t q = 0; q < d.Q; ++q)
+          o[p * d.Q + q] = std::max(std::max(relu0(r0[2 * q]), relu0(r0[2 * q + 1])),
+                                    std::max(relu0(r1[2 * q]), relu0(r1[2 * q + 1])));
+      }
+    }
+  });
+}
+
+void relu_max_pool2x2_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule) {
+  check_cpu(gx, "relu_max_pool2x2_backward");
+  check_cpu(gout, "relu_max_pool2x2_backward");
+  check_cpu(x, "relu_max_pool2x2_backward");
+  check_out_shape(gout, x, Pool2dOptions::square(2, 2), "relu_max_pool2x2_backward");
+  const PoolDims d = pool_dims(x, gout);
+  const float* px = x.data();
+  const float* pg = gout.data();
+  float* pgx = gx.data();
+  parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float* x0 = px + i * d.H * d.W;
+      const float* g = pg + i * d.P * d.Q;
+      float* gp = pgx + i * d.H * d.W;
+      for (int64_t p = 0; p < d.P; ++p) {
+        const float* r0 = x0 + 2 * p * d.W;
+        const float* r1 = r0 + d.W;
+        const float* xc[4] = {r0, r0 + 1, r1, r1 + 1};
+        float* cell[4] = {gp + 2 * p * d.W, gp + 2 * p * d.W + 1, gp + (2 * p + 1) * d.W, gp + (2 * p + 1) * d.W + 1};
+        for (int64_t q = 0; q < d.Q; ++q) {
+          const float v = g[p * d.Q + q];
+          const int a = argmax4(relu0(r0[2 * q]), relu0(r0[2 * q + 1]), relu0(r1[2 * q]), relu0(r1[2 * q + 1]));
+          const bool pos = xc[a][2 * q] > 0.f;
+          const bool pass = rule == ReluRule::Standard ? pos : rule == ReluRule::Deconvnet ? v > 0.f : pos && v > 0.f;
+          for (int c = 0; c < 4; ++c) cell[c][2 * q] = c == a && pass ? v : 0.f;
+        }
+        if (d.W > 2 * d.Q) cell[1][2 * d.Q - 1] = cell[3][2 * d.Q - 1] = 0.f;
+      }
+      if (d.H > 2 * d.P) std::fill(gp + 2 * d.P * d.W, gp + d.H * d.W, 0.f);
     }
   });
 }

@@ -14,8 +14,9 @@
 //   global average: out [N, C] = mean over H, W; gx = gout / (H*W) everywhere.
 //
 // Contract: CPU, contiguous, shapes as above (the autograd op validates). Forward overwrites,
-// backward ACCUMULATES (+=) into gx.
+// backward ACCUMULATES (+=) into gx unless a function says otherwise.
 #pragma once
+#include "core/ops/activation.h"
 #include "core/ops/conv_options.h"
 #include "core/tensor.h"
 
@@ -27,6 +28,17 @@ void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt);
 // third of the memory traffic of the op.
 void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt,
                          bool accumulate = true);
+
+// ReLU then 2x2/stride-2 max pooling as one op, without materialising relu(x) (training of every
+// VGG-style net runs this pair after each block):
+//   forward  out = max_pool2d(relu(x)) = relu(max_pool2d(x))   (ReLU is monotone)
+//   backward gx  = relu_backward(max_pool2d_backward(gout), x, rule), overwriting gx: the window's
+//            gradient v goes to the argmax of relu(x) over the window (first maximal cell; a window
+//            with no positive cell picks its first), kept where the rule lets it through --
+//            Standard: x_a > 0; Deconvnet: v > 0; Guided: both -- and 0 everywhere else.
+// Bit-identical to running the two ops; odd H/W leave a last row/column with gradient 0.
+void relu_max_pool2x2_forward(Tensor& out, const Tensor& x);
+void relu_max_pool2x2_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule);
 
 void avg_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt);
 void avg_pool2d_backward(Tensor& gx, const Tensor& gout, const Pool2dOptions& opt);
