@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bench/bench_common.h"
+#include "core/ops/activation.h"
 #include "core/ops/pool2d.h"
 
 using namespace glimpse;
@@ -93,6 +94,41 @@ void BM_MaxPoolBackward(benchmark::State& state, PoolShape s) {
   state.SetBytesProcessed(state.iterations() * x.numel() * 4);
 }
 
+// ReLU + 2x2 max pool, forward and backward of a training step: fused = 1 runs
+// relu_max_pool2x2_{forward,backward}; 0 runs the two ops (relu, pool, pool backward, relu backward).
+void BM_ReluMaxPool(benchmark::State& state, PoolShape s) {
+  init_threads();
+  const bool fused = state.range(0) != 0;
+  const Pool2dOptions opt = Pool2dOptions::square(2, 2);
+  const int64_t P = s.H / 2;
+  Tensor x = uniform({s.N, s.C, s.H, s.H}, 3), g = uniform({s.N, s.C, P, P}, 4);
+  Tensor r = Tensor::empty(x.shape()), out = Tensor::empty(g.shape()), gr = Tensor::empty(x.shape()),
+         gx = Tensor::empty(x.shape());
+  auto two_ops = [&] {
+    relu_forward(r, x);
+    cpu::max_pool2d_forward(out, r, opt);
+    cpu::max_pool2d_backward(gr, g, r, opt, /*accumulate=*/false);
+    relu_backward(gx, gr, x, ReluRule::Standard);
+  };
+  auto one_op = [&] {
+    cpu::relu_max_pool2x2_forward(out, x);
+    cpu::relu_max_pool2x2_backward(gx, g, x, ReluRule::Standard);
+  };
+  two_ops();
+  const std::vector<float> want_out = out.to_vector(), want_gx = gx.to_vector();
+  one_op();
+  if (out.to_vector() != want_out || gx.to_vector() != want_gx) {
+    fail(state, "relu_max_pool2x2 differs from relu then max_pool2d");
+    return;
+  }
+  for (auto _ : state) {
+    if (fused) one_op();
+    else two_ops();
+    benchmark::DoNotOptimize(gx.data());
+  }
+  state.SetBytesProcessed(state.iterations() * x.numel() * 4);
+}
+
 void BM_GlobalAvgPool(benchmark::State& state, PoolShape s) {
   init_threads();
   Tensor x = uniform({s.N, s.C, s.H, s.H}, 1), out = Tensor::empty({s.N, s.C});
@@ -124,6 +160,8 @@ const int registered = [] {
     benchmark::RegisterBenchmark(("BM_MaxPoolForward/" + n).c_str(), BM_MaxPoolForward, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("BM_MaxPoolBackward/" + n).c_str(), BM_MaxPoolBackward, s)
         ->ArgName("overwrite")->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("BM_ReluMaxPool/" + n).c_str(), BM_ReluMaxPool, s)
+        ->ArgName("fused")->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond);
   }
   return 0;
 }();

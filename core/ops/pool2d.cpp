@@ -210,6 +210,8 @@ void relu_max_pool2x2_backward(Tensor& gx, const Tensor& gout, const Tensor& x, 
   const float* px = x.data();
   const float* pg = gout.data();
   float* pgx = gx.data();
+  const bool need_positive = rule != ReluRule::Deconvnet;   // Standard, Guided: x > 0
+  const bool need_positive_grad = rule != ReluRule::Standard;  // Deconvnet, Guided: gradient > 0
   parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const float* x0 = px + i * d.H * d.W;
@@ -218,16 +220,27 @@ void relu_max_pool2x2_backward(Tensor& gx, const Tensor& gout, const Tensor& x, 
       for (int64_t p = 0; p < d.P; ++p) {
         const float* r0 = x0 + 2 * p * d.W;
         const float* r1 = r0 + d.W;
-        const float* xc[4] = {r0, r0 + 1, r1, r1 + 1};
-        float* cell[4] = {gp + 2 * p * d.W, gp + 2 * p * d.W + 1, gp + (2 * p + 1) * d.W, gp + (2 * p + 1) * d.W + 1};
+        float* g0 = gp + 2 * p * d.W;
+        float* g1 = g0 + d.W;
+        const float* gr = g + p * d.Q;
+        // Branch-free so that the compiler vectorizes it: relu'd cells hold no NaN, so the first
+        // maximal cell is found with plain comparisons, and "x > 0 at the argmax" is "max > 0".
         for (int64_t q = 0; q < d.Q; ++q) {
-          const float v = g[p * d.Q + q];
-          const int a = argmax4(relu0(r0[2 * q]), relu0(r0[2 * q + 1]), relu0(r1[2 * q]), relu0(r1[2 * q + 1]));
-          const bool pos = xc[a][2 * q] > 0.f;
-          const bool pass = rule == ReluRule::Standard ? pos : rule == ReluRule::Deconvnet ? v > 0.f : pos && v > 0.f;
-          for (int c = 0; c < 4; ++c) cell[c][2 * q] = c == a && pass ? v : 0.f;
+          const float a = relu0(r0[2 * q]), b = relu0(r0[2 * q + 1]), c = relu0(r1[2 * q]), e = relu0(r1[2 * q + 1]);
+          const float v = gr[q];
+          const bool ia = (a >= b) & (a >= c) & (a >= e);
+          const bool ib = !ia & (b >= c) & (b >= e);
+          const bool ic = !ia & !ib & (c >= e);
+          const bool ie = !ia & !ib & !ic;
+          const float m = std::max(std::max(a, b), std::max(c, e));
+          const bool pass = (!need_positive | (m > 0.f)) & (!need_positive_grad | (v > 0.f));
+          const float w = pass ? v : 0.f;
+          g0[2 * q] = ia ? w : 0.f;
+          g0[2 * q + 1] = ib ? w : 0.f;
+          g1[2 * q] = ic ? w : 0.f;
+          g1[2 * q + 1] = ie ? w : 0.f;
         }
-        if (d.W > 2 * d.Q) cell[1][2 * d.Q - 1] = cell[3][2 * d.Q - 1] = 0.f;
+        if (d.W > 2 * d.Q) g0[d.W - 1] = g1[d.W - 1] = 0.f;
       }
       if (d.H > 2 * d.P) std::fill(gp + 2 * d.P * d.W, gp + d.H * d.W, 0.f);
     }
