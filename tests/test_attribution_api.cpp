@@ -124,7 +124,7 @@ TEST(AttributionApi, PredictedTargetsByDefault) {
     logits = (*model)(x);
   }
   std::vector<int64_t> pred = argmax_rows(logits);
-  for (const std::string& name : {"gradcam", "saliency", "cam", "scorecam"}) {
+  for (const char* name : {"gradcam", "saliency", "cam", "scorecam"}) {
     attr::AttributionMap m = attr::explain(name, *model, x, small_options());
     EXPECT_EQ(m.targets, pred) << name;
     EXPECT_NEAR(m.scores[1], logits.at({1, pred[1]}), 1e-5) << name;

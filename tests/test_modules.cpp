@@ -99,8 +99,9 @@ TEST(Modules, FindErrorListsEveryName) {
   const std::string msg = error_of([&] { m->find("features.9"); });
   ASSERT_FALSE(msg.empty());
   EXPECT_NE(msg.find("features.9"), std::string::npos);
-  for (auto& [name, _] : m->named_modules())
+  for (auto& [name, _] : m->named_modules()) {
     if (!name.empty()) EXPECT_NE(msg.find("'" + name + "'"), std::string::npos) << name << " missing from: " << msg;
+  }
   EXPECT_FALSE(error_of([&] { m->find("features."); }).empty());
   EXPECT_FALSE(error_of([&] { m->find("gap.0"); }).empty());
   EXPECT_FALSE(error_of([&] { (void)register_forward_hook(*m, "nope", [](Module&, const Tensor&, const Tensor&) {
