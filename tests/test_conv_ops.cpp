@@ -80,21 +80,31 @@ const ConvCase kCases[] = {
 
 class Conv2dCases : public ::testing::TestWithParam<ConvCase> {};
 
+// Random input, weight and (if the case has one) bias of a case.
+struct ConvInputs {
+  Tensor x, w, b;
+};
+ConvInputs random_inputs(const ConvCase& c, uint64_t seed) {
+  Rng rng(seed);
+  ConvInputs in;
+  in.x = Tensor::randn({c.N, c.C, c.H, c.W}, rng);
+  in.w = Tensor::randn({c.K, c.C / c.opt.groups, c.R, c.S}, rng);
+  in.b = c.bias ? Tensor::randn({c.K}, rng) : Tensor();
+  return in;
+}
+
 TEST_P(Conv2dCases, ForwardMatchesDirectLoops) {
   const ConvCase& c = GetParam();
-  Rng rng(7);
-  Tensor x = Tensor::randn({c.N, c.C, c.H, c.W}, rng);
-  Tensor w = Tensor::randn({c.K, c.C / c.opt.groups, c.R, c.S}, rng);
-  Tensor b = c.bias ? Tensor::randn({c.K}, rng) : Tensor();
+  auto [x, w, b] = random_inputs(c, 7);
   expect_close(conv2d(x, w, b, c.opt), conv_reference(x, w, b, c.opt), 1e-4f);
 }
 
 TEST_P(Conv2dCases, GradcheckEveryInput) {
   const ConvCase& c = GetParam();
-  Rng rng(11);
-  Tensor x = Tensor::randn({c.N, c.C, c.H, c.W}, rng).set_requires_grad();
-  Tensor w = Tensor::randn({c.K, c.C / c.opt.groups, c.R, c.S}, rng).set_requires_grad();
-  Tensor b = c.bias ? Tensor::randn({c.K}, rng).set_requires_grad() : Tensor();
+  auto [x, w, b] = random_inputs(c, 11);
+  x.set_requires_grad();
+  w.set_requires_grad();
+  if (b.defined()) b.set_requires_grad();
   const Conv2dOptions opt = c.opt;
   auto f = [opt](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), opt); };
   std::vector<Tensor> inputs{x, w};
@@ -109,10 +119,7 @@ TEST_P(Conv2dCases, GradcheckEveryInput) {
 // wanted, conv2d_relu is the differentiable pair itself.
 TEST_P(Conv2dCases, FusedReluMatchesConvThenRelu) {
   const ConvCase& c = GetParam();
-  Rng rng(13);
-  Tensor x = Tensor::randn({c.N, c.C, c.H, c.W}, rng);
-  Tensor w = Tensor::randn({c.K, c.C / c.opt.groups, c.R, c.S}, rng);
-  Tensor b = c.bias ? Tensor::randn({c.K}, rng) : Tensor();
+  auto [x, w, b] = random_inputs(c, 13);
   Tensor want = conv_reference(x, w, b, c.opt);
   for (int64_t i = 0; i < want.numel(); ++i) want.data()[i] = std::max(want.data()[i], 0.f);
   {
