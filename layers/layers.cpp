@@ -195,21 +195,17 @@ Tensor Sequential::forward(const Tensor& x) {
     // it run as one kernel (conv2d_relu). Always: a ReLU and the 2x2/stride-2 MaxPool2d right after
     // it (relu_max_pool2x2), which also keeps relu(x) out of the tape.
     if (i + 1 < ch.size() && ch[i].second->num_forward_hooks() == 0 && ch[i + 1].second->num_forward_hooks() == 0) {
-      const auto* relu = dynamic_cast<const ReLU*>(ch[i].second.get());
-      const auto* pool = dynamic_cast<const MaxPool2d*>(ch[i + 1].second.get());
-      const Pool2dOptions two = Pool2dOptions::square(2, 2);
-      if (relu && pool && pool->options.kernel_h == two.kernel_h && pool->options.kernel_w == two.kernel_w &&
-          pool->options.stride_h == two.stride_h && pool->options.stride_w == two.stride_w &&
-          pool->options.pad_h == 0 && pool->options.pad_w == 0 && y.dim() == 4 && y.size(2) >= 2 && y.size(3) >= 2) {
+      Module* first = ch[i].second.get();
+      Module* second = ch[i + 1].second.get();
+      const auto* pool = dynamic_cast<const MaxPool2d*>(second);
+      if (dynamic_cast<const ReLU*>(first) && pool && pool->options.is_2x2_stride2() && y.dim() == 4 &&
+          y.size(2) >= 2 && y.size(3) >= 2) {
         y = relu_max_pool2x2(y);
         ++i;
         continue;
       }
-    }
-    if (!grad_enabled() && i + 1 < ch.size()) {
-      auto* conv = dynamic_cast<Conv2d*>(ch[i].second.get());
-      const auto* relu = dynamic_cast<const ReLU*>(ch[i + 1].second.get());
-      if (conv && relu && conv->num_forward_hooks() == 0 && relu->num_forward_hooks() == 0) {
+      const auto* conv = dynamic_cast<const Conv2d*>(first);
+      if (!grad_enabled() && conv && dynamic_cast<const ReLU*>(second)) {
         check_image(y, "Conv2d", conv->in_channels);
         y = conv2d_relu(y, conv->weight, conv->bias, conv->options);
         ++i;

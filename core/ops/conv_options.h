@@ -23,6 +23,9 @@ struct Pool2dOptions {
   static Pool2dOptions square(int64_t kernel, int64_t stride, int64_t pad = 0) {
     return {kernel, kernel, stride, stride, pad, pad};
   }
+  bool operator==(const Pool2dOptions&) const = default;
+  // 2x2 windows, stride 2, no padding: the pooling of every VGG-style net, which has fast kernels.
+  bool is_2x2_stride2() const { return *this == square(2, 2); }
 };
 
 // Output length of a sliding window (floor mode, as PyTorch's ceil_mode=False):

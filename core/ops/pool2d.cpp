@@ -60,9 +60,6 @@ int64_t plane_grain(int64_t planes, int64_t values, int64_t min_values) {
 
 // 2x2 windows, stride 2, no padding (every VGG-style net): the window's four cells a b / c d in
 // row-major order. Same rules as argmax_in: the first maximal cell, a NaN wins (the first one).
-bool is_2x2_stride2(const Pool2dOptions& o) {
-  return o.kernel_h == 2 && o.kernel_w == 2 && o.stride_h == 2 && o.stride_w == 2 && o.pad_h == 0 && o.pad_w == 0;
-}
 inline int argmax4(float a, float b, float c, float d) {
   if (a != a) return 0;
   int best = 0;
@@ -128,7 +125,7 @@ void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) 
   const PoolDims d = pool_dims(x, out);
   const float* px = x.data();
   float* po = out.data();
-  const bool fast = is_2x2_stride2(opt);
+  const bool fast = opt.is_2x2_stride2();
   parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const float* plane = px + i * d.H * d.W;
@@ -155,7 +152,7 @@ void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const 
   const float* px = x.data();
   const float* pg = gout.data();
   float* pgx = gx.data();
-  const bool fast = is_2x2_stride2(opt);
+  const bool fast = opt.is_2x2_stride2();
   // Overlapping windows may share an argmax, so planes (not outputs) are the unit of parallel work.
   parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
