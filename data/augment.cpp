@@ -109,6 +109,41 @@ void jitter_colours(Image& im, float b, float c, float s) {
   }
 }
 
+void draw_sticker(Image& im, Rng& rng) {
+  // Colours of the real dots (blue, cyan, green, yellow, orange, pink), each jittered a little.
+  static const float palette[][3] = {{40, 120, 215}, {60, 190, 210}, {60, 170, 90}, {240, 205, 50}, {245, 140, 40}, {230, 90, 150}};
+  const float* base = palette[rng.below(6)];
+  float col[3];
+  for (int k = 0; k < 3; ++k) col[k] = std::clamp(base[k] + rng.uniform(-20.f, 20.f), 0.f, 255.f);
+  const float w = static_cast<float>(im.width), h = static_cast<float>(im.height), side = std::min(w, h);
+  const float r = rng.uniform(0.12f, 0.38f) * side;
+  // A point on the border (perimeter position uniform), pushed outwards by up to half the radius.
+  const float t = rng.uniform(0.f, 2 * (w + h)), out_by = rng.uniform(0.f, 0.5f) * r;
+  float cx, cy;
+  if (t < w) {
+    cx = t, cy = -out_by;
+  } else if (t < w + h) {
+    cx = w + out_by, cy = t - w;
+  } else if (t < 2 * w + h) {
+    cx = t - w - h, cy = h + out_by;
+  } else {
+    cx = -out_by, cy = t - 2 * w - h;
+  }
+  const float soft = std::max(1.f, 0.015f * side), speckle = rng.uniform(4.f, 14.f);
+  const int64_t x0 = std::max<int64_t>(0, static_cast<int64_t>(cx - r - soft)), x1 = std::min<int64_t>(im.width, static_cast<int64_t>(cx + r + soft) + 1);
+  const int64_t y0 = std::max<int64_t>(0, static_cast<int64_t>(cy - r - soft)), y1 = std::min<int64_t>(im.height, static_cast<int64_t>(cy + r + soft) + 1);
+  for (int64_t y = y0; y < y1; ++y)
+    for (int64_t x = x0; x < x1; ++x) {
+      const float d = std::hypot(static_cast<float>(x) + 0.5f - cx, static_cast<float>(y) + 0.5f - cy);
+      const float a = std::clamp((r - d) / soft, 0.f, 1.f);
+      if (a <= 0.f) continue;
+      const float n = rng.uniform(-speckle, speckle);
+      uint8_t* px = im.at(x, y);
+      for (int64_t c = 0; c < std::min<int64_t>(im.channels, 3); ++c)
+        px[c] = static_cast<uint8_t>(std::clamp(std::lround(px[c] * (1 - a) + (col[c] + n) * a), 0L, 255L));
+    }
+}
+
 }  // namespace
 
 Image resize_area(const Image& image, int64_t width, int64_t height) {
@@ -166,7 +201,15 @@ Image augment_resized(const Image& image, Mask* mask, const AugmentOptions& opt,
     const float b = rng.uniform(1 - j, 1 + j), c = rng.uniform(1 - j, 1 + j), s = rng.uniform(1 - j, 1 + j);
     jitter_colours(out, b, c, s);
   }
-  // 5. dermoscope vignette: black outside a random circle with a soft edge. Many dermoscopy photos
+  // 5. coloured sticker: the children's-nevi photos of ISIC 2017 (ids 1000-10999 of the archive,
+  // every one a nevus) carry round coloured dots beside the lesion, so a network learns "dot means
+  // benign" and its CAM lights up the dot (the README's localization section shows it).
+  // Pasting dots onto photos of every class makes them useless as evidence. The dot is a disc of
+  // radius 0.12-0.38 of the side, centred on or just outside a random point of the border (so it
+  // cuts in from an edge, as the real ones do, and rarely reaches the centred lesion), in a
+  // saturated colour with a faint printed speckle and a soft edge; masks are not changed.
+  if (opt.stickers > 0.f && rng.bernoulli(std::min(opt.stickers, 1.f))) draw_sticker(out, rng);
+  // 6. dermoscope vignette: black outside a random circle with a soft edge. Many dermoscopy photos
   // show the round field of the lens, and in ISIC 2017 how much of it shows depends on the clinic,
   // and so on the class mix; drawing the circle onto any photo makes it useless as evidence.
   if (opt.vignette > 0.f && rng.bernoulli(std::min(opt.vignette, 1.f))) {

@@ -67,6 +67,7 @@ struct AugmentOptions {
   float crop_min_scale = 0.6f; // random resized crop: area fraction in [min, 1]; 1 disables
   float jitter = 0.1f;         // brightness/contrast/saturation jitter amplitude; 0 disables
   float vignette = 0.f;        // probability of blacking out all but a random circle (a dermoscope's field)
+  float stickers = 0.f;        // probability of pasting a coloured dot cut by the border (ISIC's nevus stickers)
 };
 
 // Per-image preprocessing before resizing, the same at training and inference time (the melanoma
@@ -141,7 +142,8 @@ Tensor denormalize(const Tensor& images);
 // resampled back to the input size), horizontal flip (p = 1/2), vertical flip (p = 1/2), rotation
 // by k * 90 degrees (k uniform in 0..3; a non-square image keeps its size only for k even, so
 // non-square inputs rotate by 0 or 180), then colour jitter (brightness, contrast, saturation
-// factors each uniform in [1 - jitter, 1 + jitter]), then with probability `vignette` everything
+// factors each uniform in [1 - jitter, 1 + jitter]), then with probability `stickers` a coloured dot
+// cut by the border (ISIC's nevus stickers), then with probability `vignette` everything
 // outside a random circle (radius 0.45-0.72 of the side, centre within 8% of the middle, soft edge)
 // turns black; masks are not changed by it. The output has the input's size.
 attr::Image augment(const attr::Image& image, const AugmentOptions& opt, Rng& rng);

@@ -469,6 +469,54 @@ TEST(Augment, VignetteBlacksOutAllButACircle) {
   EXPECT_EQ(a.engine()(), b.engine()());
 }
 
+TEST(Augment, StickerIsAColouredDotCutByTheBorder) {
+  attr::Image im(60, 60, 3, 128);
+  attr::Mask m(60, 60, 1);
+  AugmentOptions opt{false, false, 1.f, 0.f, 0.f, 1.f};  // stickers only, always
+  for (uint64_t seed = 0; seed < 12; ++seed) {
+    Rng rng(seed);
+    attr::Mask mk = m;
+    const attr::Image out = augment(im, mk, opt, rng);
+    EXPECT_EQ(mk.data, m.data);  // masks are not touched
+    // The dot covers pixels, all of them connected to the border: flood from the changed border
+    // pixels must reach every changed pixel (one dot, cut by an edge).
+    std::vector<uint8_t> changed(60 * 60), seen(60 * 60);
+    int64_t count = 0;
+    for (int64_t i = 0; i < 60 * 60; ++i) {
+      const uint8_t* p = out.pixels.data() + i * 3;
+      changed[i] = p[0] != 128 || p[1] != 128 || p[2] != 128;
+      count += changed[i];
+    }
+    ASSERT_GT(count, 60 * 60 / 100) << "seed " << seed;   // radius >= 0.12 side, at least half inside
+    ASSERT_LT(count, 60 * 60 / 3) << "seed " << seed;     // radius <= 0.38 side: at most half a disc
+    EXPECT_FALSE(changed[30 * 60 + 30]) << "seed " << seed;  // never reaches the middle
+    std::vector<int64_t> stack;
+    for (int64_t i = 0; i < 60 * 60; ++i) {
+      const int64_t x = i % 60, y = i / 60;
+      if (changed[i] && (x == 0 || y == 0 || x == 59 || y == 59)) stack.push_back(i), seen[i] = 1;
+    }
+    int64_t reached = 0;
+    while (!stack.empty()) {
+      const int64_t i = stack.back();
+      stack.pop_back();
+      ++reached;
+      const int64_t x = i % 60, y = i / 60;
+      for (auto [dx, dy] : {std::pair{1, 0}, {-1, 0}, {0, 1}, {0, -1}}) {
+        const int64_t nx = x + dx, ny = y + dy, j = ny * 60 + nx;
+        if (nx < 0 || ny < 0 || nx >= 60 || ny >= 60 || !changed[j] || seen[j]) continue;
+        seen[j] = 1;
+        stack.push_back(j);
+      }
+    }
+    EXPECT_EQ(reached, count) << "seed " << seed;
+  }
+  // Probability 0: identical, and draws nothing from the Rng.
+  AugmentOptions none{false, false, 1.f, 0.f, 0.f, 0.f};
+  Rng a(4), b(4);
+  EXPECT_EQ(augment(im, none, a).pixels, im.pixels);
+  EXPECT_EQ(a.engine()(), b.engine()());
+}
+
 TEST(Augment, MaskFollowsTheImage) {
   // A red L-shape on grey; its mask must stay on the red pixels through flips and rotations.
   attr::Image im(24, 24, 3, 100);

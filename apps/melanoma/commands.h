@@ -42,6 +42,7 @@ struct TrainOptions {
   std::string class_weights = "auto";  // auto (inverse frequency) | none
   bool augment = true;
   float vignette = 0.f;            // augmentation: dermoscope-field circle probability
+  float stickers = 0.f;            // augmentation: coloured-dot (nevus sticker) probability
   glimpse::data::Preprocess preprocess;  // hair removal, colour constancy
   std::string out = "melanoma.safetensors";  // checkpoint, rewritten atomically every epoch
   std::string resume;                         // checkpoint to continue from
@@ -207,6 +208,7 @@ struct DemoOptions {
   int64_t batch = 32;
   glimpse::data::Preprocess preprocess;  // passed to train (and so recorded in the model)
   float vignette = 0.f;                  // train's dermoscope-vignette augmentation
+  float stickers = 0.f;                  // train's coloured-dot augmentation
   std::string methods = "all";         // all | fast (all but sliding-window) | a,b,c
   int64_t localize_limit = 0;          // 0: every masked image of the split
   int64_t explain_count = 3;

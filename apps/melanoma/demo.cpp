@@ -48,6 +48,7 @@ void run_demo(const DemoOptions& o) {
   to.batch = o.batch;
   to.preprocess = o.preprocess;
   to.vignette = o.vignette;
+  to.stickers = o.stickers;
   to.seed = o.seed;
   to.out = o.out + "/model.safetensors";
   const TrainResult tr = train_model(to);

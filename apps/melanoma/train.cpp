@@ -197,6 +197,7 @@ TrainResult train_model(const TrainOptions& o_in) {
   lo.shuffle = true;
   lo.augment = o.augment;
   lo.augment_options.vignette = o.vignette;
+  lo.augment_options.stickers = o.stickers;
   lo.preprocess = meta.preprocess;
   lo.drop_last = static_cast<int64_t>(train_ds.size()) > o.batch;  // no 1-image batch under BatchNorm
   lo.threads = loader_threads();
