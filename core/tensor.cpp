@@ -3,6 +3,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 
 namespace glimpse {
@@ -111,7 +112,7 @@ const float* Tensor::data() const { return const_cast<Tensor*>(this)->data(); }
 
 float Tensor::item() const {
   GLIMPSE_CHECK(numel() == 1, "item(): the tensor has shape ", shape_str(shape()), ", not one element");
-  return contiguous().data()[0];
+  return contiguous().to(Device::cpu()).data()[0];
 }
 
 float Tensor::at(std::initializer_list<int64_t> index) const {
@@ -243,30 +244,29 @@ void Tensor::fill_(float value) {
 void Tensor::add_(const Tensor& other, float alpha) {
   GLIMPSE_CHECK(other.shape() == shape(), "add_(): shapes ", shape_str(shape()), " and ", shape_str(other.shape()),
                 " differ");
-  check_cpu(*this, "add_");
-  check_cpu(other, "add_");
-  float* d = data();
-  const float* s = other.data();
-  const int64_t n = numel();
-  for (int64_t i = 0; i < n; ++i) d[i] += alpha * s[i];
+  dispatch("add_", device(), &add_scaled, &DeviceKernels::add_scaled, *this, other, alpha);
 }
 
+// On the CPU a plain loop (x * s, bit for bit what it always was); elsewhere affine(x, s, 0) in place.
 void Tensor::scale_(float s) {
-  check_cpu(*this, "scale_");
-  float* d = data();
-  const int64_t n = numel();
-  for (int64_t i = 0; i < n; ++i) d[i] *= s;
+  if (device().is_cpu()) {
+    float* d = data();
+    const int64_t n = numel();
+    for (int64_t i = 0; i < n; ++i) d[i] *= s;
+    return;
+  }
+  GLIMPSE_CHECK(is_contiguous(), "scale_(): needs a contiguous tensor");
+  dispatch("scale_", device(), &affine_forward, &DeviceKernels::affine_forward, *this, *this, s, 0.f);
 }
 
 void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
-  GLIMPSE_CHECK(a.device() == b.device(), op, ": tensors on different devices (", a.device().str(), " and ",
-                b.device().str(), "); move one with .to()");
+  if (a.device() != b.device()) detail::operands_on_two_devices(op, a.device(), b.device());
 }
 
 void check_cpu(const Tensor& t, const char* op) {
   GLIMPSE_CHECK(t.defined(), op, ": undefined tensor");
-  GLIMPSE_CHECK(t.device().is_cpu(), op, ": no kernel for device ", t.device().str(),
-                " yet; move the tensor with .to(Device::cpu())");
+  GLIMPSE_CHECK(t.device().is_cpu(), op, ": no ", t.device().str(), " implementation (CPU only); move the tensor ",
+                "with .to(Device::cpu())");
 }
 
 void check_dim(const Tensor& t, int64_t dim, const char* op, const char* what) {

@@ -100,6 +100,20 @@ std::vector<std::pair<std::string, Tensor>> Module::state() {
   return out;
 }
 
+// Swaps the storage under each tensor's handle, not the handle: Conv2d::weight, an optimizer's
+// parameter list and the module's own table all share the TensorImpl, so all of them follow.
+void Module::to(Device device) {
+  for (auto& [name, t] : state()) {
+    TensorImpl* impl = t.impl();
+    if (t.device() == device) continue;
+    Tensor moved = t.to(device);
+    impl->storage = moved.impl()->storage;
+    impl->offset = moved.impl()->offset;
+    impl->strides = moved.impl()->strides;
+    if (impl->grad) impl->grad = Tensor(impl->grad).to(device).impl_ptr();
+  }
+}
+
 Module& Module::find(const std::string& dotted_name) {
   if (dotted_name.empty()) return *this;
   Module* m = this;

@@ -57,6 +57,10 @@ class Module {
   void eval() { train(false); }
   bool training() const { return training_; }
   void zero_grad();            // clears every parameter's .grad
+  // Moves every parameter and buffer to `device` in place: each tensor keeps its identity (layers,
+  // optimizers and hooks holding it see the moved data), its gradient moves too. Build optimizers
+  // after moving: their state is created on the parameters' device.
+  void to(Device device);
   int64_t num_parameters();    // total scalar count
 
   // ---- hooks ----

@@ -5,17 +5,17 @@
 #include <set>
 
 #include "autograd/grad_mode.h"
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "core/ops/optim.h"
 
 namespace glimpse {
 namespace {
 
-// The gradient of p as a contiguous CPU tensor, or undefined if backward never reached p.
-Tensor cpu_grad(const Tensor& p, const char* opt) {
+// The gradient of p as a contiguous tensor, or undefined if backward never reached p.
+Tensor param_grad(const Tensor& p, const char* opt) {
   Tensor g = p.grad();
   if (!g.defined()) return g;
-  GLIMPSE_CHECK(p.device().is_cpu() && g.device().is_cpu(), opt, ": parameters on ", p.device().str(),
-                " are not supported yet; optimizers update CPU tensors");
   GLIMPSE_CHECK(g.shape() == p.shape(), opt, ": gradient shape ", shape_str(g.shape()), " differs from parameter shape ",
                 shape_str(p.shape()));
   return g.contiguous();
@@ -58,25 +58,14 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params)
 
 void SGD::step() {
   NoGradGuard ng;
-  const float lr = lr_, mu = opt_.momentum, wd = opt_.weight_decay, damp = 1.f - opt_.dampening;
   for (size_t i = 0; i < params_.size(); ++i) {
-    Tensor g = cpu_grad(params_[i], "SGD");
+    Tensor g = param_grad(params_[i], "SGD");
     if (!g.defined()) continue;
-    float* p = params_[i].data();
-    const float* gp = g.data();
-    const int64_t n = params_[i].numel();
-    if (mu == 0.f) {
-      for (int64_t k = 0; k < n; ++k) p[k] -= lr * (gp[k] + wd * p[k]);
-      continue;
-    }
+    Tensor& p = params_[i];
     const bool first = !momentum_[i].defined();
-    if (first) momentum_[i] = Tensor::empty(params_[i].shape());
-    float* buf = momentum_[i].data();
-    for (int64_t k = 0; k < n; ++k) {
-      const float d = gp[k] + wd * p[k];
-      buf[k] = first ? d : mu * buf[k] + damp * d;
-      p[k] -= lr * (opt_.nesterov ? d + mu * buf[k] : buf[k]);
-    }
+    if (first && opt_.momentum != 0.f) momentum_[i] = Tensor::empty(p.shape(), p.device());
+    dispatch("SGD", p.device(), &cpu::sgd_step, &DeviceKernels::sgd_step, p, momentum_[i], g, lr_, opt_.momentum,
+             opt_.dampening, opt_.nesterov, opt_.weight_decay, first);
   }
   ++steps_;
 }
@@ -97,38 +86,20 @@ Adam::Adam(std::vector<Tensor> params, AdamOptions o, bool decoupled)
 
 void Adam::step() {
   NoGradGuard ng;
-  const float lr = lr_, b1 = opt_.beta1, b2 = opt_.beta2, eps = opt_.eps, wd = opt_.weight_decay;
+  const char* name = decoupled_ ? "AdamW" : "Adam";
   for (size_t i = 0; i < params_.size(); ++i) {
-    Tensor g = cpu_grad(params_[i], decoupled_ ? "AdamW" : "Adam");
+    Tensor g = param_grad(params_[i], name);
     if (!g.defined()) continue;
+    Tensor& p = params_[i];
     State& s = state_[i];
     if (s.t == 0) {
-      s.m = Tensor::zeros(params_[i].shape());
-      s.v = Tensor::zeros(params_[i].shape());
-      if (opt_.amsgrad) s.vmax = Tensor::zeros(params_[i].shape());
+      s.m = Tensor::zeros(p.shape(), p.device());
+      s.v = Tensor::zeros(p.shape(), p.device());
+      if (opt_.amsgrad) s.vmax = Tensor::zeros(p.shape(), p.device());
     }
     ++s.t;
-    const float bc1 = 1.f - static_cast<float>(std::pow(static_cast<double>(b1), static_cast<double>(s.t)));
-    const float bc2 = 1.f - static_cast<float>(std::pow(static_cast<double>(b2), static_cast<double>(s.t)));
-    const float step_size = lr / bc1;
-    const float bc2_sqrt = std::sqrt(bc2);
-    float* p = params_[i].data();
-    const float* gp = g.data();
-    float* m = s.m.data();
-    float* v = s.v.data();
-    float* vmax = opt_.amsgrad ? s.vmax.data() : nullptr;
-    const int64_t n = params_[i].numel();
-    const float decay = decoupled_ ? 1.f - lr * wd : 1.f;
-    for (int64_t k = 0; k < n; ++k) {
-      float gk = gp[k];
-      if (decoupled_) p[k] *= decay;
-      else gk += wd * p[k];
-      m[k] = b1 * m[k] + (1.f - b1) * gk;
-      v[k] = b2 * v[k] + (1.f - b2) * gk * gk;
-      float vk = v[k];
-      if (vmax) vk = vmax[k] = std::max(vmax[k], vk);
-      p[k] -= step_size * m[k] / (std::sqrt(vk) / bc2_sqrt + eps);
-    }
+    dispatch(name, p.device(), &cpu::adam_step, &DeviceKernels::adam_step, p, s.m, s.v, s.vmax, g, lr_, opt_.beta1,
+             opt_.beta2, opt_.eps, opt_.weight_decay, decoupled_, s.t);
   }
   ++steps_;
 }
@@ -142,6 +113,12 @@ namespace {
 std::string field(size_t i, const char* name) { return std::to_string(i) + "." + name; }
 
 Tensor scalar_tensor(double v) { return Tensor::full({1}, static_cast<float>(v)); }
+
+// A private copy on the CPU, for a state dict (checkpoints are written from the CPU).
+Tensor cpu_copy(const Tensor& t) { return t.device().is_cpu() ? t.clone() : t.to(Device::cpu()); }
+
+// A private copy of a saved state tensor, on its parameter's device.
+Tensor on_device_of(const Tensor& saved, const Tensor& param) { return saved.contiguous().clone().to(param.device()); }
 
 // A non-negative whole count stored as a [1] float tensor.
 int64_t read_count(const std::map<std::string, Tensor>& state, const std::string& name) {
@@ -183,7 +160,7 @@ void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
 }
 
 void SGD::save_param_state(size_t i, std::map<std::string, Tensor>& out) const {
-  if (momentum_[i].defined()) out[field(i, "momentum")] = momentum_[i].clone();
+  if (momentum_[i].defined()) out[field(i, "momentum")] = cpu_copy(momentum_[i]);
 }
 std::vector<std::string> SGD::check_param_state(size_t i, const std::map<std::string, Tensor>& state) const {
   const std::string name = field(i, "momentum");
@@ -193,16 +170,16 @@ std::vector<std::string> SGD::check_param_state(size_t i, const std::map<std::st
 }
 void SGD::load_param_state(size_t i, const std::map<std::string, Tensor>& state) {
   auto it = state.find(field(i, "momentum"));
-  momentum_[i] = it == state.end() ? Tensor() : it->second.contiguous().clone();
+  momentum_[i] = it == state.end() ? Tensor() : on_device_of(it->second, params_[i]);
 }
 
 void Adam::save_param_state(size_t i, std::map<std::string, Tensor>& out) const {
   const State& s = state_[i];
   if (s.t == 0) return;
   out[field(i, "t")] = scalar_tensor(static_cast<double>(s.t));
-  out[field(i, "m")] = s.m.clone();
-  out[field(i, "v")] = s.v.clone();
-  if (s.vmax.defined()) out[field(i, "vmax")] = s.vmax.clone();
+  out[field(i, "m")] = cpu_copy(s.m);
+  out[field(i, "v")] = cpu_copy(s.v);
+  if (s.vmax.defined()) out[field(i, "vmax")] = cpu_copy(s.vmax);
 }
 std::vector<std::string> Adam::check_param_state(size_t i, const std::map<std::string, Tensor>& state) const {
   const std::string t = field(i, "t");
@@ -217,9 +194,9 @@ void Adam::load_param_state(size_t i, const std::map<std::string, Tensor>& state
   State fresh;
   if (state.count(field(i, "t"))) {
     fresh.t = read_count(state, field(i, "t"));
-    fresh.m = state.at(field(i, "m")).contiguous().clone();
-    fresh.v = state.at(field(i, "v")).contiguous().clone();
-    if (opt_.amsgrad) fresh.vmax = state.at(field(i, "vmax")).contiguous().clone();
+    fresh.m = on_device_of(state.at(field(i, "m")), params_[i]);
+    fresh.v = on_device_of(state.at(field(i, "v")), params_[i]);
+    if (opt_.amsgrad) fresh.vmax = on_device_of(state.at(field(i, "vmax")), params_[i]);
   }
   state_[i] = std::move(fresh);
 }

@@ -3,7 +3,10 @@
 //
 // step() reads each parameter's .grad and updates its data in place, outside the tape
 // (NoGradGuard). Parameters whose grad is undefined (never reached by backward) are skipped and
-// their state does not advance -- as PyTorch skips p.grad is None. Parameters must be on the CPU.
+// their state does not advance -- as PyTorch skips p.grad is None. Parameters may live on any device
+// whose backend registered the update kernels (core/dispatch.h); the state is created on the
+// parameter's device, so move the model (Module::to) before building its optimizer. state_dict()
+// copies to the CPU; load_state_dict() copies onto each parameter's device.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -2,6 +2,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops/activation.h"
 #include "core/ops/reduce.h"
@@ -13,11 +14,11 @@ namespace glimpse {
 Tensor relu(const Tensor& x) {
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.device());
-  relu_forward(out, xc);
+  dispatch("relu", x.device(), &relu_forward, &DeviceKernels::relu_forward, out, xc);
   Tensor xd = xc.detach();
   return record("relu", out, {x}, [xd](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
     Tensor gx = Tensor::empty(xd.shape(), xd.device());
-    relu_backward(gx, g.contiguous(), xd, relu_rule());
+    dispatch("relu", xd.device(), &relu_backward, &DeviceKernels::relu_backward, gx, g.contiguous(), xd, relu_rule());
     return {gx};
   });
 }
@@ -25,11 +26,12 @@ Tensor relu(const Tensor& x) {
 Tensor leaky_relu(const Tensor& x, float slope) {
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.device());
-  leaky_relu_forward(out, xc, slope);
+  dispatch("leaky_relu", x.device(), &leaky_relu_forward, &DeviceKernels::leaky_relu_forward, out, xc, slope);
   Tensor xd = xc.detach();
   return record("leaky_relu", out, {x}, [xd, slope](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
     Tensor gx = Tensor::empty(xd.shape(), xd.device());
-    leaky_relu_backward(gx, g.contiguous(), xd, slope);
+    dispatch("leaky_relu", xd.device(), &leaky_relu_backward, &DeviceKernels::leaky_relu_backward, gx, g.contiguous(),
+             xd, slope);
     return {gx};
   });
 }
@@ -37,11 +39,11 @@ Tensor leaky_relu(const Tensor& x, float slope) {
 Tensor softmax(const Tensor& x, int64_t dim) {
   DimSplit s = split_at(x.shape(), dim, "softmax");
   Tensor y = Tensor::empty(x.shape(), x.device());
-  softmax_forward(y, x.contiguous(), s);
+  dispatch("softmax", x.device(), &softmax_forward, &DeviceKernels::softmax_forward, y, x.contiguous(), s);
   Tensor yd = y.detach();
   return record("softmax", y, {x}, [yd, s](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
     Tensor gx = Tensor::empty(yd.shape(), yd.device());
-    softmax_backward(gx, g.contiguous(), yd, s);
+    dispatch("softmax", yd.device(), &softmax_backward, &DeviceKernels::softmax_backward, gx, g.contiguous(), yd, s);
     return {gx};
   });
 }
@@ -49,11 +51,13 @@ Tensor softmax(const Tensor& x, int64_t dim) {
 Tensor log_softmax(const Tensor& x, int64_t dim) {
   DimSplit s = split_at(x.shape(), dim, "log_softmax");
   Tensor y = Tensor::empty(x.shape(), x.device());
-  log_softmax_forward(y, x.contiguous(), s);
+  dispatch("log_softmax", x.device(), &log_softmax_forward, &DeviceKernels::log_softmax_forward, y, x.contiguous(),
+           s);
   Tensor yd = y.detach();
   return record("log_softmax", y, {x}, [yd, s](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
     Tensor gx = Tensor::empty(yd.shape(), yd.device());
-    log_softmax_backward(gx, g.contiguous(), yd, s);
+    dispatch("log_softmax", yd.device(), &log_softmax_backward, &DeviceKernels::log_softmax_backward, gx,
+             g.contiguous(), yd, s);
     return {gx};
   });
 }

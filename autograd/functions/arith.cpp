@@ -7,6 +7,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops/elementwise.h"
 
@@ -16,19 +17,19 @@ namespace {
 Tensor binary_raw(const Tensor& a, const Tensor& b, BinaryOp op, const char* name) {
   check_same_device(a, b, name);
   Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), name), a.device());
-  binary_forward(out, a, b, op);
+  dispatch(name, a.device(), &binary_forward, &DeviceKernels::binary_forward, out, a, b, op);
   return out;
 }
 
 Tensor unary_raw(const Tensor& x, UnaryOp op) {
   Tensor out = Tensor::empty(x.shape(), x.device());
-  unary_forward(out, x, op);
+  dispatch("unary", x.device(), &unary_forward, &DeviceKernels::unary_forward, out, x, op);
   return out;
 }
 
 Tensor affine_raw(const Tensor& x, float scale, float shift) {
   Tensor out = Tensor::empty(x.shape(), x.device());
-  affine_forward(out, x, scale, shift);
+  dispatch("affine", x.device(), &affine_forward, &DeviceKernels::affine_forward, out, x, scale, shift);
   return out;
 }
 
@@ -37,7 +38,7 @@ Tensor affine_raw(const Tensor& x, float scale, float shift) {
 Tensor sum_to(const Tensor& grad, const Shape& shape) {
   if (grad.shape() == shape) return grad;
   Tensor out = Tensor::empty(shape, grad.device());
-  reduce_sum_to(out, grad);
+  dispatch("sum_to", grad.device(), &reduce_sum_to, &DeviceKernels::reduce_sum_to, out, grad);
   return out;
 }
 

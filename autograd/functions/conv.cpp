@@ -7,6 +7,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops/conv2d.h"
 
@@ -55,7 +56,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   const int64_t P = window_out_size(x.size(2), weight.size(2), opt.stride_h, opt.pad_h, opt.dilation_h);
   const int64_t Q = window_out_size(x.size(3), weight.size(3), opt.stride_w, opt.pad_w, opt.dilation_w);
   Tensor out = Tensor::empty({x.size(0), weight.size(0), P, Q}, x.device());
-  cpu::conv2d_forward(out, xc, wc, bc, opt);
+  dispatch("conv2d", x.device(), &cpu::conv2d_forward, &DeviceKernels::conv2d_forward, out, xc, wc, bc, opt,
+           /*relu=*/false);
 
   if (!grad_enabled() || !any_requires_grad({x, weight, bias})) return out;
   // Save only what a wanted gradient reads: gx reads w, gw reads x, gb reads neither.
@@ -70,13 +72,15 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                   std::vector<Tensor> grads(3);
                   if (needs[0]) {
                     grads[0] = Tensor::zeros(x_shape, g.device());
-                    cpu::conv2d_backward_data(grads[0], g, w_saved, opt);
+                    dispatch("conv2d", g.device(), &cpu::conv2d_backward_data, &DeviceKernels::conv2d_backward_data,
+                             grads[0], g, w_saved, opt);
                   }
                   const bool want_b = has_bias && needs[2];
                   if (needs[1] || want_b) {
                     Tensor gw = needs[1] ? Tensor::zeros(w_shape, g.device()) : Tensor();
                     Tensor gb = want_b ? Tensor::zeros({w_shape[0]}, g.device()) : Tensor();
-                    cpu::conv2d_backward_filter(gw, gb, g, x_saved, opt);
+                    dispatch("conv2d", g.device(), &cpu::conv2d_backward_filter,
+                             &DeviceKernels::conv2d_backward_filter, gw, gb, g, x_saved, opt);
                     grads[1] = gw;
                     grads[2] = gb;
                   }
@@ -90,8 +94,8 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   const int64_t P = window_out_size(x.size(2), weight.size(2), opt.stride_h, opt.pad_h, opt.dilation_h);
   const int64_t Q = window_out_size(x.size(3), weight.size(3), opt.stride_w, opt.pad_w, opt.dilation_w);
   Tensor out = Tensor::empty({x.size(0), weight.size(0), P, Q}, x.device());
-  cpu::conv2d_forward(out, x.contiguous(), weight.contiguous(), bias.defined() ? bias.contiguous() : Tensor(), opt,
-                      /*relu=*/true);
+  dispatch("conv2d_relu", x.device(), &cpu::conv2d_forward, &DeviceKernels::conv2d_forward, out, x.contiguous(),
+           weight.contiguous(), bias.defined() ? bias.contiguous() : Tensor(), opt, /*relu=*/true);
   return out;
 }
 

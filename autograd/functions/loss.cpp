@@ -1,4 +1,4 @@
-// Losses, forward and backward side by side.
+// Losses, forward and backward side by side (cross-entropy kernels: core/ops/loss.h).
 //
 // Softmax cross-entropy, with p = softmax(z_n) and optional class weights w:
 //   L = sum_n w_{y_n} (-log p_{n,y_n}) / sum_n w_{y_n}
@@ -12,8 +12,9 @@
 
 #include "autograd/functions.h"
 #include "autograd/node.h"
+#include "core/dispatch.h"
 #include "core/error.h"
-#include "core/ops/reduce.h"
+#include "core/ops/loss.h"
 
 namespace glimpse {
 namespace {
@@ -22,40 +23,31 @@ double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::l
 
 Tensor cross_entropy(const Tensor& logits, const std::vector<int64_t>& targets, const Tensor& class_weights) {
   GLIMPSE_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, K], got ", shape_str(logits.shape()));
-  check_cpu(logits, "cross_entropy");
   const int64_t N = logits.size(0), K = logits.size(1);
   GLIMPSE_CHECK(static_cast<int64_t>(targets.size()) == N, "cross_entropy: ", targets.size(), " targets for ", N,
                 " rows of logits ", shape_str(logits.shape()));
   GLIMPSE_CHECK(N > 0, "cross_entropy: empty batch");
-  std::vector<float> w(N, 1.f);
-  if (class_weights.defined())
+  if (class_weights.defined()) {
     GLIMPSE_CHECK(class_weights.dim() == 1 && class_weights.size(0) == K, "cross_entropy: class weights ",
                   shape_str(class_weights.shape()), " do not match ", K, " classes");
-  for (int64_t n = 0; n < N; ++n) {
+    check_same_device(logits, class_weights, "cross_entropy");
+  }
+  // Checked here, on the host: a device kernel cannot refuse a bad index.
+  for (int64_t n = 0; n < N; ++n)
     GLIMPSE_CHECK(targets[n] >= 0 && targets[n] < K, "cross_entropy: target ", targets[n], " of sample ", n,
                   " is not a class index in [0, ", K, ")");
-    if (class_weights.defined()) w[n] = class_weights.data()[targets[n]];
-  }
-  Tensor lp = Tensor::empty(logits.shape());
-  DimSplit s{N, K, 1};
-  log_softmax_forward(lp, logits.contiguous(), s);
-  double num = 0, den = 0;
-  const float* plp = lp.data();
-  for (int64_t n = 0; n < N; ++n) {
-    num += -static_cast<double>(w[n]) * plp[n * K + targets[n]];
-    den += w[n];
-  }
-  GLIMPSE_CHECK(den > 0, "cross_entropy: the class weights of this batch sum to zero");
-  Tensor out = Tensor::scalar(static_cast<float>(num / den));
+  const Device dev = logits.device();
+  Tensor out = Tensor::empty({}, dev), wsum = Tensor::empty({}, dev), lp = Tensor::empty(logits.shape(), dev);
+  const Tensor cw = class_weights.defined() ? class_weights.contiguous().detach() : Tensor();
+  dispatch("cross_entropy", dev, &cpu::cross_entropy_forward, &DeviceKernels::cross_entropy_forward, out, wsum, lp,
+           logits.contiguous(), targets, cw);
+  // On a GPU this reads wsum back (one synchronisation per loss, as reading the loss itself is).
+  GLIMPSE_CHECK(wsum.item() > 0, "cross_entropy: the class weights of this batch sum to zero");
   return record("cross_entropy", out, {logits},
-                [lp, targets, w, den, N, K](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
-                  const float scale = g.item() / static_cast<float>(den);
-                  Tensor gx = Tensor::empty({N, K});
-                  float* o = gx.data();
-                  const float* p = lp.data();
-                  for (int64_t n = 0; n < N; ++n)
-                    for (int64_t k = 0; k < K; ++k)
-                      o[n * K + k] = scale * w[n] * (std::exp(p[n * K + k]) - (k == targets[n] ? 1.f : 0.f));
+                [lp, targets, cw, wsum, N, K](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+                  Tensor gx = Tensor::empty({N, K}, g.device());
+                  dispatch("cross_entropy", g.device(), &cpu::cross_entropy_backward,
+                           &DeviceKernels::cross_entropy_backward, gx, g.contiguous(), lp, targets, cw, wsum);
                   return {gx};
                 });
 }

@@ -22,6 +22,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                   Tensor& running_var, bool training, float momentum, float eps) {
   GLIMPSE_CHECK(x.defined(), "batch_norm: the input is undefined");
   GLIMPSE_CHECK(x.dim() >= 2, "batch_norm: input must be [N, C, ...], got shape ", shape_str(x.shape()));
+  check_cpu(x, "batch_norm");  // the cuDNN twin (cuda/cudnn_batch_norm.h) is not dispatched to yet
   check_channel_vector(gamma, x, "gamma");
   check_channel_vector(beta, x, "beta");
   check_channel_vector(running_mean, x, "running_mean");

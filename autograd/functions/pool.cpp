@@ -3,6 +3,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops/pool2d.h"
 #include "core/ops/upsample.h"
@@ -36,12 +37,13 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   const Shape os = pool_out_shape(x, opt, "max_pool2d");
   const Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(os, x.device());
-  cpu::max_pool2d_forward(out, xc, opt);
+  dispatch("max_pool2d", x.device(), &cpu::max_pool2d_forward, &DeviceKernels::max_pool2d_forward, out, xc, opt);
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Tensor x_saved = xc.detach();
   return record("max_pool2d", out, {x}, [x_saved, opt](const Tensor& grad_out, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x_saved.shape(), x_saved.device());
-    cpu::max_pool2d_backward(gx, grad_out.contiguous(), x_saved, opt, /*accumulate=*/false);
+    dispatch("max_pool2d", x_saved.device(), &cpu::max_pool2d_backward, &DeviceKernels::max_pool2d_backward, gx,
+             grad_out.contiguous(), x_saved, opt, /*accumulate=*/false);
     return std::vector<Tensor>{gx};
   });
 }
@@ -53,12 +55,14 @@ Tensor relu_max_pool2x2(const Tensor& x) {
   const Shape os = pool_out_shape(x, opt, "relu_max_pool2x2");
   const Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(os, x.device());
-  cpu::relu_max_pool2x2_forward(out, xc);
+  dispatch("relu_max_pool2x2", x.device(), &cpu::relu_max_pool2x2_forward, &DeviceKernels::relu_max_pool2x2_forward,
+           out, xc);
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Tensor x_saved = xc.detach();
   return record("relu_max_pool2x2", out, {x}, [x_saved](const Tensor& grad_out, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x_saved.shape(), x_saved.device());
-    cpu::relu_max_pool2x2_backward(gx, grad_out.contiguous(), x_saved, relu_rule());
+    dispatch("relu_max_pool2x2", x_saved.device(), &cpu::relu_max_pool2x2_backward,
+             &DeviceKernels::relu_max_pool2x2_backward, gx, grad_out.contiguous(), x_saved, relu_rule());
     return std::vector<Tensor>{gx};
   });
 }
@@ -67,13 +71,15 @@ Tensor relu_max_pool2x2(const Tensor& x) {
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   const Shape os = pool_out_shape(x, opt, "avg_pool2d");
   Tensor out = Tensor::empty(os, x.device());
-  cpu::avg_pool2d_forward(out, x.contiguous(), opt);
+  dispatch("avg_pool2d", x.device(), &cpu::avg_pool2d_forward, &DeviceKernels::avg_pool2d_forward, out, x.contiguous(),
+           opt);
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Shape x_shape = x.shape();
   const Device dev = x.device();
   return record("avg_pool2d", out, {x}, [x_shape, dev, opt](const Tensor& grad_out, const std::vector<bool>&) {
     Tensor gx = Tensor::zeros(x_shape, dev);
-    cpu::avg_pool2d_backward(gx, grad_out.contiguous(), opt);
+    dispatch("avg_pool2d", dev, &cpu::avg_pool2d_backward, &DeviceKernels::avg_pool2d_backward, gx,
+             grad_out.contiguous(), opt);
     return std::vector<Tensor>{gx};
   });
 }
@@ -84,13 +90,15 @@ Tensor global_avg_pool(const Tensor& x) {
   GLIMPSE_CHECK(x.dim() == 4, "global_avg_pool: input must be [N, C, H, W], got shape ", shape_str(x.shape()));
   GLIMPSE_CHECK(x.size(2) * x.size(3) > 0, "global_avg_pool: input ", shape_str(x.shape()), " has no pixels");
   Tensor out = Tensor::empty({x.size(0), x.size(1)}, x.device());
-  cpu::global_avg_pool_forward(out, x.contiguous());
+  dispatch("global_avg_pool", x.device(), &cpu::global_avg_pool_forward, &DeviceKernels::global_avg_pool_forward, out,
+           x.contiguous());
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Shape x_shape = x.shape();
   const Device dev = x.device();
   return record("global_avg_pool", out, {x}, [x_shape, dev](const Tensor& grad_out, const std::vector<bool>&) {
     Tensor gx = Tensor::zeros(x_shape, dev);
-    cpu::global_avg_pool_backward(gx, grad_out.contiguous());
+    dispatch("global_avg_pool", dev, &cpu::global_avg_pool_backward, &DeviceKernels::global_avg_pool_backward, gx,
+             grad_out.contiguous());
     return std::vector<Tensor>{gx};
   });
 }
@@ -105,14 +113,16 @@ Tensor upsample_bilinear(const Tensor& x, int64_t out_h, int64_t out_w, bool ali
   GLIMPSE_CHECK(out_h >= 1 && out_w >= 1, "upsample_bilinear: output size must be positive, got ", out_h, "x", out_w,
                 " for input ", shape_str(x.shape()));
   Tensor out = Tensor::empty({x.size(0), x.size(1), out_h, out_w}, x.device());
-  cpu::upsample_bilinear_forward(out, x.contiguous(), align_corners);
+  dispatch("upsample_bilinear", x.device(), &cpu::upsample_bilinear_forward, &DeviceKernels::upsample_bilinear_forward,
+           out, x.contiguous(), align_corners);
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Shape x_shape = x.shape();
   const Device dev = x.device();
   return record("upsample_bilinear", out, {x},
                 [x_shape, dev, align_corners](const Tensor& grad_out, const std::vector<bool>&) {
                   Tensor gx = Tensor::zeros(x_shape, dev);
-                  cpu::upsample_bilinear_backward(gx, grad_out.contiguous(), align_corners);
+                  dispatch("upsample_bilinear", dev, &cpu::upsample_bilinear_backward,
+                           &DeviceKernels::upsample_bilinear_backward, gx, grad_out.contiguous(), align_corners);
                   return std::vector<Tensor>{gx};
                 });
 }

@@ -6,6 +6,7 @@
 
 #include "autograd/functions.h"
 #include "autograd/node.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops/reduce.h"
 
@@ -14,13 +15,8 @@ namespace {
 
 // Spreads g (one value per [outer, inner] cell) back over len, times `scale`.
 Tensor expand_dim(const Tensor& g, const Shape& shape, const DimSplit& s, float scale) {
-  Tensor gc = g.contiguous();
   Tensor out = Tensor::empty(shape, g.device());
-  const float* pg = gc.data();
-  float* o = out.data();
-  for (int64_t a = 0; a < s.outer; ++a)
-    for (int64_t l = 0; l < s.len; ++l)
-      for (int64_t c = 0; c < s.inner; ++c) o[(a * s.len + l) * s.inner + c] = scale * pg[a * s.inner + c];
+  dispatch("sum", g.device(), &sum_dim_backward, &DeviceKernels::sum_dim_backward, out, g.contiguous(), s, scale);
   return out;
 }
 
@@ -36,7 +32,7 @@ Tensor sum_impl(const Tensor& x, int64_t dim, bool keepdim, bool is_mean) {
   DimSplit s = split_at(x.shape(), dim, name);
   Shape xs = x.shape();
   Tensor out = Tensor::empty(reduced_shape(xs, dim, keepdim), x.device());
-  sum_dim_forward(out, x.contiguous(), s);
+  dispatch(name, x.device(), &sum_dim_forward, &DeviceKernels::sum_dim_forward, out, x.contiguous(), s);
   const float scale = is_mean ? 1.f / static_cast<float>(std::max<int64_t>(s.len, 1)) : 1.f;
   if (is_mean) out.scale_(scale);
   return record(name, out, {x}, [xs, s, scale](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
@@ -61,6 +57,7 @@ Tensor mean(const Tensor& x) {
 }
 
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
+  check_cpu(x, "max");
   DimSplit s = split_at(x.shape(), dim, "max");
   Shape xs = x.shape();
   Tensor out = Tensor::empty(reduced_shape(xs, dim, keepdim), x.device());

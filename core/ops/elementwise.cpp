@@ -144,4 +144,13 @@ void reduce_sum_to(Tensor& out, const Tensor& in) {
   }
 }
 
+void add_scaled(Tensor& y, const Tensor& x, float alpha) {
+  check_cpu(y, "add_");
+  check_cpu(x, "add_");
+  float* d = y.data();
+  const float* s = x.data();
+  const int64_t n = y.numel();
+  for (int64_t i = 0; i < n; ++i) d[i] += alpha * s[i];
+}
+
 }  // namespace glimpse

@@ -1,5 +1,5 @@
-// Element-wise CPU kernels with NumPy broadcasting. Outputs first. The CUDA twins will live in
-// cuda/elementwise.cu under the same names.
+// Element-wise CPU kernels with NumPy broadcasting. Outputs first. The CUDA twins live in
+// cuda/tensor_ops.cpp under the same names (kernels in cuda/elementwise.cu), behind core/dispatch.h.
 #pragma once
 #include "core/tensor.h"
 
@@ -18,5 +18,7 @@ void unary_forward(Tensor& out, const Tensor& x, UnaryOp op);
 void affine_forward(Tensor& out, const Tensor& x, float scale, float shift);
 // out = sum of `in` over the dimensions in which `out`'s shape is broadcast to `in`'s.
 void reduce_sum_to(Tensor& out, const Tensor& in);
+// y += alpha * x, same shape, in place (Tensor::add_: gradient accumulation, optimizers).
+void add_scaled(Tensor& y, const Tensor& x, float alpha);
 
 }  // namespace glimpse

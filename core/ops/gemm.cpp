@@ -77,4 +77,34 @@ void matmul_forward(Tensor& out, const Tensor& a, const Tensor& b) {
   gemm(false, false, M, N, K, 1.f, a.data(), K, b.data(), N, 0.f, out.data(), N);
 }
 
+void matmul_backward(Tensor& ga, Tensor& gb, const Tensor& g, const Tensor& a, const Tensor& b) {
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  if (ga.defined()) gemm(false, true, M, K, N, 1.f, g.data(), N, b.data(), N, 0.f, ga.data(), K);
+  if (gb.defined()) gemm(true, false, K, N, M, 1.f, a.data(), K, g.data(), N, 0.f, gb.data(), N);
+}
+
+void linear_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b) {
+  const int64_t N = x.size(0), I = x.size(1), O = w.size(0);
+  float* o = y.data();
+  // The bias rows first, then the GEMM adds onto them (beta = 1): no second pass over y.
+  if (b.defined()) {
+    const float* pb = b.data();
+    for (int64_t n = 0; n < N; ++n) std::copy(pb, pb + O, o + n * O);
+  }
+  gemm(false, true, N, O, I, 1.f, x.data(), I, w.data(), I, b.defined() ? 1.f : 0.f, o, O);
+}
+
+void linear_backward(Tensor& gx, Tensor& gw, Tensor& gb, const Tensor& g, const Tensor& x, const Tensor& w) {
+  const int64_t N = x.size(0), I = x.size(1), O = w.size(0);
+  if (gx.defined()) gemm(false, false, N, I, O, 1.f, g.data(), O, w.data(), I, 0.f, gx.data(), I);
+  if (gw.defined()) gemm(true, false, O, I, N, 1.f, g.data(), O, x.data(), I, 0.f, gw.data(), I);
+  if (gb.defined()) {
+    gb.fill_(0.f);
+    float* pb = gb.data();
+    const float* pg = g.data();
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < O; ++o) pb[o] += pg[n * O + o];
+  }
+}
+
 }  // namespace glimpse

@@ -126,4 +126,12 @@ void log_softmax_backward(Tensor& gx, const Tensor& gy, const Tensor& y, const D
   });
 }
 
+void sum_dim_backward(Tensor& gx, const Tensor& gout, const DimSplit& s, float scale) {
+  const float* pg = gout.data();
+  float* o = gx.data();
+  for (int64_t a = 0; a < s.outer; ++a)
+    for (int64_t l = 0; l < s.len; ++l)
+      for (int64_t c = 0; c < s.inner; ++c) o[(a * s.len + l) * s.inner + c] = scale * pg[a * s.inner + c];
+}
+
 }  // namespace glimpse

@@ -12,6 +12,9 @@ struct DimSplit {
 DimSplit split_at(const Shape& shape, int64_t& dim, const char* op);
 
 void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s);                     // out [outer*inner]
+// gx [outer, len, inner] = scale * gout [outer, inner] spread over len (overwrites): the backward of
+// sum (scale 1) and mean (scale 1/len).
+void sum_dim_backward(Tensor& gx, const Tensor& gout, const DimSplit& s, float scale);
 void max_dim_forward(Tensor& out, std::vector<int64_t>& argmax, const Tensor& x, const DimSplit& s);
 
 // y = softmax(x) along the dim; gx = y * (g - sum(g * y)).
