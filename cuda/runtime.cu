@@ -8,6 +8,7 @@
 #include "core/storage.h"
 #include "cuda/allocator.h"
 #include "cuda/check.h"
+#include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
 
@@ -106,6 +107,8 @@ bool init() {
       set_unavailable_reason(DeviceType::CUDA, ("CUDA backend built, but " + s.why).c_str());
       return;
     }
+    // The kernels first: once the allocator is in, CUDA tensors exist and ops must find them.
+    register_kernels();
     register_allocator(DeviceType::CUDA, &caching_allocator());
     s.ok = true;
   });

@@ -9,7 +9,7 @@ namespace glimpse::cuda {
 int device_count();
 
 // Makes Device::cuda(i) usable by tensors: registers the caching allocator (cuda/allocator.h) for
-// DeviceType::CUDA. Returns false, and records why (core/storage.h: set_unavailable_reason, so that
+// DeviceType::CUDA and the CUDA kernels of the ops (cuda/tensor_ops.h, into core/dispatch.h). Returns false, and records why (core/storage.h: set_unavailable_reason, so that
 // asking for a CUDA tensor names the reason), when there is no driver, no GPU, or the cuDNN library
 // loaded at run time has another major version than the headers glimpse was compiled with.
 // Idempotent and thread-safe; the answer is computed once.

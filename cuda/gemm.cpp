@@ -1,0 +1,60 @@
+// matmul, linear and y += alpha x through cuBLAS: the GPU twins of core/ops/gemm.cpp and
+// core/ops/elementwise.cpp's add_scaled, same names and contracts (cuda/tensor_ops.h).
+#include <cublas_v2.h>
+
+#include "cuda/check.h"
+#include "cuda/kernels.h"
+#include "cuda/resources.h"
+#include "cuda/tensor_ops.h"
+
+namespace glimpse::cuda {
+
+// cuBLAS is column-major. A row-major X [r, c] (leading dimension ld) is the column-major X^T with
+// the same ld, so the row-major C = op(A) op(B) is computed as the column-major
+// C^T = op(B)^T op(A)^T: the operands swap places and keep their own transpose flags.
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  CUBLAS_CHECK(cublasSgemm_64(cublas_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                              N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+}
+
+void matmul_forward(Tensor& out, const Tensor& a, const Tensor& b) {
+  const auto guard = on_device_of(out);
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  gemm(false, false, M, N, K, 1.f, device_data(a), K, device_data(b), N, 0.f, device_data(out), N);
+}
+
+void matmul_backward(Tensor& ga, Tensor& gb, const Tensor& g, const Tensor& a, const Tensor& b) {
+  const auto guard = on_device_of(g);
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  if (ga.defined()) gemm(false, true, M, K, N, 1.f, device_data(g), N, device_data(b), N, 0.f, device_data(ga), K);
+  if (gb.defined()) gemm(true, false, K, N, M, 1.f, device_data(a), K, device_data(g), N, 0.f, device_data(gb), N);
+}
+
+// y = x w^T, then the bias added to every row in place (bias_add over [N, O, 1]).
+void linear_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b) {
+  const auto guard = on_device_of(y);
+  const int64_t N = x.size(0), I = x.size(1), O = w.size(0);
+  float* py = device_data(y);
+  gemm(false, true, N, O, I, 1.f, device_data(x), I, device_data(w), I, 0.f, py, O);
+  if (b.defined()) bias_add_forward(py, py, device_data(b), N, O, 1);
+}
+
+void linear_backward(Tensor& gx, Tensor& gw, Tensor& gb, const Tensor& g, const Tensor& x, const Tensor& w) {
+  const auto guard = on_device_of(g);
+  const int64_t N = x.size(0), I = x.size(1), O = w.size(0);
+  if (gx.defined()) gemm(false, false, N, I, O, 1.f, device_data(g), O, device_data(w), I, 0.f, device_data(gx), I);
+  if (gw.defined()) gemm(true, false, O, I, N, 1.f, device_data(g), O, device_data(x), I, 0.f, device_data(gw), I);
+  if (gb.defined()) {
+    gb.fill_(0.f);  // bias_add_backward accumulates; the CPU twin overwrites
+    bias_add_backward(device_data(gb), device_data(g), N, O, 1);
+  }
+}
+
+void add_scaled(Tensor& y, const Tensor& x, float alpha) {
+  const auto guard = on_device_of(y);
+  CUBLAS_CHECK(cublasSaxpy_64(cublas_handle(), y.numel(), &alpha, device_data(x), 1, device_data(y), 1));
+}
+
+}  // namespace glimpse::cuda

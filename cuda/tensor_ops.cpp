@@ -1,0 +1,296 @@
+// The Tensor-level CUDA twins of core/ops (see cuda/tensor_ops.h), and their registration into
+// core's dispatch table. In the order of core/dispatch.h's slots.
+#include "cuda/tensor_ops.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/error.h"
+#include "cuda/check.h"
+#include "cuda/cudnn_conv.h"
+#include "cuda/kernels.h"
+#include "cuda/resources.h"
+
+namespace glimpse::cuda {
+
+float* device_data(const Tensor& t) {
+  GLIMPSE_CHECK(t.defined() && t.device().is_cuda(), "cuda: expected a tensor on a CUDA device, got ",
+                t.defined() ? t.device().str() : std::string("an undefined tensor"));
+  GLIMPSE_CHECK(t.is_contiguous(), "cuda: the tensor of shape ", shape_str(t.shape()), " is not contiguous");
+  return t.impl()->storage->data() + t.impl()->offset;
+}
+
+float* device_data_or_null(const Tensor& t) { return t.defined() ? device_data(t) : nullptr; }
+
+namespace {
+
+// ---- element-wise (kernels: cuda/elementwise.cu) ----
+void binary_forward(Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
+  const auto guard = on_device_of(out);
+  const Tensor ac = a.contiguous(), bc = b.contiguous();
+  cuda::binary_forward(device_data(out), out.shape(), device_data(ac), ac.shape(), device_data(bc), bc.shape(), op);
+}
+
+void unary_forward(Tensor& out, const Tensor& x, UnaryOp op) {
+  const auto guard = on_device_of(out);
+  cuda::unary_forward(device_data(out), device_data(x.contiguous()), out.numel(), op);
+}
+
+void affine_forward(Tensor& out, const Tensor& x, float scale, float shift) {
+  const auto guard = on_device_of(out);
+  cuda::affine_forward(device_data(out), device_data(x.contiguous()), out.numel(), scale, shift);
+}
+
+void reduce_sum_to(Tensor& out, const Tensor& in) {
+  // The CPU twin refuses a shape `in` does not broadcast from; so does this, before any launch.
+  GLIMPSE_CHECK(broadcast_shapes(out.shape(), in.shape(), "sum_to") == in.shape(), "sum_to: cannot reduce ",
+                shape_str(in.shape()), " to ", shape_str(out.shape()));
+  const auto guard = on_device_of(out);
+  const Tensor ic = in.contiguous();
+  cuda::reduce_sum_to(device_data(out), out.shape(), device_data(ic), ic.shape());
+}
+
+// ---- activations (cuda/activation.cu) ----
+void relu_forward(Tensor& out, const Tensor& x) {
+  const auto guard = on_device_of(out);
+  cuda::relu_forward(device_data(out), device_data(x), out.numel());
+}
+
+void relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule) {
+  const auto guard = on_device_of(gx);
+  cuda::relu_backward(device_data(gx), device_data(gout), device_data(x), gx.numel(), rule);
+}
+
+void leaky_relu_forward(Tensor& out, const Tensor& x, float slope) {
+  const auto guard = on_device_of(out);
+  cuda::leaky_relu_forward(device_data(out), device_data(x), out.numel(), slope);
+}
+
+void leaky_relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, float slope) {
+  const auto guard = on_device_of(gx);
+  cuda::leaky_relu_backward(device_data(gx), device_data(gout), device_data(x), gx.numel(), slope);
+}
+
+// ---- reductions and softmax (cuda/reduce.cu) ----
+void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
+  const auto guard = on_device_of(out);
+  cuda::sum_dim_forward(device_data(out), device_data(x), s.outer, s.len, s.inner);
+}
+
+void sum_dim_backward(Tensor& gx, const Tensor& gout, const DimSplit& s, float scale) {
+  const auto guard = on_device_of(gx);
+  gx.fill_(0.f);  // the launcher accumulates; the CPU twin overwrites
+  cuda::sum_dim_backward(device_data(gx), device_data(gout), s.outer, s.len, s.inner, scale);
+}
+
+// softmax and log_softmax: the same launcher shapes, y = f(x) and gx = f'(gy, y) along the dim.
+template <auto launcher>
+void along_dim_forward(Tensor& y, const Tensor& x, const DimSplit& s) {
+  const auto guard = on_device_of(y);
+  launcher(device_data(y), device_data(x), s.outer, s.len, s.inner, 0);
+}
+
+template <auto launcher>
+void along_dim_backward(Tensor& gx, const Tensor& gy, const Tensor& y, const DimSplit& s) {
+  const auto guard = on_device_of(gx);
+  launcher(device_data(gx), device_data(gy), device_data(y), s.outer, s.len, s.inner, 0);
+}
+
+// ---- convolution (cuDNN: cuda/cudnn_conv.cu) ----
+ConvGeometry geometry(const Tensor& x, const Shape& w_shape, const Conv2dOptions& opt) {
+  ConvGeometry g;
+  g.N = x.size(0), g.C = x.size(1), g.H = x.size(2), g.W = x.size(3);
+  g.K = w_shape[0], g.R = w_shape[2], g.S = w_shape[3];
+  g.opt = opt;
+  return g;
+}
+
+// relu = true: ReLU in place on the output (the fusion the CPU does per block, here one more pass).
+void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt,
+                    bool relu) {
+  const auto guard = on_device_of(out);
+  float* y = device_data(out);
+  cuda::conv2d_forward(y, device_data(x), device_data(w), device_data_or_null(b), geometry(x, w.shape(), opt));
+  if (relu) cuda::relu_forward(y, y, out.numel());
+}
+
+void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dOptions& opt) {
+  const auto guard = on_device_of(gx);
+  cuda::conv2d_backward_data(device_data(gx), device_data(gout), device_data(w), geometry(gx, w.shape(), opt));
+}
+
+// Without gw (only the bias gradient wanted) cuDNN is not needed: gb[k] += sum over n, p, q of gout.
+void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Tensor& x, const Conv2dOptions& opt) {
+  const auto guard = on_device_of(gout);
+  if (!gw.defined()) {
+    if (gb.defined())
+      bias_add_backward(device_data(gb), device_data(gout), gout.size(0), gout.size(1), gout.size(2) * gout.size(3));
+    return;
+  }
+  cuda::conv2d_backward_filter(device_data(gw), device_data_or_null(gb), device_data(gout), device_data(x),
+                               geometry(x, gw.shape(), opt));
+}
+
+// ---- pooling (cuda/pool2d.cu) ----
+void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
+  const auto guard = on_device_of(out);
+  cuda::max_pool2d_forward(device_data(out), nullptr, device_data(x), x.size(0), x.size(1), x.size(2), x.size(3), opt);
+}
+
+// The window argmax of x (first maximal cell), recomputed as the CPU twin recomputes it.
+DeviceBuffer window_argmax(const Tensor& x, const Shape& out_shape, const Pool2dOptions& opt) {
+  const int64_t n_out = shape_numel(out_shape);
+  DeviceBuffer argmax(static_cast<size_t>(n_out) * sizeof(int32_t), x.device().index);
+  DeviceBuffer scratch(static_cast<size_t>(n_out) * sizeof(float), x.device().index);
+  cuda::max_pool2d_forward(scratch.as<float>(), argmax.as<int32_t>(), device_data(x), x.size(0), x.size(1), x.size(2),
+                           x.size(3), opt);
+  return argmax;
+}
+
+void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt, bool accumulate) {
+  const auto guard = on_device_of(gx);
+  const DeviceBuffer argmax = window_argmax(x, gout.shape(), opt);
+  if (!accumulate) gx.fill_(0.f);
+  cuda::max_pool2d_backward(device_data(gx), device_data(gout), argmax.as<int32_t>(), x.size(0), x.size(1), x.size(2),
+                            x.size(3), opt);
+}
+
+// relu(max_pool(x)) = max_pool(relu(x)): ReLU is monotone.
+void relu_max_pool2x2_forward(Tensor& out, const Tensor& x) {
+  max_pool2d_forward(out, x, Pool2dOptions::square(2, 2));
+  const auto guard = on_device_of(out);
+  cuda::relu_forward(device_data(out), device_data(out), out.numel());
+}
+
+// As the CPU twin: route gout to the argmax of relu(x) over each window (a window with no positive
+// cell picks its first cell, the first maximum of its zeros), then apply the ReLU rule at that cell.
+void relu_max_pool2x2_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule) {
+  const auto guard = on_device_of(gx);
+  Tensor rx = Tensor::empty(x.shape(), x.device());
+  cuda::relu_forward(device_data(rx), device_data(x), x.numel());
+  Tensor routed = Tensor::zeros(x.shape(), x.device());
+  max_pool2d_backward(routed, gout, rx, Pool2dOptions::square(2, 2), /*accumulate=*/true);
+  cuda::relu_backward(device_data(gx), device_data(routed), device_data(x), x.numel(), rule);
+}
+
+void avg_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
+  const auto guard = on_device_of(out);
+  cuda::avg_pool2d_forward(device_data(out), device_data(x), x.size(0), x.size(1), x.size(2), x.size(3), opt);
+}
+
+void avg_pool2d_backward(Tensor& gx, const Tensor& gout, const Pool2dOptions& opt) {
+  const auto guard = on_device_of(gx);
+  cuda::avg_pool2d_backward(device_data(gx), device_data(gout), gx.size(0), gx.size(1), gx.size(2), gx.size(3), opt);
+}
+
+void global_avg_pool_forward(Tensor& out, const Tensor& x) {
+  const auto guard = on_device_of(out);
+  cuda::global_avg_pool_forward(device_data(out), device_data(x), x.size(0) * x.size(1), x.size(2) * x.size(3));
+}
+
+void global_avg_pool_backward(Tensor& gx, const Tensor& gout) {
+  const auto guard = on_device_of(gx);
+  cuda::global_avg_pool_backward(device_data(gx), device_data(gout), gx.size(0) * gx.size(1), gx.size(2) * gx.size(3));
+}
+
+// ---- bilinear resize (cuda/upsample.cu) ----
+void upsample_bilinear_forward(Tensor& out, const Tensor& x, bool align_corners) {
+  const auto guard = on_device_of(out);
+  cuda::upsample_bilinear_forward(device_data(out), device_data(x), x.size(0) * x.size(1), x.size(2), x.size(3),
+                                  out.size(2), out.size(3), align_corners);
+}
+
+void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corners) {
+  const auto guard = on_device_of(gx);
+  cuda::upsample_bilinear_backward(device_data(gx), device_data(gout), gx.size(0) * gx.size(1), gx.size(2),
+                                   gx.size(3), gout.size(2), gout.size(3), align_corners);
+}
+
+// ---- cross-entropy (cuda/loss.cu) ----
+// The class indices on the device (validated on the host by the autograd op).
+DeviceBuffer upload_targets(const std::vector<int64_t>& targets, int device) {
+  DeviceBuffer buf(targets.size() * sizeof(int64_t), device);
+  CUDA_CHECK(cudaMemcpy(buf.data(), targets.data(), targets.size() * sizeof(int64_t), cudaMemcpyHostToDevice));
+  return buf;
+}
+
+void cross_entropy_forward(Tensor& loss, Tensor& wsum, Tensor& logp, const Tensor& logits,
+                           const std::vector<int64_t>& targets, const Tensor& class_weights) {
+  const auto guard = on_device_of(logits);
+  const DeviceBuffer t = upload_targets(targets, logits.device().index);
+  cuda::cross_entropy_forward(device_data(loss), device_data(wsum), device_data(logp), device_data(logits),
+                              t.as<int64_t>(), device_data_or_null(class_weights), logits.size(0), logits.size(1));
+}
+
+void cross_entropy_backward(Tensor& glogits, const Tensor& gloss, const Tensor& logp,
+                            const std::vector<int64_t>& targets, const Tensor& class_weights, const Tensor& wsum) {
+  const auto guard = on_device_of(glogits);
+  const DeviceBuffer t = upload_targets(targets, logp.device().index);
+  cuda::cross_entropy_backward(device_data(glogits), device_data(gloss), device_data(logp), t.as<int64_t>(),
+                               device_data_or_null(class_weights), device_data(wsum), logp.size(0), logp.size(1));
+}
+
+// ---- optimizers (cuda/optim.cu) ----
+void sgd_step(Tensor& p, Tensor& momentum_buf, const Tensor& g, float lr, float momentum, float dampening,
+              bool nesterov, float weight_decay, bool first_step) {
+  const auto guard = on_device_of(p);
+  cuda::sgd_step(device_data(p), momentum == 0.f ? nullptr : device_data(momentum_buf), device_data(g), p.numel(), lr,
+                 momentum, dampening, nesterov, weight_decay, first_step);
+}
+
+void adam_step(Tensor& p, Tensor& m, Tensor& v, Tensor& vmax, const Tensor& g, float lr, float beta1, float beta2,
+               float eps, float weight_decay, bool decoupled, int64_t t) {
+  const auto guard = on_device_of(p);
+  cuda::adam_step(device_data(p), device_data(m), device_data(v), device_data_or_null(vmax), device_data(g),
+                  p.numel(), lr, beta1, beta2, eps, weight_decay, decoupled, t);
+}
+
+}  // namespace
+
+// Each assignment picks the Tensor-level overload by the slot's type, so a signature that drifts
+// from the CPU twin's stops the build here.
+void register_kernels() {
+  DeviceKernels& k = cuda_kernels();
+  k.binary_forward = &binary_forward;
+  k.unary_forward = &unary_forward;
+  k.affine_forward = &affine_forward;
+  k.reduce_sum_to = &reduce_sum_to;
+  k.add_scaled = &add_scaled;
+  k.relu_forward = &relu_forward;
+  k.relu_backward = &relu_backward;
+  k.leaky_relu_forward = &leaky_relu_forward;
+  k.leaky_relu_backward = &leaky_relu_backward;
+  k.sum_dim_forward = &sum_dim_forward;
+  k.sum_dim_backward = &sum_dim_backward;
+  k.softmax_forward = &along_dim_forward<&cuda::softmax_forward>;
+  k.softmax_backward = &along_dim_backward<&cuda::softmax_backward>;
+  k.log_softmax_forward = &along_dim_forward<&cuda::log_softmax_forward>;
+  k.log_softmax_backward = &along_dim_backward<&cuda::log_softmax_backward>;
+  k.matmul_forward = &matmul_forward;
+  k.matmul_backward = &matmul_backward;
+  k.linear_forward = &linear_forward;
+  k.linear_backward = &linear_backward;
+  k.conv2d_forward = &conv2d_forward;
+  k.conv2d_backward_data = &conv2d_backward_data;
+  k.conv2d_backward_filter = &conv2d_backward_filter;
+  k.max_pool2d_forward = &max_pool2d_forward;
+  k.max_pool2d_backward = &max_pool2d_backward;
+  k.relu_max_pool2x2_forward = &relu_max_pool2x2_forward;
+  k.relu_max_pool2x2_backward = &relu_max_pool2x2_backward;
+  k.avg_pool2d_forward = &avg_pool2d_forward;
+  k.avg_pool2d_backward = &avg_pool2d_backward;
+  k.global_avg_pool_forward = &global_avg_pool_forward;
+  k.global_avg_pool_backward = &global_avg_pool_backward;
+  k.upsample_bilinear_forward = &upsample_bilinear_forward;
+  k.upsample_bilinear_backward = &upsample_bilinear_backward;
+  k.cross_entropy_forward = &cross_entropy_forward;
+  k.cross_entropy_backward = &cross_entropy_backward;
+  k.sgd_step = &sgd_step;
+  k.adam_step = &adam_step;
+}
+
+}  // namespace glimpse::cuda
