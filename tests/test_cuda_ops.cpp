@@ -104,6 +104,11 @@ TEST_F(DeviceDispatch, OpWithoutCudaKernelNamesOpAndDevice) {
   expect_has(error_of([&] { cross_entropy(on_cuda({2, 3}, 0.f), {0, 2}); }), std::string("cross_entropy: ") + why);
   expect_has(error_of([&] { add(x, x); }), std::string("add: ") + why);
   expect_has(error_of([&] { x.add_(x); }), std::string("add_: ") + why);
+  // Ops with no slot in the table at all (CPU-only for now) say so, naming the device.
+  Tensor rm = on_cuda({2}, 0.f), rv = on_cuda({2}, 1.f);
+  expect_has(error_of([&] { batch_norm(x, Tensor(), Tensor(), rm, rv, true); }),
+             "batch_norm: no cuda:0 implementation (CPU only)");
+  expect_has(error_of([&] { pad2d(x, 1, 1, 1, 1); }), "pad2d: no cuda:0 implementation (CPU only)");
   // The error says where the tensor is and what to do.
   expect_has(error_of([&] { relu(x); }), "the tensor is on cuda:0, move it with .to(Device::cpu())");
 }
