@@ -50,6 +50,9 @@ std::shared_ptr<Model> small_gap_net(int64_t num_classes = 3, int64_t input_size
 //   "features.23", 1/8 of the input), gap, classifier = Linear(128, num_classes). Kaiming-normal
 //   (fan-out) convolutions. Default input 96; input_size >= 8.
 std::shared_ptr<Model> bn_gap_net(int64_t num_classes = 3, int64_t input_size = 96, Rng& rng = global_rng());
+// bn-gap-fine: the same without the third MaxPool2d and with dilation 2 (pad 2) in the last two
+//   convolutions (indices 0..22; CAM layer "features.22", 1/4 of the input); input_size >= 4.
+std::shared_ptr<Model> bn_gap_fine_net(int64_t num_classes = 3, int64_t input_size = 96, Rng& rng = global_rng());
 
 // W2 (VGG16-GAP, the seed paper's network): features = torchvision's vgg16 features 0..29 (13 convs
 // each + ReLU, MaxPool after blocks 1-4; the 5th MaxPool dropped), then, with extra_conv, one more

@@ -342,6 +342,13 @@ TEST(Modules, ModelOutputShapes) {
   EXPECT_EQ(bn->find("features.22").type_name(), "BatchNorm2d");
   EXPECT_EQ(bn->find("features.23").type_name(), "ReLU");
   EXPECT_EQ(make_model("bn-gap", 3)->info.input_size, 96);
+  // bn-gap-fine: the same parameters (dilation adds none), no third pool, CAM at 1/4 of the input.
+  auto fine = bn_gap_fine_net(5, 32, rng);
+  EXPECT_EQ(fine->num_parameters(), bn->num_parameters());
+  EXPECT_EQ(fine->info.cam_layer, "features.22");
+  EXPECT_EQ(fine->find("features.22").type_name(), "ReLU");
+  EXPECT_EQ(fine->find("features.20").describe(), "Conv2d(128, 128, kernel=3, stride=1, padding=2, dilation=2, bias=false)");
+  EXPECT_EQ(fine->info.feature_size(), 8);
   // Default input size from the registry; vgg16 without the extra conv has the 13 convs only.
   EXPECT_EQ(make_model("small-gap", 3)->info.input_size, 64);
   auto v13 = vgg16_gap(5, 32, rng, false);
