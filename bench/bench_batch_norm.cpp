@@ -21,7 +21,7 @@ void BM_BatchNormTrain(benchmark::State& state) {
   Tensor mean = Tensor::empty({C}), invstd = Tensor::empty({C});
   Tensor g = uniform(x.shape(), 2), gx = Tensor::zeros(x.shape()), gg = Tensor::zeros({C}), gbeta = Tensor::zeros({C});
   cpu::batch_norm_forward_train(y, mean, invstd, rm, rv, x, gamma, beta, 0.1f, 1e-5f);
-  cpu::batch_norm_backward(gx, gg, gbeta, g, x, gamma, mean, invstd, true);
+  cpu::batch_norm_backward(gx, gg, gbeta, g, x, gamma, mean, invstd, true, 1e-5f);
   const int64_t M = N * H * H;
   for (int64_t c = 0; c < C; c += 7) {
     double s = 0, s2 = 0, gs = 0;
@@ -41,7 +41,7 @@ void BM_BatchNormTrain(benchmark::State& state) {
     gx.fill_(0.f);
     gg.fill_(0.f);
     gbeta.fill_(0.f);
-    cpu::batch_norm_backward(gx, gg, gbeta, g, x, gamma, mean, invstd, true);
+    cpu::batch_norm_backward(gx, gg, gbeta, g, x, gamma, mean, invstd, true, 1e-5f);
     benchmark::DoNotOptimize(gx.data());
   }
   state.SetBytesProcessed(state.iterations() * x.numel() * 4 * 5);

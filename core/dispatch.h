@@ -62,6 +62,16 @@ struct DeviceKernels {
   void (*conv2d_backward_data)(Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dOptions& opt) = nullptr;
   void (*conv2d_backward_filter)(Tensor& gw, Tensor& gb, const Tensor& gout, const Tensor& x,
                                  const Conv2dOptions& opt) = nullptr;
+  // ---- core/ops/batch_norm.h (namespace glimpse::cpu) ----
+  void (*batch_norm_forward_train)(Tensor& y, Tensor& save_mean, Tensor& save_invstd, Tensor& running_mean,
+                                   Tensor& running_var, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                   float momentum, float eps) = nullptr;
+  void (*batch_norm_forward_eval)(Tensor& y, Tensor& save_mean, Tensor& save_invstd, const Tensor& x,
+                                  const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                                  const Tensor& running_var, float eps) = nullptr;
+  void (*batch_norm_backward)(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor& gout, const Tensor& x,
+                              const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd, bool training,
+                              float eps) = nullptr;
   // ---- core/ops/pool2d.h (namespace glimpse::cpu) ----
   void (*max_pool2d_forward)(Tensor& out, const Tensor& x, const Pool2dOptions& opt) = nullptr;
   void (*max_pool2d_backward)(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt,

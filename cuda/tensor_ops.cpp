@@ -11,6 +11,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "cuda/check.h"
+#include "cuda/cudnn_batch_norm.h"
 #include "cuda/cudnn_conv.h"
 #include "cuda/kernels.h"
 #include "cuda/resources.h"
@@ -133,6 +134,41 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
   }
   cuda::conv2d_backward_filter(device_data(gw), device_data_or_null(gb), device_data(gout), device_data(x),
                                geometry(x, gw.shape(), opt));
+}
+
+// ---- batch norm (cuDNN: cuda/cudnn_batch_norm.cu) ----
+// x [N, C, *] as the [N, C, L] the wrapper takes (L = 1 for [N, C]).
+int64_t bn_plane(const Tensor& x) {
+  int64_t L = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) L *= x.size(d);
+  return L;
+}
+
+void batch_norm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd, Tensor& running_mean,
+                              Tensor& running_var, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                              float momentum, float eps) {
+  const auto guard = on_device_of(y);
+  cuda::batch_norm_forward_train(device_data(y), device_data(save_mean), device_data(save_invstd),
+                                 device_data_or_null(running_mean), device_data_or_null(running_var), device_data(x),
+                                 device_data_or_null(gamma), device_data_or_null(beta), x.size(0), x.size(1),
+                                 bn_plane(x), momentum, eps);
+}
+
+void batch_norm_forward_eval(Tensor& y, Tensor& save_mean, Tensor& save_invstd, const Tensor& x, const Tensor& gamma,
+                             const Tensor& beta, const Tensor& running_mean, const Tensor& running_var, float eps) {
+  const auto guard = on_device_of(y);
+  cuda::batch_norm_forward_eval(device_data(y), device_data(save_mean), device_data(save_invstd), device_data(x),
+                                device_data_or_null(gamma), device_data_or_null(beta), device_data(running_mean),
+                                device_data(running_var), x.size(0), x.size(1), bn_plane(x), eps);
+}
+
+void batch_norm_backward(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor& gout, const Tensor& x,
+                         const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd, bool training,
+                         float eps) {
+  const auto guard = on_device_of(gout);
+  cuda::batch_norm_backward(device_data_or_null(gx), device_data_or_null(ggamma), device_data_or_null(gbeta),
+                            device_data(gout), device_data(x), device_data_or_null(gamma), device_data(save_mean),
+                            device_data(save_invstd), x.size(0), x.size(1), bn_plane(x), training, eps);
 }
 
 // ---- pooling (cuda/pool2d.cu) ----
@@ -277,6 +313,9 @@ void register_kernels() {
   k.conv2d_forward = &conv2d_forward;
   k.conv2d_backward_data = &conv2d_backward_data;
   k.conv2d_backward_filter = &conv2d_backward_filter;
+  k.batch_norm_forward_train = &batch_norm_forward_train;
+  k.batch_norm_forward_eval = &batch_norm_forward_eval;
+  k.batch_norm_backward = &batch_norm_backward;
   k.max_pool2d_forward = &max_pool2d_forward;
   k.max_pool2d_backward = &max_pool2d_backward;
   k.relu_max_pool2x2_forward = &relu_max_pool2x2_forward;

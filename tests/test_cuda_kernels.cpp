@@ -676,7 +676,7 @@ TEST_F(CudaKernels, CudnnBatchNormTrainEvalBackward) {
       // Backward, accumulating onto non-zero gradients.
       Tensor gx = randn(x.shape(), 410), ggamma = randn({C}, 411), gbeta = randn({C}, 412);
       auto dgx = upload(gx), dgg = upload(ggamma), dgb = upload(gbeta);
-      cpu::batch_norm_backward(gx, ggamma, gbeta, g, x, gamma, smean, sinv, training);
+      cpu::batch_norm_backward(gx, ggamma, gbeta, g, x, gamma, smean, sinv, training, eps);
       cuda::batch_norm_backward(dgx.as<float>(), dgg.as<float>(), dgb.as<float>(), dg.as<float>(), dx.as<float>(),
                                 pgamma, dsm.as<float>(), dsi.as<float>(), N, C, L, training, eps);
       expect_close("bn gx (+=)" + mode, download(dgx, x.shape()), gx, kTol);

@@ -5,6 +5,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops/activation.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 
 namespace glimpse {
@@ -63,28 +64,26 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
 }
 
 // Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p); dy/dx = m / (1 - p).
+// The mask is drawn on the host from `rng`, so a seed gives the same mask on every device, and then
+// moved next to x; both products run on x's device (binary_forward, dispatched).
 Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
   GLIMPSE_CHECK(p >= 0.f && p < 1.f, "dropout: probability must be in [0, 1), got ", p);
   if (!training || p == 0.f) return x;
-  check_cpu(x, "dropout");
   Tensor mask = Tensor::empty(x.shape());
   float* m = mask.data();
   const float keep = 1.f / (1.f - p);
   for (int64_t i = 0; i < mask.numel(); ++i) m[i] = rng.bernoulli(p) ? 0.f : keep;
-  Tensor xc = x.contiguous();
-  Tensor out = Tensor::empty(x.shape());
-  const float* px = xc.data();
-  float* o = out.data();
-  for (int64_t i = 0; i < out.numel(); ++i) o[i] = px[i] * m[i];
-  return record("dropout", out, {x}, [mask](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
-    Tensor gc = g.contiguous();
-    Tensor gx = Tensor::empty(mask.shape());
-    const float* pg = gc.data();
-    const float* pm = mask.data();
-    float* o = gx.data();
-    for (int64_t i = 0; i < gx.numel(); ++i) o[i] = pg[i] * pm[i];
-    return {gx};
-  });
+  if (!x.device().is_cpu()) mask = mask.to(x.device());
+  auto times_mask = [](const Tensor& t, const Tensor& mk) {
+    Tensor out = Tensor::empty(mk.shape(), mk.device());
+    dispatch("dropout", t.device(), &binary_forward, &DeviceKernels::binary_forward, out, t.contiguous(), mk,
+             BinaryOp::Mul);
+    return out;
+  };
+  return record("dropout", times_mask(x, mask), {x},
+                [mask, times_mask](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+                  return {times_mask(g, mask)};
+                });
 }
 
 }  // namespace glimpse

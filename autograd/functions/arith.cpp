@@ -121,11 +121,14 @@ Tensor square(const Tensor& a) {
 Tensor abs(const Tensor& a) {
   Tensor ad = a.detach();
   return record("abs", unary_raw(a, UnaryOp::Abs), {a}, [ad](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+    // sign(a) on the host: no device has a sign kernel, and abs is no layer of a model (it only
+    // shapes losses and weights), so the copy costs little; the product runs on g's device.
+    const Tensor a_host = ad.contiguous().to(Device::cpu());
     Tensor s = Tensor::empty(ad.shape());
-    const float* p = ad.data();
+    const float* p = a_host.data();
     float* o = s.data();
     for (int64_t i = 0; i < s.numel(); ++i) o[i] = p[i] > 0.f ? 1.f : (p[i] < 0.f ? -1.f : 0.f);
-    return {binary_raw(g, s, BinaryOp::Mul, "abs")};
+    return {binary_raw(g, s.to(g.device()), BinaryOp::Mul, "abs")};
   });
 }
 

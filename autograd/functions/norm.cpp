@@ -3,6 +3,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops/batch_norm.h"
 
@@ -22,7 +23,6 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                   Tensor& running_var, bool training, float momentum, float eps) {
   GLIMPSE_CHECK(x.defined(), "batch_norm: the input is undefined");
   GLIMPSE_CHECK(x.dim() >= 2, "batch_norm: input must be [N, C, ...], got shape ", shape_str(x.shape()));
-  check_cpu(x, "batch_norm");  // the cuDNN twin (cuda/cudnn_batch_norm.h) is not dispatched to yet
   check_channel_vector(gamma, x, "gamma");
   check_channel_vector(beta, x, "beta");
   check_channel_vector(running_mean, x, "running_mean");
@@ -44,21 +44,26 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   const Tensor bc = beta.defined() ? beta.contiguous() : Tensor();
   Tensor out = Tensor::empty(x.shape(), x.device());
   Tensor mean = Tensor::empty({C}, x.device()), invstd = Tensor::empty({C}, x.device());
-  if (training) cpu::batch_norm_forward_train(out, mean, invstd, running_mean, running_var, xc, gc, bc, momentum, eps);
-  else cpu::batch_norm_forward_eval(out, mean, invstd, xc, gc, bc, running_mean, running_var, eps);
+  if (training)
+    dispatch("batch_norm", x.device(), &cpu::batch_norm_forward_train, &DeviceKernels::batch_norm_forward_train, out,
+             mean, invstd, running_mean, running_var, xc, gc, bc, momentum, eps);
+  else
+    dispatch("batch_norm", x.device(), &cpu::batch_norm_forward_eval, &DeviceKernels::batch_norm_forward_eval, out,
+             mean, invstd, xc, gc, bc, running_mean, running_var, eps);
 
   if (!grad_enabled() || !any_requires_grad({x, gamma, beta})) return out;
   const Tensor x_saved = xc.detach();
   const Tensor g_saved = gc.defined() ? gc.detach() : Tensor();
   return record("batch_norm", out, {x, gamma, beta},
-                [x_saved, g_saved, mean, invstd, training](const Tensor& grad_out, const std::vector<bool>& needs) {
+                [x_saved, g_saved, mean, invstd, training, eps](const Tensor& grad_out, const std::vector<bool>& needs) {
                   const Tensor g = grad_out.contiguous();
                   std::vector<Tensor> grads(3);
                   const Shape cs{x_saved.size(1)};
                   if (needs[0]) grads[0] = Tensor::zeros(x_saved.shape(), g.device());
                   if (needs[1]) grads[1] = Tensor::zeros(cs, g.device());
                   if (needs[2]) grads[2] = Tensor::zeros(cs, g.device());
-                  cpu::batch_norm_backward(grads[0], grads[1], grads[2], g, x_saved, g_saved, mean, invstd, training);
+                  dispatch("batch_norm", g.device(), &cpu::batch_norm_backward, &DeviceKernels::batch_norm_backward,
+                           grads[0], grads[1], grads[2], g, x_saved, g_saved, mean, invstd, training, eps);
                   return grads;
                 });
 }

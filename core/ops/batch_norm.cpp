@@ -109,7 +109,8 @@ void batch_norm_forward_eval(Tensor& y, Tensor& save_mean, Tensor& save_invstd, 
 }
 
 void batch_norm_backward(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor& gout, const Tensor& x,
-                         const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd, bool training) {
+                         const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd, bool training,
+                         float /*eps: folded into save_invstd by the forward*/) {
   const char* op = "batch_norm_backward";
   for (const Tensor* t : std::initializer_list<const Tensor*>{&gout, &x, &save_mean, &save_invstd}) check_cpu(*t, op);
   for (const Tensor* t : std::initializer_list<const Tensor*>{&gx, &ggamma, &gbeta, &gamma}) check_cpu_if(*t, op);

@@ -31,7 +31,10 @@ void batch_norm_forward_eval(Tensor& y, Tensor& save_mean, Tensor& save_invstd, 
                              const Tensor& running_var, float eps);
 
 // training: whether the forward used batch statistics (adds the terms through mean and var).
+// eps: the forward's. The CPU kernel does not read it (save_invstd already holds it), but the cuDNN
+// twin does (cudnnBatchNormalizationBackward takes eps again), and both share one dispatch slot.
 void batch_norm_backward(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor& gout, const Tensor& x,
-                         const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd, bool training);
+                         const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd, bool training,
+                         float eps);
 
 }  // namespace glimpse::cpu

@@ -1,0 +1,138 @@
+// A host-memory stand-in for cuda:0, for the tests that check device plumbing on machines without
+// a GPU (header only; not a test executable itself).
+//
+// HostBackedAllocator: host memory registered as the CUDA allocator, so tensors report cuda:0 while
+// living in host memory. Alone it checks dispatch's errors (no kernel registered, operands on two
+// devices): no kernel ever reads such a tensor.
+//
+// fill_host_stand_in_kernels: fills every slot of a DeviceKernels table with its CPU twin behind a
+// copy to the CPU and back (OnHost below). With both registered, a model and its inputs can live
+// on "cuda:0" and a whole training step or attribution method runs through dispatch: any path that
+// still reads a device tensor with Tensor::data(), or mixes devices, fails exactly as it would on a
+// GPU, while the values are the CPU's (so they must equal a CPU run bit for bit). What it cannot
+// check is the CUDA kernels themselves: test_cuda_kernels / test_cuda_ops do, on a GPU.
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <tuple>
+#include <type_traits>
+
+#include "core/dispatch.h"
+#include "core/ops/batch_norm.h"
+#include "core/ops/conv2d.h"
+#include "core/ops/gemm.h"
+#include "core/ops/loss.h"
+#include "core/ops/optim.h"
+#include "core/ops/pool2d.h"
+#include "core/ops/upsample.h"
+#include "core/storage.h"
+#include "core/tensor.h"
+
+namespace glimpse::testing {
+
+// Host memory posing as device memory: only the device tag of its tensors matters to these tests.
+class HostBackedAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes, Device) override { return ::operator new(std::max<size_t>(bytes, 1)); }
+  void deallocate(void* ptr, Device) override { ::operator delete(ptr); }
+  void copy(void* dst, Device, const void* src, Device, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void fill(float* dst, Device, float value, size_t count) override { std::fill(dst, dst + count, value); }
+};
+
+namespace detail {
+
+// One argument of a stand-in call: a tensor on the stand-in device is replaced by a CPU copy for the
+// CPU kernel; an output (Tensor&) is copied back when the stage ends. Other arguments pass through.
+template <typename A>
+struct Stage {
+  A value;
+  explicit Stage(A v) : value(std::forward<A>(v)) {}
+  A get() { return std::forward<A>(value); }
+};
+
+inline Tensor host_copy(const Tensor& t) { return t.defined() ? t.to(Device::cpu()) : Tensor(); }
+
+template <>
+struct Stage<const Tensor&> {
+  Tensor host;
+  explicit Stage(const Tensor& t) : host(host_copy(t)) {}
+  const Tensor& get() { return host; }
+};
+
+template <>
+struct Stage<Tensor&> {
+  Tensor& device;
+  Tensor host;
+  explicit Stage(Tensor& t) : device(t), host(host_copy(t)) {}
+  ~Stage() {
+    if (device.defined()) device.copy_from(host.to(device.device()));
+  }
+  Stage(const Stage&) = delete;
+  Stage& operator=(const Stage&) = delete;
+  Tensor& get() { return host; }
+};
+
+}  // namespace detail
+
+// OnHost<cpu_fn>::call has cpu_fn's signature and runs cpu_fn on CPU copies of its tensors.
+template <auto cpu_fn>
+struct OnHost;
+template <typename... Args, void (*cpu_fn)(Args...)>
+struct OnHost<cpu_fn> {
+  static void call(Args... args) {
+    std::tuple<detail::Stage<Args>...> stages(std::forward<Args>(args)...);  // each stage built in place
+    std::apply([](auto&... s) { cpu_fn(s.get()...); }, stages);
+  }  // the output stages copy back here
+};
+
+// Every slot of `k` -> its CPU twin on host copies (the same CPU kernels dispatch() runs on the CPU).
+inline void fill_host_stand_in_kernels(DeviceKernels& k) {
+  using K = DeviceKernels;
+  // The slot's type picks the CPU overload; OnHost wraps it.
+#define GLIMPSE_STAND_IN(ns, name) k.name = &OnHost<static_cast<decltype(K::name)>(&ns::name)>::call
+  GLIMPSE_STAND_IN(glimpse, binary_forward);
+  GLIMPSE_STAND_IN(glimpse, unary_forward);
+  GLIMPSE_STAND_IN(glimpse, affine_forward);
+  GLIMPSE_STAND_IN(glimpse, reduce_sum_to);
+  GLIMPSE_STAND_IN(glimpse, add_scaled);
+  GLIMPSE_STAND_IN(glimpse, relu_forward);
+  GLIMPSE_STAND_IN(glimpse, relu_backward);
+  GLIMPSE_STAND_IN(glimpse, leaky_relu_forward);
+  GLIMPSE_STAND_IN(glimpse, leaky_relu_backward);
+  GLIMPSE_STAND_IN(glimpse, sum_dim_forward);
+  GLIMPSE_STAND_IN(glimpse, sum_dim_backward);
+  GLIMPSE_STAND_IN(glimpse, softmax_forward);
+  GLIMPSE_STAND_IN(glimpse, softmax_backward);
+  GLIMPSE_STAND_IN(glimpse, log_softmax_forward);
+  GLIMPSE_STAND_IN(glimpse, log_softmax_backward);
+  GLIMPSE_STAND_IN(glimpse, matmul_forward);
+  GLIMPSE_STAND_IN(glimpse, matmul_backward);
+  GLIMPSE_STAND_IN(glimpse, linear_forward);
+  GLIMPSE_STAND_IN(glimpse, linear_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, conv2d_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, conv2d_backward_data);
+  GLIMPSE_STAND_IN(glimpse::cpu, conv2d_backward_filter);
+  GLIMPSE_STAND_IN(glimpse::cpu, batch_norm_forward_train);
+  GLIMPSE_STAND_IN(glimpse::cpu, batch_norm_forward_eval);
+  GLIMPSE_STAND_IN(glimpse::cpu, batch_norm_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, max_pool2d_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, max_pool2d_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, relu_max_pool2x2_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, relu_max_pool2x2_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, avg_pool2d_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, avg_pool2d_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, global_avg_pool_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, global_avg_pool_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, upsample_bilinear_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, upsample_bilinear_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, cross_entropy_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, cross_entropy_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, sgd_step);
+  GLIMPSE_STAND_IN(glimpse::cpu, adam_step);
+#undef GLIMPSE_STAND_IN
+}
+
+}  // namespace glimpse::testing
