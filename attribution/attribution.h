@@ -12,6 +12,13 @@
 //   map   : when Options::upsample or ::normalize is set, [N, H, W] at the input size (input
 //           methods reduce the channels first, as each method documents), and normalized per
 //           image to [0, 1] when ::normalize is set. A constant map normalizes to zeros, never NaN.
+//
+// Devices: the model and x may be on a CUDA device (Module::to, Tensor::to). The forward and backward
+// passes then run there, through the dispatched ops; the per-map arithmetic (channel weights and
+// sums, LRP rules, occlusion differences, normalization) runs on CPU copies of the activations and
+// gradients it reads: those are one layer's [N, K, h, w] (or the input's gradient), small next to
+// the passes that make them, and the CPU code is the single reference. `raw` and `map` are always
+// returned on the CPU, whatever the model's device.
 #pragma once
 #include <cstdint>
 #include <string>

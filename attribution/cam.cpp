@@ -45,6 +45,8 @@ LayerGrads layer_grads(Module& model, const Tensor& x, const Options& opt, const
                              {f.activation})[0];
     r.G = cpu(g);
   }
+  // A and G go to the CPU (when the model is on a device): the channel weights and sums below are a
+  // few passes over one layer's [N, K, h, w], cheaper to copy than to launch (attribution/attribution.h).
   r.A = cpu(f.activation);
   return r;
 }

@@ -33,7 +33,10 @@
 // Results: raw = relevance at the input [N, C, H, W]; map = sum over channels (signed: negative
 // evidence stays negative before normalization), then normalized per image as Options asks.
 // The model runs in eval mode for the call (restored afterwards). Computation is on the CPU in
-// float32; inputs on another device are copied, and raw is returned on the input's device.
+// float32; the forward runs on the model's device and what the rules read (each layer's input,
+// weights, batch-norm statistics) is copied from there: the rules are per-layer arithmetic with no
+// device kernel, and the copies are one activation per layer. raw comes back on the CPU, as every
+// method's (attribution/attribution.h).
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -327,8 +330,7 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
     R = R.contiguous().view(in_shape);
   }
 
-  Tensor raw = x.device().is_cpu() ? R : R.to(x.device());
-  AttributionMap r = detail::make_result(method, "", targets, detail::target_scores(logits, targets), raw);
+  AttributionMap r = detail::make_result(method, "", targets, detail::target_scores(logits, targets), R);
   detail::finish_map(r, detail::sum_over_channels(R), opt, x.size(2), x.size(3));
   return r;
 }

@@ -106,7 +106,7 @@ AttributionMap occlusion(Module& model, const Tensor& x, const Options& opt) {
     float* out = raw.data() + n * HW;
     for (int64_t p = 0; p < HW; ++p) out[p] = cover[p] > 0 ? static_cast<float>(sum[p] / cover[p]) : 0.f;
   }
-  AttributionMap r = detail::make_result(method, "", targets, scores, x.device().is_cpu() ? raw : raw.to(x.device()));
+  AttributionMap r = detail::make_result(method, "", targets, scores, raw);
   detail::finish_map(r, raw.view({N, H, W}), opt, H, W);
   return r;
 }
@@ -155,7 +155,7 @@ AttributionMap sliding_window(Module& model, const Tensor& x, const Options& opt
     float* out = raw.data() + n * HW;
     for (int64_t p = 0; p < HW; ++p) out[p] = cover[p] > 0 ? static_cast<float>(sum[p] / cover[p]) : 0.f;
   }
-  AttributionMap r = detail::make_result(method, "", targets, scores, x.device().is_cpu() ? raw : raw.to(x.device()));
+  AttributionMap r = detail::make_result(method, "", targets, scores, raw);
   detail::finish_map(r, raw.view({N, H, W}), opt, H, W);
   return r;
 }
