@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "attribution/attribution.h"
+#include "attribution/metrics.h"
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "core/dispatch.h"
@@ -170,6 +171,14 @@ void check_every_method(const MakeModel& make, int64_t side, double tol) {
     expect_close(method + " raw", b.raw, a.raw, tol);
     expect_close(method + " map", b.map, a.map, tol);
     EXPECT_TRUE(b.raw.device().is_cpu() && b.map.device().is_cpu()) << "results come back on the CPU";
+    // The localization curves of the app (melanoma localize) on the same map, image 0.
+    if (method != "gradcam") continue;
+    const Tensor m0 = a.map.slice(0, 1);
+    for (auto curve : {&attr::deletion_curve, &attr::insertion_curve}) {
+      const attr::Curve cc = curve(*net_cpu, x.slice(0, 1), m0, a.targets[0], {.steps = 8});
+      const attr::Curve cd = curve(*net_dev, xd.slice(0, 1), m0, a.targets[0], {.steps = 8});
+      EXPECT_NEAR(cd.auc, cc.auc, tol);
+    }
   }
   // The models are left where they were: the device one still on the device, in its own mode.
   for (auto& [name, t] : net_dev->state()) EXPECT_EQ(t.device(), kDev) << name;

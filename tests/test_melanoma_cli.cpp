@@ -14,6 +14,11 @@
 #include "core/io/safetensors.h"
 #include "layers/checkpoint.h"
 #include "layers/models.h"
+#include "tests/host_stand_in.h"
+
+#ifdef GLIMPSE_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -335,6 +340,77 @@ TEST(MelanomaIsic, OpensTheSharedValidationSetWhenPresent) {
   size_t masks = 0;
   for (const auto& s : ds.samples) masks += !s.mask_path.empty();
   EXPECT_EQ(masks, 150u);
+}
+
+// --device: the syntax, and a device that cannot be used failing at once with the reason, before
+// any file is read (the paths below do not exist).
+TEST(MelanomaDevice, ParseDevice) {
+  EXPECT_EQ(mel::parse_device("cpu"), glimpse::Device::cpu());
+  EXPECT_EQ(mel::parse_device("cuda"), glimpse::Device::cuda(0));
+  EXPECT_EQ(mel::parse_device("cuda:3"), glimpse::Device::cuda(3));
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "CUDA", "cuda:0:1", ""})
+    EXPECT_FALSE(mel::parse_device(bad)) << bad;
+  EXPECT_NE(error_of([] { mel::resolve_device("gpu"); }).find("'gpu' is not a device; use cpu, cuda or cuda:N"),
+            std::string::npos);
+}
+
+TEST(MelanomaDevice, UnusableCudaFailsAtOnceWithTheReason) {
+  std::string spec = "cuda", reason;
+#ifdef GLIMPSE_WITH_CUDA
+  if (glimpse::cuda::init()) {  // a GPU: ask for one past the last instead
+    spec = "cuda:" + std::to_string(glimpse::cuda::device_count());
+    reason = "CUDA device(s), cuda:0..cuda:";
+  } else {
+    reason = "CUDA is unavailable: " + glimpse::cuda::unavailable_reason();
+  }
+#else
+  reason = "CUDA is unavailable: this build has no CUDA backend";
+#endif
+  const std::string nowhere = "/nonexistent/glimpse";
+  mel::TrainOptions t;
+  t.data = nowhere;
+  t.device = spec;
+  mel::EvalOptions e;
+  e.model = nowhere + ".safetensors";
+  e.data = nowhere;
+  e.device = spec;
+  mel::ExplainOptions x;
+  x.model = e.model;
+  x.image = nowhere + ".png";
+  x.device = spec;
+  mel::LocalizeOptions l;
+  l.model = e.model;
+  l.data = nowhere;
+  l.device = spec;
+  for (const std::string& err : {error_of([&] { mel::train_model(t); }), error_of([&] { mel::run_eval(e); }),
+                                 error_of([&] { mel::run_explain(x); }), error_of([&] { mel::run_localize(l); })}) {
+    EXPECT_NE(err.find("--device " + spec + ": "), std::string::npos) << err;
+    EXPECT_NE(err.find(reason), std::string::npos) << err;
+  }
+}
+
+// The app's inference path (predict: batches moved to the model's device, softmax rows read back)
+// with the model on the host stand-in for cuda:0: the same probabilities as on the CPU.
+TEST_F(MelanomaApp, PredictWithTheModelOnADevice) {
+#ifdef GLIMPSE_WITH_CUDA
+  if (glimpse::cuda::init()) GTEST_SKIP() << "a real GPU is registered; the stand-in would replace it";
+#endif
+  glimpse::testing::HostBackedAllocator host;
+  const glimpse::DeviceKernels saved = glimpse::cuda_kernels();
+  glimpse::register_allocator(glimpse::DeviceType::CUDA, &host);
+  glimpse::testing::fill_host_stand_in_kernels(glimpse::cuda_kernels());
+  {
+    const mel::LoadedModel lm = mel::load_model(dir_ + "/model.safetensors");
+    const glimpse::data::Dataset ds = mel::open_dataset(dir_ + "/data", "val");
+    const mel::Predictions cpu = mel::predict(*lm.model, ds, lm.meta.size, lm.meta.preprocess, "cpu", true);
+    lm.model->to(glimpse::Device::cuda(0));
+    EXPECT_EQ(mel::model_device(*lm.model), glimpse::Device::cuda(0));
+    const mel::Predictions dev = mel::predict(*lm.model, ds, lm.meta.size, lm.meta.preprocess, "dev", true);
+    EXPECT_EQ(dev.probs, cpu.probs);
+    EXPECT_EQ(dev.loss, cpu.loss);
+  }  // every stand-in tensor is freed before the allocator goes
+  glimpse::cuda_kernels() = saved;
+  glimpse::register_allocator(glimpse::DeviceType::CUDA, nullptr);
 }
 
 }  // namespace

@@ -48,6 +48,7 @@ struct TrainOptions {
   std::string resume;                         // checkpoint to continue from
   uint64_t seed = 1;
   bool quiet = false;              // no per-epoch lines (used by roar's many retrainings)
+  std::string device = "cpu";      // cpu | cuda | cuda:N (resolve_device); the returned model is on the CPU
   std::string label = "train";     // prefix of the progress bar
 };
 struct EpochRecord {
@@ -81,6 +82,7 @@ nlohmann::json curve_to_json(const TrainResult& r);
 struct EvalOptions {
   std::string model, data, split = "val", json;
   bool tta = false;  // average over the 8 flips/rotations of each image
+  std::string device = "cpu";  // where the model runs (resolve_device)
 };
 struct EvalResult {
   ModelMeta meta;
@@ -103,6 +105,7 @@ struct ExplainOptions {
   float alpha = 0.45f;
   int64_t display = 512;                // longer side of the written overlay (0: the photo's own size)
   uint64_t seed = 0;
+  std::string device = "cpu";           // where the model runs (resolve_device)
 };
 struct ExplainResult {
   int64_t predicted = 0, target = 0;
@@ -123,6 +126,7 @@ struct LocalizeOptions {
   std::string target = "predicted";    // predicted | true
   int64_t batch = 16;
   uint64_t seed = 0;
+  std::string device = "cpu";          // where the model runs (resolve_device)
 };
 struct LocalizeRow {
   std::string method;

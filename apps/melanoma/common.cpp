@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "attribution/attribution.h"
@@ -21,6 +22,10 @@
 #include "core/rng.h"
 #include "layers/checkpoint.h"
 #include "core/io/safetensors.h"
+
+#ifdef GLIMPSE_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -144,6 +149,36 @@ ModelMeta meta_from_map(const std::map<std::string, std::string>& m, const std::
   return meta;
 }
 
+std::optional<Device> parse_device(const std::string& spec) {
+  if (spec == "cpu") return Device::cpu();
+  if (spec == "cuda") return Device::cuda(0);
+  if (spec.rfind("cuda:", 0) != 0 || spec.size() <= 5 || spec.size() > 8 ||
+      spec.find_first_not_of("0123456789", 5) != std::string::npos)
+    return std::nullopt;
+  return Device::cuda(std::stoi(spec.substr(5)));
+}
+
+Device resolve_device(const std::string& spec) {
+  const std::optional<Device> parsed = parse_device(spec);
+  GLIMPSE_CHECK(parsed, "--device: '", spec, "' is not a device; use cpu, cuda or cuda:N");
+  if (parsed->is_cpu()) return *parsed;
+#ifdef GLIMPSE_WITH_CUDA
+  GLIMPSE_CHECK(glimpse::cuda::init(), "--device ", spec, ": CUDA is unavailable: ", glimpse::cuda::unavailable_reason());
+  const int count = glimpse::cuda::device_count();
+  GLIMPSE_CHECK(parsed->index < count, "--device ", spec, ": this machine has ", count, " CUDA device(s), cuda:0..cuda:",
+                count - 1);
+  return *parsed;
+#else
+  GLIMPSE_FAIL("--device ", spec, ": CUDA is unavailable: this build has no CUDA backend (configured with ",
+               "GLIMPSE_CUDA=OFF, or without nvcc and cuDNN)");
+#endif
+}
+
+Device model_device(Module& model) {
+  const std::vector<Tensor> params = model.parameters();
+  return params.empty() ? Device::cpu() : params.front().device();
+}
+
 LoadedModel load_model(const std::string& path) {
   GLIMPSE_CHECK(!path.empty(), "no model given: pass --model FILE (a checkpoint written by `melanoma train`)");
   GLIMPSE_CHECK(fs::is_regular_file(path), "the model file '", path, "' does not exist");
@@ -189,7 +224,7 @@ data::LoaderOptions inference_loader(int64_t size, int64_t batch, bool with_mask
 }
 
 std::vector<std::vector<float>> softmax_rows(const Tensor& logits) {
-  const Tensor p = softmax(logits.detach(), 1).contiguous();
+  const Tensor p = softmax(logits.detach(), 1).contiguous().to(Device::cpu());
   const int64_t n = p.size(0), k = p.size(1);
   std::vector<std::vector<float>> rows(static_cast<size_t>(n));
   const float* d = p.data();
@@ -237,10 +272,11 @@ Predictions predict(Model& model, const data::Dataset& ds, int64_t size, const d
   ProgressBar bar(label, std::max<int64_t>(1, loader.batches_per_epoch()), "img", progress(/*inner=*/true));
   data::Batch b;
   double loss_sum = 0;
+  const Device dev = model_device(model);  // batches are decoded on the CPU, then moved to the model
   while (loader.next(b)) {
-    std::vector<std::vector<float>> rows = softmax_rows(model(b.images));
+    std::vector<std::vector<float>> rows = softmax_rows(model(b.images.to(dev)));
     for (int k = 1; tta && k < 8; ++k) {
-      const std::vector<std::vector<float>> more = softmax_rows(model(dihedral(b.images, k)));
+      const std::vector<std::vector<float>> more = softmax_rows(model(dihedral(b.images, k).to(dev)));
       for (size_t i = 0; i < rows.size(); ++i)
         for (size_t c = 0; c < rows[i].size(); ++c) rows[i][c] += more[i][c];
     }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,16 @@ void set_progress(const std::string& name);  // the mode of every bar of this pr
 // The mode of a bar; an `inner` bar (evaluation inside training, say) is drawn on a terminal only,
 // so that a log keeps one line per epoch.
 glimpse::ProgressBar::Mode progress(bool inner = false);
+
+// ---- devices ----
+// "cpu", "cuda" (= cuda:0) or "cuda:N" -> that device, not yet checked to be usable; nullopt else.
+std::optional<glimpse::Device> parse_device(const std::string& spec);
+// --device: "cpu", "cuda" (= cuda:0) or "cuda:N" -> that device, ready for tensors (cuda::init()).
+// A device that cannot be used is an error at once, naming why: cuda::unavailable_reason() (no
+// driver, no GPU), an index past the device count, or a build without the CUDA backend.
+glimpse::Device resolve_device(const std::string& spec);
+// Where a model's parameters live (the CPU for a model without parameters).
+glimpse::Device model_device(glimpse::Module& model);
 
 // ---- models and checkpoints ----
 // What a checkpoint's metadata records beside the weights, so that `--model FILE` alone rebuilds

@@ -9,8 +9,10 @@ namespace mel {
 
 EvalResult run_eval(const EvalOptions& o) {
   const double t0 = now_s();
+  const glimpse::Device device = resolve_device(o.device);  // first: an unusable device fails at once
   EvalResult r;
   LoadedModel lm = load_model(o.model);
+  lm.model->to(device);  // predict() moves each batch to the model
   r.meta = lm.meta;
   const glimpse::data::Dataset ds = open_dataset(o.data, o.split);
   check_model_for_dataset(lm.meta, ds, o.model);

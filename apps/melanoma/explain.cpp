@@ -24,6 +24,7 @@ namespace mel {
 
 ExplainResult run_explain(const ExplainOptions& o) {
   const double t0 = now_s();
+  const Device device = resolve_device(o.device);  // first: an unusable device fails at once
   GLIMPSE_CHECK(!o.image.empty(), "explain: no image given (--image FILE)");
   GLIMPSE_CHECK(fs::is_regular_file(o.image), "explain: the image '", o.image, "' does not exist");
   const std::string err = check_method(o.method);
@@ -35,7 +36,9 @@ ExplainResult run_explain(const ExplainOptions& o) {
 
   LoadedModel lm = load_model(o.model);
   Model& model = *lm.model;
-  const Tensor x = data::load_for_model(o.image, lm.meta.size, lm.meta.preprocess);
+  model.to(device);
+  // Decoded on the CPU, run on the device; the attribution map comes back on the CPU.
+  const Tensor x = data::load_for_model(o.image, lm.meta.size, lm.meta.preprocess).to(device);
 
   ExplainResult r;
   {

@@ -64,8 +64,10 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
   const std::vector<std::string> methods = o.methods == "none" ? std::vector<std::string>{} : parse_methods(o.methods);
   const attr::Threshold fixed = attr::parse_threshold(o.threshold);
 
+  const Device device = resolve_device(o.device);  // before loading anything: fails at once
   LoadedModel lm = load_model(o.model);
   Model& model = *lm.model;
+  model.to(device);
   const int64_t S = lm.meta.size;
   // --target: "predicted", "true", or a class name (the same class in every image: where the
   // network sees, say, melanoma, whatever it predicts).
@@ -120,6 +122,7 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
     try {
       data::Batch b;
       while (loader.next(b)) {
+        b.images = b.images.to(device);  // decoded on the CPU; maps come back on the CPU
         const int64_t B = b.images.size(0);
         std::vector<int64_t> targets = b.labels;
         if (fixed_class >= 0) {

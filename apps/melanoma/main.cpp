@@ -100,6 +100,20 @@ void add_common(CLI::App* sub, Common& c, bool seed = true) {
       ->capture_default_str();
 }
 
+// The syntax is checked at parse time; whether the device is usable, when the command starts
+// (resolve_device), so that the error says why.
+void add_device(CLI::App* sub, std::string& device) {
+  sub->add_option("--device", device, "Where the model runs: cpu, cuda (= cuda:0) or cuda:N, e.g. --device cuda:1. "
+                                      "Images are decoded on the CPU; checkpoints and maps are written from the CPU. "
+                                      "An unusable device fails at once, saying why")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            return parse_device(v) ? "" : "'" + v + "' is not a device; use cpu, cuda or cuda:N";
+          },
+          "cpu|cuda[:N]", "device"))
+      ->capture_default_str();
+}
+
 void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
   sub->add_option("--data", t.data, "Data directory (ISIC layout: labels.csv, images/, masks/)")->check(CLI::ExistingDirectory);
   sub->add_option("--synthetic", t.synthetic, "Train on N generated images instead of --data (written beside --out)")
@@ -174,6 +188,7 @@ int main(int argc, char** argv) {
   TrainOptions to;
   CLI::App* train = app.add_subcommand("train", "Train a GAP classifier (checkpoint every epoch, --resume)");
   add_train_flags(train, to, true);
+  add_device(train, to.device);
   add_common(train, c);
 
   // eval
@@ -185,6 +200,7 @@ int main(int argc, char** argv) {
   eval->add_option("--json", eo.json, "Also write the results here")->check(kOutFile);
   eval->add_flag("--tta", eo.tta, "Test-time augmentation: average each image's probabilities over its 8 flips and "
                  "90-degree rotations (8x the compute)");
+  add_device(eval, eo.device);
   add_common(eval, c, false);
 
   // explain
@@ -215,6 +231,7 @@ int main(int argc, char** argv) {
   explain->add_option("--display", xo.display, "Longer side of the overlay in pixels (0: the photo's)")
       ->check(CLI::Range(int64_t(0), int64_t(8192)))
       ->capture_default_str();
+  add_device(explain, xo.device);
   add_common(explain, c);
 
   // localize
@@ -239,6 +256,7 @@ int main(int argc, char** argv) {
   localize->add_option("--target", lo.target, "Explain the predicted class, the true one, or one class by name "
                        "(e.g. melanoma) in every image")
       ->capture_default_str();
+  add_device(localize, lo.device);
   add_common(localize, c);
 
   // two-stage

@@ -103,6 +103,7 @@ nlohmann::json curve_to_json(const TrainResult& r) {
 TrainResult train_model(const TrainOptions& o_in) {
   TrainOptions o = o_in;
   const double t0 = now_s();
+  const Device device = resolve_device(o.device);  // first: an unusable device fails before any work
   GLIMPSE_CHECK(o.epochs >= 1, "train: --epochs must be >= 1, got ", o.epochs);
   GLIMPSE_CHECK(o.batch >= 1, "train: --batch must be >= 1, got ", o.batch);
   GLIMPSE_CHECK(o.schedule == "cosine" || o.schedule == "step", "train: unknown schedule '", o.schedule,
@@ -168,6 +169,8 @@ TrainResult train_model(const TrainOptions& o_in) {
     check_model_for_dataset(meta, train_ds, o.resume);
   }
   Model& model = *r.model;
+  // On the device before the optimizer exists and loads its state: state lives beside its parameter.
+  model.to(device);
   // Default rates: the small net (no BatchNorm) takes a larger Adam step than the deep ones.
   const float lr = o.lr > 0 ? o.lr : o.optimizer == "sgd" ? 0.02f : (meta.arch == "small-gap" ? 3e-3f : 1e-3f);
   std::unique_ptr<Optimizer> opt = make_optimizer(o, model, lr);
@@ -213,7 +216,7 @@ TrainResult train_model(const TrainOptions& o_in) {
     schedule = std::make_unique<StepLR>(std::max<int64_t>(1, steps_per_epoch * std::max(1, o.epochs / 3)), 0.1f);
 
   const std::vector<int64_t> counts = train_ds.class_counts();
-  const Tensor weights = o.class_weights == "auto" ? class_weight_tensor(counts) : Tensor();
+  const Tensor weights = o.class_weights == "auto" ? class_weight_tensor(counts).to(device) : Tensor();
 
   r.checkpoint = o.out;
   r.curve = sibling(o.out, ".curve.json");
@@ -261,7 +264,7 @@ TrainResult train_model(const TrainOptions& o_in) {
     while (loader.next(b)) {
       ++s;
       schedule->apply(*opt, step);
-      Tensor logits = model(b.images);
+      Tensor logits = model(b.images.to(device));  // decoded on the CPU by the loader
       Tensor loss = cross_entropy(logits, b.labels, weights);
       const float lv = loss.item();
       GLIMPSE_CHECK(std::isfinite(lv), "train: the loss became ", lv, " at epoch ", epoch, ", step ", s, "/",
@@ -319,6 +322,8 @@ TrainResult train_model(const TrainOptions& o_in) {
   if (loader.skipped() > 0)
     std::fprintf(stderr, "train: %lld unreadable image(s) skipped\n", static_cast<long long>(loader.skipped()));
   model.eval();
+  // Callers (two-stage, roar, the demo) use the model beside CPU data; checkpoints are already saved.
+  model.to(Device::cpu());
   r.seconds = seconds_since(t0);
   if (!o.quiet) {
     std::printf("train: done in %.1fs; checkpoint %s, curve %s\n", r.seconds, o.out.c_str(), r.curve.c_str());
