@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "core/dispatch.h"
+#include "core/error.h"
 #include "core/ops/batch_norm.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/gemm.h"
@@ -134,5 +135,37 @@ inline void fill_host_stand_in_kernels(DeviceKernels& k) {
   GLIMPSE_STAND_IN(glimpse::cpu, adam_step);
 #undef GLIMPSE_STAND_IN
 }
+
+// Registers the stand-in for a scope: the allocator, and with `with_kernels` the kernel table too;
+// restores the empty allocator slot and the previous table at the end. Does nothing (active() is
+// false) where a real CUDA allocator is registered (call cuda::init() first): a GPU's must not be
+// replaced. Every stand-in tensor must be gone before the scope ends.
+class HostStandInScope {
+ public:
+  explicit HostStandInScope(bool with_kernels) {
+    try {
+      allocator_for(DeviceType::CUDA);
+      return;  // a real device backend is registered
+    } catch (const Error&) {
+    }
+    saved_ = cuda_kernels();
+    register_allocator(DeviceType::CUDA, &allocator_);
+    if (with_kernels) fill_host_stand_in_kernels(cuda_kernels());
+    active_ = true;
+  }
+  ~HostStandInScope() {
+    if (!active_) return;
+    cuda_kernels() = saved_;
+    register_allocator(DeviceType::CUDA, nullptr);
+  }
+  HostStandInScope(const HostStandInScope&) = delete;
+  HostStandInScope& operator=(const HostStandInScope&) = delete;
+  bool active() const { return active_; }
+
+ private:
+  HostBackedAllocator allocator_;
+  DeviceKernels saved_;
+  bool active_ = false;
+};
 
 }  // namespace glimpse::testing

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -204,37 +205,19 @@ void check_dropout(double tol) {
 
 constexpr double kSameTol = 1e-6;  // the stand-in runs the CPU kernels: equal up to nothing
 
-bool cuda_allocator_registered() {
-  try {
-    allocator_for(DeviceType::CUDA);
-    return true;
-  } catch (const Error&) {
-    return false;
-  }
-}
-
 class StandIn : public ::testing::Test {
  protected:
   void SetUp() override {
 #ifdef GLIMPSE_WITH_CUDA
     cuda::init();  // a real GPU registers the real allocator and kernels, which must not be replaced
 #endif
-    if (cuda_allocator_registered())
+    stand_in_.emplace(/*with_kernels=*/true);
+    if (!stand_in_->active())
       GTEST_SKIP() << "a real CUDA device is registered: the Gpu tests cover it, the stand-in would replace it";
-    saved_ = cuda_kernels();
-    register_allocator(DeviceType::CUDA, &allocator_);
-    glimpse::testing::fill_host_stand_in_kernels(cuda_kernels());
-    registered_ = true;
   }
-  void TearDown() override {
-    if (!registered_) return;
-    cuda_kernels() = saved_;
-    register_allocator(DeviceType::CUDA, nullptr);
-  }
+  void TearDown() override { stand_in_.reset(); }  // the test body's tensors are gone by now
 
-  glimpse::testing::HostBackedAllocator allocator_;
-  DeviceKernels saved_;
-  bool registered_ = false;
+  std::optional<glimpse::testing::HostStandInScope> stand_in_;
 };
 
 TEST_F(StandIn, BatchNormMatchesTheCpu) { check_batch_norm(kSameTol); }

@@ -395,10 +395,8 @@ TEST_F(MelanomaApp, PredictWithTheModelOnADevice) {
 #ifdef GLIMPSE_WITH_CUDA
   if (glimpse::cuda::init()) GTEST_SKIP() << "a real GPU is registered; the stand-in would replace it";
 #endif
-  glimpse::testing::HostBackedAllocator host;
-  const glimpse::DeviceKernels saved = glimpse::cuda_kernels();
-  glimpse::register_allocator(glimpse::DeviceType::CUDA, &host);
-  glimpse::testing::fill_host_stand_in_kernels(glimpse::cuda_kernels());
+  const glimpse::testing::HostStandInScope stand_in(/*with_kernels=*/true);
+  ASSERT_TRUE(stand_in.active());
   {
     const mel::LoadedModel lm = mel::load_model(dir_ + "/model.safetensors");
     const glimpse::data::Dataset ds = mel::open_dataset(dir_ + "/data", "val");
@@ -408,9 +406,7 @@ TEST_F(MelanomaApp, PredictWithTheModelOnADevice) {
     const mel::Predictions dev = mel::predict(*lm.model, ds, lm.meta.size, lm.meta.preprocess, "dev", true);
     EXPECT_EQ(dev.probs, cpu.probs);
     EXPECT_EQ(dev.loss, cpu.loss);
-  }  // every stand-in tensor is freed before the allocator goes
-  glimpse::cuda_kernels() = saved;
-  glimpse::register_allocator(glimpse::DeviceType::CUDA, nullptr);
+  }  // every stand-in tensor is freed before the stand-in goes
 }
 
 }  // namespace
