@@ -50,6 +50,8 @@ struct DeviceKernels {
   void (*softmax_backward)(Tensor& gx, const Tensor& gy, const Tensor& y, const DimSplit& s) = nullptr;
   void (*log_softmax_forward)(Tensor& y, const Tensor& x, const DimSplit& s) = nullptr;
   void (*log_softmax_backward)(Tensor& gx, const Tensor& gy, const Tensor& y, const DimSplit& s) = nullptr;
+  void (*max_dim_forward)(Tensor& out, const Tensor& x, const DimSplit& s) = nullptr;
+  void (*max_dim_backward)(Tensor& gx, const Tensor& gout, const Tensor& x, const DimSplit& s) = nullptr;
   // ---- core/ops/gemm.h (namespace glimpse) ----
   void (*matmul_forward)(Tensor& out, const Tensor& a, const Tensor& b) = nullptr;
   void (*matmul_backward)(Tensor& ga, Tensor& gb, const Tensor& g, const Tensor& a, const Tensor& b) = nullptr;
@@ -91,6 +93,15 @@ struct DeviceKernels {
   void (*cross_entropy_backward)(Tensor& glogits, const Tensor& gloss, const Tensor& logp,
                                  const std::vector<int64_t>& targets, const Tensor& class_weights,
                                  const Tensor& wsum) = nullptr;
+  void (*bce_with_logits_forward)(Tensor& loss, const Tensor& logits, const Tensor& targets,
+                                  const Tensor& pos_weight) = nullptr;
+  void (*bce_with_logits_backward)(Tensor& glogits, const Tensor& gloss, const Tensor& logits, const Tensor& targets,
+                                   const Tensor& pos_weight) = nullptr;
+  // ---- core/ops/shape.h (namespace glimpse::cpu) ----
+  void (*concat_forward)(Tensor& out, const Tensor& x, int64_t dim, int64_t at) = nullptr;
+  void (*concat_backward)(Tensor& gx, const Tensor& gout, int64_t dim, int64_t at) = nullptr;
+  void (*pad2d_forward)(Tensor& out, const Tensor& x, int64_t top, int64_t left, float value) = nullptr;
+  void (*pad2d_backward)(Tensor& gx, const Tensor& gout, int64_t top, int64_t left) = nullptr;
   // ---- core/ops/optim.h (namespace glimpse::cpu) ----
   void (*sgd_step)(Tensor& p, Tensor& momentum_buf, const Tensor& g, float lr, float momentum, float dampening,
                    bool nesterov, float weight_decay, bool first_step) = nullptr;

@@ -106,8 +106,13 @@ void log_softmax_forward(float* y, const float* x, int64_t outer, int64_t len, i
                          cudaStream_t stream = 0);
 void log_softmax_backward(float* gx, const float* gy, const float* y, int64_t outer, int64_t len, int64_t inner,
                           cudaStream_t stream = 0);
+// out[a, c] = max_l x[a, l, c]: the first NaN, else the first maximum (len > 0, checked by the caller).
+// Backward: gx = gout at that argmax, found again from x, and 0 elsewhere (overwrites all of gx).
+void max_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, cudaStream_t stream = 0);
+void max_dim_backward(float* gx, const float* gout, const float* x, int64_t outer, int64_t len, int64_t inner,
+                      cudaStream_t stream = 0);
 
-// ---- losses (cuda/loss.cu; CPU: autograd/functions/loss.cpp) -------------------------------------
+// ---- losses (cuda/loss.cu; CPU: core/ops/loss.cpp) -------------------------------------
 // Softmax cross-entropy of logits [N, K] against targets [N] (int64 class indices on the device,
 // validated by the caller: the device cannot throw), optional class_weights [K] (null: all 1):
 //   logp = log_softmax(logits),  wsum = sum_n w_{y_n},  loss = sum_n w_{y_n} (-logp[n, y_n]) / wsum
@@ -119,6 +124,30 @@ void cross_entropy_forward(float* loss, float* wsum, float* logp, const float* l
 void cross_entropy_backward(float* glogits, const float* gloss, const float* logp, const int64_t* targets,
                             const float* class_weights, const float* wsum, int64_t N, int64_t K,
                             cudaStream_t stream = 0);
+
+// Binary cross-entropy with logits x and targets y (n values, y in [0, 1] validated by the caller),
+// pos_weight q [K] along the last dimension (null: all 1; element i has q[i % K]), s = sigmoid(x):
+//   loss (a device scalar) = (1/n) sum_i q y softplus(-x) + (1 - y) softplus(x)   (one block, in double)
+//   glogits = gloss[0] / n (s (q y + 1 - y) - q y)   (overwrites)
+void bce_with_logits_forward(float* loss, const float* logits, const float* targets, const float* pos_weight,
+                             int64_t n, int64_t K, cudaStream_t stream = 0);
+void bce_with_logits_backward(float* glogits, const float* gloss, const float* logits, const float* targets,
+                              const float* pos_weight, int64_t n, int64_t K, cudaStream_t stream = 0);
+
+// ---- block copies (cuda/shape.cu; CPU: core/ops/shape.cpp) -----------------------------------------
+// concat: x [outer, len, inner] is the block of out [outer, total, inner] that starts at `at` along the
+// middle dimension.  forward: out[a, at + l, c] = x[a, l, c];  backward: gx[a, l, c] = gout[a, at + l, c]
+// (overwrites gx). Both check at + len <= total.
+void concat_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, int64_t total, int64_t at,
+                    cudaStream_t stream = 0);
+void concat_backward(float* gx, const float* gout, int64_t outer, int64_t len, int64_t inner, int64_t total,
+                     int64_t at, cudaStream_t stream = 0);
+// pad2d: x [planes, H, W] at (top, left) of out [planes, OH, OW], `value` elsewhere (writes every cell).
+// Backward: gx[p, h, w] = gout[p, top + h, left + w] (overwrites).
+void pad2d_forward(float* out, const float* x, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                   int64_t top, int64_t left, float value, cudaStream_t stream = 0);
+void pad2d_backward(float* gx, const float* gout, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                    int64_t top, int64_t left, cudaStream_t stream = 0);
 
 // ---- optimizers (cuda/optim.cu; CPU: layers/optim.cpp) --------------------------------------------
 // One fused pass over a parameter's n values, with layers/optim.h's exact update rules.

@@ -1,5 +1,5 @@
 // Reductions and softmax, the GPU twins of core/ops/reduce.cpp (sum / mean over all elements or one
-// dimension; softmax and log-softmax along one dimension), forward and backward side by side.
+// dimension; max over one dimension; softmax and log-softmax along one dimension), forward and backward side by side.
 // A tensor is seen as [outer, len, inner] around the reduced dimension. Sums accumulate in double,
 // as the CPU does, and in a fixed order (no atomics), so results are reproducible bit for bit.
 #include <cmath>
@@ -110,9 +110,51 @@ __global__ void log_softmax_backward_kernel(float* gx, const float* gy, const fl
   }
 }
 
+// The index along len of the max of column (a, c): the first NaN, else the first maximum (the CPU's
+// rule in core/ops/reduce.cpp, comparison for comparison).
+__device__ int64_t first_argmax(const float* x, int64_t a, int64_t c, int64_t len, int64_t inner) {
+  int64_t best = 0;
+  float bv = x[a * len * inner + c];
+  for (int64_t l = 1; l < len; ++l) {
+    const float v = x[(a * len + l) * inner + c];
+    if (v > bv || (isnan(v) && !isnan(bv))) {
+      bv = v;
+      best = l;
+    }
+  }
+  return best;
+}
+
+// One thread per (a, c), like sum_dim_kernel.
+__global__ void max_dim_forward_kernel(float* out, const float* x, int64_t outer, int64_t len, int64_t inner) {
+  GLIMPSE_GRID_LOOP(r, outer * inner) {
+    const int64_t a = r / inner, c = r % inner;
+    out[r] = x[(a * len + first_argmax(x, a, c, len, inner)) * inner + c];
+  }
+}
+
+// The thread of column (a, c) writes the whole column (g at the argmax, 0 elsewhere): an overwrite
+// with no separate zero fill, and no two threads touch one cell.
+__global__ void max_dim_backward_kernel(float* gx, const float* gout, const float* x, int64_t outer, int64_t len,
+                                        int64_t inner) {
+  GLIMPSE_GRID_LOOP(r, outer * inner) {
+    const int64_t a = r / inner, c = r % inner;
+    const int64_t best = first_argmax(x, a, c, len, inner);
+    for (int64_t l = 0; l < len; ++l) gx[(a * len + l) * inner + c] = l == best ? gout[r] : 0.f;
+  }
+}
+
 void check_split(int64_t outer, int64_t len, int64_t inner, const char* op) {
   GLIMPSE_CHECK(outer >= 0 && len >= 0 && inner >= 0, "cuda::", op, ": bad sizes outer=", outer, " len=", len,
                 " inner=", inner);
+}
+
+// One thread per column (a, c) of [outer, len, inner], the sizes passed last; none when len is 0.
+template <typename... Params, typename... Args>
+void launch_columns(const char* op, cudaStream_t s, void (*kernel)(Params...), int64_t outer, int64_t len,
+                    int64_t inner, Args... args) {
+  check_split(outer, len, inner, op);
+  detail::launch_elements(op, len ? outer * inner : 0, s, kernel, args..., outer, len, inner);
 }
 
 }  // namespace
@@ -174,6 +216,16 @@ void log_softmax_backward(float* gx, const float* gy, const float* y, int64_t ou
   check_split(outer, len, inner, "log_softmax_backward");
   detail::launch_elements("log_softmax_backward_kernel", len ? outer * inner : 0, s, log_softmax_backward_kernel, gx,
                           gy, y, outer, len, inner);
+}
+
+// len == 0 has no maximum: the autograd op refuses it before any launch; here it launches nothing.
+void max_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, cudaStream_t s) {
+  launch_columns("max_dim_forward", s, max_dim_forward_kernel, outer, len, inner, out, x);
+}
+
+void max_dim_backward(float* gx, const float* gout, const float* x, int64_t outer, int64_t len, int64_t inner,
+                      cudaStream_t s) {
+  launch_columns("max_dim_backward", s, max_dim_backward_kernel, outer, len, inner, gx, gout, x);
 }
 
 }  // namespace glimpse::cuda

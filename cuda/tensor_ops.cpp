@@ -4,12 +4,14 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/ops/reduce.h"
 #include "cuda/check.h"
 #include "cuda/cudnn_batch_norm.h"
 #include "cuda/cudnn_conv.h"
@@ -99,6 +101,16 @@ template <auto launcher>
 void along_dim_backward(Tensor& gx, const Tensor& gy, const Tensor& y, const DimSplit& s) {
   const auto guard = on_device_of(gx);
   launcher(device_data(gx), device_data(gy), device_data(y), s.outer, s.len, s.inner, 0);
+}
+
+void max_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
+  const auto guard = on_device_of(out);
+  cuda::max_dim_forward(device_data(out), device_data(x), s.outer, s.len, s.inner);
+}
+
+void max_dim_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const DimSplit& s) {
+  const auto guard = on_device_of(gx);
+  cuda::max_dim_backward(device_data(gx), device_data(gout), device_data(x), s.outer, s.len, s.inner);
 }
 
 // ---- convolution (cuDNN: cuda/cudnn_conv.cu) ----
@@ -270,6 +282,55 @@ void cross_entropy_backward(Tensor& glogits, const Tensor& gloss, const Tensor& 
                                device_data_or_null(class_weights), device_data(wsum), logp.size(0), logp.size(1));
 }
 
+// ---- binary cross-entropy (cuda/loss.cu) ----
+int64_t pos_weight_period(const Tensor& pos_weight) { return pos_weight.defined() ? pos_weight.numel() : 1; }
+
+void bce_with_logits_forward(Tensor& loss, const Tensor& logits, const Tensor& targets, const Tensor& pos_weight) {
+  const auto guard = on_device_of(logits);
+  cuda::bce_with_logits_forward(device_data(loss), device_data(logits), device_data(targets),
+                                device_data_or_null(pos_weight), logits.numel(), pos_weight_period(pos_weight));
+}
+
+void bce_with_logits_backward(Tensor& glogits, const Tensor& gloss, const Tensor& logits, const Tensor& targets,
+                              const Tensor& pos_weight) {
+  const auto guard = on_device_of(glogits);
+  cuda::bce_with_logits_backward(device_data(glogits), device_data(gloss), device_data(logits), device_data(targets),
+                                 device_data_or_null(pos_weight), logits.numel(), pos_weight_period(pos_weight));
+}
+
+// ---- block copies for concat and pad2d (cuda/shape.cu) ----
+// x (forward) or gx (backward) is [outer, len, inner] around dim, a block of the concatenation
+// [outer, total, inner].
+void concat_forward(Tensor& out, const Tensor& x, int64_t dim, int64_t at) {
+  const auto guard = on_device_of(out);
+  const DimSplit s = split_at(x.shape(), dim, "concat");
+  cuda::concat_forward(device_data(out), device_data(x), s.outer, s.len, s.inner, out.size(dim), at);
+}
+
+void concat_backward(Tensor& gx, const Tensor& gout, int64_t dim, int64_t at) {
+  const auto guard = on_device_of(gx);
+  const DimSplit s = split_at(gx.shape(), dim, "concat");
+  cuda::concat_backward(device_data(gx), device_data(gout), s.outer, s.len, s.inner, gout.size(dim), at);
+}
+
+// Planes counted on the padded tensor: x may have empty planes (H or W = 0) whose padding still
+// has to be written.
+int64_t padded_planes(const Tensor& padded) {
+  return padded.numel() / std::max<int64_t>(padded.size(-2) * padded.size(-1), 1);
+}
+
+void pad2d_forward(Tensor& out, const Tensor& x, int64_t top, int64_t left, float value) {
+  const auto guard = on_device_of(out);
+  cuda::pad2d_forward(device_data(out), device_data(x), padded_planes(out), x.size(-2), x.size(-1), out.size(-2),
+                      out.size(-1), top, left, value);
+}
+
+void pad2d_backward(Tensor& gx, const Tensor& gout, int64_t top, int64_t left) {
+  const auto guard = on_device_of(gx);
+  cuda::pad2d_backward(device_data(gx), device_data(gout), padded_planes(gout), gx.size(-2), gx.size(-1),
+                       gout.size(-2), gout.size(-1), top, left);
+}
+
 // ---- optimizers (cuda/optim.cu) ----
 void sgd_step(Tensor& p, Tensor& momentum_buf, const Tensor& g, float lr, float momentum, float dampening,
               bool nesterov, float weight_decay, bool first_step) {
@@ -306,6 +367,8 @@ void register_kernels() {
   k.softmax_backward = &along_dim_backward<&cuda::softmax_backward>;
   k.log_softmax_forward = &along_dim_forward<&cuda::log_softmax_forward>;
   k.log_softmax_backward = &along_dim_backward<&cuda::log_softmax_backward>;
+  k.max_dim_forward = &max_dim_forward;
+  k.max_dim_backward = &max_dim_backward;
   k.matmul_forward = &matmul_forward;
   k.matmul_backward = &matmul_backward;
   k.linear_forward = &linear_forward;
@@ -328,6 +391,12 @@ void register_kernels() {
   k.upsample_bilinear_backward = &upsample_bilinear_backward;
   k.cross_entropy_forward = &cross_entropy_forward;
   k.cross_entropy_backward = &cross_entropy_backward;
+  k.bce_with_logits_forward = &bce_with_logits_forward;
+  k.bce_with_logits_backward = &bce_with_logits_backward;
+  k.concat_forward = &concat_forward;
+  k.concat_backward = &concat_backward;
+  k.pad2d_forward = &pad2d_forward;
+  k.pad2d_backward = &pad2d_backward;
   k.sgd_step = &sgd_step;
   k.adam_step = &adam_step;
 }

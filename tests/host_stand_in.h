@@ -12,9 +12,12 @@
 // GPU, while the values are the CPU's (so they must equal a CPU run bit for bit). What it cannot
 // check is the CUDA kernels themselves: test_cuda_kernels / test_cuda_ops do, on a GPU.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 
@@ -26,9 +29,15 @@
 #include "core/ops/loss.h"
 #include "core/ops/optim.h"
 #include "core/ops/pool2d.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape.h"
 #include "core/ops/upsample.h"
 #include "core/storage.h"
 #include "core/tensor.h"
+
+#ifdef GLIMPSE_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
 
 namespace glimpse::testing {
 
@@ -109,6 +118,8 @@ inline void fill_host_stand_in_kernels(DeviceKernels& k) {
   GLIMPSE_STAND_IN(glimpse, softmax_backward);
   GLIMPSE_STAND_IN(glimpse, log_softmax_forward);
   GLIMPSE_STAND_IN(glimpse, log_softmax_backward);
+  GLIMPSE_STAND_IN(glimpse, max_dim_forward);
+  GLIMPSE_STAND_IN(glimpse, max_dim_backward);
   GLIMPSE_STAND_IN(glimpse, matmul_forward);
   GLIMPSE_STAND_IN(glimpse, matmul_backward);
   GLIMPSE_STAND_IN(glimpse, linear_forward);
@@ -131,6 +142,12 @@ inline void fill_host_stand_in_kernels(DeviceKernels& k) {
   GLIMPSE_STAND_IN(glimpse::cpu, upsample_bilinear_backward);
   GLIMPSE_STAND_IN(glimpse::cpu, cross_entropy_forward);
   GLIMPSE_STAND_IN(glimpse::cpu, cross_entropy_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, bce_with_logits_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, bce_with_logits_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, concat_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, concat_backward);
+  GLIMPSE_STAND_IN(glimpse::cpu, pad2d_forward);
+  GLIMPSE_STAND_IN(glimpse::cpu, pad2d_backward);
   GLIMPSE_STAND_IN(glimpse::cpu, sgd_step);
   GLIMPSE_STAND_IN(glimpse::cpu, adam_step);
 #undef GLIMPSE_STAND_IN
@@ -166,6 +183,23 @@ class HostStandInScope {
   HostBackedAllocator allocator_;
   DeviceKernels saved_;
   bool active_ = false;
+};
+
+// A fixture whose tests run on the stand-in with its kernel table; they skip where a real CUDA device
+// registers itself (the GPU tests cover it there, and the stand-in must not replace it).
+class StandInTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+#ifdef GLIMPSE_WITH_CUDA
+    cuda::init();
+#endif
+    stand_in_.emplace(/*with_kernels=*/true);
+    if (!stand_in_->active())
+      GTEST_SKIP() << "a real CUDA device is registered: the GPU tests cover it, the stand-in would replace it";
+  }
+  void TearDown() override { stand_in_.reset(); }  // the test body's tensors are gone by now
+
+  std::optional<HostStandInScope> stand_in_;
 };
 
 }  // namespace glimpse::testing

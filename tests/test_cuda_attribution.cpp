@@ -205,20 +205,7 @@ void check_dropout(double tol) {
 
 constexpr double kSameTol = 1e-6;  // the stand-in runs the CPU kernels: equal up to nothing
 
-class StandIn : public ::testing::Test {
- protected:
-  void SetUp() override {
-#ifdef GLIMPSE_WITH_CUDA
-    cuda::init();  // a real GPU registers the real allocator and kernels, which must not be replaced
-#endif
-    stand_in_.emplace(/*with_kernels=*/true);
-    if (!stand_in_->active())
-      GTEST_SKIP() << "a real CUDA device is registered: the Gpu tests cover it, the stand-in would replace it";
-  }
-  void TearDown() override { stand_in_.reset(); }  // the test body's tensors are gone by now
-
-  std::optional<glimpse::testing::HostStandInScope> stand_in_;
-};
+using StandIn = glimpse::testing::StandInTest;
 
 TEST_F(StandIn, BatchNormMatchesTheCpu) { check_batch_norm(kSameTol); }
 TEST_F(StandIn, BnGapTrainingMatchesTheCpu) { check_bn_gap_training(kSameTol); }

@@ -85,8 +85,11 @@ TEST_F(DeviceDispatch, OpWithoutCudaKernelNamesOpAndDevice) {
   expect_has(error_of([&] { x.add_(x); }), std::string("add_: ") + why);
   Tensor rm = on_cuda({2}, 0.f), rv = on_cuda({2}, 1.f);
   expect_has(error_of([&] { batch_norm(x, Tensor(), Tensor(), rm, rv, true); }), std::string("batch_norm: ") + why);
-  // Ops with no slot in the table at all (CPU-only for now) say so, naming the device.
-  expect_has(error_of([&] { pad2d(x, 1, 1, 1, 1); }), "pad2d: no cuda:0 implementation (CPU only)");
+  expect_has(error_of([&] { pad2d(x, 1, 1, 1, 1); }), std::string("pad2d: ") + why);
+  expect_has(error_of([&] { concat({x, x}, 1); }), std::string("concat: ") + why);
+  expect_has(error_of([&] { max(x, 1); }), std::string("max: ") + why);
+  expect_has(error_of([&] { bce_with_logits(x, on_cuda({1, 2, 4, 4}, 0.5f)); }),
+             std::string("bce_with_logits: ") + why);
   // The error says where the tensor is and what to do.
   expect_has(error_of([&] { relu(x); }), "the tensor is on cuda:0, move it with .to(Device::cpu())");
 }
@@ -157,6 +160,74 @@ TEST_F(DeviceDispatch, ModuleToMovesParametersInPlace) {
   }
 }
 
+// One op with its inputs: f maps the inputs (all on one device) to an output.
+struct OpCase {
+  std::string name;
+  std::vector<Shape> inputs;
+  std::function<Tensor(const std::vector<Tensor>&)> f;
+};
+
+// Runs f on the CPU and on cuda:0 (a GPU, or the host stand-in) with the same inputs and the same
+// output gradient; compares the outputs and every input's gradient within `tol`.
+void check_op(const OpCase& c, uint64_t seed, double tol) {
+  SCOPED_TRACE(c.name);
+  Rng rng(seed);
+  std::vector<Tensor> cpu_in, gpu_in;
+  for (const Shape& s : c.inputs) {
+    Tensor t = Tensor::uniform(s, rng, -1.f, 1.f);
+    cpu_in.push_back(t.clone().set_requires_grad());
+    gpu_in.push_back(t.to(Device::cuda(0)).set_requires_grad());
+  }
+  Tensor y_cpu = c.f(cpu_in), y_gpu = c.f(gpu_in);
+  ASSERT_EQ(y_gpu.device(), Device::cuda(0));
+  expect_close(c.name + " forward", y_gpu, y_cpu, tol);
+  if (!y_cpu.requires_grad()) return;
+  Tensor gy = Tensor::uniform(y_cpu.shape(), rng, -1.f, 1.f);
+  y_cpu.backward(gy);
+  y_gpu.backward(gy.to(Device::cuda(0)));
+  for (size_t i = 0; i < cpu_in.size(); ++i)
+    if (cpu_in[i].grad().defined())  // an input the op takes no gradient for (class weights) has none
+      expect_close(c.name + " grad " + std::to_string(i), gpu_in[i].grad(), cpu_in[i].grad(), tol);
+}
+
+// The four ops that had no CUDA twin until their dispatch slots came, forward and backward (targets
+// for bce mapped into [0, 1]; pos_weight made positive). Inputs without a gradient (the targets,
+// the class weights) are not compared.
+std::vector<OpCase> shape_and_max_cases() {
+  return {
+      {"concat (dim 1, three inputs)", {{2, 3, 4}, {2, 1, 4}, {2, 5, 4}},
+       [](auto& v) { return concat({v[0], v[1], v[2]}, 1); }},
+      {"concat (last dim)", {{3, 2}, {3, 4}}, [](auto& v) { return concat({v[0], v[1]}, -1); }},
+      {"pad2d", {{2, 3, 5, 4}}, [](auto& v) { return pad2d(v[0], 1, 2, 3, 0, -0.5f); }},
+      {"max (dim 1)", {{3, 7, 5}}, [](auto& v) { return max(v[0], 1); }},
+      {"max (dim 0, keepdim)", {{4, 6}}, [](auto& v) { return max(v[0], 0, true); }},
+      {"max (all)", {{5, 3}}, [](auto& v) { return max(v[0]); }},
+      {"bce_with_logits", {{6, 3}, {6, 3}},
+       [](auto& v) { return bce_with_logits(v[0], mul_scalar(add_scalar(v[1], 1.f), 0.5f)); }},
+      {"bce_with_logits (pos_weight)", {{6, 3}, {6, 3}, {3}},
+       [](auto& v) {
+         return bce_with_logits(mul_scalar(v[0], 4.f), mul_scalar(add_scalar(v[1], 1.f), 0.5f),
+                                add_scalar(abs(v[2]), 0.5f));
+       }},
+  };
+}
+
+// The stand-in's allocator and kernel table: every slot runs its CPU twin on host copies, so the
+// values must equal the CPU's (tolerance 0).
+using StandInOps = glimpse::testing::StandInTest;
+
+TEST_F(StandInOps, ConcatPad2dMaxBceMatchTheCpu) {
+  uint64_t seed = 300;
+  for (const auto& c : shape_and_max_cases()) check_op(c, seed++, 0.0);
+}
+
+// Still refused on the device: a target outside [0, 1], found on the host copy.
+TEST_F(StandInOps, BceRefusesABadTargetOnTheDevice) {
+  Tensor x = Tensor::zeros({2, 2}, Device::cuda(0)), y = Tensor::full({2, 2}, 1.5f, Device::cuda(0));
+  expect_has(error_of([&] { bce_with_logits(x, y); }), "bce_with_logits: target 1.5 at element 0 is outside [0, 1]");
+  expect_has(error_of([&] { bce_with_logits(x, Tensor::zeros({2, 2})); }), "bce_with_logits");
+}
+
 }  // namespace
 
 // ---- the CUDA ops against the CPU ------------------------------------------------------------------
@@ -172,36 +243,6 @@ class CudaOps : public ::testing::Test {
     if (!cuda::init()) GTEST_SKIP() << "no usable CUDA device: " << cuda::unavailable_reason();
   }
 };
-
-// One op with its inputs: f maps the inputs (all on one device) to an output.
-struct OpCase {
-  std::string name;
-  std::vector<Shape> inputs;
-  std::function<Tensor(const std::vector<Tensor>&)> f;
-};
-
-// Runs f on the CPU and on cuda:0 with the same inputs and the same output gradient; compares the
-// outputs and every input's gradient.
-void check_op(const OpCase& c, uint64_t seed) {
-  SCOPED_TRACE(c.name);
-  Rng rng(seed);
-  std::vector<Tensor> cpu_in, gpu_in;
-  for (const Shape& s : c.inputs) {
-    Tensor t = Tensor::uniform(s, rng, -1.f, 1.f);
-    cpu_in.push_back(t.clone().set_requires_grad());
-    gpu_in.push_back(t.to(Device::cuda(0)).set_requires_grad());
-  }
-  Tensor y_cpu = c.f(cpu_in), y_gpu = c.f(gpu_in);
-  ASSERT_EQ(y_gpu.device(), Device::cuda(0));
-  expect_close(c.name + " forward", y_gpu, y_cpu, kOpTol);
-  if (!y_cpu.requires_grad()) return;
-  Tensor gy = Tensor::uniform(y_cpu.shape(), rng, -1.f, 1.f);
-  y_cpu.backward(gy);
-  y_gpu.backward(gy.to(Device::cuda(0)));
-  for (size_t i = 0; i < cpu_in.size(); ++i)
-    if (cpu_in[i].grad().defined())  // an input the op takes no gradient for (class weights) has none
-      expect_close(c.name + " grad " + std::to_string(i), gpu_in[i].grad(), cpu_in[i].grad(), kOpTol);
-}
 
 TEST_F(CudaOps, EveryDispatchedOpMatchesTheCpu) {
   const auto pad1 = Conv2dOptions().padding(1);
@@ -241,7 +282,13 @@ TEST_F(CudaOps, EveryDispatchedOpMatchesTheCpu) {
        [](auto& v) { return cross_entropy(v[0], {0, 3, 1, 1, 2, 0}, add_scalar(abs(v[1]), 0.5f)); }},
   };
   uint64_t seed = 100;
-  for (const auto& c : cases) check_op(c, seed++);
+  for (const auto& c : cases) check_op(c, seed++, kOpTol);
+}
+
+// concat, pad2d, max and bce_with_logits on a GPU (the stand-in checks their plumbing above).
+TEST_F(CudaOps, ConcatPad2dMaxBceMatchTheCpu) {
+  uint64_t seed = 300;
+  for (const auto& c : shape_and_max_cases()) check_op(c, seed++, kOpTol);
 }
 
 // relu_max_pool2x2 and relu under the deconvnet and guided backward rules.
@@ -250,10 +297,10 @@ TEST_F(CudaOps, ReluRulesMatchTheCpu) {
     ReluRuleGuard guard(rule);
     check_op({"relu_max_pool2x2, rule " + std::to_string(static_cast<int>(rule)), {{2, 3, 8, 8}},
               [](auto& v) { return relu_max_pool2x2(v[0]); }},
-             7);
+             7, kOpTol);
     check_op({"relu, rule " + std::to_string(static_cast<int>(rule)), {{2, 3, 5, 5}},
               [](auto& v) { return relu(v[0]); }},
-             8);
+             8, kOpTol);
   }
 }
 

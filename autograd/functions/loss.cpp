@@ -17,10 +17,6 @@
 #include "core/ops/loss.h"
 
 namespace glimpse {
-namespace {
-double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
-}  // namespace
-
 Tensor cross_entropy(const Tensor& logits, const std::vector<int64_t>& targets, const Tensor& class_weights) {
   GLIMPSE_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, K], got ", shape_str(logits.shape()));
   const int64_t N = logits.size(0), K = logits.size(1);
@@ -55,35 +51,29 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int64_t>& targets, 
 Tensor bce_with_logits(const Tensor& logits, const Tensor& targets, const Tensor& pos_weight) {
   GLIMPSE_CHECK(logits.shape() == targets.shape(), "bce_with_logits: logits ", shape_str(logits.shape()),
                 " and targets ", shape_str(targets.shape()), " differ");
-  check_cpu(logits, "bce_with_logits");
   const int64_t n = logits.numel();
   GLIMPSE_CHECK(n > 0, "bce_with_logits: empty input");
   const int64_t K = logits.dim() >= 1 ? logits.size(-1) : 1;
   if (pos_weight.defined())
     GLIMPSE_CHECK(pos_weight.numel() == K, "bce_with_logits: pos_weight ", shape_str(pos_weight.shape()),
                   " does not match the last dimension ", K, " of ", shape_str(logits.shape()));
-  Tensor x = logits.contiguous().detach(), y = targets.contiguous().detach();
-  Tensor q = pos_weight.defined() ? pos_weight.contiguous().detach() : Tensor();
-  const float* px = x.data();
-  const float* py = y.data();
-  double acc = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  const Device dev = logits.device();
+  const Tensor x = logits.contiguous().detach(), y = targets.contiguous().detach();
+  const Tensor q = pos_weight.defined() ? pos_weight.contiguous().detach() : Tensor();
+  // Targets checked here, on the host (a device kernel cannot refuse a value): on a GPU this copies
+  // them back once per loss. Devices compared first, since the host copy would hide a mismatch.
+  check_same_device(logits, targets, "bce_with_logits");
+  const Tensor yh = y.to(Device::cpu());
+  const float* py = yh.data();
+  for (int64_t i = 0; i < n; ++i)
     GLIMPSE_CHECK(py[i] >= 0.f && py[i] <= 1.f, "bce_with_logits: target ", py[i], " at element ", i, " is outside [0, 1]");
-    const double qi = q.defined() ? q.data()[i % K] : 1.0;
-    acc += qi * py[i] * softplus(-px[i]) + (1.0 - py[i]) * softplus(px[i]);
-  }
-  Tensor out = Tensor::scalar(static_cast<float>(acc / n));
-  return record("bce_with_logits", out, {logits}, [x, y, q, n, K](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
-    const float scale = g.item() / static_cast<float>(n);
-    Tensor gx = Tensor::empty(x.shape());
-    float* o = gx.data();
-    const float* px = x.data();
-    const float* py = y.data();
-    for (int64_t i = 0; i < n; ++i) {
-      const float qi = q.defined() ? q.data()[i % K] : 1.f;
-      const float s = 1.f / (1.f + std::exp(-px[i]));
-      o[i] = scale * (s * (qi * py[i] + 1.f - py[i]) - qi * py[i]);
-    }
+  Tensor out = Tensor::empty({}, dev);
+  dispatch("bce_with_logits", dev, &cpu::bce_with_logits_forward, &DeviceKernels::bce_with_logits_forward, out, x, y,
+           q);
+  return record("bce_with_logits", out, {logits}, [x, y, q](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+    Tensor gx = Tensor::empty(x.shape(), g.device());
+    dispatch("bce_with_logits", g.device(), &cpu::bce_with_logits_backward, &DeviceKernels::bce_with_logits_backward,
+             gx, g.contiguous(), x, y, q);
     return {gx};
   });
 }

@@ -57,22 +57,15 @@ Tensor mean(const Tensor& x) {
 }
 
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
-  check_cpu(x, "max");
   DimSplit s = split_at(x.shape(), dim, "max");
-  Shape xs = x.shape();
-  Tensor out = Tensor::empty(reduced_shape(xs, dim, keepdim), x.device());
-  std::vector<int64_t> arg;
-  max_dim_forward(out, arg, x.contiguous(), s);
-  return record("max", out, {x}, [xs, s, arg](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
-    Tensor gc = g.contiguous();
-    Tensor gx = Tensor::zeros(xs, g.device());
-    const float* pg = gc.data();
-    float* o = gx.data();
-    for (int64_t a = 0; a < s.outer; ++a)
-      for (int64_t c = 0; c < s.inner; ++c) {
-        const int64_t k = a * s.inner + c;
-        o[(a * s.len + arg[k]) * s.inner + c] = pg[k];
-      }
+  GLIMPSE_CHECK(s.len > 0, "max: cannot reduce an empty dimension of ", shape_str(x.shape()));
+  Tensor out = Tensor::empty(reduced_shape(x.shape(), dim, keepdim), x.device());
+  const Tensor xd = x.contiguous().detach();
+  dispatch("max", x.device(), &max_dim_forward, &DeviceKernels::max_dim_forward, out, xd, s);
+  // Backward finds the argmax again from x (as max_pool2d does): no index tensor to keep.
+  return record("max", out, {x}, [xd, s](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+    Tensor gx = Tensor::empty(xd.shape(), g.device());
+    dispatch("max", g.device(), &max_dim_backward, &DeviceKernels::max_dim_backward, gx, g.contiguous(), xd, s);
     return {gx};
   });
 }

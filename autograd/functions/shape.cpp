@@ -1,7 +1,9 @@
 // Shape operations: reshape, flatten, concat, pad2d, narrow0 -- forward and backward side by side.
 #include "autograd/functions.h"
 #include "autograd/node.h"
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "core/ops/shape.h"
 
 namespace glimpse {
 
@@ -30,7 +32,8 @@ Tensor narrow0(const Tensor& x, int64_t begin, int64_t end) {
   });
 }
 
-// Concatenation along dim: each input is a block of [outer, len_i, inner] in the output.
+// Concatenation along dim: each input is the block [at, at + len_k) of the output along dim
+// (kernels: core/ops/shape.h); its gradient is that block of g.
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   GLIMPSE_CHECK(!xs.empty(), "concat: no tensors");
   const Shape& first = xs[0].shape();
@@ -39,78 +42,55 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   GLIMPSE_CHECK(dim >= 0 && dim < nd, "concat: dimension out of range for shape ", shape_str(first));
   Shape out_shape = first;
   out_shape[dim] = 0;
-  std::vector<int64_t> lens;
+  std::vector<Shape> shapes;
   for (const auto& t : xs) {
-    check_cpu(t, "concat");
     GLIMPSE_CHECK(t.dim() == nd, "concat: shapes ", shape_str(first), " and ", shape_str(t.shape()), " differ in rank");
     for (int64_t d = 0; d < nd; ++d)
       GLIMPSE_CHECK(d == dim || t.shape()[d] == first[d], "concat along dim ", dim, ": shapes ", shape_str(first),
                     " and ", shape_str(t.shape()), " differ in dimension ", d);
-    lens.push_back(t.shape()[dim]);
+    shapes.push_back(t.shape());
     out_shape[dim] += t.shape()[dim];
   }
-  int64_t outer = 1, inner = 1;
-  for (int64_t d = 0; d < dim; ++d) outer *= first[d];
-  for (int64_t d = dim + 1; d < nd; ++d) inner *= first[d];
-  const int64_t total = out_shape[dim];
-  Tensor out = Tensor::empty(out_shape);
-  float* o = out.data();
+  const Device dev = xs[0].device();
+  Tensor out = Tensor::empty(out_shape, dev);
   int64_t at = 0;
-  for (size_t k = 0; k < xs.size(); ++k) {
-    Tensor c = xs[k].contiguous();
-    const float* p = c.data();
-    for (int64_t a = 0; a < outer; ++a)
-      std::copy(p + a * lens[k] * inner, p + (a + 1) * lens[k] * inner, o + (a * total + at) * inner);
-    at += lens[k];
+  for (const auto& t : xs) {
+    dispatch("concat", dev, &cpu::concat_forward, &DeviceKernels::concat_forward, out, t.contiguous(), dim, at);
+    at += t.shape()[dim];
   }
-  std::vector<Shape> shapes;
-  for (const auto& t : xs) shapes.push_back(t.shape());
   return record("concat", out, xs,
-                [shapes, lens, outer, inner, total](const Tensor& g, const std::vector<bool>& needs) -> std::vector<Tensor> {
-                  Tensor gc = g.contiguous();
-                  const float* pg = gc.data();
+                [shapes, dim](const Tensor& g, const std::vector<bool>& needs) -> std::vector<Tensor> {
+                  const Tensor gc = g.contiguous();
                   std::vector<Tensor> res(shapes.size());
                   int64_t at = 0;
                   for (size_t k = 0; k < shapes.size(); ++k) {
                     if (needs[k]) {
-                      res[k] = Tensor::empty(shapes[k]);
-                      float* o = res[k].data();
-                      for (int64_t a = 0; a < outer; ++a)
-                        std::copy(pg + (a * total + at) * inner, pg + (a * total + at + lens[k]) * inner,
-                                  o + a * lens[k] * inner);
+                      res[k] = Tensor::empty(shapes[k], g.device());
+                      dispatch("concat", g.device(), &cpu::concat_backward, &DeviceKernels::concat_backward, res[k],
+                               gc, dim, at);
                     }
-                    at += lens[k];
+                    at += shapes[k][dim];
                   }
                   return res;
                 });
 }
 
+// x [*, H, W] -> [*, H + top + bottom, W + left + right] with `value` around it (kernels:
+// core/ops/shape.h); the gradient is the [H, W] window of g at (top, left).
 Tensor pad2d(const Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t right, float value) {
   GLIMPSE_CHECK(x.dim() >= 2, "pad2d: needs at least 2 dimensions, got ", shape_str(x.shape()));
   GLIMPSE_CHECK(top >= 0 && bottom >= 0 && left >= 0 && right >= 0, "pad2d: negative padding (", top, ", ", bottom,
                 ", ", left, ", ", right, ")");
-  check_cpu(x, "pad2d");
   Shape xs = x.shape();
-  const int64_t H = x.size(-2), W = x.size(-1), planes = x.numel() / std::max<int64_t>(H * W, 1);
-  const int64_t OH = H + top + bottom, OW = W + left + right;
   Shape os = xs;
-  os[os.size() - 2] = OH;
-  os[os.size() - 1] = OW;
-  Tensor out = Tensor::full(os, value);
-  Tensor xc = x.contiguous();
-  const float* p = xc.data();
-  float* o = out.data();
-  for (int64_t pl = 0; pl < planes; ++pl)
-    for (int64_t h = 0; h < H; ++h)
-      std::copy(p + (pl * H + h) * W, p + (pl * H + h + 1) * W, o + (pl * OH + h + top) * OW + left);
-  return record("pad2d", out, {x}, [xs, planes, H, W, OH, OW, top, left](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
-    Tensor gc = g.contiguous();
-    Tensor gx = Tensor::empty(xs);
-    const float* pg = gc.data();
-    float* o = gx.data();
-    for (int64_t pl = 0; pl < planes; ++pl)
-      for (int64_t h = 0; h < H; ++h)
-        std::copy(pg + (pl * OH + h + top) * OW + left, pg + (pl * OH + h + top) * OW + left + W, o + (pl * H + h) * W);
+  os[os.size() - 2] += top + bottom;
+  os[os.size() - 1] += left + right;
+  Tensor out = Tensor::empty(os, x.device());
+  dispatch("pad2d", x.device(), &cpu::pad2d_forward, &DeviceKernels::pad2d_forward, out, x.contiguous(), top, left,
+           value);
+  return record("pad2d", out, {x}, [xs, top, left](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+    Tensor gx = Tensor::empty(xs, g.device());
+    dispatch("pad2d", g.device(), &cpu::pad2d_backward, &DeviceKernels::pad2d_backward, gx, g.contiguous(), top, left);
     return {gx};
   });
 }

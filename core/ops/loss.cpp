@@ -7,6 +7,7 @@
 namespace glimpse::cpu {
 namespace {
 float weight_of(const float* class_weights, int64_t target) { return class_weights ? class_weights[target] : 1.f; }
+double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
 }  // namespace
 
 // Numerator and denominator in double: a batch of thousands of small terms keeps its last bits.
@@ -36,6 +37,35 @@ void cross_entropy_backward(Tensor& glogits, const Tensor& gloss, const Tensor& 
   for (int64_t n = 0; n < N; ++n) {
     const float w = weight_of(cw, targets[n]);
     for (int64_t k = 0; k < K; ++k) o[n * K + k] = scale * w * (std::exp(p[n * K + k]) - (k == targets[n] ? 1.f : 0.f));
+  }
+}
+
+// pos_weight runs along the last dimension: element i has weight q[i % K].
+void bce_with_logits_forward(Tensor& loss, const Tensor& logits, const Tensor& targets, const Tensor& pos_weight) {
+  const int64_t n = logits.numel(), K = pos_weight.defined() ? pos_weight.numel() : 1;
+  const float* px = logits.data();
+  const float* py = targets.data();
+  const float* q = pos_weight.defined() ? pos_weight.data() : nullptr;
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double qi = q ? q[i % K] : 1.0;
+    acc += qi * py[i] * softplus(-px[i]) + (1.0 - py[i]) * softplus(px[i]);
+  }
+  loss.data()[0] = static_cast<float>(acc / n);
+}
+
+void bce_with_logits_backward(Tensor& glogits, const Tensor& gloss, const Tensor& logits, const Tensor& targets,
+                              const Tensor& pos_weight) {
+  const int64_t n = logits.numel(), K = pos_weight.defined() ? pos_weight.numel() : 1;
+  const float scale = gloss.item() / static_cast<float>(n);
+  const float* px = logits.data();
+  const float* py = targets.data();
+  const float* q = pos_weight.defined() ? pos_weight.data() : nullptr;
+  float* o = glogits.data();
+  for (int64_t i = 0; i < n; ++i) {
+    const float qi = q ? q[i % K] : 1.f;
+    const float s = 1.f / (1.f + std::exp(-px[i]));
+    o[i] = scale * (s * (qi * py[i] + 1.f - py[i]) - qi * py[i]);
   }
 }
 

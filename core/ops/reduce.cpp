@@ -1,5 +1,6 @@
 #include "core/ops/reduce.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -38,26 +39,36 @@ void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
   });
 }
 
-void max_dim_forward(Tensor& out, std::vector<int64_t>& argmax, const Tensor& x, const DimSplit& s) {
-  check_cpu(x, "max");
-  GLIMPSE_CHECK(s.len > 0, "max: cannot reduce an empty dimension");
+namespace {
+// The index along len of the max of column (a, c): the first NaN, else the first maximum.
+int64_t first_argmax(const float* p, const DimSplit& s, int64_t a, int64_t c) {
+  int64_t best = 0;
+  float bv = p[a * s.len * s.inner + c];
+  for (int64_t l = 1; l < s.len; ++l) {
+    const float v = p[(a * s.len + l) * s.inner + c];
+    if (v > bv || (std::isnan(v) && !std::isnan(bv))) {
+      bv = v;
+      best = l;
+    }
+  }
+  return best;
+}
+}  // namespace
+
+void max_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
   const float* p = x.data();
   float* o = out.data();
-  argmax.assign(s.outer * s.inner, 0);
   for (int64_t a = 0; a < s.outer; ++a)
-    for (int64_t c = 0; c < s.inner; ++c) {
-      int64_t best = 0;
-      float bv = p[a * s.len * s.inner + c];
-      for (int64_t l = 1; l < s.len; ++l) {
-        const float v = p[(a * s.len + l) * s.inner + c];
-        if (v > bv || (std::isnan(v) && !std::isnan(bv))) {
-          bv = v;
-          best = l;
-        }
-      }
-      o[a * s.inner + c] = bv;
-      argmax[a * s.inner + c] = best;
-    }
+    for (int64_t c = 0; c < s.inner; ++c) o[a * s.inner + c] = p[(a * s.len + first_argmax(p, s, a, c)) * s.inner + c];
+}
+
+void max_dim_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const DimSplit& s) {
+  const float* p = x.data();
+  const float* g = gout.data();
+  float* o = gx.data();
+  std::fill(o, o + gx.numel(), 0.f);
+  for (int64_t a = 0; a < s.outer; ++a)
+    for (int64_t c = 0; c < s.inner; ++c) o[(a * s.len + first_argmax(p, s, a, c)) * s.inner + c] = g[a * s.inner + c];
 }
 
 namespace {

@@ -15,7 +15,10 @@ void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s);          
 // gx [outer, len, inner] = scale * gout [outer, inner] spread over len (overwrites): the backward of
 // sum (scale 1) and mean (scale 1/len).
 void sum_dim_backward(Tensor& gx, const Tensor& gout, const DimSplit& s, float scale);
-void max_dim_forward(Tensor& out, std::vector<int64_t>& argmax, const Tensor& x, const DimSplit& s);
+// out [outer*inner] = max over len (len > 0, checked by the caller); the first NaN wins, else the first
+// maximum. Backward: gx = gout at that argmax, recomputed from x, and 0 elsewhere (overwrites).
+void max_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s);
+void max_dim_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const DimSplit& s);
 
 // y = softmax(x) along the dim; gx = y * (g - sum(g * y)).
 void softmax_forward(Tensor& y, const Tensor& x, const DimSplit& s);
