@@ -84,47 +84,42 @@ AttributionMap finish(const char* method, LayerGrads& g, Tensor raw, const Tenso
 //     M_c(x,y) = sum_k W[c,k] A_k(x,y)
 // M_c is the class score before pooling. raw = M_c, signed (no ReLU: its mean plus b_c is y_c);
 // `map` min-max normalizes it. Needs the GAP -> Linear head: the layer is the GAP's input.
-namespace {
+namespace detail {
 
-struct CamHead {
-  std::string gap_name;
-  Module* gap = nullptr;
-  Linear* linear = nullptr;
-};
-
-CamHead find_cam_head(Module& model) {
+CamHead find_cam_head(Module& model, const char* who) {
   auto modules = model.named_modules();
-  const char* hint = "; CAM needs conv features -> GlobalAvgPool -> Linear (Zhou et al. 2016). Grad-CAM "
-                     "('gradcam') works on any head and equals CAM up to scale on a GAP -> Linear net";
+  const std::string hint = "; " + std::string(who) +
+                           " needs conv features -> GlobalAvgPool -> Linear (Zhou et al. 2016). Grad-CAM "
+                           "('gradcam') works on any head and equals CAM up to scale on a GAP -> Linear net";
   int64_t gi = -1;
   for (size_t i = 0; i < modules.size(); ++i)
     if (dynamic_cast<GlobalAvgPool*>(modules[i].second)) gi = static_cast<int64_t>(i);
-  GLIMPSE_CHECK(gi >= 0, "cam: ", model.type_name(), " has no GlobalAvgPool module", hint);
+  GLIMPSE_CHECK(gi >= 0, who, ": ", model.type_name(), " has no GlobalAvgPool module", hint);
   CamHead h;
   h.gap_name = modules[gi].first;
   h.gap = modules[gi].second;
   for (size_t i = gi + 1; i < modules.size(); ++i) {
     Module* m = modules[i].second;
     if (auto* lin = dynamic_cast<Linear*>(m)) {
-      GLIMPSE_CHECK(!h.linear, "cam: more than one Linear after the GlobalAvgPool '", h.gap_name, "' ('",
+      GLIMPSE_CHECK(!h.linear, who, ": more than one Linear after the GlobalAvgPool '", h.gap_name, "' ('",
                     modules[i].first, "')", hint);
       h.linear = lin;
       continue;
     }
     bool passive = dynamic_cast<Flatten*>(m) || dynamic_cast<Dropout*>(m) || !m->children().empty();
-    GLIMPSE_CHECK(passive, "cam: after the GlobalAvgPool '", h.gap_name, "' comes '", modules[i].first, "' (",
+    GLIMPSE_CHECK(passive, who, ": after the GlobalAvgPool '", h.gap_name, "' comes '", modules[i].first, "' (",
                   m->describe(), "), not just a Linear", hint);
   }
-  GLIMPSE_CHECK(h.linear, "cam: no Linear after the GlobalAvgPool '", h.gap_name, "'", hint);
+  GLIMPSE_CHECK(h.linear, who, ": no Linear after the GlobalAvgPool '", h.gap_name, "'", hint);
   // Everything parametric must come before the GAP or be the head itself.
   return h;
 }
 
-}  // namespace
+}  // namespace detail
 
 AttributionMap cam(Module& model, const Tensor& x, const Options& opt) {
   detail::check_input(model, x, "cam");
-  CamHead head = find_cam_head(model);
+  detail::CamHead head = detail::find_cam_head(model, "cam");
   detail::EvalModeGuard eval(model);
   NoGradGuard no_grad;  // CAM needs no backward
 

@@ -17,6 +17,7 @@
 #include "attribution/attribution.h"
 #include "autograd/grad_mode.h"
 #include "core/tensor.h"
+#include "layers/layers.h"
 #include "layers/module.h"
 
 namespace glimpse::attr::detail {
@@ -109,5 +110,15 @@ Tensor sum_over_channels(const Tensor& t);      // sum_c t     (signed)
 
 // Contiguous CPU copy (for the small per-pixel arithmetic of the map computations).
 Tensor cpu(const Tensor& t);
+
+// The CAM head of a GAP classifier: its (last) GlobalAvgPool and the one Linear after it, with
+// nothing but Flatten / Dropout / containers in between. Errors start with `who` and say why CAM
+// needs that shape (CAM and mask guidance use it).
+struct CamHead {
+  std::string gap_name;
+  Module* gap = nullptr;
+  Linear* linear = nullptr;
+};
+CamHead find_cam_head(Module& model, const char* who);
 
 }  // namespace glimpse::attr::detail

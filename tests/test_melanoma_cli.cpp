@@ -263,6 +263,43 @@ TEST_F(MelanomaApp, DemoWritesEveryFile) {
   EXPECT_EQ(html.find("src='http"), std::string::npos);  // self-contained
 }
 
+// --mask-guidance: trains on CE + the CAM-outside-the-mask loss, logs that share per epoch, and
+// records the weight in the checkpoint, which localize reports; a data set without masks is refused.
+TEST_F(MelanomaApp, MaskGuidanceIsLoggedRecordedAndNeedsMasks) {
+  mel::TrainOptions t;
+  t.data = dir_ + "/data";
+  t.size = 32;
+  t.epochs = 1;
+  t.batch = 8;
+  t.mask_guidance = 2.f;
+  t.out = dir_ + "/guided.safetensors";
+  t.quiet = true;
+  const mel::TrainResult r = mel::train_model(t);
+  ASSERT_EQ(r.history.size(), 1u);
+  EXPECT_GE(r.history[0].train_cam_outside, 0.0);
+  EXPECT_LE(r.history[0].train_cam_outside, 1.0);
+  EXPECT_EQ(mel::load_model(t.out).meta.mask_guidance, 2.0);
+  EXPECT_EQ(mel::load_model(dir_ + "/model.safetensors").meta.mask_guidance, 0.0);
+  const nlohmann::json curve = mel::read_json(dir_ + "/guided.curve.json");
+  EXPECT_EQ(curve["mask_guidance"].get<double>(), 2.0);
+  EXPECT_TRUE(curve["epochs"][0].contains("train_cam_outside"));
+  mel::LocalizeOptions lo;
+  lo.model = t.out;
+  lo.data = t.data;
+  lo.methods = "cam";
+  lo.curves = false;
+  EXPECT_EQ(mel::run_localize(lo).mask_guidance, 2.0);
+
+  // The same images without their masks.
+  const std::string bare = dir_ + "/bare";
+  fs::create_directories(bare);
+  fs::copy(dir_ + "/data/images", bare + "/images", fs::copy_options::recursive);
+  fs::copy_file(dir_ + "/data/labels.csv", bare + "/labels.csv");
+  t.data = bare;
+  t.out = dir_ + "/bare.safetensors";
+  EXPECT_NE(error_of([&] { mel::train_model(t); }).find("--mask-guidance needs lesion masks"), std::string::npos);
+}
+
 TEST_F(MelanomaApp, BadInputErrorsNameTheValue) {
   EXPECT_NE(error_of([] { mel::open_dataset("/nonexistent/dir", "val"); }).find("/nonexistent/dir"), std::string::npos);
   EXPECT_NE(error_of([&] { mel::open_dataset(dir_ + "/data", "nosuchsplit"); }).find("nosuchsplit"), std::string::npos);

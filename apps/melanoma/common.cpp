@@ -91,7 +91,8 @@ std::map<std::string, std::string> meta_to_map(const ModelMeta& m) {
           {"data", m.data},
           {"hair_removal", m.preprocess.hair_removal ? "1" : "0"},
           {"color_constancy", m.preprocess.color_constancy ? "1" : "0"},
-          {"val_auc_mean", strf("%.6f", m.val_auc_mean)}};
+          {"val_auc_mean", strf("%.6f", m.val_auc_mean)},
+          {"mask_guidance", strf("%g", m.mask_guidance)}};
 }
 
 namespace {
@@ -144,6 +145,7 @@ ModelMeta meta_from_map(const std::map<std::string, std::string>& m, const std::
   meta.data = get(m, "data");
   meta.preprocess.hair_removal = get(m, "hair_removal") == "1";
   meta.preprocess.color_constancy = get(m, "color_constancy") == "1";  // absent in older checkpoints: off
+  meta.mask_guidance = std::atof(get(m, "mask_guidance").c_str());      // absent: 0
   const std::string auc = get(m, "val_auc_mean");
   meta.val_auc_mean = auc.empty() ? -1 : std::atof(auc.c_str());
   return meta;

@@ -65,6 +65,7 @@ struct ModelMeta {
   std::string data;           // training data directory
   glimpse::data::Preprocess preprocess;  // what the model was trained with
   double val_auc_mean = -1;   // last validation score, if any
+  double mask_guidance = 0;   // weight of train's --mask-guidance (0: CAM never saw a mask)
 };
 std::map<std::string, std::string> meta_to_map(const ModelMeta& meta);
 // Reads the metadata back; errors name the path and the missing or malformed key.

@@ -49,6 +49,7 @@ void run_demo(const DemoOptions& o) {
   to.preprocess = o.preprocess;
   to.vignette = o.vignette;
   to.stickers = o.stickers;
+  to.mask_guidance = o.mask_guidance;
   to.seed = o.seed;
   to.out = o.out + "/model.safetensors";
   const TrainResult tr = train_model(to);

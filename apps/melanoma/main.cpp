@@ -143,6 +143,11 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
   sub->add_option("--stickers", t.stickers, "Probability of pasting a coloured dot cut by the border onto a training "
                   "photo (ISIC 2017's nevus photos carry such dots), so that a dot stops being evidence")
       ->check(CLI::Range(0.f, 1.f))->capture_default_str();
+  sub->add_option("--mask-guidance", t.mask_guidance,
+                  "Weight of a second loss: the share of each class's CAM (min-max normalised) that falls outside "
+                  "the expert mask of the training photo (needs masks; 0: off). The CAM is then trained to lie in "
+                  "the lesion, so it no longer shows where an unguided network would look")
+      ->check(CLI::Range(0.f, 100.f))->capture_default_str();
   sub->add_flag("--hair-removal", t.preprocess.hair_removal, "DullRazor-style hair removal before the network");
   sub->add_flag("--color-constancy", t.preprocess.color_constancy,
                 "Shades of Gray colour constancy (p = 6) before the network: removes the whole-photo tint of "
@@ -330,6 +335,7 @@ int main(int argc, char** argv) {
   demo->add_flag("--hair-removal", dmo.preprocess.hair_removal, "As train --hair-removal");
   demo->add_option("--vignette", dmo.vignette, "As train --vignette")->check(CLI::Range(0.f, 1.f))->capture_default_str();
   demo->add_option("--stickers", dmo.stickers, "As train --stickers")->check(CLI::Range(0.f, 1.f))->capture_default_str();
+  demo->add_option("--mask-guidance", dmo.mask_guidance, "As train --mask-guidance")->check(CLI::Range(0.f, 100.f))->capture_default_str();
   demo->add_option("--methods", dmo.methods, "all, fast (all but sliding-window), or a comma-separated list")->check(kMethodList)->capture_default_str();
   demo->add_option("--localize-limit", dmo.localize_limit, "Masked images scored by localize (0: all)")
       ->check(CLI::Range(int64_t(0), int64_t(1000000)))

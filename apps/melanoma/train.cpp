@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "attribution/guidance.h"
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "commands.h"
@@ -55,6 +56,7 @@ Tensor class_weight_tensor(const std::vector<int64_t>& counts) {
 nlohmann::json epoch_json(const EpochRecord& e) {
   nlohmann::json j = {{"epoch", e.epoch},           {"train_loss", e.train_loss}, {"train_accuracy", e.train_accuracy},
                       {"lr", e.lr},                 {"seconds", e.seconds}};
+  if (e.train_cam_outside >= 0) j["train_cam_outside"] = e.train_cam_outside;
   if (e.has_val) {
     j["val_loss"] = e.val_loss;
     j["val_accuracy"] = e.val_accuracy;
@@ -72,6 +74,7 @@ EpochRecord epoch_from_json(const nlohmann::json& j) {
   e.train_accuracy = j.value("train_accuracy", 0.0);
   e.lr = j.value("lr", 0.0);
   e.seconds = j.value("seconds", 0.0);
+  e.train_cam_outside = j.value("train_cam_outside", -1.0);
   if (j.contains("val_loss")) {
     e.has_val = true;
     e.val_loss = j.value("val_loss", 0.0);
@@ -94,6 +97,7 @@ nlohmann::json curve_to_json(const TrainResult& r) {
   j["optimizer"] = r.meta.optimizer;
   j["schedule"] = r.meta.schedule;
   j["lr"] = r.meta.lr;
+  j["mask_guidance"] = r.meta.mask_guidance;
   j["checkpoint"] = r.checkpoint;
   j["epochs"] = nlohmann::json::array();
   for (const auto& e : r.history) j["epochs"].push_back(epoch_json(e));
@@ -193,6 +197,22 @@ TrainResult train_model(const TrainOptions& o_in) {
   meta.data = o.data;
   // The preprocessing is part of the model: a resumed run keeps the checkpoint's.
   if (o.resume.empty()) meta.preprocess = o.preprocess;
+  meta.mask_guidance = std::max(meta.mask_guidance, static_cast<double>(o.mask_guidance));  // ever guided: recorded
+
+  // Mask guidance needs the expert masks of the training split, and a GAP -> Linear head.
+  std::unique_ptr<attr::MaskGuidance> guide;
+  if (o.mask_guidance > 0) {
+    int64_t with_mask = 0;
+    for (const auto& s : train_ds.samples) with_mask += !s.mask_path.empty();
+    GLIMPSE_CHECK(with_mask > 0, "train: --mask-guidance needs lesion masks, and split '", o.train_split, "' of ",
+                  o.data, " has none (expected masks/<id>_segmentation.png)");
+    if (with_mask < static_cast<int64_t>(train_ds.size()))
+      std::fprintf(stderr, "train: --mask-guidance: %lld of %lld training images have no mask; they train on the "
+                           "classification loss only\n",
+                   static_cast<long long>(static_cast<int64_t>(train_ds.size()) - with_mask),
+                   static_cast<long long>(train_ds.size()));
+    guide = std::make_unique<attr::MaskGuidance>(model);
+  }
 
   data::LoaderOptions lo;
   lo.batch_size = o.batch;
@@ -201,6 +221,7 @@ TrainResult train_model(const TrainOptions& o_in) {
   lo.augment = o.augment;
   lo.augment_options.vignette = o.vignette;
   lo.augment_options.stickers = o.stickers;
+  lo.with_masks = guide != nullptr;  // augmented together with their images
   lo.preprocess = meta.preprocess;
   lo.drop_last = static_cast<int64_t>(train_ds.size()) > o.batch;  // no 1-image batch under BatchNorm
   lo.threads = loader_threads();
@@ -259,13 +280,21 @@ TrainResult train_model(const TrainOptions& o_in) {
     // On a terminal the bar redraws; in a log the epoch line below is the one line per epoch.
     ProgressBar bar(strf("%s %lld/%d", o.label.c_str(), static_cast<long long>(epoch), o.epochs), steps_per_epoch,
                     "img", progress() == ProgressBar::Mode::Plain ? ProgressBar::Mode::Plain : progress(true));
-    double loss_sum = 0;
-    int64_t seen = 0, correct = 0, s = 0;
+    double loss_sum = 0, outside_sum = 0;
+    int64_t seen = 0, correct = 0, s = 0, guided = 0;
     while (loader.next(b)) {
       ++s;
       schedule->apply(*opt, step);
       Tensor logits = model(b.images.to(device));  // decoded on the CPU by the loader
       Tensor loss = cross_entropy(logits, b.labels, weights);
+      if (guide) {
+        const Tensor outside = guide->loss(b.masks);
+        if (guide->last_count() > 0) {
+          outside_sum += static_cast<double>(outside.item()) * static_cast<double>(guide->last_count());
+          guided += guide->last_count();
+          loss = add(loss, mul_scalar(outside, o.mask_guidance));
+        }
+      }
       const float lv = loss.item();
       GLIMPSE_CHECK(std::isfinite(lv), "train: the loss became ", lv, " at epoch ", epoch, ", step ", s, "/",
                     steps_per_epoch, " (global step ", step + 1, ", lr ", opt->lr(),
@@ -279,8 +308,9 @@ TrainResult train_model(const TrainOptions& o_in) {
       const int64_t bs = static_cast<int64_t>(b.labels.size());
       loss_sum += static_cast<double>(lv) * static_cast<double>(bs);
       seen += bs;
-      bar.set_postfix(strf("loss %.4f  acc %.1f%%  lr %.2g", loss_sum / static_cast<double>(seen),
-                           100.0 * static_cast<double>(correct) / static_cast<double>(seen), opt->lr()));
+      bar.set_postfix(strf("loss %.4f  acc %.1f%%  lr %.2g%s", loss_sum / static_cast<double>(seen),
+                           100.0 * static_cast<double>(correct) / static_cast<double>(seen), opt->lr(),
+                           guided ? strf("  cam-out %.3f", outside_sum / static_cast<double>(guided)).c_str() : ""));
       bar.step(bs);
     }
     bar.finish();
@@ -291,6 +321,7 @@ TrainResult train_model(const TrainOptions& o_in) {
     e.train_loss = loss_sum / static_cast<double>(seen);
     e.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
     e.lr = opt->lr();
+    if (guided > 0) e.train_cam_outside = outside_sum / static_cast<double>(guided);
     if (has_val) {
       const Predictions p = predict(model, val_ds, o.size, meta.preprocess, "  val");
       r.val = classification_metrics(p.probs, p.labels, std::max<int64_t>(3, classes));
@@ -314,8 +345,9 @@ TrainResult train_model(const TrainOptions& o_in) {
       std::string val = has_val ? strf(" | val loss %.4f acc %.1f%% AUC mel %.3f sk %.3f mean %.3f", e.val_loss,
                                        100 * e.val_accuracy, e.auc_melanoma, e.auc_keratosis, e.auc_mean)
                                 : std::string();
-      std::printf("epoch %lld/%d: train loss %.4f acc %.1f%%%s | %.1fs\n", static_cast<long long>(epoch), o.epochs,
-                  e.train_loss, 100 * e.train_accuracy, val.c_str(), e.seconds);
+      const std::string out = e.train_cam_outside >= 0 ? strf(" cam-out %.3f", e.train_cam_outside) : std::string();
+      std::printf("epoch %lld/%d: train loss %.4f acc %.1f%%%s%s | %.1fs\n", static_cast<long long>(epoch), o.epochs,
+                  e.train_loss, 100 * e.train_accuracy, out.c_str(), val.c_str(), e.seconds);
       std::fflush(stdout);
     }
   }
