@@ -3,6 +3,8 @@
 // push it down.
 #include "attribution/guidance.h"
 
+#include <algorithm>
+
 #include "attribution/internal.h"
 #include "autograd/functions.h"
 #include "core/error.h"
@@ -39,7 +41,8 @@ Tensor masks_on_grid(const std::vector<Mask>& masks, int64_t h, int64_t w) {
   return grid;
 }
 
-Tensor cam_outside_fraction(const Tensor& features, const Tensor& weight, const Tensor& grid) {
+Tensor cam_outside_fraction(const Tensor& features, const Tensor& weight, const Tensor& grid,
+                            const std::vector<int64_t>& classes, std::vector<float>* range) {
   GLIMPSE_CHECK(features.defined() && features.dim() == 4, "cam_outside_fraction: features must be [N, K, h, w], got ",
                 features.defined() ? shape_str(features.shape()) : std::string("undefined"));
   const int64_t n = features.size(0), k = features.size(1), h = features.size(2), w = features.size(3);
@@ -48,19 +51,40 @@ Tensor cam_outside_fraction(const Tensor& features, const Tensor& weight, const 
                 shape_str(features.shape()), ", got ", weight.defined() ? shape_str(weight.shape()) : "undefined");
   GLIMPSE_CHECK(grid.defined() && grid.shape() == Shape({n, 1, h, w}), "cam_outside_fraction: the mask grid must be ",
                 shape_str({n, 1, h, w}), ", got ", grid.defined() ? shape_str(grid.shape()) : "undefined");
-  const int64_t classes = weight.size(0), hw = h * w;
-  // M = W A as a 1x1 convolution: [N, C, h, w], then one row of h*w per (image, class).
-  const Tensor m = reshape(conv2d(features, reshape(weight, {classes, k, 1, 1}), Tensor()), {n, classes, hw});
-  // The 1 / (max - min) of the normalisation cancels in the ratio below, so only the min is taken.
-  const Tensor normed = sub(m, neg(max(neg(m), 2, true)));
+  GLIMPSE_CHECK(static_cast<int64_t>(classes.size()) == n, "cam_outside_fraction: ", classes.size(),
+                " classes for ", n, " images");
+  const int64_t num_classes = weight.size(0), hw = h * w;
+  std::vector<float> one_hot(static_cast<size_t>(n * num_classes), 0.f);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = classes[static_cast<size_t>(i)];
+    GLIMPSE_CHECK(c >= 0 && c < num_classes, "cam_outside_fraction: class ", c, " of image ", i, " is not in [0, ",
+                  num_classes, ")");
+    one_hot[static_cast<size_t>(i * num_classes + c)] = 1.f;
+  }
+  // W[c_i] for each image (a one-hot product keeps the gradient to W), then
+  // M[i, p] = sum_k W[c_i, k] A[i, k, p]: [N, h*w].
+  const Tensor w_sel = matmul(Tensor::from_vector({n, num_classes}, one_hot).to(features.device()), weight);
+  const Tensor m = sum(mul(reshape(features, {n, k, hw}), reshape(w_sel, {n, k, 1})), 1);
+  // M - min M: the min-max normalisation's 1 / (max - min) cancels in the ratio below.
+  const Tensor shifted = sub(m, neg(max(neg(m), 1, true)));
   // 1 - G, a constant of the tape, on the features' device.
-  const Tensor outside_mask = reshape(add_scalar(neg(grid.to(features.device())), 1.f), {n, 1, hw});
-  const Tensor outside = sum(mul(normed, outside_mask), 2);  // [N, C]
-  const Tensor total = add_scalar(sum(normed, 2), kEps);
-  return mean(div(outside, total), 1);  // [N]
+  const Tensor outside_mask = reshape(add_scalar(neg(grid.to(features.device())), 1.f), {n, hw});
+  const Tensor outside = sum(mul(shifted, outside_mask), 1);  // [N]
+  const Tensor total = add_scalar(sum(shifted, 1), kEps);
+  if (range) {
+    const std::vector<float> mv = m.to(Device::cpu()).contiguous().to_vector();
+    range->assign(static_cast<size_t>(n), 0.f);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto row = mv.begin() + i * hw;
+      const auto [lo, hi] = std::minmax_element(row, row + hw);
+      (*range)[static_cast<size_t>(i)] = *hi - *lo;
+    }
+  }
+  return div(outside, total);
 }
 
-MaskGuidance::MaskGuidance(Module& model) {
+MaskGuidance::MaskGuidance(Module& model, float tau) : tau_(tau) {
+  GLIMPSE_CHECK(tau > 0, "mask guidance: tau must be > 0, got ", tau);
   detail::CamHead head = detail::find_cam_head(model, "mask guidance");
   weight_ = &head.linear->weight;
   // Keep the GAP's input as it is (an undefined return leaves the output alone); it stays on the
@@ -71,24 +95,34 @@ MaskGuidance::MaskGuidance(Module& model) {
   });
 }
 
-Tensor MaskGuidance::loss(const std::vector<Mask>& masks) const {
+Tensor MaskGuidance::loss(const std::vector<Mask>& masks, const std::vector<int64_t>& classes) const {
   GLIMPSE_CHECK(features_.defined(), "mask guidance: loss() before any forward pass of the model");
   const int64_t n = features_.size(0);
   GLIMPSE_CHECK(static_cast<int64_t>(masks.size()) == n, "mask guidance: ", masks.size(),
                 " masks for a batch of ", n, " images");
   // Only images whose mask has a lesion pixel: for the others every map is "outside".
-  std::vector<float> take(static_cast<size_t>(n), 0.f);
+  std::vector<bool> take(static_cast<size_t>(n), false);
   last_count_ = 0;
+  last_outside_ = 0;
   for (int64_t i = 0; i < n; ++i)
     if (!masks[static_cast<size_t>(i)].data.empty() && masks[static_cast<size_t>(i)].count() > 0) {
-      take[static_cast<size_t>(i)] = 1.f;
+      take[static_cast<size_t>(i)] = true;
       ++last_count_;
     }
   if (last_count_ == 0) return Tensor::scalar(0.f).to(features_.device());
   const Tensor grid = masks_on_grid(masks, features_.size(2), features_.size(3));
-  const Tensor per_image = cam_outside_fraction(features_, *weight_, grid);
-  const Tensor sel = Tensor::from_vector({n}, take).to(features_.device());
-  return mul_scalar(sum(mul(per_image, sel)), 1.f / static_cast<float>(last_count_));
+  std::vector<float> range;
+  const Tensor per_image = cam_outside_fraction(features_, *weight_, grid, classes, &range);
+  const std::vector<float> values = per_image.to(Device::cpu()).contiguous().to_vector();
+  std::vector<float> weights(static_cast<size_t>(n), 0.f);
+  for (size_t i = 0; i < take.size(); ++i)
+    if (take[i]) {
+      weights[i] = std::min(1.f, range[i] / tau_);
+      last_outside_ += values[i];
+    }
+  last_outside_ /= static_cast<double>(last_count_);
+  const Tensor wt = Tensor::from_vector({n}, weights).to(features_.device());
+  return mul_scalar(sum(mul(per_image, wt)), 1.f / static_cast<float>(last_count_));
 }
 
 }  // namespace glimpse::attr

@@ -4,6 +4,7 @@
 // few steps on the loss alone do move the CAM into the mask).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -70,21 +71,24 @@ TEST(CamOutsideFraction, IsOneMinusTheEnergyOfTheNormalisedCam) {
   // Binary masks at the grid's own size, so the soft mask is the mask itself.
   const std::vector<attr::Mask> masks = {box_mask(4, 4, 0, 0, 2, 2), box_mask(4, 4, 1, 1, 4, 3),
                                          box_mask(4, 4, 3, 0, 4, 4)};
+  const std::vector<int64_t> classes = {2, 0, 1};
+  std::vector<float> range;
   const Tensor got = attr::cam_outside_fraction(A, dynamic_cast<Linear&>(model->find("classifier")).weight,
-                                                attr::masks_on_grid(masks, 4, 4));
+                                                attr::masks_on_grid(masks, 4, 4), classes, &range);
   ASSERT_EQ(got.shape(), (Shape{3}));
-  // The reference: attr::cam's class score maps, min-max normalised by the attribution code, and
-  // the metric `localize` reports.
+  // The reference: attr::cam's class score map, min-max normalised by the attribution code, and the
+  // metric `localize` reports.
+  attr::Options opt;
+  opt.targets = classes;
+  const attr::AttributionMap m = attr::cam(*model, x, opt);
+  const Tensor normed = attr::normalize_maps(m.raw);  // [3, 4, 4]
   for (int64_t i = 0; i < 3; ++i) {
-    double outside = 0;
-    for (int64_t c = 0; c < 3; ++c) {
-      attr::Options opt;
-      opt.targets = {c, c, c};
-      const attr::AttributionMap m = attr::cam(*model, x, opt);
-      const Tensor normed = attr::normalize_maps(m.raw);  // [3, 4, 4]
-      outside += 1 - attr::energy_inside(normed.slice(i, i + 1).contiguous(), masks[static_cast<size_t>(i)]);
-    }
-    EXPECT_NEAR(got.to_vector()[static_cast<size_t>(i)], outside / 3, 1e-4) << "image " << i;
+    const Tensor one = m.raw.slice(i, i + 1).contiguous();
+    const std::vector<float> v = one.to_vector();
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    EXPECT_NEAR(range[static_cast<size_t>(i)], *hi - *lo, 1e-5);
+    const double energy = attr::energy_inside(normed.slice(i, i + 1).contiguous(), masks[static_cast<size_t>(i)]);
+    EXPECT_NEAR(got.to_vector()[static_cast<size_t>(i)], 1 - energy, 1e-5) << "image " << i;
   }
 }
 
@@ -98,7 +102,8 @@ TEST(CamOutsideFraction, GradientMatchesCentralDifferences) {
   GradcheckOptions go;
   go.step = 1e-3f;
   const GradcheckResult r = gradcheck(
-      [&](const std::vector<Tensor>& in) { return attr::cam_outside_fraction(in[0], in[1], grid); }, {A, W}, go);
+      [&](const std::vector<Tensor>& in) { return attr::cam_outside_fraction(in[0], in[1], grid, {1, 2}); }, {A, W},
+      go);
   std::printf("  checked %lld points, %lld kinks skipped\n", static_cast<long long>(r.checked),
               static_cast<long long>(r.skipped_kinks));
   EXPECT_TRUE(r.ok) << r.report;
@@ -107,33 +112,47 @@ TEST(CamOutsideFraction, GradientMatchesCentralDifferences) {
 
 TEST(CamOutsideFraction, BadShapesNameTheShape) {
   const Tensor A = Tensor::zeros({2, 4, 3, 3});
-  EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, Tensor::zeros({3, 5}), Tensor::zeros({2, 1, 3, 3})); })
-                .find("must be [C, 4]"),
+  const Tensor W = Tensor::zeros({3, 4}), grid = Tensor::zeros({2, 1, 3, 3});
+  EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, Tensor::zeros({3, 5}), grid, {0, 0}); }).find("must be [C, 4]"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, Tensor::zeros({3, 4}), Tensor::zeros({2, 1, 4, 4})); })
-                .find("[2, 1, 3, 3]"),
+  EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, W, Tensor::zeros({2, 1, 4, 4}), {0, 0}); }).find("[2, 1, 3, 3]"),
             std::string::npos);
+  EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, W, grid, {0, 3}); }).find("class 3 of image 1"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, W, grid, {0}); }).find("1 classes for 2 images"),
+            std::string::npos);
+  // A constant map scores 0, not NaN.
+  EXPECT_EQ(attr::cam_outside_fraction(A, W, grid, {0, 1}).to_vector(), (std::vector<float>{0.f, 0.f}));
 }
 
-TEST(MaskGuidance, AveragesOverImagesWithALesionOnly) {
+TEST(MaskGuidance, AveragesOverImagesWithALesionWeighedByTheMapsRange) {
   Rng rng(9);
   auto model = small_gap_net(3, 16, rng);
-  attr::MaskGuidance guide(*model);
-  EXPECT_NE(error_of([&] { guide.loss({}); }).find("before any forward pass"), std::string::npos);
-  const Tensor x = Tensor::uniform({3, 3, 16, 16}, rng, -1.f, 1.f);
-  model->eval();
-  (*model)(x);
-  const std::vector<attr::Mask> masks = {box_mask(16, 16, 0, 0, 8, 8), attr::Mask(), attr::Mask(16, 16)};
-  const Tensor loss = guide.loss(masks);
-  EXPECT_EQ(guide.last_count(), 1);  // no mask, and a mask with no lesion pixel, do not count
-  const Tensor per_image = attr::cam_outside_fraction(gap_input(*model, x),
-                                                      dynamic_cast<Linear&>(model->find("classifier")).weight,
-                                                      attr::masks_on_grid(masks, 4, 4));
-  EXPECT_NEAR(loss.item(), per_image.to_vector()[0], 1e-6);
-  EXPECT_NE(error_of([&] { guide.loss({masks[0]}); }).find("1 masks for a batch of 3"), std::string::npos);
-  const Tensor none = guide.loss({attr::Mask(), attr::Mask(), attr::Mask()});
-  EXPECT_EQ(guide.last_count(), 0);
-  EXPECT_EQ(none.item(), 0.f);
+  const std::vector<int64_t> classes = {0, 1, 2, 1};
+  for (float tau : {1e-6f, 1e3f}) {  // every weight 1; every weight range / tau < 1
+    attr::MaskGuidance guide(*model, tau);
+    EXPECT_NE(error_of([&] { guide.loss({}, {}); }).find("before any forward pass"), std::string::npos);
+    const Tensor x = Tensor::uniform({4, 3, 16, 16}, rng, -1.f, 1.f);
+    model->eval();
+    (*model)(x);
+    const std::vector<attr::Mask> masks = {box_mask(16, 16, 0, 0, 8, 8), attr::Mask(), attr::Mask(16, 16),
+                                           box_mask(16, 16, 4, 0, 16, 8)};
+    const Tensor loss = guide.loss(masks, classes);
+    EXPECT_EQ(guide.last_count(), 2);  // no mask, and a mask with no lesion pixel, do not count
+    std::vector<float> range;
+    const std::vector<float> out =
+        attr::cam_outside_fraction(gap_input(*model, x), dynamic_cast<Linear&>(model->find("classifier")).weight,
+                                   attr::masks_on_grid(masks, 4, 4), classes, &range)
+            .to_vector();
+    const double w0 = std::min(1.f, range[0] / tau), w3 = std::min(1.f, range[3] / tau);
+    EXPECT_NEAR(loss.item(), (w0 * out[0] + w3 * out[3]) / 2, 1e-6) << "tau " << tau;
+    EXPECT_NEAR(guide.last_outside(), (out[0] + out[3]) / 2, 1e-6);
+    if (tau > 1) EXPECT_LT(w0, 0.1);  // the small random net's maps span far less than 1000
+    EXPECT_NE(error_of([&] { guide.loss({masks[0]}, classes); }).find("1 masks for a batch of 4"), std::string::npos);
+    const Tensor none = guide.loss(std::vector<attr::Mask>(4), classes);
+    EXPECT_EQ(guide.last_count(), 0);
+    EXPECT_EQ(none.item(), 0.f);
+  }
 }
 
 TEST(MaskGuidance, NeedsAGapLinearHead) {
@@ -150,14 +169,14 @@ TEST(MaskGuidance, StepsOnTheLossMoveTheCamIntoTheMask) {
   model->eval();
   const Tensor x = Tensor::uniform({4, 3, 16, 16}, rng, -1.f, 1.f);
   const std::vector<attr::Mask> masks(4, box_mask(16, 16, 4, 4, 12, 12));
-  attr::MaskGuidance guide(*model);
+  attr::MaskGuidance guide(*model, 1e-6f);  // unweighted: the random net's maps are nearly flat
   AdamOptions ao;
   ao.lr = 3e-3f;
   Adam opt(model->parameters(), ao);
   float first = 0, last = 0;
   for (int step = 0; step < 30; ++step) {
     (*model)(x);
-    Tensor loss = guide.loss(masks);
+    Tensor loss = guide.loss(masks, {0, 1, 2, 0});
     if (step == 0) first = loss.item();
     last = loss.item();
     opt.zero_grad();

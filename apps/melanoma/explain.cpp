@@ -83,6 +83,7 @@ ExplainResult run_explain(const ExplainOptions& o) {
   r.json = {{"image", o.image},
             {"model", o.model},
             {"arch", lm.meta.arch},
+            {"model_mask_guidance", lm.meta.mask_guidance},
             {"method", o.method},
             {"layer", am.layer},
             {"predicted", r.predicted},

@@ -350,6 +350,10 @@ void run_report(const ReportOptions& o) {
     << " at " << meta.size << " px, " << meta.epoch << " epoch(s), " << esc(meta.optimizer) << " (lr " << meta.lr
     << ", " << esc(meta.schedule) << "); trained on <code>" << esc(meta.data) << "</code>. Evaluated on <code>"
     << esc(data_dir) << "</code> [" << esc(o.split) << "]. Generated " << when << " by glimpse.</p>";
+  if (meta.mask_guidance > 0)
+    h << "<p class='meta'><b>Mask-guided model</b> (<code>--mask-guidance " << strf("%g", meta.mask_guidance)
+      << "</code>): its CAM was trained to lie inside the expert masks of the training photos, so the CAM-family "
+         "maps below show what it learned to look at, not where an unguided network would look.</p>";
   h << "<h2>Classification (ISIC 2017 scoring)</h2>" << metrics_html(eval)
     << "<p class='meta'>ISIC 2017 reference (val, mean AUC of melanoma and SK): Jia &amp; Shen 0.821 (stage 1) and "
        "0.857 (CAM crop stage 2) with a pretrained VGG16-GAP; the challenge's scoring is described by Codella et al. "

@@ -288,9 +288,9 @@ TrainResult train_model(const TrainOptions& o_in) {
       Tensor logits = model(b.images.to(device));  // decoded on the CPU by the loader
       Tensor loss = cross_entropy(logits, b.labels, weights);
       if (guide) {
-        const Tensor outside = guide->loss(b.masks);
+        const Tensor outside = guide->loss(b.masks, b.labels);
         if (guide->last_count() > 0) {
-          outside_sum += static_cast<double>(outside.item()) * static_cast<double>(guide->last_count());
+          outside_sum += guide->last_outside() * static_cast<double>(guide->last_count());
           guided += guide->last_count();
           loss = add(loss, mul_scalar(outside, o.mask_guidance));
         }
