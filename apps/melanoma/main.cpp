@@ -144,8 +144,8 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
                   "photo (ISIC 2017's nevus photos carry such dots), so that a dot stops being evidence")
       ->check(CLI::Range(0.f, 1.f))->capture_default_str();
   sub->add_option("--mask-guidance", t.mask_guidance,
-                  "Weight of a second loss: the share of each class's CAM (min-max normalised) that falls outside "
-                  "the expert mask of the training photo (needs masks; 0: off). The CAM is then trained to lie in "
+                  "Weight of a second loss: the share of the true class's CAM (min-max normalised) that falls "
+                  "outside the expert mask of the training photo (needs masks; 0: off). The CAM is then trained to lie in "
                   "the lesion, so it no longer shows where an unguided network would look")
       ->check(CLI::Range(0.f, 100.f))->capture_default_str();
   sub->add_flag("--hair-removal", t.preprocess.hair_removal, "DullRazor-style hair removal before the network");
