@@ -147,7 +147,9 @@ TEST(MaskGuidance, AveragesOverImagesWithALesionWeighedByTheMapsRange) {
     const double w0 = std::min(1.f, range[0] / tau), w3 = std::min(1.f, range[3] / tau);
     EXPECT_NEAR(loss.item(), (w0 * out[0] + w3 * out[3]) / 2, 1e-6) << "tau " << tau;
     EXPECT_NEAR(guide.last_outside(), (out[0] + out[3]) / 2, 1e-6);
-    if (tau > 1) EXPECT_LT(w0, 0.1);  // the small random net's maps span far less than 1000
+    if (tau > 1) {
+      EXPECT_LT(w0, 0.1);  // the small random net's maps span far less than 1000
+    }
     EXPECT_NE(error_of([&] { guide.loss({masks[0]}, classes); }).find("1 masks for a batch of 4"), std::string::npos);
     const Tensor none = guide.loss(std::vector<attr::Mask>(4), classes);
     EXPECT_EQ(guide.last_count(), 0);
