@@ -1,4 +1,4 @@
-// Mask guidance (attribution/guidance.h): the CAM of every class, min-max normalised, and the
+// Mask guidance (attribution/guidance.h): the CAM of each image's true class, min-max normalised, and the
 // share of it that falls outside the expert's mask, built from autograd ops so that training can
 // push it down.
 #include "attribution/guidance.h"
