@@ -1,5 +1,6 @@
 // Shared pieces of the melanoma app; see common.h.
 #include "common.h"
+#include "json_in.h"
 
 #include <malloc.h>
 #include <stb_image_write.h>
@@ -18,6 +19,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "layers/checkpoint.h"
@@ -354,31 +356,34 @@ void ensure_dir(const std::string& dir) {
   GLIMPSE_CHECK(fs::is_directory(dir), "cannot create the directory '", dir, "'", ec ? ": " + ec.message() : "");
 }
 
+// Atomic and checked to the last byte (core/io/atomic_file.h): a unique temporary per process and
+// write, so two processes writing the same path never share one, and a full disk is an error, never
+// a truncated file in place.
 void write_text(const std::string& path, const std::string& text) {
   const fs::path p(path);
   if (p.has_parent_path()) ensure_dir(p.parent_path().string());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    GLIMPSE_CHECK(f.good(), "cannot write '", tmp, "'");
-    f << text;
-    f.flush();
-    GLIMPSE_CHECK(f.good(), "writing '", tmp, "' failed (disk full?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  GLIMPSE_CHECK(!ec, "cannot rename '", tmp, "' to '", path, "': ", ec.message());
+  io::write_file_atomic(path, text);
 }
 
-void write_json(const std::string& path, const nlohmann::json& j) { write_text(path, j.dump(2) + "\n"); }
+// Invalid UTF-8 in a string (an image id from someone's CSV) is written as U+FFFD instead of
+// throwing nlohmann's type_error.316 after the work is done.
+void write_json(const std::string& path, const nlohmann::json& j) {
+  write_text(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
 
 nlohmann::json read_json(const std::string& path) {
-  std::ifstream f(path);
-  GLIMPSE_CHECK(f.good(), "cannot read the JSON file '", path, "'");
+  // Bounded: the largest file the app writes (eval.json with one prediction per image) is a few MiB
+  // for tens of thousands of images; anything past this limit is not ours.
+  constexpr uint64_t kMaxJsonBytes = uint64_t(64) << 20;
+  const std::string text = io::read_file(path, kMaxJsonBytes);
+  check_json_depth(text, path);
   try {
-    return nlohmann::json::parse(f);
-  } catch (const std::exception& e) {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    // Every nlohmann fault, not only parse_error: a number outside the double range is out_of_range.406.
     GLIMPSE_FAIL("'", path, "' is not valid JSON: ", e.what());
+  } catch (const std::bad_alloc&) {
+    GLIMPSE_FAIL("'", path, "': out of memory parsing ", text.size(), " bytes of JSON");
   }
 }
 
