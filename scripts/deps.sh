@@ -2,12 +2,14 @@
 # Installs, with apt-get, the Debian 12 packages the glimpse build needs -- only those missing.
 # Run as root (or with sudo available). nvcc and cuDNN are not Debian packages: the build finds
 # them under /usr/local/cuda when present (GLIMPSE_CUDA=AUTO) and builds the CPU backend otherwise.
+# clang and libclang-rt-14-dev (libFuzzer) are for the fuzz step of the tests (scripts/fuzz.sh) only.
 set -euo pipefail
 
 required=(
   build-essential cmake ninja-build
   libeigen3-dev libstb-dev libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
   dataset-fashion-mnist
+  clang libclang-rt-14-dev
 )
 optional=(ccache)
 
