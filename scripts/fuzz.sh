@@ -57,8 +57,9 @@ names=()
 for t in "${TARGETS[@]}"; do corpora "$t" >/dev/null || exit 2; names+=("fuzz_$t"); done
 cmake --build "$BUILD" -j "$JOBS" --target "${names[@]}" || { echo "fuzz.sh: build failed" >&2; exit 1; }
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:allocator_may_return_null=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+# Our own sanitizer settings, not those of the caller (scripts/test.sh exports its own for ctest).
+export ASAN_OPTIONS=${GLIMPSE_FUZZ_ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 # -rss_limit_mb / -malloc_limit_mb: one input may not make the process use more than 2 GB, nor ask for
 # more than 1 GB in one allocation; -timeout: one input may not take more than 10 s (under ASan).
 LIMITS=(-rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10)

@@ -2,11 +2,14 @@
 # The CI job: installs what is missing, then
 #   1. a Release build with the CUDA backend when nvcc and cuDNN are found (GLIMPSE_CUDA=AUTO; CI has
 #      no GPU, so this proves the CUDA code compiles and links, and its tests skip with a reason), ctest;
-#   2. a CPU-only Debug build under AddressSanitizer + UndefinedBehaviorSanitizer, ctest again.
+#   2. a CPU-only Debug build under AddressSanitizer + UndefinedBehaviorSanitizer, ctest again;
+#   3. the fuzz step (scripts/fuzz.sh): the libFuzzer harnesses built with clang under ASan+UBSan, the
+#      committed corpora and ../shared/reliability replayed, then each harness fuzzed for a fixed budget.
 # Exits non-zero if any step fails; prints a summary with the time of each step.
 #
 # Environment: GLIMPSE_BUILD_DIR (default build), GLIMPSE_ASAN_BUILD_DIR (default build-asan),
-# GLIMPSE_JOBS (default: all cores), GLIMPSE_SKIP_ASAN=1 to run step 1 only.
+# GLIMPSE_JOBS (default: all cores), GLIMPSE_SKIP_ASAN=1 to run step 1 only, GLIMPSE_SKIP_FUZZ=1 to skip
+# step 3, GLIMPSE_FUZZ_SECONDS (default 30) the fuzzing budget of each harness.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -77,6 +80,11 @@ if step "configure ASan+UBSan ($ASAN_BUILD)" cmake -S "$ROOT" -B "$ASAN_BUILD" -
       "${launcher[@]}" &&
    step "build ASan+UBSan" cmake --build "$ASAN_BUILD" -j "$JOBS"; then
   step "ctest ASan+UBSan" ctest --test-dir "$ASAN_BUILD" --output-on-failure -j "$JOBS" --timeout 1200
+fi
+
+# ---- 3. fuzz ------------------------------------------------------------------------------------
+if [[ "${GLIMPSE_SKIP_FUZZ:-0}" != 1 ]]; then
+  step "fuzz (${GLIMPSE_FUZZ_SECONDS:-30} s each)" bash scripts/fuzz.sh --seconds "${GLIMPSE_FUZZ_SECONDS:-30}"
 fi
 
 ((failed)) && exit 1
