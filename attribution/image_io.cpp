@@ -1,27 +1,42 @@
-// Image files and conversions; see image_io.h. Debian's libstb ships stb_image / stb_image_write
-// compiled, so these headers are included for declarations only (no STB_*_IMPLEMENTATION here).
+// Image files and conversions; see image_io.h. Decoding lives in image_decode.cpp. Debian's libstb
+// ships stb_image_write compiled, so its header is included for declarations only.
 #include "attribution/image_io.h"
 
-#include <stb_image.h>
 #include <stb_image_write.h>
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
+#include <new>
 
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 
 namespace glimpse::attr {
 
+namespace {
+
+// Sides capped (kMaxImageSide) so that no product below can overflow; a failed allocation becomes an
+// Error naming the size instead of a bare std::bad_alloc.
+void checked_assign(std::vector<uint8_t>& v, int64_t w, int64_t h, int64_t c, uint8_t value, const char* what) {
+  try {
+    v.assign(static_cast<size_t>(w * h * c), value);
+  } catch (const std::bad_alloc&) {
+    GLIMPSE_FAIL(what, ": out of memory for ", w, "x", h, "x", c, " bytes");
+  }
+}
+
+}  // namespace
+
 Image::Image(int64_t w, int64_t h, int64_t c, uint8_t value) : width(w), height(h), channels(c) {
-  GLIMPSE_CHECK(w > 0 && h > 0 && c >= 1 && c <= 4, "Image: bad size ", w, "x", h, "x", c,
-                " (width and height must be positive, channels 1..4)");
-  pixels.assign(static_cast<size_t>(w * h * c), value);
+  GLIMPSE_CHECK(w > 0 && h > 0 && w <= kMaxImageSide && h <= kMaxImageSide && c >= 1 && c <= 4, "Image: bad size ",
+                w, "x", h, "x", c, " (width and height must be in 1..", kMaxImageSide, ", channels 1..4)");
+  checked_assign(pixels, w, h, c, value, "Image");
 }
 
 Mask::Mask(int64_t w, int64_t h, uint8_t value) : width(w), height(h) {
-  GLIMPSE_CHECK(w > 0 && h > 0, "Mask: bad size ", w, "x", h);
-  data.assign(static_cast<size_t>(w * h), value ? 1 : 0);
+  GLIMPSE_CHECK(w > 0 && h > 0 && w <= kMaxImageSide && h <= kMaxImageSide, "Mask: bad size ", w, "x", h,
+                " (width and height must be in 1..", kMaxImageSide, ")");
+  checked_assign(data, w, h, 1, value ? 1 : 0, "Mask");
 }
 
 int64_t Mask::count() const {
@@ -32,24 +47,15 @@ int64_t Mask::count() const {
 
 namespace {
 
-struct StbFree {
-  void operator()(unsigned char* p) const { stbi_image_free(p); }
-};
+Image load_with_channels(const std::string& path, int channels) {
+  // read_file names the path when the file is missing, unreadable or over the size cap.
+  const std::string bytes = io::read_file(path, kMaxImageFileBytes);
+  return decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path, channels);
+}
 
-Image load_with_channels(const std::string& path, int desired) {
-  int w = 0, h = 0, n = 0;
-  std::unique_ptr<unsigned char, StbFree> data(stbi_load(path.c_str(), &w, &h, &n, desired));
-  if (!data) {
-    const char* why = stbi_failure_reason();
-    GLIMPSE_FAIL("cannot read image '", path, "': ", why ? why : "unknown error",
-                 " (readable: JPEG, PNG, BMP, TGA, GIF, PSD, HDR, PNM; check that the file exists)");
-  }
-  Image img;
-  img.width = w;
-  img.height = h;
-  img.channels = desired;
-  img.pixels.assign(data.get(), data.get() + static_cast<size_t>(w) * h * desired);
-  return img;
+void append_bytes(void* context, void* data, int size) {
+  if (size <= 0) return;
+  static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
 }
 
 }  // namespace
@@ -66,11 +72,17 @@ Mask load_mask(const std::string& path, int threshold) {
 }
 
 void save_png(const std::string& path, const uint8_t* pixels, int64_t width, int64_t height, int64_t channels) {
-  GLIMPSE_CHECK(pixels != nullptr && width > 0 && height > 0 && channels >= 1 && channels <= 4,
+  GLIMPSE_CHECK(pixels != nullptr && width > 0 && height > 0 && width <= kMaxImageSide && height <= kMaxImageSide &&
+                    channels >= 1 && channels <= 4,
                 "save_png('", path, "'): bad image ", width, "x", height, "x", channels);
-  const int ok = stbi_write_png(path.c_str(), static_cast<int>(width), static_cast<int>(height),
-                                static_cast<int>(channels), pixels, static_cast<int>(width * channels));
-  GLIMPSE_CHECK(ok != 0, "cannot write PNG '", path, "' (does the directory exist and is it writable?)");
+  // Encoded in memory first: stb_image_write's file functions ignore fwrite/fclose errors, so a full
+  // disk would leave a truncated PNG behind a success. The atomic write checks every step.
+  std::string bytes;
+  const int ok = stbi_write_png_to_func(append_bytes, &bytes, static_cast<int>(width), static_cast<int>(height),
+                                        static_cast<int>(channels), pixels, static_cast<int>(width * channels));
+  GLIMPSE_CHECK(ok != 0 && !bytes.empty(), "cannot encode PNG '", path, "' (", width, "x", height, "x", channels,
+                "; out of memory?)");
+  io::write_file_atomic(path, bytes);
 }
 
 void save_png(const std::string& path, const Image& image) {
@@ -135,6 +147,9 @@ std::vector<float> map_values(const Tensor& map, int64_t& height, int64_t& width
 }
 
 Mask resize_mask(const Mask& mask, int64_t width, int64_t height) {
+  GLIMPSE_CHECK(!mask.data.empty(), "resize_mask: empty mask");
+  GLIMPSE_CHECK(width > 0 && height > 0 && width <= kMaxImageSide && height <= kMaxImageSide, "resize_mask: target ",
+                width, "x", height, " (sides must be in 1..", kMaxImageSide, ")");
   Mask out(width, height);
   for (int64_t y = 0; y < height; ++y) {
     const int64_t sy = std::min(mask.height - 1, (y * mask.height) / height);
@@ -148,6 +163,8 @@ Mask resize_mask(const Mask& mask, int64_t width, int64_t height) {
 
 Image resize_image(const Image& image, int64_t width, int64_t height) {
   GLIMPSE_CHECK(!image.empty(), "resize_image: empty image");
+  GLIMPSE_CHECK(width > 0 && height > 0 && width <= kMaxImageSide && height <= kMaxImageSide, "resize_image: target ",
+                width, "x", height, " (sides must be in 1..", kMaxImageSide, ")");
   if (width == image.width && height == image.height) return image;
   Image out(width, height, image.channels);
   const float sy = static_cast<float>(image.height) / height, sx = static_cast<float>(image.width) / width;

@@ -10,6 +10,13 @@ namespace glimpse::data::detail {
 // (v - kNormMean[c]) / kNormStd[c] when normalize.
 void image_to_planar(const attr::Image& image, float* dst, bool normalize);
 
+// Bounds the cost of one image whatever its declared size: an image whose longer side exceeds
+// working_side(image_size) is area-downscaled (resize_area, aspect kept) to that longer side before
+// hair removal, colour constancy or augmentation run on it; `mask`, when given and non-empty, is
+// resized with it (nearest neighbour). Smaller images are returned unchanged. See working_size.cpp.
+int64_t working_side(int64_t image_size);
+attr::Image shrink_to_working_size(attr::Image image, int64_t image_size, attr::Mask* mask = nullptr);
+
 // splitmix64: a well-mixed 64-bit hash, to derive independent seeds from (seed, epoch, index).
 inline uint64_t mix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;

@@ -22,6 +22,7 @@
 #include <numeric>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "core/error.h"
 #include "data/data.h"
@@ -74,6 +75,10 @@ struct DataLoader::Impl {
                     "' is ", d->mask.width, "x", d->mask.height, " but its image '", s.image_path, "' is ",
                     d->image.width, "x", d->image.height);
     }
+    // A huge photo is shrunk to a working size first, so that preprocessing, augmentation and the
+    // cache cost the same for it as for a normal one (working_size.cpp); normal photos are untouched.
+    attr::Mask* mask = d->mask.data.empty() ? nullptr : &d->mask;
+    d->image = detail::shrink_to_working_size(std::move(d->image), opt.image_size, mask);
     if (opt.preprocess.any()) d->image = preprocess(d->image, opt.preprocess);
     if (opt.cache_mb > 0) {
       const int64_t bytes = static_cast<int64_t>(d->image.pixels.size() + d->mask.data.size() * sizeof(d->mask.data[0]));

@@ -8,6 +8,7 @@ set -euo pipefail
 required=(
   build-essential cmake ninja-build
   libeigen3-dev libstb-dev libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
+  libjpeg-dev libpng-dev
   dataset-fashion-mnist
   clang libclang-rt-14-dev
 )
