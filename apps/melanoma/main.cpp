@@ -8,10 +8,13 @@
 // This file only parses flags (CLI11) into the option structs of commands.h; a bad flag prints the
 // error and the subcommand's usage; errors at run time print one line naming the value at fault.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
 
+#include "attribution/image_io.h"
 #include "attribution/regions.h"
 #include "attribution/render.h"
 #include "commands.h"
@@ -26,6 +29,7 @@ struct Common {
   int threads = 0;
   uint64_t seed = 1;
   std::string progress = "auto";
+  double max_megapixels = 40;  // pixel budget of every image read (attr::set_max_image_pixels)
 };
 
 const CLI::Validator kMethod(
@@ -89,7 +93,12 @@ const CLI::Validator kPercents(
     },
     "10,30,...", "percentages");
 
-void add_common(CLI::App* sub, Common& c, bool seed = true) {
+void add_common(CLI::App* sub, Common& c, bool seed = true, bool reads_images = true) {
+  if (reads_images)
+    sub->add_option("--max-megapixels", c.max_megapixels, "Largest image read, in megapixels (width x height from "
+                                                          "its header, checked before decoding)")
+        ->check(CLI::Range(0.000001, 4000.0))
+        ->capture_default_str();
   sub->add_option("--threads", c.threads, "CPU threads for the kernels (0: all cores)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
@@ -187,7 +196,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 0.9))
       ->capture_default_str();
   synth->add_flag("!--no-distractors", so.distractors, "No hairs, ruler, sticker or patterned cloth");
-  add_common(synth, c);
+  add_common(synth, c, true, /*reads_images=*/false);
 
   // train
   TrainOptions to;
@@ -349,6 +358,7 @@ int main(int argc, char** argv) {
   try {
     set_progress(c.progress);
     setup_runtime(c.threads, c.seed);
+    glimpse::attr::set_max_image_pixels(std::max<int64_t>(1, std::llround(c.max_megapixels * 1e6)));
     if (*synth) {
       so.seed = c.seed;
       run_synth(so);
