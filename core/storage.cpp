@@ -1,6 +1,7 @@
 #include "core/storage.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -104,6 +105,9 @@ void set_unavailable_reason(DeviceType type, const char* why) {
 }
 
 Storage::Storage(size_t count, Device device) : count_(count), device_(device) {
+  // count * sizeof(float) must not wrap (a shape of 2^62 elements passes the int64 shape rule).
+  GLIMPSE_CHECK(count <= (SIZE_MAX - 128) / sizeof(float), "cannot allocate ", count,
+                " float32 elements: the byte size exceeds the address space");
   data_ = static_cast<float*>(allocator_for(device.type).allocate(count * sizeof(float), device));
 }
 

@@ -10,7 +10,8 @@ namespace glimpse {
 namespace {
 
 std::shared_ptr<TensorImpl> make_impl(const Shape& shape, Device device) {
-  for (auto d : shape) GLIMPSE_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
+  // Negative dims, and shapes whose size or strides would overflow int64, are refused naming the shape.
+  check_shape(shape, "Tensor::empty");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)), device);
   impl->shape = shape;
@@ -138,7 +139,9 @@ Tensor Tensor::view(Shape new_shape) const {
       GLIMPSE_CHECK(infer < 0, "view(): more than one -1 in ", shape_str(new_shape));
       infer = static_cast<int64_t>(i);
     } else {
-      known *= new_shape[i];
+      // Checked: a wrapped product could equal numel() and pass the test below.
+      GLIMPSE_CHECK(new_shape[i] >= 0 && !__builtin_mul_overflow(known, new_shape[i], &known), "view(): cannot view ",
+                    shape_str(shape()), " as ", shape_str(new_shape), " (a negative or too large dimension)");
     }
   }
   if (infer >= 0) {
@@ -146,6 +149,7 @@ Tensor Tensor::view(Shape new_shape) const {
                   shape_str(new_shape));
     new_shape[infer] = numel() / known;
   }
+  check_shape(new_shape, "view()");
   GLIMPSE_CHECK(shape_numel(new_shape) == numel(), "view(): cannot view ", shape_str(shape()), " (", numel(),
                 " elements) as ", shape_str(new_shape));
   auto impl = std::make_shared<TensorImpl>();

@@ -20,7 +20,7 @@ std::string join(const std::vector<std::string>& names) {
 void save_checkpoint(Module& module, const std::string& path, const std::map<std::string, std::string>& metadata,
                      const Optimizer* optimizer) {
   std::map<std::string, std::string> meta = metadata;
-  for (const char* key : {"format", "version", "module"}) {
+  for (const char* key : {"format", "version", "module", kSafetensorsChecksumKey}) {
     GLIMPSE_CHECK(!meta.count(key), "save_checkpoint('", path, "'): the metadata key '", key,
                   "' is reserved for glimpse; use another name");
   }
@@ -48,6 +48,7 @@ CheckpointLoad load_checkpoint(Module& module, const std::string& path, bool str
 
   CheckpointLoad result;
   result.metadata = file.metadata;
+  result.checksum_verified = file.checksum_verified;
   auto state = module.state();
   std::set<std::string> module_names;
   for (const auto& [name, t] : state) module_names.insert(name);

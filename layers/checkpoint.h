@@ -2,7 +2,9 @@
 // (core/io/safetensors.h), with metadata {"format": "glimpse", "version": "1", "module": <type>}
 // plus whatever the caller adds (epoch, accuracy, ...).
 //
-// Saving is atomic: a crash or a full disk mid-save leaves the previous checkpoint intact.
+// Saving is atomic: a crash or a full disk mid-save leaves the previous checkpoint intact. Every
+// checkpoint carries the checksum of safetensors.h (metadata, layout and data); loading verifies it
+// and refuses a mismatch, and loads a file without one (PyTorch, older glimpse) unverified.
 // Loading checks everything before touching the module: names (missing and unexpected ones are
 // listed), shapes (the error names the tensor and both shapes) and dtypes; only when all checks pass
 // are the values copied, in place, into the module's tensors (which keep their device). A failed
@@ -35,6 +37,7 @@ struct CheckpointLoad {
   std::vector<std::string> missing;     // in the module, not in the file (left unchanged)
   std::vector<std::string> unexpected;  // in the file, not in the module (ignored)
   std::map<std::string, std::string> metadata;
+  bool checksum_verified = false;     // the file's glimpse.checksum matched (false: it has none)
   bool has_optimizer_state = false;  // the file holds "optimizer." entries
   bool optimizer_loaded = false;     // ...and they were loaded into the optimizer given
 };

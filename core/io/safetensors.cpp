@@ -1,12 +1,10 @@
 // safetensors reader and writer; the format and the rules we enforce are in safetensors.h.
 #include "core/io/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
@@ -16,6 +14,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 
 // The data is written and read with memcpy of float32 values: right only on little-endian hosts.
 static_assert(std::endian::native == std::endian::little,
@@ -30,8 +29,6 @@ using ordered_json = nlohmann::ordered_json;
 // The reference implementation refuses headers above 100 MB; so do we (a corrupt length field
 // must not make us allocate gigabytes).
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
-
-std::atomic<int64_t> g_fail_after_bytes{-1};
 
 // ---------------------------------------------------------------------------------------------
 // dtypes
@@ -51,6 +48,78 @@ constexpr const char* kRefused[] = {"BOOL", "U8",  "I8",  "U16", "I16",      "U3
                                     "C64"};
 
 std::string file_fault(const std::string& path) { return "safetensors file '" + path + "': "; }
+
+// A JSON value for an error message, cut short: a hostile header may hold megabytes in one value.
+std::string short_dump(const ordered_json& v) {
+  std::string s;
+  try {
+    s = v.dump();
+  } catch (const nlohmann::json::exception&) {
+    return "(a value that cannot be printed)";
+  }
+  return s.size() <= 120 ? s : s.substr(0, 120) + "... (" + std::to_string(s.size()) + " chars)";
+}
+
+// ---------------------------------------------------------------------------------------------
+// the checksum (format in safetensors.h)
+
+// zlib's CRC-32, fed in pieces; uInt is 32 bits, so large buffers go in 1 GiB chunks.
+class Crc32 {
+ public:
+  void bytes(const void* data, size_t n) {
+    const auto* p = static_cast<const Bytef*>(data);
+    while (n > 0) {
+      const size_t chunk = std::min<size_t>(n, size_t(1) << 30);
+      crc_ = ::crc32(crc_, p, static_cast<uInt>(chunk));
+      p += chunk;
+      n -= chunk;
+    }
+  }
+  void u64(uint64_t v) {
+    unsigned char b[8];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
+    bytes(b, 8);
+  }
+  void str(const std::string& s) {
+    u64(s.size());  // length-prefixed, so that no two different headers give the same byte stream
+    bytes(s.data(), s.size());
+  }
+  std::string value() const {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%08lx", static_cast<unsigned long>(crc_ & 0xffffffffu));
+    return std::string("crc32:") + buf;
+  }
+
+ private:
+  uLong crc_ = ::crc32(0L, Z_NULL, 0);
+};
+
+struct EntryDigest {
+  std::string name, dtype;
+  Shape shape;
+  uint64_t begin, end;
+};
+
+// The header part of the checksum: the metadata (checksum key excluded) sorted by key, then the
+// tensors sorted by name with dtype, shape and offsets. The data section follows it in the stream.
+void digest_header(Crc32& crc, const std::map<std::string, std::string>& metadata, std::vector<EntryDigest> entries) {
+  crc.str("glimpse.safetensors.checksum.v1");
+  crc.u64(metadata.size());
+  for (const auto& [k, v] : metadata) {  // std::map: sorted by key, bytewise
+    crc.str(k);
+    crc.str(v);
+  }
+  std::sort(entries.begin(), entries.end(), [](const EntryDigest& a, const EntryDigest& b) { return a.name < b.name; });
+  crc.u64(entries.size());
+  for (const auto& e : entries) {
+    crc.str(e.name);
+    crc.str(e.dtype);
+    crc.u64(e.shape.size());
+    for (int64_t d : e.shape) crc.u64(static_cast<uint64_t>(d));
+    crc.u64(e.begin);
+    crc.u64(e.end);
+  }
+}
 
 // IEEE binary16 -> binary32, exact (subnormals, inf and NaN payloads included).
 float half_to_float(uint16_t h) {
@@ -139,7 +208,7 @@ void read_exact(std::FILE* f, void* dst, size_t bytes, const std::string& path, 
 uint64_t json_u64(const ordered_json& v, const std::string& path, const std::string& tensor, const char* field) {
   if (!v.is_number_unsigned()) {
     GLIMPSE_FAIL(file_fault(path), "tensor '", tensor, "': ", field, " must hold non-negative integers, found ",
-                 v.dump());
+                 short_dump(v));
   }
   return v.get<uint64_t>();
 }
@@ -147,7 +216,7 @@ uint64_t json_u64(const ordered_json& v, const std::string& path, const std::str
 Entry parse_entry(const std::string& name, const ordered_json& v, const std::string& path) {
   if (!v.is_object()) {
     GLIMPSE_FAIL(file_fault(path), "header entry '", name,
-                 "' must be an object {\"dtype\", \"shape\", \"data_offsets\"}, found ", v.dump());
+                 "' must be an object {\"dtype\", \"shape\", \"data_offsets\"}, found ", short_dump(v));
   }
   for (const char* field : {"dtype", "shape", "data_offsets"}) {
     if (!v.contains(field)) GLIMPSE_FAIL(file_fault(path), "tensor '", name, "' has no \"", field, "\" field");
@@ -156,7 +225,7 @@ Entry parse_entry(const std::string& name, const ordered_json& v, const std::str
   e.name = name;
 
   const auto& dt = v["dtype"];
-  if (!dt.is_string()) GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': dtype must be a string, found ", dt.dump());
+  if (!dt.is_string()) GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': dtype must be a string, found ", short_dump(dt));
   const std::string dts = dt.get<std::string>();
   e.dtype = nullptr;
   for (const auto& info : kReadable) {
@@ -175,23 +244,27 @@ Entry parse_entry(const std::string& name, const ordered_json& v, const std::str
   }
 
   const auto& sh = v["shape"];
-  if (!sh.is_array()) GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': shape must be an array, found ", sh.dump());
-  // Element count and byte size, refusing overflow (a hostile header must not wrap around).
-  uint64_t numel = 1;
-  bool overflow = false;
+  if (!sh.is_array()) GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': shape must be an array, found ", short_dump(sh));
+  // Element count and byte size, refusing overflow (a hostile header must not wrap around): each
+  // dim fits int64, the shape obeys the Tensor rule of core/shape.h (the product of max(dim, 1)
+  // fits int64, so [0, 2^62, 4] is refused although it has no elements), and the byte size fits.
   for (const auto& d : sh) {
-    uint64_t n = json_u64(d, path, name, "shape");
-    if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
+    const uint64_t n = json_u64(d, path, name, "shape");
+    if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': shape ", short_dump(sh), " has a dimension above 2^63 - 1");
+    }
     e.shape.push_back(static_cast<int64_t>(n));
-    if (n != 0 && numel > std::numeric_limits<uint64_t>::max() / n) overflow = true;
-    numel *= n;
   }
-  if (!overflow && numel > std::numeric_limits<uint64_t>::max() / e.dtype->bytes) overflow = true;
-  if (overflow) GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': shape ", sh.dump(), " is too large");
+  const std::string fault = shape_fault(e.shape);
+  if (!fault.empty()) GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': ", fault);
+  const uint64_t numel = static_cast<uint64_t>(shape_numel(e.shape));
+  if (numel > std::numeric_limits<uint64_t>::max() / e.dtype->bytes) {
+    GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': shape ", shape_str(e.shape), " is too large for dtype ", dts);
+  }
 
   const auto& off = v["data_offsets"];
   if (!off.is_array() || off.size() != 2) {
-    GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': data_offsets must be [begin, end], found ", off.dump());
+    GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': data_offsets must be [begin, end], found ", short_dump(off));
   }
   e.begin = json_u64(off[0], path, name, "data_offsets");
   e.end = json_u64(off[1], path, name, "data_offsets");
@@ -259,7 +332,9 @@ SafetensorsFile load_safetensors(const std::string& path) {
   }
   if (n < 2) GLIMPSE_FAIL(file_fault(path), "the header is ", n, " bytes long; it must be a JSON object");
 
-  // 2. The header JSON.
+  // 2. The header JSON. Every exception of the JSON library (json::exception is the base of
+  //    parse_error, out_of_range -- a number like 1e400 --, type_error, ...) becomes an Error naming
+  //    the file and, once the entries are being read, the key; nothing of nlohmann's escapes.
   std::string header(n, '\0');
   read_exact(file.f, header.data(), n, path, "the header");
   if (header[0] != '{') {
@@ -287,6 +362,11 @@ SafetensorsFile load_safetensors(const std::string& path) {
   } catch (const nlohmann::json::parse_error& e) {
     GLIMPSE_FAIL(file_fault(path), "the header is not valid JSON: error at header byte ", e.byte, " (file offset ",
                  8 + e.byte - (e.byte > 0 ? 1 : 0), "): ", e.what());
+  } catch (const nlohmann::json::out_of_range& e) {
+    GLIMPSE_FAIL(file_fault(path), "the header holds a value the JSON reader cannot represent (", e.what(),
+                 "; e.g. a number beyond the range of a double)");
+  } catch (const nlohmann::json::exception& e) {
+    GLIMPSE_FAIL(file_fault(path), "the header cannot be read as JSON: ", e.what());
   }
   if (!duplicate.empty()) GLIMPSE_FAIL(file_fault(path), "the header holds the key '", duplicate, "' twice");
   if (!root.is_object()) GLIMPSE_FAIL(file_fault(path), "the header must be a JSON object");
@@ -294,18 +374,36 @@ SafetensorsFile load_safetensors(const std::string& path) {
   // 3. Entries, in header order.
   SafetensorsFile out;
   std::vector<Entry> entries;
-  for (const auto& [key, value] : root.items()) {
-    if (key == "__metadata__") {
-      if (!value.is_object()) GLIMPSE_FAIL(file_fault(path), "__metadata__ must be an object, found ", value.dump());
-      for (const auto& [mk, mv] : value.items()) {
-        if (!mv.is_string()) {
-          GLIMPSE_FAIL(file_fault(path), "__metadata__ values must be strings; '", mk, "' is ", mv.dump());
+  std::string checksum;  // the stored "glimpse.checksum", if any
+  std::string current = "(none)";
+  try {
+    for (const auto& [key, value] : root.items()) {
+      current = key;
+      if (key == "__metadata__") {
+        if (!value.is_object()) {
+          GLIMPSE_FAIL(file_fault(path), "__metadata__ must be an object, found ", short_dump(value));
         }
-        out.metadata[mk] = mv.get<std::string>();
+        for (const auto& [mk, mv] : value.items()) {
+          current = "__metadata__." + mk;
+          if (!mv.is_string()) {
+            GLIMPSE_FAIL(file_fault(path), "__metadata__ values must be strings; '", mk, "' is ", short_dump(mv));
+          }
+          if (mk == kSafetensorsChecksumKey) checksum = mv.get<std::string>();
+          else out.metadata[mk] = mv.get<std::string>();
+        }
+        if (value.contains(kSafetensorsChecksumKey)) out.has_checksum = true;
+        continue;
       }
-      continue;
+      entries.push_back(parse_entry(key, value, path));
     }
-    entries.push_back(parse_entry(key, value, path));
+  } catch (const nlohmann::json::exception& e) {
+    GLIMPSE_FAIL(file_fault(path), "header key '", current, "': ", e.what());
+  }
+  if (out.has_checksum && !(checksum.size() == 14 && checksum.rfind("crc32:", 0) == 0 &&
+                            checksum.find_first_not_of("0123456789abcdef", 6) == std::string::npos)) {
+    GLIMPSE_FAIL(file_fault(path), "corrupt: __metadata__ '", kSafetensorsChecksumKey, "' is '",
+                 checksum.size() <= 40 ? checksum : checksum.substr(0, 40) + "...",
+                 "', not crc32:<8 lower-case hex digits> (a damaged file, or written by a newer glimpse)");
   }
 
   // 4. The tensors must tile the byte buffer: sorted by offset, each begins where the last ended,
@@ -340,7 +438,14 @@ SafetensorsFile load_safetensors(const std::string& path) {
                  "section is ", buffer_size, " bytes, the tensors cover ", expected, ")");
   }
 
-  // 5. The data, read in file order.
+  // 5. The data, read in file order. Since the tensors tile the data section, the bytes read here,
+  //    in this order, are the whole data section: they follow the header digest in the checksum.
+  Crc32 crc;
+  if (out.has_checksum) {
+    std::vector<EntryDigest> digest;
+    for (const auto& e : entries) digest.push_back({e.name, e.dtype->name, e.shape, e.begin, e.end});
+    digest_header(crc, out.metadata, std::move(digest));
+  }
   std::vector<Tensor> tensors(entries.size());
   std::vector<unsigned char> scratch;
   for (const Entry* e : by_offset) {
@@ -352,13 +457,23 @@ SafetensorsFile load_safetensors(const std::string& path) {
       }
       if (e->dtype->dtype == Dtype::F32) {
         read_exact(file.f, t.data(), bytes, path, "tensor '" + e->name + "'");
+        if (out.has_checksum) crc.bytes(t.data(), bytes);
       } else {
         scratch.resize(bytes);
         read_exact(file.f, scratch.data(), bytes, path, "tensor '" + e->name + "'");
+        if (out.has_checksum) crc.bytes(scratch.data(), bytes);
         convert_to_float(e->dtype->dtype, scratch.data(), t.data(), t.numel());
       }
     }
     tensors[static_cast<size_t>(e - entries.data())] = t;
+  }
+  if (out.has_checksum) {
+    if (crc.value() != checksum) {
+      GLIMPSE_FAIL(file_fault(path), "corrupt: checksum mismatch: the file records ", kSafetensorsChecksumKey, " = ",
+                   checksum, " but its metadata, tensor layout and data give ", crc.value(),
+                   " (a damaged copy, a flipped bit, or a header edited by hand; re-save or re-download it)");
+    }
+    out.checksum_verified = true;
   }
   for (size_t i = 0; i < entries.size(); ++i) {
     out.tensors.emplace_back(entries[i].name, tensors[i]);
@@ -370,80 +485,14 @@ SafetensorsFile load_safetensors(const std::string& path) {
 // ---------------------------------------------------------------------------------------------
 // writing
 
-namespace {
-
-// Writes to a temporary file, counting bytes for the test hook; the destructor removes the
-// temporary file unless commit() renamed it into place.
-class AtomicWriter {
- public:
-  AtomicWriter(std::string path) : path_(std::move(path)) {
-    tmp_ = path_ + ".tmp." + std::to_string(static_cast<long>(getpid()));
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (!f_) GLIMPSE_FAIL(file_fault(path_), "cannot create temporary file '", tmp_, "': ", std::strerror(errno));
-    fail_after_ = g_fail_after_bytes.load();
-  }
-  ~AtomicWriter() {
-    if (f_) std::fclose(f_);
-    if (!committed_) std::remove(tmp_.c_str());
-  }
-  AtomicWriter(const AtomicWriter&) = delete;
-  AtomicWriter& operator=(const AtomicWriter&) = delete;
-
-  void write(const void* data, size_t bytes) {
-    if (fail_after_ >= 0 && written_ + static_cast<int64_t>(bytes) > fail_after_) {
-      size_t part = static_cast<size_t>(fail_after_ - written_);
-      std::fwrite(data, 1, part, f_);
-      std::fflush(f_);
-      GLIMPSE_FAIL(file_fault(path_), "simulated write failure after ", fail_after_,
-                   " bytes (test hook detail::set_safetensors_fail_after_bytes)");
-    }
-    if (bytes && std::fwrite(data, 1, bytes, f_) != bytes) {
-      GLIMPSE_FAIL(file_fault(path_), "write to '", tmp_, "' failed: ", std::strerror(errno));
-    }
-    written_ += static_cast<int64_t>(bytes);
-  }
-
-  void commit() {
-    if (std::fflush(f_) != 0) GLIMPSE_FAIL(file_fault(path_), "flush of '", tmp_, "' failed: ", std::strerror(errno));
-    if (fsync(fileno(f_)) != 0) GLIMPSE_FAIL(file_fault(path_), "fsync of '", tmp_, "' failed: ", std::strerror(errno));
-    std::FILE* f = f_;
-    f_ = nullptr;
-    if (std::fclose(f) != 0) GLIMPSE_FAIL(file_fault(path_), "close of '", tmp_, "' failed: ", std::strerror(errno));
-    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-      GLIMPSE_FAIL(file_fault(path_), "cannot rename '", tmp_, "' into place: ", std::strerror(errno));
-    }
-    committed_ = true;
-    // Make the rename itself durable: fsync the directory (best effort; some filesystems refuse).
-    auto slash = path_.find_last_of('/');
-    std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path_.substr(0, slash));
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-      (void)fsync(fd);
-      ::close(fd);
-    }
-  }
-
- private:
-  std::string path_, tmp_;
-  std::FILE* f_ = nullptr;
-  int64_t written_ = 0;
-  int64_t fail_after_ = -1;
-  bool committed_ = false;
-};
-
-}  // namespace
-
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata, bool checksum) {
   // Everything is checked and the header built before the temporary file is created.
-  ordered_json header = ordered_json::object();
-  if (!metadata.empty()) {
-    ordered_json meta = ordered_json::object();
-    for (const auto& [k, v] : metadata) meta[k] = v;
-    header["__metadata__"] = meta;
-  }
+  GLIMPSE_CHECK(!metadata.count(kSafetensorsChecksumKey), file_fault(path), "the metadata key '",
+                kSafetensorsChecksumKey, "' is reserved: save_safetensors computes it");
   std::set<std::string> seen;
   std::vector<Tensor> host;
+  std::vector<EntryDigest> digest;
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     GLIMPSE_CHECK(name != "__metadata__", file_fault(path), "a tensor cannot be named __metadata__");
@@ -451,13 +500,28 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     GLIMPSE_CHECK(t.defined(), file_fault(path), "tensor '", name, "' is undefined");
     Tensor c = t.to(Device::cpu()).contiguous();
     const uint64_t bytes = static_cast<uint64_t>(c.numel()) * 4;
-    ordered_json entry = ordered_json::object();
-    entry["dtype"] = "F32";
-    entry["shape"] = c.shape();
-    entry["data_offsets"] = {offset, offset + bytes};
-    header[name] = entry;
+    digest.push_back({name, "F32", c.shape(), offset, offset + bytes});
     offset += bytes;
     host.push_back(c);
+  }
+  ordered_json header = ordered_json::object();
+  if (!metadata.empty() || checksum) {
+    ordered_json meta = ordered_json::object();
+    for (const auto& [k, v] : metadata) meta[k] = v;
+    if (checksum) {
+      Crc32 crc;
+      digest_header(crc, metadata, digest);
+      for (const auto& c : host) crc.bytes(c.data(), static_cast<size_t>(c.numel()) * 4);
+      meta[kSafetensorsChecksumKey] = crc.value();
+    }
+    header["__metadata__"] = meta;
+  }
+  for (const auto& e : digest) {
+    ordered_json entry = ordered_json::object();
+    entry["dtype"] = e.dtype;
+    entry["shape"] = e.shape;
+    entry["data_offsets"] = {e.begin, e.end};
+    header[e.name] = entry;
   }
   std::string text;
   try {
@@ -471,7 +535,9 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(static_cast<uint64_t>(text.size()) >> (8 * i));
 
-  AtomicWriter w(path);
+  // Checked to the last byte, fsync'ed, renamed into place; a failure removes the temporary file and
+  // leaves an existing `path` untouched (core/io/atomic_file.h).
+  io::AtomicFile w(path);
   w.write(len_bytes, 8);
   w.write(text.data(), text.size());
   for (const auto& c : host) w.write(c.data(), static_cast<size_t>(c.numel()) * 4);
@@ -479,7 +545,8 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 }
 
 namespace detail {
-void set_safetensors_fail_after_bytes(int64_t bytes) { g_fail_after_bytes.store(bytes); }
+// Kept for the tests written against it: the writes now go through io::AtomicFile, whose hook it sets.
+void set_safetensors_fail_after_bytes(int64_t bytes) { io::detail::set_write_fail_after_bytes(bytes); }
 }  // namespace detail
 
 }  // namespace glimpse
