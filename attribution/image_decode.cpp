@@ -408,7 +408,9 @@ void check_bmp_complete(const uint8_t* d, size_t size, int64_t w, int64_t h, con
   const uint32_t compression = header >= 40 && size >= 34 ? le32(d + 30) : 0;
   if (bpp <= 0 || (compression != 0 && compression != 3 && compression != 6)) return;
   const int64_t row = (w * bpp + 31) / 32 * 4;
-  const int64_t need = static_cast<int64_t>(le32(d + 10)) + row * h;
+  // The pixels start at the header's offset, and never inside the headers (a bogus small offset).
+  const int64_t start = std::max<int64_t>(le32(d + 10), int64_t(14) + header);
+  const int64_t need = start + row * h;
   GLIMPSE_CHECK(static_cast<int64_t>(size) >= need, "cannot read image '", name, "': truncated BMP (", size,
                 " bytes; its header's ", w, "x", h, " pixels at ", bpp, " bits need ", need, ")");
 }
