@@ -3,6 +3,7 @@
 // stderr, and returns the numbers it printed.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,9 @@ struct TrainOptions {
   bool quiet = false;              // no per-epoch lines (used by roar's many retrainings)
   std::string device = "cpu";      // cpu | cuda | cuda:N (resolve_device); the returned model is on the CPU
   std::string label = "train";     // prefix of the progress bar
+  // Called after every optimizer step with (epoch, step within the epoch); tests use it to raise a
+  // signal at a known point. Empty: nothing.
+  std::function<void(int64_t, int64_t)> on_step;
 };
 struct EpochRecord {
   int64_t epoch = 0;
@@ -79,6 +83,17 @@ struct StartingModel {
 };
 StartingModel load_or_train(const std::string& model_path, const TrainOptions& train, const char* who);
 nlohmann::json curve_to_json(const TrainResult& r);
+// A training curve (<checkpoint>.curve.json) read back, by `train --resume` and by `report`: the
+// epoch records that could be read, sorted by epoch, and how many could not (each skipped, the
+// first few faults kept). Throws glimpse::Error naming the file (and the key) when the file as a
+// whole cannot be read: missing, not JSON, not an object, no "epochs" array.
+struct CurveRead {
+  std::string path;
+  std::vector<EpochRecord> epochs;
+  int64_t skipped = 0;
+  std::vector<std::string> problems;  // the first few
+};
+CurveRead read_curve(const std::string& path);
 
 // ---- eval ----
 struct EvalOptions {
@@ -203,6 +218,8 @@ struct ReportOptions {
   std::string title = "glimpse melanoma report";
 };
 void run_report(const ReportOptions& o);
+// Parses one JSON file the app reads, as the app would, and returns what it renders from it (HTML or a summary); throws glimpse::Error naming the file and key on malformed input. kind: "curve", "eval", "localize", "two_stage", "roar".
+std::string parse_app_json(const std::string& kind, const std::string& path);
 
 // ---- demo ----
 struct DemoOptions {

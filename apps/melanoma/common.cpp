@@ -1,5 +1,6 @@
 // Shared pieces of the melanoma app; see common.h.
 #include "common.h"
+#include "interrupt.h"
 #include "json_in.h"
 
 #include <malloc.h>
@@ -278,6 +279,7 @@ Predictions predict(Model& model, const data::Dataset& ds, int64_t size, const d
   double loss_sum = 0;
   const Device dev = model_device(model);  // batches are decoded on the CPU, then moved to the model
   while (loader.next(b)) {
+    if (interrupt_requested()) break;  // train's validation: a Ctrl-C stops here too (interrupt.h)
     std::vector<std::vector<float>> rows = softmax_rows(model(b.images.to(dev)));
     for (int k = 1; tta && k < 8; ++k) {
       const std::vector<std::vector<float>> more = softmax_rows(model(dihedral(b.images, k).to(dev)));
@@ -385,6 +387,14 @@ nlohmann::json read_json(const std::string& path) {
   } catch (const std::bad_alloc&) {
     GLIMPSE_FAIL("'", path, "': out of memory parsing ", text.size(), " bytes of JSON");
   }
+}
+
+std::string csv_field(const std::string& s) {
+  const bool edge = !s.empty() && (s.front() == ' ' || s.back() == ' ' || s.front() == '\t' || s.back() == '\t');
+  if (!edge && s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
 }
 
 std::string sibling(const std::string& path, const std::string& suffix) {

@@ -123,6 +123,9 @@ std::vector<std::string> default_methods(bool fast);
 void write_json(const std::string& path, const nlohmann::json& j);
 nlohmann::json read_json(const std::string& path);
 void write_text(const std::string& path, const std::string& text);
+// One CSV field as data/dataset.cpp reads it back: quoted (with "" for ") when it holds a comma,
+// a quote, a line break or edge spaces.
+std::string csv_field(const std::string& s);
 void ensure_dir(const std::string& dir);
 // Path with its extension replaced: ("a/b.safetensors", ".curve.json") -> "a/b.curve.json".
 std::string sibling(const std::string& path, const std::string& suffix);

@@ -17,6 +17,13 @@ EvalResult run_eval(const EvalOptions& o) {
   const glimpse::data::Dataset ds = open_dataset(o.data, o.split);
   check_model_for_dataset(lm.meta, ds, o.model);
   r.predictions = predict(*lm.model, ds, lm.meta.size, lm.meta.preprocess, "  eval", o.tta);
+  // Nothing scored is an error (exit 1), not "images 0, AUC nan"; fewer than listed, a note.
+  const size_t scored = r.predictions.labels.size();
+  GLIMPSE_CHECK(scored > 0, "eval: none of the ", ds.size(), " image(s) of ", o.data, " [", o.split,
+                "] could be read (", ds.missing_images, " listed but missing); nothing to score");
+  if (scored < ds.size())
+    std::fprintf(stderr, "eval: %zu of %zu image(s) could not be read and are not scored\n", ds.size() - scored,
+                 ds.size());
   r.metrics = classification_metrics(r.predictions.probs, r.predictions.labels, std::max<int64_t>(3, lm.meta.classes));
   r.seconds = seconds_since(t0);
   std::printf("eval: %s (%s, %lld px, epoch %lld) on %s [%s]%s\n%s  (%.1fs)\n", o.model.c_str(), lm.meta.arch.c_str(),

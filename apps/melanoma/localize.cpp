@@ -203,6 +203,12 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
       }
     }
     row.seconds = seconds_since(tm);
+    // The baseline reads every image and mask first: none readable is an error (exit 1), not a
+    // table of zeros.
+    if (method == kBaseline)
+      GLIMPSE_CHECK(acc.n > 0, "localize: none of the ", res.images, " masked image(s) of ", o.data, " [", o.split,
+                    "] could be read", row.error.empty() ? std::string() : " (" + row.error + ")",
+                    "; are the image files there (", ds.missing_images, " listed but missing)?");
     res.rows.push_back(row);
   }
   res.seconds = seconds_since(t0);

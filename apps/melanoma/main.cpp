@@ -18,6 +18,7 @@
 #include "attribution/regions.h"
 #include "attribution/render.h"
 #include "commands.h"
+#include "interrupt.h"
 #include "layers/models.h"
 
 namespace fs = std::filesystem;
@@ -401,6 +402,9 @@ int main(int argc, char** argv) {
     }
   } catch (const CLI::Error& e) {
     return app.exit(e);
+  } catch (const Interrupted& e) {
+    // Stopped cleanly by Ctrl-C / SIGTERM (interrupt.h); the job printed where things stand.
+    return e.exit_code();
   } catch (const std::exception& e) {
     return fail(e);
   }

@@ -17,6 +17,7 @@
 #include "autograd/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
+#include "json_in.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -39,9 +40,11 @@ std::string esc(const std::string& s) {
   return o;
 }
 
-std::string num(const json& j, const char* key, const char* fmt = "%.3f") {
-  if (!j.contains(key) || !j[key].is_number()) return "&ndash;";
-  return strf(fmt, j[key].get<double>());
+// A number for a table cell: "-" when absent, null or not finite. Every other fault (a string
+// where a number belongs) is an Error naming the file and the key.
+std::string num(const JsonIn& j, const char* key, const char* fmt = "%.3f") {
+  const double v = j.number_or_nan(key);
+  return std::isfinite(v) ? strf(fmt, v) : "&ndash;";
 }
 
 struct Series {
@@ -105,44 +108,52 @@ std::string svg_chart(const std::string& title, const std::vector<Series>& serie
   return os.str();
 }
 
-std::string curves_html(const json& curve) {
+// The charts of a training curve, from the same reader `train --resume` uses (read_curve).
+std::string curves_html(const CurveRead& curve) {
   std::vector<Series> loss = {{"train loss", "#1f77b4", {}}, {"val loss", "#d62728", {}}};
   std::vector<Series> score = {{"val AUC mean", "#2ca02c", {}},
                                {"val AUC melanoma", "#9467bd", {}},
                                {"val AUC SK", "#8c564b", {}},
                                {"train accuracy", "#1f77b4", {}},
                                {"val accuracy", "#ff7f0e", {}}};
-  for (const auto& e : curve.value("epochs", json::array())) {
-    const double x = e.value("epoch", 0.0);
-    auto get = [&](const char* k) { return e.contains(k) && e[k].is_number() ? e[k].get<double>() : NAN; };
-    loss[0].points.push_back({x, get("train_loss")});
-    loss[1].points.push_back({x, get("val_loss")});
-    score[0].points.push_back({x, get("auc_mean")});
-    score[1].points.push_back({x, get("auc_melanoma")});
-    score[2].points.push_back({x, get("auc_seborrheic_keratosis")});
-    score[3].points.push_back({x, get("train_accuracy")});
-    score[4].points.push_back({x, get("val_accuracy")});
+  for (const EpochRecord& e : curve.epochs) {
+    const double x = static_cast<double>(e.epoch);
+    loss[0].points.push_back({x, e.train_loss});
+    loss[1].points.push_back({x, e.has_val ? e.val_loss : NAN});
+    score[0].points.push_back({x, e.has_val ? e.auc_mean : NAN});
+    score[1].points.push_back({x, e.has_val ? e.auc_melanoma : NAN});
+    score[2].points.push_back({x, e.has_val ? e.auc_keratosis : NAN});
+    score[3].points.push_back({x, e.train_accuracy});
+    score[4].points.push_back({x, e.has_val ? e.val_accuracy : NAN});
   }
-  return svg_chart("loss", loss, 0, 1, false) + svg_chart("AUC and accuracy", score, 0, 1, true);
+  std::string note;
+  if (curve.skipped > 0)
+    note = strf("<p class='warn'>%lld epoch record(s) of %s could not be read and are not drawn; first: ",
+                static_cast<long long>(curve.skipped), esc(curve.path).c_str()) +
+           esc(curve.problems.empty() ? std::string() : curve.problems.front()) + "</p>";
+  return note + svg_chart("loss", loss, 0, 1, false) + svg_chart("AUC and accuracy", score, 0, 1, true);
 }
 
-std::string metrics_html(const json& e) {
+std::string metrics_html(const JsonIn& e) {
   std::ostringstream os;
   os << "<table><tr><th>images</th><th>accuracy</th><th>balanced acc.</th><th>AUC melanoma</th><th>AUC SK</th>"
         "<th>mean AUC</th></tr><tr><td>"
-     << e.value("count", 0) << "</td><td>" << num(e, "accuracy") << "</td><td>" << num(e, "balanced_accuracy")
-     << "</td><td>" << num(e, "auc_melanoma") << "</td><td>" << num(e, "auc_seborrheic_keratosis") << "</td><td><b>"
-     << num(e, "auc_mean") << "</b></td></tr></table>";
-  if (e.contains("confusion")) {
-    const auto names = e.value("class_names", std::vector<std::string>{});
+     << e.integer("count", 0, 0, int64_t(1) << 50) << "</td><td>" << num(e, "accuracy") << "</td><td>"
+     << num(e, "balanced_accuracy") << "</td><td>" << num(e, "auc_melanoma") << "</td><td>"
+     << num(e, "auc_seborrheic_keratosis") << "</td><td><b>" << num(e, "auc_mean") << "</b></td></tr></table>";
+  if (e.has("confusion")) {
+    std::vector<std::string> names;
+    if (e.has("class_names"))
+      for (const JsonIn& n : e.at("class_names").items()) names.push_back(n.string());
     os << "<p>Confusion matrix (rows: true class, columns: predicted)</p><table><tr><th></th>";
     for (const auto& n : names) os << "<th>" << esc(n) << "</th>";
     os << "</tr>";
     size_t r = 0;
-    for (const auto& row : e["confusion"]) {
+    for (const JsonIn& row : e.at("confusion").items()) {
       os << "<tr><th>" << esc(r < names.size() ? names[r] : "?") << "</th>";
       size_t c = 0;
-      for (const auto& v : row) os << "<td" << (c++ == r ? " class='diag'" : "") << ">" << v.get<int64_t>() << "</td>";
+      for (const JsonIn& v : row.items())
+        os << "<td" << (c++ == r ? " class='diag'" : "") << ">" << v.integer(0, int64_t(1) << 50) << "</td>";
       os << "</tr>";
       ++r;
     }
@@ -151,77 +162,94 @@ std::string metrics_html(const json& e) {
   return os.str();
 }
 
-std::string localize_html(const json& l) {
+std::string localize_html(const JsonIn& l) {
+  constexpr int64_t kMaxCount = int64_t(1) << 50;
   std::ostringstream os;
-  os << "<p>" << l.value("images", 0) << " images with expert masks at " << l.value("resolution", 0)
-     << " px, maps of the " << esc(l.value("target", std::string("predicted")))
+  os << "<p>" << l.integer("images", 0, 0, kMaxCount) << " images with expert masks at "
+     << l.integer("resolution", 0, 0, kMaxCount) << " px, maps of the " << esc(l.string("target", "predicted"))
      << " class. dice*/iou*: best threshold t* shared by the split; dice/iou at the fixed threshold "
-     << esc(l.value("fixed_threshold", std::string())) << "; deletion: lower is better, insertion: higher is better. "
+     << esc(l.string("fixed_threshold", "")) << "; deletion: lower is better, insertion: higher is better. "
      << "The centred Gaussian uses no model; a method is useful where it beats it.</p>";
   os << "<table><tr><th>method</th><th>dice*</th><th>t*</th><th>iou*</th><th>dice</th><th>iou</th><th>energy in "
         "mask</th><th>pointing game</th><th>deletion AUC</th><th>insertion AUC</th><th>s/img</th></tr>";
+  const std::vector<JsonIn> rows = l.at("rows").items();
   double best = -1;
-  for (const auto& r : l.value("rows", json::array()))
-    if (r.contains("dice_best") && r.value("method", std::string()) != "centred-gaussian")
-      best = std::max(best, r["dice_best"].get<double>());
-  for (const auto& r : l.value("rows", json::array())) {
-    const std::string m = r.value("method", std::string());
-    if (r.contains("error")) {
-      os << "<tr><td>" << esc(m) << "</td><td colspan='10'>failed: " << esc(r["error"].get<std::string>()) << "</td></tr>";
+  for (const JsonIn& r : rows) {
+    const double d = r.number_or_nan("dice_best");
+    if (std::isfinite(d) && r.string("method", "") != "centred-gaussian") best = std::max(best, d);
+  }
+  for (const JsonIn& r : rows) {
+    const std::string m = r.at("method").string();
+    if (r.has("error")) {
+      os << "<tr><td>" << esc(m) << "</td><td colspan='10'>failed: " << esc(r.at("error").string()) << "</td></tr>";
       continue;
     }
     const bool base = m == "centred-gaussian";
-    const bool top = r.contains("dice_best") && r["dice_best"].get<double>() == best;
+    const bool top = r.number_or_nan("dice_best") == best;
+    const int64_t images = r.integer("images", 0, 0, kMaxCount);
     os << "<tr" << (base ? " class='baseline'" : top ? " class='best'" : "") << "><td>" << esc(m) << "</td><td>"
        << num(r, "dice_best") << "</td><td>" << num(r, "best_threshold", "%.2f") << "</td><td>" << num(r, "iou_best")
        << "</td><td>" << num(r, "dice_fixed") << "</td><td>" << num(r, "iou_fixed") << "</td><td>"
        << num(r, "energy_inside") << "</td><td>" << num(r, "pointing_game") << "</td><td>" << num(r, "deletion_auc")
        << "</td><td>" << num(r, "insertion_auc") << "</td><td>"
-       << (r.value("images", 0) ? strf("%.3f", r.value("seconds", 0.0) / r.value("images", 1)) : "")
-       << "</td></tr>";
+       << (images ? strf("%.3f", r.number("seconds", 0.0) / static_cast<double>(images)) : "") << "</td></tr>";
   }
   os << "</table>";
   return os.str();
 }
 
-std::string two_stage_html(const json& t) {
+std::string two_stage_html(const JsonIn& t) {
   std::ostringstream os;
   os << "<table><tr><th></th><th>AUC melanoma</th><th>AUC SK</th><th>mean AUC</th><th>accuracy</th></tr>";
   for (const auto& [key, name] : std::vector<std::pair<std::string, std::string>>{
            {"stage1", "stage 1"}, {"stage2", "stage 2 (crops) alone"}, {"combined", "stages 1+2"}}) {
-    if (!t.contains(key)) continue;
-    const json& m = t[key];
+    if (!t.has(key.c_str())) continue;
+    const JsonIn m = t.at(key.c_str());
     os << "<tr><td>" << name << "</td><td>" << num(m, "auc_melanoma") << "</td><td>" << num(m, "auc_seborrheic_keratosis")
        << "</td><td><b>" << num(m, "auc_mean") << "</b></td><td>" << num(m, "accuracy") << "</td></tr>";
   }
-  os << "</table><p>Crops: bounding box of the " << esc(t.value("method", std::string("cam")))
-     << " map above " << t.value("crop_threshold", 0.0) << " of its maximum, margin " << t.value("margin", 0.0)
+  os << "</table><p>Crops: bounding box of the " << esc(t.string("method", "cam")) << " map above "
+     << strf("%g", t.number("crop_threshold", 0.0)) << " of its maximum, margin " << strf("%g", t.number("margin", 0.0))
      << ". Jia &amp; Shen report 0.821 &rarr; 0.857 on ISIC 2017 val with a pretrained VGG16-GAP.</p>";
   return os.str();
 }
 
-std::string roar_html(const json& r) {
-  std::map<std::string, std::vector<std::pair<int, json>>> by_method;
-  std::vector<int> percents = r.value("percents", std::vector<int>{});
-  for (const auto& row : r.value("rows", json::array()))
-    by_method[row.value("method", std::string())].push_back({row.value("percent", 0), row["metrics"]});
+std::string roar_html(const JsonIn& r) {
+  struct Cell {
+    int64_t percent;
+    double accuracy, auc_mean;
+  };
+  std::map<std::string, std::vector<Cell>> by_method;
+  std::vector<int64_t> percents;
+  if (r.has("percents"))
+    for (const JsonIn& p : r.at("percents").items()) percents.push_back(p.integer(0, 100));
+  for (const JsonIn& row : r.at("rows").items()) {
+    // Each row is read whole before it is used: a row without its metrics (the reliability case
+    // {"rows":[{"method":"cam"}]}) is an Error naming rows[i].metrics, not a read of a missing key.
+    const std::string method = row.at("method").string();
+    const JsonIn met = row.at("metrics");
+    met.expect_object();
+    by_method[method].push_back({row.at("percent").integer(0, 100), met.number_or_nan("accuracy"),
+                                 met.number_or_nan("auc_mean")});
+  }
+  auto cell = [](double v) { return std::isfinite(v) ? strf("%.3f", v) : std::string("&ndash;"); };
   std::ostringstream os;
-  os << "<p>" << (r.value("keep", false) ? "Kept" : "Removed")
+  os << "<p>" << (r.boolean("keep", false) ? "Kept" : "Removed")
      << " the top t% pixels of each map, retrained from scratch; val accuracy / mean AUC.</p><table><tr><th>method</th>";
-  for (int p : percents) os << "<th>t=" << p << "%</th>";
+  for (int64_t p : percents) os << "<th>t=" << p << "%</th>";
   os << "</tr>";
-  for (const auto& [m, rows] : by_method) {
+  for (const auto& [m, cells] : by_method) {
     os << "<tr" << (m == "random" ? " class='baseline'" : "") << "><td>" << esc(m) << "</td>";
-    for (const auto& [p, met] : rows) os << "<td>" << num(met, "accuracy") << " / " << num(met, "auc_mean") << "</td>";
+    for (const Cell& c : cells) os << "<td>" << cell(c.accuracy) << " / " << cell(c.auc_mean) << "</td>";
     os << "</tr>";
   }
   os << "</table>";
   std::vector<Series> s;
   const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#7f7f7f"};
   size_t k = 0;
-  for (const auto& [m, rows] : by_method) {
+  for (const auto& [m, cells] : by_method) {
     Series se{m, m == "random" ? "#000000" : colours[k++ % 7], {}};
-    for (const auto& [p, met] : rows) se.points.push_back({static_cast<double>(p), met.value("accuracy", NAN)});
+    for (const Cell& c : cells) se.points.push_back({static_cast<double>(c.percent), c.accuracy});
     s.push_back(se);
   }
   std::string chart = svg_chart("ROAR: val accuracy vs t (%)", s, 0, 1, true);
@@ -231,17 +259,40 @@ std::string roar_html(const json& r) {
   return os.str() + chart;
 }
 
-json maybe_json(const std::string& path) {
-  if (path.empty() || !fs::is_regular_file(path)) return json();
+// An optional section of the page from a JSON file beside the model: absent, nothing; present but
+// unreadable or malformed, a visible note in the page (and on stderr) while the rest of the report
+// is still written.
+std::string optional_section(const std::string& kind, const std::string& path, const std::string& title) {
+  std::error_code ec;
+  if (path.empty() || !fs::exists(path, ec)) return "";
   try {
-    return read_json(path);
+    return "<h2>" + title + "</h2>" + parse_app_json(kind, path);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "report: skipping %s: %s\n", path.c_str(), e.what());
-    return json();
+    std::fprintf(stderr, "report: section '%s' skipped: %s\n", kind.c_str(), e.what());
+    return "<h2>" + title + "</h2><p class='warn'>Not shown: " + esc(e.what()) + "</p>";
   }
 }
 
 }  // namespace
+
+std::string parse_app_json(const std::string& kind, const std::string& path) {
+  if (kind == "curve") return curves_html(read_curve(path));
+  const char* hints[][2] = {{"eval", "expected the output of `melanoma eval --json`"},
+                            {"localize", "expected the output of `melanoma localize --json`"},
+                            {"two_stage", "expected the output of `melanoma two-stage --json`"},
+                            {"roar", "expected the output of `melanoma roar --json`"}};
+  for (const auto& [k, hint] : hints) {
+    if (kind != k) continue;
+    const json j = read_json(path);
+    const JsonIn in(j, path, hint);
+    in.expect_object();
+    if (kind == "eval") return metrics_html(in);
+    if (kind == "localize") return localize_html(in);
+    if (kind == "two_stage") return two_stage_html(in);
+    return roar_html(in);
+  }
+  GLIMPSE_FAIL("parse_app_json: unknown kind '", kind, "'; known: curve, eval, localize, two_stage, roar");
+}
 
 void run_report(const ReportOptions& o) {
   const double t0 = now_s();
@@ -258,14 +309,30 @@ void run_report(const ReportOptions& o) {
   auto beside = [&](const std::string& given, const std::string& name) {
     return !given.empty() ? given : (fs::path(dir.empty() ? "." : dir) / name).string();
   };
-  const json curve = maybe_json(!o.curve.empty() ? o.curve : sibling(o.model, ".curve.json"));
-  json eval = maybe_json(beside(o.eval_json, "eval.json"));
-  const json loc = maybe_json(beside(o.localize_json, "localize.json"));
-  const json two = maybe_json(beside(o.two_stage_json, "two-stage.json"));
-  const json roar = maybe_json(beside(o.roar_json, "roar.json"));
-  if (eval.is_null()) {  // cheap: score the split now
+  // The JSON files beside the model: each read by parse_app_json (the fuzzed code path); a malformed
+  // one costs its own section, with a note in the page, never the whole report.
+  const std::string curve_html = optional_section("curve", !o.curve.empty() ? o.curve : sibling(o.model, ".curve.json"),
+                                                  "Training curves");
+  const std::string loc_html = optional_section("localize", beside(o.localize_json, "localize.json"),
+                                                "Localization against the expert masks");
+  const std::string two_html = optional_section("two_stage", beside(o.two_stage_json, "two-stage.json"),
+                                                "Two-stage (CAM crop, Jia &amp; Shen)");
+  const std::string roar_html = optional_section("roar", beside(o.roar_json, "roar.json"), "Remove and retrain (ROAR)");
+  std::string eval_html;
+  const std::string eval_path = beside(o.eval_json, "eval.json");
+  std::error_code ec;
+  if (fs::exists(eval_path, ec)) {
+    try {
+      eval_html = parse_app_json("eval", eval_path);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "report: %s; scoring the split now instead\n", e.what());
+      eval_html = "<p class='warn'>Not read: " + esc(e.what()) + "; the scores below were computed now.</p>";
+    }
+  }
+  if (eval_html.empty() || eval_html.rfind("<p class='warn'>", 0) == 0) {  // cheap: score the split now
     const Predictions p = predict(model, ds, meta.size, meta.preprocess);
-    eval = to_json(classification_metrics(p.probs, p.labels, std::max<int64_t>(3, meta.classes)), meta.class_names);
+    const json now = to_json(classification_metrics(p.probs, p.labels, std::max<int64_t>(3, meta.classes)), meta.class_names);
+    eval_html += metrics_html(JsonIn(now, "(scores computed now)"));
   }
 
   // Gallery images: round-robin over the classes, images with masks first.
@@ -345,6 +412,7 @@ void run_report(const ReportOptions& o) {
     << ".cell{width:" << T << "px;flex:none;font-size:11px;text-align:center}.cell img{width:" << T << "px;height:" << T
     << "px;image-rendering:auto}.cap{margin-top:2px}.err{width:" << T << "px;height:" << T
     << "px;background:#fee;font-size:10px;overflow:hidden}.chart{margin-right:16px}.meta{color:#555;font-size:13px}"
+    << ".warn{background:#fee;padding:4px 8px;font-size:13px}"
     << "</style></head><body>";
   h << "<h1>" << esc(o.title) << "</h1><p class='meta'>Model <code>" << esc(o.model) << "</code>: " << esc(meta.arch)
     << " at " << meta.size << " px, " << meta.epoch << " epoch(s), " << esc(meta.optimizer) << " (lr " << meta.lr
@@ -354,14 +422,12 @@ void run_report(const ReportOptions& o) {
     h << "<p class='meta'><b>Mask-guided model</b> (<code>--mask-guidance " << strf("%g", meta.mask_guidance)
       << "</code>): its CAM was trained to lie inside the expert masks of the training photos, so the CAM-family "
          "maps below show what it learned to look at, not where an unguided network would look.</p>";
-  h << "<h2>Classification (ISIC 2017 scoring)</h2>" << metrics_html(eval)
+  h << "<h2>Classification (ISIC 2017 scoring)</h2>" << eval_html
     << "<p class='meta'>ISIC 2017 reference (val, mean AUC of melanoma and SK): Jia &amp; Shen 0.821 (stage 1) and "
        "0.857 (CAM crop stage 2) with a pretrained VGG16-GAP; the challenge's scoring is described by Codella et al. "
        "2017.</p>";
-  if (!curve.is_null()) h << "<h2>Training curves</h2><div>" << curves_html(curve) << "</div>";
-  if (!loc.is_null()) h << "<h2>Localization against the expert masks</h2>" << localize_html(loc);
-  if (!two.is_null()) h << "<h2>Two-stage (CAM crop, Jia &amp; Shen)</h2>" << two_stage_html(two);
-  if (!roar.is_null()) h << "<h2>Remove and retrain (ROAR)</h2>" << roar_html(roar);
+  if (!curve_html.empty()) h << "<div>" << curve_html << "</div>";
+  h << loc_html << two_html << roar_html;
   h << "<h2>Gallery</h2><p class='meta'>First column: the photo with the expert mask outlined in green. Then each "
        "method's map for the predicted class (jet: blue low, red high) over the photo, the mask outline in green and "
        "the map's strongest region circled in white.</p>"

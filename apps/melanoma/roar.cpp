@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "attribution/attribution.h"
 #include "attribution/metrics.h"
@@ -84,11 +83,12 @@ Tensor split_maps(Model& model, const std::string& method, const ModelMeta& meta
   return maps;
 }
 
-void write_split(const std::string& dir, const SplitImages& s, const Tensor& images, std::ofstream& csv) {
+void write_split(const std::string& dir, const SplitImages& s, const Tensor& images, std::string& csv) {
   for (size_t i = 0; i < s.ids.size(); ++i) {
     const int64_t k = static_cast<int64_t>(i);
     attr::save_png(dir + "/images/" + s.ids[i] + ".png", images.slice(k, k + 1));
-    csv << s.split << "," << s.ids[i] << "," << (s.labels[i] == 1 ? 1 : 0) << "," << (s.labels[i] == 2 ? 1 : 0) << "\n";
+    csv += csv_field(s.split) + "," + csv_field(s.ids[i]) + "," + (s.labels[i] == 1 ? "1" : "0") + "," +
+           (s.labels[i] == 2 ? "1" : "0") + "\n";
   }
 }
 
@@ -132,11 +132,10 @@ RoarResult run_roar(const RoarOptions& o) {
       const std::string dir = o.out + "/data-" + method + "-" + std::to_string(p);
       ensure_dir(dir + "/images");
       {
-        std::ofstream csv(dir + "/labels.csv");
-        GLIMPSE_CHECK(csv.good(), "roar: cannot write ", dir, "/labels.csv");
-        csv << "split,image_id,melanoma,seborrheic_keratosis\n";
+        std::string csv = "split,image_id,melanoma,seborrheic_keratosis\n";
         write_split(dir, tr, attr::mask_top_fraction(tr.images, maps_tr, p / 100.f, o.keep), csv);
         write_split(dir, va, attr::mask_top_fraction(va.images, maps_va, p / 100.f, o.keep), csv);
+        write_text(dir + "/labels.csv", csv);  // atomic and checked
       }
       TrainOptions t = o.train;
       t.data = dir;

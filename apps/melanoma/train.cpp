@@ -2,6 +2,12 @@
 // the minority class), a cosine or step schedule, per-epoch validation (ISIC 2017 AUCs), a checkpoint
 // rewritten atomically after every epoch (so an interrupted run loses at most the current epoch)
 // and the training curve as JSON beside it.
+//
+// Nothing lost: the curve is written before the checkpoint each epoch, and a resume keeps only the
+// curve's epochs up to the checkpoint's (the checkpoint is the truth), so a kill between the two
+// writes costs nothing; a malformed curve never blocks a resume; temporaries of killed runs are
+// removed at start; an unwritable --out fails before the first epoch; Ctrl-C / SIGTERM stop after
+// the current step with the last checkpoint intact and print the command that continues.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +18,9 @@
 #include "autograd/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
+#include "interrupt.h"
+#include "json_in.h"
 #include "layers/checkpoint.h"
 #include "layers/lr_schedule.h"
 #include "layers/optim.h"
@@ -67,24 +76,57 @@ nlohmann::json epoch_json(const EpochRecord& e) {
   return j;
 }
 
-EpochRecord epoch_from_json(const nlohmann::json& j) {
+// One epoch record, every field type-checked (an Error names the key). Only "epoch" is required;
+// an absent number is NaN (not drawn), as a null is.
+EpochRecord epoch_from_json(const JsonIn& j) {
   EpochRecord e;
-  e.epoch = j.value("epoch", int64_t{0});
-  e.train_loss = j.value("train_loss", 0.0);
-  e.train_accuracy = j.value("train_accuracy", 0.0);
-  e.lr = j.value("lr", 0.0);
-  e.seconds = j.value("seconds", 0.0);
-  e.train_cam_outside = j.value("train_cam_outside", -1.0);
-  if (j.contains("val_loss")) {
+  e.epoch = j.at("epoch").integer(1, 100000000);
+  e.train_loss = j.number_or_nan("train_loss");
+  e.train_accuracy = j.number_or_nan("train_accuracy");
+  e.lr = j.number("lr", 0.0);
+  e.seconds = j.number("seconds", 0.0);
+  e.train_cam_outside = j.number("train_cam_outside", -1.0);
+  if (j.has("val_loss")) {
     e.has_val = true;
-    e.val_loss = j.value("val_loss", 0.0);
-    e.val_accuracy = j.value("val_accuracy", 0.0);
-    auto num = [&](const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : NAN; };
-    e.auc_melanoma = num("auc_melanoma");
-    e.auc_keratosis = num("auc_seborrheic_keratosis");
-    e.auc_mean = num("auc_mean");
+    e.val_loss = j.number_or_nan("val_loss");
+    e.val_accuracy = j.number_or_nan("val_accuracy");
+    e.auc_melanoma = j.number_or_nan("auc_melanoma");
+    e.auc_keratosis = j.number_or_nan("auc_seborrheic_keratosis");
+    e.auc_mean = j.number_or_nan("auc_mean");
   }
   return e;
+}
+
+// A word for the shell: quoted when it holds anything but [A-Za-z0-9_./:=,+-].
+std::string shell_word(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:=,+-") ==
+                        std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The flags that continue this run: the checkpoint holds arch, size and preprocessing; the rest
+// is given again when it differs from the default.
+std::string continue_flags(const TrainOptions& o) {
+  const TrainOptions d;
+  std::string f = " --data " + shell_word(o.data) + " --epochs " + std::to_string(o.epochs);
+  if (o.train_split != d.train_split) f += " --train-split " + shell_word(o.train_split);
+  if (o.val_split != d.val_split) f += " --val-split " + shell_word(o.val_split);
+  if (o.batch != d.batch) f += " --batch " + std::to_string(o.batch);
+  if (o.optimizer != d.optimizer) f += " --optimizer " + shell_word(o.optimizer);
+  if (o.lr > 0) f += strf(" --lr %g", o.lr);
+  if (o.weight_decay >= 0) f += strf(" --weight-decay %g", o.weight_decay);
+  if (o.schedule != d.schedule) f += " --schedule " + shell_word(o.schedule);
+  if (o.class_weights != d.class_weights) f += " --class-weights " + shell_word(o.class_weights);
+  if (!o.augment) f += " --no-augment";
+  if (o.vignette > 0) f += strf(" --vignette %g", o.vignette);
+  if (o.stickers > 0) f += strf(" --stickers %g", o.stickers);
+  if (o.mask_guidance > 0) f += strf(" --mask-guidance %g", o.mask_guidance);
+  if (o.seed != d.seed) f += " --seed " + std::to_string(o.seed);
+  if (o.device != d.device) f += " --device " + shell_word(o.device);
+  return f;
 }
 
 }  // namespace
@@ -104,6 +146,37 @@ nlohmann::json curve_to_json(const TrainResult& r) {
   return j;
 }
 
+CurveRead read_curve(const std::string& path) {
+  CurveRead c;
+  c.path = path;
+  const nlohmann::json j = read_json(path);
+  const JsonIn in(j, path, "expected a training curve written by `melanoma train`");
+  for (const JsonIn& e : in.at("epochs").items()) {
+    try {
+      c.epochs.push_back(epoch_from_json(e));
+    } catch (const glimpse::Error& err) {
+      ++c.skipped;
+      if (c.problems.size() < 5) c.problems.push_back(err.what());
+    }
+  }
+  // Sorted by epoch; of an epoch written twice (only by hand: train rewrites the whole file) the
+  // last one is kept.
+  std::stable_sort(c.epochs.begin(), c.epochs.end(),
+                   [](const EpochRecord& a, const EpochRecord& b) { return a.epoch < b.epoch; });
+  std::vector<EpochRecord> unique;
+  for (size_t i = 0; i < c.epochs.size(); ++i) {
+    if (i + 1 < c.epochs.size() && c.epochs[i + 1].epoch == c.epochs[i].epoch) {
+      ++c.skipped;
+      if (c.problems.size() < 5)
+        c.problems.push_back("'" + path + "': epoch " + std::to_string(c.epochs[i].epoch) + " appears twice; the last is kept");
+      continue;
+    }
+    unique.push_back(c.epochs[i]);
+  }
+  c.epochs = std::move(unique);
+  return c;
+}
+
 TrainResult train_model(const TrainOptions& o_in) {
   TrainOptions o = o_in;
   const double t0 = now_s();
@@ -118,6 +191,19 @@ TrainResult train_model(const TrainOptions& o_in) {
   GLIMPSE_CHECK(!fs::is_directory(o.out), "train: --out ", o.out, " is a directory; give a file name");
   const fs::path out_dir = fs::absolute(o.out).parent_path();
   ensure_dir(out_dir.string());
+  // An unwritable directory fails now, naming it, not after the first epoch's work.
+  io::check_writable_dir(out_dir.string());
+  // Orphans of runs killed mid-write (kill -9, a power cut): each the size of a checkpoint.
+  {
+    const std::string curve_path = sibling(o.out, ".curve.json");
+    const int removed = io::remove_stale_temps(o.out) + io::remove_stale_temps(curve_path);
+    if (removed > 0)
+      std::fprintf(stderr, "train: removed %d temporary file(s) left beside %s by killed runs\n", removed,
+                   o.out.c_str());
+  }
+  // Ctrl-C and SIGTERM from here on set a flag that the loop checks after every step; the previous
+  // handlers come back when train_model returns or throws.
+  InterruptGuard interrupt_guard;
 
   if (o.synthetic > 0) {
     GLIMPSE_CHECK(o.data.empty(), "train: give either --data or --synthetic, not both");
@@ -243,10 +329,33 @@ TrainResult train_model(const TrainOptions& o_in) {
   r.curve = sibling(o.out, ".curve.json");
   r.has_val = has_val;
   if (!o.resume.empty()) {  // keep the curve of the epochs already done
+    // The checkpoint is the truth: curve epochs past its epoch (a stop between the curve write and
+    // the checkpoint write) are dropped, and a curve that cannot be read costs only the chart.
     const std::string old_curve = sibling(o.resume, ".curve.json");
-    if (fs::is_regular_file(old_curve)) {
-      for (const auto& e : read_json(old_curve).value("epochs", nlohmann::json::array()))
-        if (e.value("epoch", int64_t{0}) <= meta.epoch) r.history.push_back(epoch_from_json(e));
+    std::error_code ec;
+    if (!fs::exists(old_curve, ec)) {
+      std::fprintf(stderr, "train: no curve %s beside the checkpoint; the curve restarts at epoch %lld\n",
+                   old_curve.c_str(), static_cast<long long>(meta.epoch + 1));
+    } else {
+      try {
+        const CurveRead c = read_curve(old_curve);
+        int64_t beyond = 0;
+        for (const EpochRecord& e : c.epochs) {
+          if (e.epoch <= meta.epoch) r.history.push_back(e);
+          else ++beyond;
+        }
+        if (c.skipped > 0)
+          std::fprintf(stderr, "train: %lld epoch record(s) of %s could not be read and are dropped (first: %s)\n",
+                       static_cast<long long>(c.skipped), old_curve.c_str(), c.problems.front().c_str());
+        if (beyond > 0)
+          std::fprintf(stderr, "train: %lld epoch(s) of %s lie beyond the checkpoint's epoch %lld (a run stopped "
+                               "between the two writes) and are dropped\n",
+                       static_cast<long long>(beyond), old_curve.c_str(), static_cast<long long>(meta.epoch));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "train: the curve cannot be read (%s); resuming from the checkpoint, the curve "
+                             "restarts at epoch %lld\n",
+                     e.what(), static_cast<long long>(meta.epoch + 1));
+      }
     }
   }
 
@@ -272,9 +381,30 @@ TrainResult train_model(const TrainOptions& o_in) {
   }
 
   int64_t step = meta.step;
+  // The checkpoint a stop leaves: the one resumed from until this run writes its own.
+  std::string last_checkpoint = o.resume;
+  int64_t last_epoch = meta.epoch;
+  // After a stop signal: nothing is half-written (the flag is only checked between steps and
+  // writes), so say where things stand and how to continue, and let main() exit with 128 + signal.
+  auto stop = [&](int64_t epoch, int64_t s) {
+    const int sig = interrupt_signal();
+    std::string msg = strf("train: interrupted at epoch %lld (step %lld/%lld); ", static_cast<long long>(epoch),
+                           static_cast<long long>(s), static_cast<long long>(steps_per_epoch));
+    if (last_checkpoint.empty())
+      msg += "no checkpoint was written yet; start again with: melanoma train --out " + shell_word(o.out) +
+             " --arch " + shell_word(o.arch) + " --size " + std::to_string(o.size) + continue_flags(o);
+    else
+      msg += strf("the last checkpoint (epoch %lld) is %s; resume with: melanoma train --resume ",
+                  static_cast<long long>(last_epoch), last_checkpoint.c_str()) +
+             shell_word(last_checkpoint) + " --out " + shell_word(o.out) + continue_flags(o);
+    std::fflush(stdout);
+    std::fprintf(stderr, "\n%s\n", msg.c_str());
+    throw Interrupted(sig, msg);
+  };
   model.train();
   data::Batch b;
   for (int64_t epoch = meta.epoch + 1; epoch <= o.epochs; ++epoch) {
+    if (interrupt_requested()) stop(epoch, 0);
     const double te = now_s();
     loader.start_epoch(epoch);
     // On a terminal the bar redraws; in a log the epoch line below is the one line per epoch.
@@ -312,8 +442,11 @@ TrainResult train_model(const TrainOptions& o_in) {
                            100.0 * static_cast<double>(correct) / static_cast<double>(seen), opt->lr(),
                            guided ? strf("  cam-out %.3f", outside_sum / static_cast<double>(guided)).c_str() : ""));
       bar.step(bs);
+      if (o.on_step) o.on_step(epoch, s);
+      if (interrupt_requested()) break;  // within one step of the signal
     }
     bar.finish();
+    if (interrupt_requested()) stop(epoch, s);
     GLIMPSE_CHECK(seen > 0, "train: epoch ", epoch, " saw no images (", loader.skipped(), " unreadable)");
 
     EpochRecord e;
@@ -332,6 +465,7 @@ TrainResult train_model(const TrainOptions& o_in) {
       e.auc_keratosis = r.val.auc_keratosis;
       e.auc_mean = r.val.auc_mean;
       meta.val_auc_mean = r.val.auc_mean;
+      if (interrupt_requested()) stop(epoch, s);  // predict() stops early on the flag: this epoch is not saved
     }
     model.train();
     e.seconds = seconds_since(te);
@@ -339,8 +473,12 @@ TrainResult train_model(const TrainOptions& o_in) {
 
     meta.epoch = epoch;
     meta.step = step;
-    save_checkpoint(model, o.out, meta_to_map(meta), opt.get());
+    // The curve first: a stop between the two writes leaves a curve one epoch ahead, which the
+    // resume trims to the checkpoint; the other order would lose this epoch from the curve for good.
     write_json(r.curve, curve_to_json(r));
+    save_checkpoint(model, o.out, meta_to_map(meta), opt.get());
+    last_checkpoint = o.out;
+    last_epoch = epoch;
     if (!o.quiet) {
       std::string val = has_val ? strf(" | val loss %.4f acc %.1f%% AUC mel %.3f sk %.3f mean %.3f", e.val_loss,
                                        100 * e.val_accuracy, e.auc_melanoma, e.auc_keratosis, e.auc_mean)

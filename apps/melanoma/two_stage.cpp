@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "attribution/attribution.h"
@@ -39,7 +38,7 @@ attr::Mask crop_mask(const attr::Mask& m, int64_t x0, int64_t y0, int64_t x1, in
 // Writes the CAM crops of one split into <dir>/images (and masks), appending rows to `csv`.
 // Returns how many images fell back to the whole image (no region above the threshold).
 int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds, const std::string& split,
-                    const TwoStageOptions& o, const std::string& dir, std::ofstream& csv) {
+                    const TwoStageOptions& o, const std::string& dir, std::string& csv) {
   const int64_t S = meta.size;
   std::map<std::string, const data::Sample*> by_id;
   for (const auto& s : ds.samples) by_id[s.id] = &s;
@@ -90,7 +89,8 @@ int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds
           attr::save_png(dir + "/masks/" + s.id + "_segmentation.png",
                          attr::resize_mask(crop_mask(m, x0, y0, x1, y1), out_side, out_side));
       }
-      csv << split << "," << s.id << "," << (s.label == 1 ? 1 : 0) << "," << (s.label == 2 ? 1 : 0) << "\n";
+      csv += csv_field(split) + "," + csv_field(s.id) + "," + (s.label == 1 ? "1" : "0") + "," + (s.label == 2 ? "1" : "0") +
+             "\n";
     }
     bar.step(static_cast<int64_t>(b.ids.size()));
   }
@@ -128,12 +128,11 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
   ensure_dir(crops + "/masks");
   int64_t fallback = 0;
   {
-    std::ofstream csv(crops + "/labels.csv");
-    GLIMPSE_CHECK(csv.good(), "two-stage: cannot write ", crops, "/labels.csv");
-    csv << "split,image_id,melanoma,seborrheic_keratosis\n";
+    std::string csv = "split,image_id,melanoma,seborrheic_keratosis\n";
     const double tc = now_s();
     fallback += write_crops(*stage1, meta, train_ds, o.train.train_split, o, crops, csv);
     fallback += write_crops(*stage1, meta, val_ds, o.train.val_split, o, crops, csv);
+    write_text(crops + "/labels.csv", csv);  // atomic and checked
     std::printf("two-stage: %zu crops (%s map > %.2f max, margin %.2f) in %s, %lld without a region kept whole "
                 "(%.1fs)\n",
                 train_ds.size() + val_ds.size(), o.method.c_str(), o.crop_threshold, o.margin, crops.c_str(),
