@@ -67,8 +67,15 @@ struct ModelMeta {
   double val_auc_mean = -1;   // last validation score, if any
   double mask_guidance = 0;   // weight of train's --mask-guidance (0: CAM never saw a mask)
 };
+// Bounds of checkpoint metadata (a checkpoint is untrusted input).
+inline constexpr int64_t kMaxInputSize = 4096;
+inline constexpr int64_t kMaxClasses = 10000;
+inline constexpr int64_t kMaxEpochs = 1000000;
 std::map<std::string, std::string> meta_to_map(const ModelMeta& meta);
-// Reads the metadata back; errors name the path and the missing or malformed key.
+// Reads the metadata back, every value parsed strictly and bounded (input_size from the arch's
+// minimum to kMaxInputSize, classes 2..kMaxClasses, 0 <= epoch <= epochs, optimizer_step >= 0, seed a
+// u64, lr and mask_guidance finite >= 0, class_names as many as classes, flags 0/1); errors name the
+// path, the key and the value.
 ModelMeta meta_from_map(const std::map<std::string, std::string>& m, const std::string& path);
 
 struct LoadedModel {
@@ -76,7 +83,9 @@ struct LoadedModel {
   ModelMeta meta;
 };
 // Builds the model the checkpoint describes and loads its weights (strict). A file that is not a
-// melanoma checkpoint is refused naming what is missing.
+// melanoma checkpoint is refused naming what is missing. The checksum is verified (a file without
+// one loads with a one-line note on stderr), and the metadata is checked against the weights' own
+// shapes (classes = the classifier's rows) before the model is built.
 LoadedModel load_model(const std::string& path);
 // Checks the model against a data set: the class count must match.
 void check_model_for_dataset(const ModelMeta& meta, const glimpse::data::Dataset& ds, const std::string& model_path);

@@ -99,6 +99,10 @@ namespace detail {
 // the temporary file, going through the same cleanup as a real write error. -1 (the default)
 // turns it off. Not thread-safe with concurrent saves; for tests only.
 void set_safetensors_fail_after_bytes(int64_t bytes);
+// Fuzzing hook: when true, load_safetensors does not verify glimpse.checksum (has_checksum still
+// says whether the key is there; checksum_verified stays false), so that a fuzzer's mutations get
+// past the checksum to the code behind it. Never set in glimpse itself; for tests and fuzzers only.
+void set_safetensors_skip_checksum(bool skip);
 }  // namespace detail
 
 }  // namespace glimpse
