@@ -2,7 +2,8 @@
 // every malformed file of ../shared/reliability is refused quickly with an error naming the file and
 // the fault; valid JPEG, PNG (grey, 16-bit, palette, tRNS, interlaced) and BMP decode to the pixels
 // written; the format comes from the magic bytes, never the name; the pixel budget is honoured before
-// decoding and can be raised; Image/Mask sizes are checked; save_png is atomic.
+// decoding and can be raised; Image/Mask sizes are checked; save_png is atomic; huge images are shrunk
+// to a working size before preprocessing.
 #include <gtest/gtest.h>
 #include <png.h>
 #include <stb_image.h>
@@ -22,6 +23,8 @@
 #include "attribution/image_io.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
+#include "data/data.h"
+#include "data/internal.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -428,5 +431,38 @@ TEST(ImageDecode, LoadAndSaveThroughFiles) {
   int files = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++files;
   EXPECT_EQ(files, 1);
+  fs::remove_all(dir);
+}
+
+// ---- bounded preprocessing (data/working_size.cpp) ---------------------------------------------------
+
+TEST(ImageDecode, HugeImagesShrunkBeforePreprocessingSmallOnesUntouched) {
+  EXPECT_EQ(data::detail::working_side(64), 512);
+  EXPECT_EQ(data::detail::working_side(384), 768);
+  const Image small(256, 256, 3, 9);
+  EXPECT_EQ(data::detail::shrink_to_working_size(small, 64).pixels, small.pixels);
+  Mask mask(2000, 1000, 1);
+  const Image big = data::detail::shrink_to_working_size(Image(2000, 1000, 3, 50), 64, &mask);
+  EXPECT_EQ(big.width, 512);
+  EXPECT_EQ(big.height, 256);
+  EXPECT_EQ(mask.width, 512);
+  EXPECT_EQ(mask.height, 256);
+  EXPECT_EQ(big.pixels[0], 50);
+
+  // A 12-megapixel photo with hair removal and colour constancy: bounded by the working size.
+  const fs::path dir = temp_dir("preprocess");
+  const int w = 4000, h = 3000;
+  const std::string png = stb_png(picture(w, h, 3), w, h, 3);
+  {
+    std::ofstream(dir / "big.png", std::ios::binary) << png;
+  }
+  data::Preprocess pre;
+  pre.hair_removal = true;
+  pre.color_constancy = true;
+  const auto t0 = std::chrono::steady_clock::now();
+  const Tensor x = data::load_for_model((dir / "big.png").string(), 64, pre);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(x.shape(), (Shape{1, 3, 64, 64}));
+  EXPECT_LT(s, 10.0);  // about 0.3 s in Release; over a minute before the working size
   fs::remove_all(dir);
 }
