@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "data/data.h"
 
 namespace fs = std::filesystem;
@@ -36,8 +37,21 @@ std::string trim(const std::string& s) {
 
 bool blank(const std::string& s) { return trim(s).empty(); }
 
+// A CSV is untrusted input: what goes into an error message is cut short (a hostile line may be
+// megabytes), and the sizes below bound what any file can make us allocate.
+constexpr uint64_t kMaxCsvBytes = uint64_t(256) << 20;  // ISIC 2019's 25k-row CSV is ~1 MiB
+constexpr size_t kMaxColumns = 1024;
+
+std::string shown(const std::string& s) {
+  std::string out;
+  for (char c : s.substr(0, 60)) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+  return s.size() > 60 ? out + "... (" + std::to_string(s.size()) + " bytes)" : out;
+}
+
 // Splits one record starting at `line`; a quoted field may span lines, read from `in`.
-std::vector<std::string> split_record(std::string line, std::istream& in, const std::string& path, int64_t& lineno) {
+// More than max_fields fields is an error at once (a line of a million commas allocates nothing).
+std::vector<std::string> split_record(std::string line, std::istream& in, const std::string& path, int64_t& lineno,
+                                      size_t max_fields) {
   std::vector<std::string> fields;
   std::string cur;
   bool quoted = false, was_quoted = false;
@@ -71,6 +85,8 @@ std::vector<std::string> split_record(std::string line, std::istream& in, const 
       quoted = was_quoted = true;
       cur.clear();
     } else if (c == ',') {
+      GLIMPSE_CHECK(fields.size() + 1 < max_fields, path, ":", start_line, ": more than ", max_fields, " fields",
+                    max_fields == kMaxColumns ? std::string(" (the limit of a header)") : " (the header has " + std::to_string(max_fields) + ")");
       fields.push_back(was_quoted ? cur : trim(cur));
       cur.clear();
       was_quoted = false;
@@ -85,8 +101,8 @@ std::vector<std::string> split_record(std::string line, std::istream& in, const 
 }  // namespace
 
 CsvTable read_csv(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  GLIMPSE_CHECK(in.good(), "cannot open CSV file '", path, "' (does it exist and is it readable?)");
+  // Read whole and bounded (io::read_file names the path when it cannot be read or is too large).
+  std::istringstream in(io::read_file(path, kMaxCsvBytes));
   CsvTable t;
   t.path = path;
   std::string line;
@@ -100,14 +116,14 @@ CsvTable read_csv(const std::string& path) {
       line = line.substr(3);  // UTF-8 byte order mark
     if (blank(line)) continue;
     const int64_t row_line = lineno;
-    std::vector<std::string> f = split_record(line, in, path, lineno);
+    std::vector<std::string> f = split_record(line, in, path, lineno, have_header ? t.header.size() : kMaxColumns);
     if (!have_header) {
       t.header = std::move(f);
       for (size_t i = 0; i < t.header.size(); ++i) {
         GLIMPSE_CHECK(!t.header[i].empty(), path, ":", row_line, ": empty column name in the header (column ",
                       i + 1, ")");
         for (size_t j = 0; j < i; ++j)
-          GLIMPSE_CHECK(t.header[i] != t.header[j], path, ":", row_line, ": column '", t.header[i],
+          GLIMPSE_CHECK(t.header[i] != t.header[j], path, ":", row_line, ": column '", shown(t.header[i]),
                         "' appears twice in the header");
       }
       have_header = true;
@@ -119,7 +135,7 @@ CsvTable read_csv(const std::string& path) {
                     for (size_t i = 0; i < t.header.size(); ++i) h += (i ? "," : "") + t.header[i];
                     return h;
                   }(),
-                  "), found ", f.size(), " in '", trim(line), "'");
+                  "), found ", f.size(), " in '", shown(trim(line)), "'");
     t.rows.push_back(std::move(f));
     t.lines.push_back(row_line);
   }
@@ -155,10 +171,21 @@ std::map<std::string, std::string> images_by_stem(const fs::path& dir) {
 int parse_flag(const std::string& v, const CsvTable& t, size_t row, const char* column) {
   char* end = nullptr;
   const double d = std::strtod(v.c_str(), &end);
-  const bool ok = !v.empty() && end && *end == '\0' && (d == 0.0 || d == 1.0);
-  GLIMPSE_CHECK(ok, t.path, ":", t.lines[row], ": column '", column, "' has value '", v,
-                "'; expected 0 or 1 (row '", t.rows[row][0], "...')");
+  // end must reach the string's own end: an embedded NUL would stop strtod early and pass "1\0junk".
+  const bool ok = !v.empty() && end == v.c_str() + v.size() && (d == 0.0 || d == 1.0);
+  GLIMPSE_CHECK(ok, t.path, ":", t.lines[row], ": column '", column, "' has value '", shown(v),
+                "'; expected 0 or 1 (row '", shown(t.rows[row][0]), "...')");
   return d == 1.0 ? 1 : 0;
+}
+
+// An image id or a split value becomes part of a path (images/<id>.jpg, <root>/<split>/images, and
+// the files roar and two-stage write): a plain file name only, so that no CSV can point a read or a
+// write outside the data set.
+void check_plain_name(const std::string& v, const CsvTable& t, size_t row, const char* column) {
+  bool ok = !v.empty() && v.size() <= 255 && v != "." && v != "..";
+  for (char c : v) ok = ok && c != '/' && c != '\\' && static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+  GLIMPSE_CHECK(ok, t.path, ":", t.lines[row], ": column '", column, "' has value '", shown(v),
+                "'; expected a plain file name (1-255 characters, no '/', '\\', control characters, '.' or '..')");
 }
 
 bool is_dir(const fs::path& p) {
@@ -220,14 +247,16 @@ Dataset Dataset::open_isic(const std::string& root, const std::string& split, co
   for (size_t r = 0; r < t.rows.size(); ++r) {
     const auto& row = t.rows[r];
     const std::string row_split = c_split >= 0 ? row[c_split] : "";
-    splits_seen.insert(row_split);
+    if (c_split >= 0) check_plain_name(row_split, t, r, "split");
+    if (splits_seen.size() < 100) splits_seen.insert(row_split);  // for the message below only
     if (!split.empty() && row_split != split) continue;
     const std::string& id = row[c_id];
     GLIMPSE_CHECK(!id.empty(), csv_path, ":", t.lines[r], ": empty image_id");
-    GLIMPSE_CHECK(ids_seen.insert(id).second, csv_path, ":", t.lines[r], ": image_id '", id, "' appears twice");
+    check_plain_name(id, t, r, "image_id");
+    GLIMPSE_CHECK(ids_seen.insert(id).second, csv_path, ":", t.lines[r], ": image_id '", shown(id), "' appears twice");
     const int mel = parse_flag(row[c_mel], t, r, "melanoma");
     const int sk = parse_flag(row[c_sk], t, r, "seborrheic_keratosis");
-    GLIMPSE_CHECK(!(mel && sk), csv_path, ":", t.lines[r], ": image '", id,
+    GLIMPSE_CHECK(!(mel && sk), csv_path, ":", t.lines[r], ": image '", shown(id),
                   "' is marked both melanoma and seborrheic_keratosis (the classes are exclusive)");
     // Without a requested split, rows still find their images under <root>/<split>/images.
     Dirs& d = dirs_for(split.empty() ? (c_split >= 0 && !is_dir(fs::path(root) / "images") ? row_split : "") : split);

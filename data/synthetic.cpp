@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/progress.h"
 #include "data/data.h"
 #include "data/internal.h"
@@ -521,24 +522,17 @@ void write_synthetic(const std::string& out_dir, const SynthOptions& opt) {
   }
   if (error) std::rethrow_exception(error);
 
-  // labels.csv, written to a temporary name and renamed, so a reader never sees half a file
-  const fs::path csv = fs::path(out_dir) / "labels.csv", tmp = fs::path(out_dir) / "labels.csv.tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    GLIMPSE_CHECK(f.good(), "write_synthetic: cannot write '", tmp.string(), "'");
-    f << "split,image_id,diagnosis,melanoma,seborrheic_keratosis,mask_fraction\n";
-    static const char* names[] = {"nevus", "melanoma", "seborrheic_keratosis"};
-    for (int64_t i = 0; i < n; ++i) {
-      char frac[32];
-      std::snprintf(frac, sizeof frac, "%.4f", fraction[i]);
-      f << (is_val[i] ? "val" : "train") << ',' << id_of(i) << ',' << names[labels[i]] << ',' << (labels[i] == 1 ? 1 : 0)
-        << ',' << (labels[i] == 2 ? 1 : 0) << ',' << frac << '\n';
-    }
-    f.flush();
-    GLIMPSE_CHECK(f.good(), "write_synthetic: error writing '", tmp.string(), "' (disk full?)");
+  // labels.csv, atomic and checked (core/io/atomic_file.h): a reader never sees half a file, and a
+  // full disk is an error, not a truncated CSV.
+  std::string text = "split,image_id,diagnosis,melanoma,seborrheic_keratosis,mask_fraction\n";
+  static const char* names[] = {"nevus", "melanoma", "seborrheic_keratosis"};
+  for (int64_t i = 0; i < n; ++i) {
+    char frac[32];
+    std::snprintf(frac, sizeof frac, "%.4f", fraction[i]);
+    text += std::string(is_val[i] ? "val" : "train") + ',' + id_of(i) + ',' + names[labels[i]] + ',' +
+            (labels[i] == 1 ? '1' : '0') + ',' + (labels[i] == 2 ? '1' : '0') + ',' + frac + '\n';
   }
-  fs::rename(tmp, csv, ec);
-  GLIMPSE_CHECK(!ec, "write_synthetic: cannot rename '", tmp.string(), "' to '", csv.string(), "': ", ec.message());
+  io::write_file_atomic((fs::path(out_dir) / "labels.csv").string(), text);
 }
 
 }  // namespace glimpse::data

@@ -22,6 +22,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "idx.h"
@@ -189,6 +190,14 @@ int run(const Options& o) {
   manual_seed(o.seed);
   Rng rng(o.seed);
 
+  if (!o.out.empty()) {
+    // The checkpoint is written once, after all the epochs: an unwritable directory must fail now,
+    // not after the training. Temporaries of runs killed mid-write (kill -9) are removed.
+    io::check_writable_dir(io::parent_dir(o.out));
+    if (const int removed = io::remove_stale_temps(o.out); removed > 0)
+      std::fprintf(stderr, "fashion-mnist: removed %d temporary file(s) left beside %s by killed runs\n", removed,
+                   o.out.c_str());
+  }
   const Split train = load_split(o.data, "train", o.limit);
   const Split test = load_split(o.data, "t10k", o.test_limit);
   auto model = fmnist::make_net(o.model, rng);

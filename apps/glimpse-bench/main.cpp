@@ -37,6 +37,7 @@
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/parallel.h"
 #include "layers/layers.h"
 #include "layers/models.h"
@@ -288,8 +289,7 @@ int main(int argc, char** argv) {
       j[k] = s.median;
       j["ranges"][k] = {s.min, s.max};
     }
-    std::ofstream f(json_path);
-    f << j.dump(2) << "\n";
+    glimpse::io::write_file_atomic(json_path, j.dump(2) + "\n");  // checked: a full disk is an error
   }
   return 0;
 }
