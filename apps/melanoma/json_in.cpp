@@ -85,6 +85,8 @@ double JsonIn::number() const {
 int64_t JsonIn::integer(int64_t lo, int64_t hi) const {
   // Through double, range-checked before the conversion: get<int64_t>() of 1e300 would be UB, and
   // every integer the app writes (counts, epochs, percents) is far below 2^53.
+  // Bounds within +-2^53 convert to double exactly, so the cast below is always in range.
+  GLIMPSE_CHECK(lo >= -(int64_t(1) << 53) && hi <= (int64_t(1) << 53), "JsonIn::integer: bounds beyond 2^53");
   const double d = number();
   if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != std::floor(d))
     fail("is " + j_->dump() + ", expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
