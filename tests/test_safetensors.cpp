@@ -264,6 +264,52 @@ TEST_F(SafetensorsTest, RefusesCorruptHeaderJson) {
   EXPECT_TRUE(load_safetensors(path("padded")).tensors.empty());
 }
 
+// Every exception of the JSON library becomes an Error naming the file (the reliability file
+// number_overflow_1e400: out_of_range.406 escaped, since only parse_error was caught), and shapes
+// obey the rule of core/shape.h (zero_dim_stride_overflow: [0, 2^62, 4] overflowed the strides).
+TEST_F(SafetensorsTest, EveryJsonAndShapeFaultIsAnError) {
+  std::string data(4, '\0');
+  write_bytes(path("e400"), make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"n":1e400})", data));
+  expect_error([&] { load_safetensors(path("e400")); }, {"e400", "1e400", "out_of_range"});
+  write_bytes(path("e400meta"), make_file(R"({"__metadata__":{"k":-1e999}})", ""));
+  expect_error([&] { load_safetensors(path("e400meta")); }, {"e400meta", "1e999"});
+  write_bytes(path("u64"), make_file(R"({"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}})", data));
+  expect_error([&] { load_safetensors(path("u64")); }, {"u64", "'a'", "non-negative integers"});
+  write_bytes(path("big"), make_file(R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,4]}})", data));
+  expect_error([&] { load_safetensors(path("big")); }, {"big", "'a'", "above 2^63 - 1"});
+  write_bytes(path("frac"), make_file(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", data));
+  expect_error([&] { load_safetensors(path("frac")); }, {"frac", "'a'", "non-negative integers"});
+  write_bytes(path("zerodim"),
+              make_file(R"({"z":{"dtype":"F32","shape":[0,4611686018427387904,4],"data_offsets":[0,0]}})", ""));
+  expect_error([&] { load_safetensors(path("zerodim")); }, {"zerodim", "'z'", "[0, 4611686018427387904, 4]", "too large"});
+  write_bytes(path("f64big"), make_file(R"({"z":{"dtype":"F64","shape":[2305843009213693952,2],"data_offsets":[0,0]}})", ""));
+  expect_error([&] { load_safetensors(path("f64big")); }, {"f64big", "'z'"});
+  // Deep nesting would overflow the stack of any recursive walk (dump, compare): refused.
+  const std::string deep = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  write_bytes(path("deep"), make_file(deep, ""));
+  expect_error([&] { load_safetensors(path("deep")); }, {"deep", "levels deep"});
+  // An empty shape in a zero dim is fine, and so is a header with nothing but metadata.
+  write_bytes(path("ok"), make_file(R"({"__metadata__":{"k":"v"},"z":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}})", ""));
+  EXPECT_EQ(load_safetensors(path("ok")).at("z").shape(), (Shape{0, 3}));
+}
+
+// The checksum covers converted dtypes too (it is over the stored bytes), and files without
+// metadata (the checksum alone makes a __metadata__ object).
+TEST_F(SafetensorsTest, ChecksumRoundTripsAndCoversEveryTensor) {
+  save_safetensors(path("c"), {{"a", Tensor::ones({2})}, {"e", Tensor::zeros({0, 2})}});
+  SafetensorsFile f = load_safetensors(path("c"));
+  EXPECT_TRUE(f.checksum_verified);
+  EXPECT_TRUE(f.metadata.empty());
+  save_safetensors(path("p"), {{"a", Tensor::ones({2})}}, {}, /*checksum=*/false);
+  EXPECT_EQ(read_bytes(path("p")).find("__metadata__"), std::string::npos);  // byte-identical to before
+  EXPECT_FALSE(load_safetensors(path("p")).has_checksum);
+  // Renaming a tensor (same length) is refused: names are covered.
+  std::string bytes = read_bytes(path("c"));
+  bytes[bytes.find("\"e\":")+ 1] = 'f';
+  write_bytes(path("renamed"), bytes);
+  expect_error([&] { load_safetensors(path("renamed")); }, {"renamed", "checksum mismatch"});
+}
+
 TEST_F(SafetensorsTest, RefusesUnsupportedDtypes) {
   std::string data(8, '\0');
   write_bytes(path("i64"), make_file(R"({"idx":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", data));

@@ -30,6 +30,8 @@ using ordered_json = nlohmann::ordered_json;
 // The reference implementation refuses headers above 100 MB; so do we (a corrupt length field
 // must not make us allocate gigabytes).
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+// Deepest JSON nesting accepted in a header (see the parse callback).
+constexpr int kMaxJsonDepth = 16;
 
 std::atomic<bool> g_skip_checksum{false};  // detail::set_safetensors_skip_checksum
 
@@ -347,10 +349,18 @@ SafetensorsFile load_safetensors(const std::string& path) {
   }
   // Duplicate keys, which JSON parsers silently resolve one way or another, are refused: the
   // callback keeps one set of seen keys per open object.
+  // Nesting is bounded too: a safetensors header needs 3 levels, and a value nested a million deep
+  // would overflow the stack of every recursive walk over it (dump, comparison). Deeper containers
+  // are discarded as they are parsed (nlohmann's parser itself is iterative) and refused below.
   std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
-  auto callback = [&](int, nlohmann::json::parse_event_t ev, ordered_json& parsed) {
+  bool too_deep = false;
+  auto callback = [&](int depth, nlohmann::json::parse_event_t ev, ordered_json& parsed) {
     using E = nlohmann::json::parse_event_t;
+    if ((ev == E::object_start || ev == E::array_start) && depth >= kMaxJsonDepth) {
+      too_deep = true;
+      return false;  // discard: nothing beneath is built
+    }
     if (ev == E::object_start) open_objects.emplace_back();
     if (ev == E::object_end && !open_objects.empty()) open_objects.pop_back();
     if (ev == E::key && !open_objects.empty() && duplicate.empty()) {
@@ -370,6 +380,10 @@ SafetensorsFile load_safetensors(const std::string& path) {
                  "; e.g. a number beyond the range of a double)");
   } catch (const nlohmann::json::exception& e) {
     GLIMPSE_FAIL(file_fault(path), "the header cannot be read as JSON: ", e.what());
+  }
+  if (too_deep) {
+    GLIMPSE_FAIL(file_fault(path), "the header nests JSON objects or arrays more than ", kMaxJsonDepth,
+                 " levels deep (a safetensors header needs 3): not a safetensors file, or a corrupt one");
   }
   if (!duplicate.empty()) GLIMPSE_FAIL(file_fault(path), "the header holds the key '", duplicate, "' twice");
   if (!root.is_object()) GLIMPSE_FAIL(file_fault(path), "the header must be a JSON object");
