@@ -299,6 +299,7 @@ TEST_F(AppTraining, SigintStopsAfterTheStepWithTheCheckpointIntact) {
   struct sigaction now = {};
   sigaction(SIGINT, nullptr, &now);
   EXPECT_EQ(now.sa_handler, SIG_DFL);
+  EXPECT_FALSE(mel::interrupt_requested());
   // The resume continues from epoch 1 to the end.
   t.on_step = nullptr;
   t.resume = ckpt;

@@ -37,6 +37,9 @@ InterruptGuard::~InterruptGuard() {
   sigaction(SIGINT, &saved_->old_int, nullptr);
   sigaction(SIGTERM, &saved_->old_term, nullptr);
   delete saved_;
+  // The stop has been reported (Interrupted carries the signal); a later job in the same process
+  // (a test, the demo's next step) must not see a stale flag.
+  clear_interrupt();
 }
 
 int interrupt_signal() { return g_signal.load(std::memory_order_relaxed); }

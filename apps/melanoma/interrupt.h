@@ -9,7 +9,7 @@ namespace mel {
 
 // While alive, SIGINT and SIGTERM set the flag instead of killing the process; the destructor
 // restores the handlers that were there before (train_model is also called by demo, two-stage and
-// roar, and by tests). Constructing one clears the flag. Nested guards are allowed.
+// roar, and by tests). Constructing one clears the flag, and so does its end. Nested guards are allowed.
 class InterruptGuard {
  public:
   InterruptGuard();

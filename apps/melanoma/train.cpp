@@ -351,6 +351,10 @@ TrainResult train_model(const TrainOptions& o_in) {
           std::fprintf(stderr, "train: %lld epoch(s) of %s lie beyond the checkpoint's epoch %lld (a run stopped "
                                "between the two writes) and are dropped\n",
                        static_cast<long long>(beyond), old_curve.c_str(), static_cast<long long>(meta.epoch));
+        if (static_cast<int64_t>(r.history.size()) < meta.epoch)
+          std::fprintf(stderr, "train: %s holds %zu of the checkpoint's %lld finished epoch(s); the chart will lack "
+                               "the others\n",
+                       old_curve.c_str(), r.history.size(), static_cast<long long>(meta.epoch));
       } catch (const std::exception& e) {
         std::fprintf(stderr, "train: the curve cannot be read (%s); resuming from the checkpoint, the curve "
                              "restarts at epoch %lld\n",
