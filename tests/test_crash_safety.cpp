@@ -33,7 +33,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
+struct Outcome {
   int status = -1;  // exit code, or 128 + signal
   std::string out;  // stdout and stderr together
   double seconds = 0;
@@ -48,7 +48,7 @@ std::string slurp(const fs::path& p) {
 
 // Runs the melanoma binary with `args`; when kill_after_s >= 0, sends `sig` after that many seconds
 // (if it is still running).
-Run melanoma(const std::vector<std::string>& args, const fs::path& log, double kill_after_s = -1, int sig = SIGKILL) {
+Outcome melanoma(const std::vector<std::string>& args, const fs::path& log, double kill_after_s = -1, int sig = SIGKILL) {
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t pid = fork();
   if (pid == 0) {
@@ -66,7 +66,7 @@ Run melanoma(const std::vector<std::string>& args, const fs::path& log, double k
     execv(bin.c_str(), argv.data());
     _exit(127);
   }
-  Run r;
+  Outcome r;
   int st = 0;
   if (kill_after_s >= 0) {
     const auto deadline = t0 + std::chrono::duration<double>(kill_after_s);
@@ -108,7 +108,7 @@ class CrashSafety : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "m");
-    const Run s = melanoma({"synth", "--out", (dir_ / "data").string(), "--count", "48", "--size", "32", "--progress",
+    const Outcome s = melanoma({"synth", "--out", (dir_ / "data").string(), "--count", "48", "--size", "32", "--progress",
                             "none"},
                            dir_ / "synth.log");
     ASSERT_EQ(s.status, 0) << s.out;
@@ -134,7 +134,7 @@ TEST_F(CrashSafety, KillNineAtRandomMomentsNeverLosesAnEpoch) {
   const fs::path model = dir_ / "m" / "model.safetensors";
   const fs::path curve = dir_ / "m" / "model.curve.json";
   // One clean epoch first: its duration scales the random kill times to this machine and build.
-  const Run first = melanoma(train_args(model.string(), 1, false), dir_ / "first.log");
+  const Outcome first = melanoma(train_args(model.string(), 1, false), dir_ / "first.log");
   ASSERT_EQ(first.status, 0) << first.out;
   const double epoch_s = std::max(0.05, first.seconds);
 
@@ -143,20 +143,24 @@ TEST_F(CrashSafety, KillNineAtRandomMomentsNeverLosesAnEpoch) {
   int64_t done = 1;
   for (int k = 0; k < 10; ++k) {
     const double t = when(rng);
-    const Run r = melanoma(train_args(model.string(), 1000, true), dir_ / ("kill" + std::to_string(k) + ".log"), t);
+    const Outcome r = melanoma(train_args(model.string(), 1000, true), dir_ / ("kill" + std::to_string(k) + ".log"), t);
     SCOPED_TRACE("kill -9 number " + std::to_string(k + 1) + " after " + std::to_string(t) + " s:\n" + r.out);
+    // 1000 epochs never finish: the run must still be alive when the kill comes, not have failed.
+    EXPECT_EQ(r.status, 128 + SIGKILL) << "the run ended before the kill";
     // Whatever the moment, the checkpoint loads and its curve holds every epoch it finished.
     mel::LoadedModel lm;
     ASSERT_NO_THROW(lm = mel::load_model(model.string()));
     EXPECT_GE(lm.meta.epoch, done) << "an epoch already saved was lost";
     done = lm.meta.epoch;
+    std::printf("kill -9 #%d after %.3f s (epoch %.3f s): checkpoint at epoch %lld\n", k + 1, t, epoch_s,
+                static_cast<long long>(done));
     const std::vector<int64_t> epochs = curve_epochs(curve);
     for (int64_t e = 1; e <= done; ++e)
       EXPECT_NE(std::find(epochs.begin(), epochs.end(), e), epochs.end()) << "epoch " << e << " missing from the curve";
   }
   // The resumed run that ends normally: removes the orphans of the killed runs, trims nothing it
   // should keep, leaves no temporary file.
-  const Run last = melanoma(train_args(model.string(), static_cast<int>(done) + 1, true), dir_ / "last.log");
+  const Outcome last = melanoma(train_args(model.string(), static_cast<int>(done) + 1, true), dir_ / "last.log");
   ASSERT_EQ(last.status, 0) << last.out;
   const mel::LoadedModel lm = mel::load_model(model.string());
   EXPECT_EQ(lm.meta.epoch, done + 1);
@@ -168,10 +172,10 @@ TEST_F(CrashSafety, KillNineAtRandomMomentsNeverLosesAnEpoch) {
 
 TEST_F(CrashSafety, SigtermStopsWithinAStepAndPrintsTheResumeCommand) {
   const fs::path model = dir_ / "m" / "model.safetensors";
-  const Run first = melanoma(train_args(model.string(), 1, false), dir_ / "first.log");
+  const Outcome first = melanoma(train_args(model.string(), 1, false), dir_ / "first.log");
   ASSERT_EQ(first.status, 0) << first.out;
   // Stopped in the middle of the second epoch or later.
-  const Run r = melanoma(train_args(model.string(), 1000, true), dir_ / "term.log", 1.5 * first.seconds, SIGTERM);
+  const Outcome r = melanoma(train_args(model.string(), 1000, true), dir_ / "term.log", 1.5 * first.seconds, SIGTERM);
   EXPECT_EQ(r.status, 143) << r.out;
   EXPECT_NE(r.out.find("--resume"), std::string::npos) << r.out;
   EXPECT_NO_THROW(mel::load_model(model.string()));
@@ -210,7 +214,7 @@ class FullDisk {
 
 TEST_F(CrashSafety, FullDiskIsAnErrorWithExitCodeOne) {
   const fs::path model = dir_ / "m" / "model.safetensors";
-  const Run t = melanoma(train_args(model.string(), 1, false), dir_ / "train.log");
+  const Outcome t = melanoma(train_args(model.string(), 1, false), dir_ / "train.log");
   ASSERT_EQ(t.status, 0) << t.out;
   const fs::path full = dir_ / "full";
   FullDisk disk(full);
@@ -225,14 +229,14 @@ TEST_F(CrashSafety, FullDiskIsAnErrorWithExitCodeOne) {
       }
     }
   ASSERT_FALSE(image.empty());
-  const Run x = melanoma({"explain", "--model", model.string(), "--image", image, "--out", (full / "overlay.png").string(),
+  const Outcome x = melanoma({"explain", "--model", model.string(), "--image", image, "--out", (full / "overlay.png").string(),
                           "--progress", "none"},
                          dir_ / "explain.log");
   EXPECT_EQ(x.status, 1) << x.out;
   EXPECT_NE(x.out.find("full"), std::string::npos) << x.out;
   EXPECT_FALSE(fs::exists(full / "overlay.png")) << "a truncated overlay was left";
 
-  const Run tr = melanoma(train_args((full / "model.safetensors").string(), 1, false), dir_ / "train-full.log");
+  const Outcome tr = melanoma(train_args((full / "model.safetensors").string(), 1, false), dir_ / "train-full.log");
   EXPECT_EQ(tr.status, 1) << tr.out;
   EXPECT_FALSE(fs::exists(full / "model.safetensors"));
   std::vector<std::string> left = temp_files(full);
