@@ -4,9 +4,12 @@
 // first epoch), Ctrl-C during training (stops after the step, checkpoint intact, no temporaries),
 // and eval/localize on a split whose images are all missing (an error, not "images 0").
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -252,16 +255,29 @@ TEST_F(AppTraining, UnwritableOutFailsBeforeTheFirstEpoch) {
   EXPECT_TRUE(has(e, "plainfile")) << e;
   EXPECT_FALSE(has(e, "epoch")) << e;
 
+  // A read-only directory. chmod 0555 does not stop root (CI runs as root), a read-only mount
+  // does: as root, a read-only tmpfs is mounted there; otherwise chmod is enough.
   const std::string ro = dir_ + "/readonly";
   fs::create_directories(ro);
-  fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read | fs::perms::others_read);
-  if (::access(ro.c_str(), W_OK) == 0) {
-    fs::permissions(ro, fs::perms::owner_all);
-    GTEST_SKIP() << "running as root: chmod 0555 does not stop root from writing; the file-as-directory case above ran";
+  bool mounted = false;
+  if (::geteuid() == 0) {
+    mounted = ::mount("glimpse-ro", ro.c_str(), "tmpfs", MS_RDONLY, "size=16k") == 0;
+    if (!mounted) GTEST_SKIP() << "running as root and cannot mount a read-only tmpfs (" << std::strerror(errno)
+                               << "); the file-as-directory case above ran";
+  } else {
+    fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read | fs::perms::others_read);
   }
+  struct Restore {
+    std::string dir;
+    bool mounted;
+    ~Restore() {
+      if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
+      else fs::permissions(dir, fs::perms::owner_all);
+    }
+  } restore{ro, mounted};
+  ASSERT_NE(::access(ro.c_str(), W_OK), 0) << ro << " is still writable";
   const double t0 = mel::now_s();
   const std::string e2 = error_of([&] { mel::train_model(options(ro + "/model.safetensors", 50)); });
-  fs::permissions(ro, fs::perms::owner_all);
   EXPECT_TRUE(has(e2, ro)) << e2;
   EXPECT_LT(mel::now_s() - t0, 5.0);  // before any training
   EXPECT_FALSE(fs::exists(ro + "/model.safetensors"));
