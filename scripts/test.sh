@@ -9,7 +9,7 @@
 #
 # Environment: GLIMPSE_BUILD_DIR (default build), GLIMPSE_ASAN_BUILD_DIR (default build-asan),
 # GLIMPSE_JOBS (default: all cores), GLIMPSE_SKIP_ASAN=1 to run step 1 only, GLIMPSE_SKIP_FUZZ=1 to skip
-# step 3, GLIMPSE_FUZZ_SECONDS (default 30) the fuzzing budget of each harness.
+# step 3, GLIMPSE_FUZZ_SECONDS (default 20) the fuzzing budget of each harness.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -84,7 +84,7 @@ fi
 
 # ---- 3. fuzz ------------------------------------------------------------------------------------
 if [[ "${GLIMPSE_SKIP_FUZZ:-0}" != 1 ]]; then
-  step "fuzz (${GLIMPSE_FUZZ_SECONDS:-30} s each)" bash scripts/fuzz.sh --seconds "${GLIMPSE_FUZZ_SECONDS:-30}"
+  step "fuzz (${GLIMPSE_FUZZ_SECONDS:-20} s each)" bash scripts/fuzz.sh --seconds "${GLIMPSE_FUZZ_SECONDS:-20}"
 fi
 
 ((failed)) && exit 1
