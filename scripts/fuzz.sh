@@ -5,7 +5,7 @@
 # Any sanitizer report, uncaught exception, timeout or memory blow-up fails the script; the input that
 # caused it is saved under $BUILD/artifacts/ (replay it: $BUILD/bin/fuzz_<name> <file>).
 #
-#   bash scripts/fuzz.sh                      build, replay, fuzz every harness 30 s (what CI runs)
+#   bash scripts/fuzz.sh                      build, replay, fuzz every harness 30 s (CI: 20 s)
 #   bash scripts/fuzz.sh --seconds 600        a longer run
 #   bash scripts/fuzz.sh --runs 1000000 image a fixed number of executions, one harness
 #   bash scripts/fuzz.sh --replay-only        build and replay the corpora, no fuzzing
