@@ -406,7 +406,13 @@ void check_bmp_complete(const uint8_t* d, size_t size, int64_t w, int64_t h, con
   const uint32_t header = le32(d + 14);
   const int64_t bpp = header == 12 ? le16(d + 24) : le16(d + 28);
   const uint32_t compression = header >= 40 && size >= 34 ? le32(d + 30) : 0;
-  if (bpp <= 0 || (compression != 0 && compression != 3 && compression != 6)) return;
+  // stb 2.27 reads this field into an int: a value >= 2^31 turns negative, passes its own "RLE, or
+  // >= 4: unsupported" test and is read as uncompressed pixels (fuzz_image: a 246-byte file
+  // declaring compression 3553874899 came back as a 3081 x 256 image of zeros). Only the
+  // uncompressed layouts are accepted.
+  GLIMPSE_CHECK(compression == 0 || compression == 3 || compression == 6, "cannot read image '", name,
+                "': BMP compression ", compression, " is not supported (uncompressed BMPs only: 0, 3, 6)");
+  if (bpp <= 0) return;  // stb refuses it
   const int64_t row = (w * bpp + 31) / 32 * 4;
   // The pixels start at the header's offset, and never inside the headers (a bogus small offset).
   const int64_t start = std::max<int64_t>(le32(d + 10), int64_t(14) + header);
