@@ -23,6 +23,9 @@ bash scripts/deps.sh || { echo "test.sh: installing dependencies failed" >&2; ex
 launcher=()
 if command -v ccache >/dev/null 2>&1; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+  # Paths below the checkout are hashed relative to it, so that a fresh clone in another folder
+  # (CI's) still hits the cache of an earlier build on the same machine.
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT}
 fi
 
 summary=()
