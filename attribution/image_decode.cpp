@@ -399,9 +399,11 @@ struct StbFree {
 uint32_t le32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24); }
 uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
-// stb_image reads past the end of a BMP as zeros: a truncated scan would come back with black rows.
-// For the uncompressed layouts (all stb reads), the pixel data must reach offset + |height| rows.
-void check_bmp_complete(const uint8_t* d, size_t size, int64_t w, int64_t h, const std::string& name) {
+// What stb_image does not check itself, before it decodes: that the BMP is one of the uncompressed
+// layouts (the only ones it reads correctly), and that all its pixels are there -- stb reads past
+// the end of a BMP as zeros, so a truncated scan would come back with black rows. The pixel data
+// must reach offset + |height| rows.
+void check_bmp_layout(const uint8_t* d, size_t size, int64_t w, int64_t h, const std::string& name) {
   if (size < 30) return;  // stb refuses it anyway
   const uint32_t header = le32(d + 14);
   const int64_t bpp = header == 12 ? le16(d + 24) : le16(d + 28);
@@ -431,7 +433,7 @@ Image decode_bmp(const uint8_t* data, size_t size, const std::string& name, int 
     GLIMPSE_FAIL("cannot read image '", name, "': corrupt BMP header (", why ? why : "unknown error", ")");
   }
   check_declared_size(w, h, name, "BMP");
-  check_bmp_complete(data, size, w, h, name);
+  check_bmp_layout(data, size, w, h, name);
   int w2 = 0, h2 = 0;
   std::unique_ptr<unsigned char, StbFree> px(stbi_load_from_memory(data, len, &w2, &h2, &n, channels));
   if (!px) {

@@ -48,7 +48,8 @@ std::string slurp(const fs::path& p) {
 
 // Runs the melanoma binary with `args`; when kill_after_s >= 0, sends `sig` after that many seconds
 // (if it is still running).
-Outcome melanoma(const std::vector<std::string>& args, const fs::path& log, double kill_after_s = -1, int sig = SIGKILL) {
+Outcome melanoma(const std::vector<std::string>& args, const fs::path& log, double kill_after_s = -1,
+                 int sig = SIGKILL) {
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t pid = fork();
   if (pid == 0) {
@@ -108,9 +109,9 @@ class CrashSafety : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "m");
-    const Outcome s = melanoma({"synth", "--out", (dir_ / "data").string(), "--count", "48", "--size", "32", "--progress",
-                            "none"},
-                           dir_ / "synth.log");
+    const Outcome s = melanoma(
+        {"synth", "--out", (dir_ / "data").string(), "--count", "48", "--size", "32", "--progress", "none"},
+        dir_ / "synth.log");
     ASSERT_EQ(s.status, 0) << s.out;
   }
   void TearDown() override {
@@ -229,9 +230,9 @@ TEST_F(CrashSafety, FullDiskIsAnErrorWithExitCodeOne) {
       }
     }
   ASSERT_FALSE(image.empty());
-  const Outcome x = melanoma({"explain", "--model", model.string(), "--image", image, "--out", (full / "overlay.png").string(),
-                          "--progress", "none"},
-                         dir_ / "explain.log");
+  const Outcome x = melanoma({"explain", "--model", model.string(), "--image", image, "--out",
+                              (full / "overlay.png").string(), "--progress", "none"},
+                             dir_ / "explain.log");
   EXPECT_EQ(x.status, 1) << x.out;
   EXPECT_NE(x.out.find("full"), std::string::npos) << x.out;
   EXPECT_FALSE(fs::exists(full / "overlay.png")) << "a truncated overlay was left";
