@@ -9,6 +9,8 @@
 //   - On a full filesystem (a 64 KB tmpfs, mounted when the test runs as root; skipped otherwise),
 //     `explain --out` and `train --out` exit with status 1, say the disk is full, and leave neither
 //     a truncated file nor a temporary one.
+//   - `--max-megapixels` sets the image budget of the run: a photo over it is refused before it is
+//     decoded, naming its size and the flag; the same photo under the default budget is explained.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -181,6 +183,30 @@ TEST_F(CrashSafety, SigtermStopsWithinAStepAndPrintsTheResumeCommand) {
   EXPECT_NE(r.out.find("--resume"), std::string::npos) << r.out;
   EXPECT_NO_THROW(mel::load_model(model.string()));
   EXPECT_TRUE(temp_files(dir_ / "m").empty()) << "left behind: " << ::testing::PrintToString(temp_files(dir_ / "m"));
+}
+
+TEST_F(CrashSafety, MaxMegapixelsFlagSetsTheImageBudget) {
+  const fs::path model = dir_ / "m" / "model.safetensors";
+  const Outcome t = melanoma(train_args(model.string(), 1, false), dir_ / "train.log");
+  ASSERT_EQ(t.status, 0) << t.out;
+  std::string image;  // a 32 x 32 synthetic photo: 1024 pixels
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "data"))
+    if (e.path().extension() == ".png" && e.path().string().find("segmentation") == std::string::npos) {
+      image = e.path().string();
+      break;
+    }
+  ASSERT_FALSE(image.empty());
+  auto explain = [&](const std::vector<std::string>& extra, const char* log) {
+    std::vector<std::string> a = {"explain", "--model", model.string(), "--image", image, "--progress", "none"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return melanoma(a, dir_ / log);
+  };
+  const Outcome under = explain({}, "default.log");
+  EXPECT_EQ(under.status, 0) << under.out;
+  const Outcome over = explain({"--max-megapixels", "0.0005"}, "small.log");  // 500 pixels
+  EXPECT_EQ(over.status, 1) << over.out;
+  EXPECT_NE(over.out.find("32x32"), std::string::npos) << over.out;
+  EXPECT_NE(over.out.find("--max-megapixels"), std::string::npos) << over.out;
 }
 
 // A small tmpfs, filled to the last byte, unmounted however the test ends.
