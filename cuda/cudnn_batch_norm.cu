@@ -60,8 +60,10 @@ __global__ void eval_backward_kernel(float* gx, float* ggamma, float* gbeta, con
   }
 }
 
+// Sizes may be 0, as on the CPU; the calls below keep empty tensors away from cuDNN, which refuses
+// an empty descriptor.
 void check_dims(int64_t N, int64_t C, int64_t L, float eps, const char* op) {
-  GLIMPSE_CHECK(N > 0 && C > 0 && L > 0, "cuda::", op, ": sizes must be positive, got N=", N, " C=", C, " L=", L);
+  GLIMPSE_CHECK(N >= 0 && C >= 0 && L >= 0, "cuda::", op, ": negative size, got N=", N, " C=", C, " L=", L);
   GLIMPSE_CHECK(eps >= static_cast<float>(CUDNN_BN_MIN_EPSILON), "cuda::", op, ": eps = ", eps,
                 " is below cuDNN's minimum ", CUDNN_BN_MIN_EPSILON);
 }
@@ -92,6 +94,7 @@ struct BnCall {
 
   BnCall(int64_t N, int64_t c, int64_t L, cudaStream_t s)
       : device(current_device()), handle(cudnn_handle(device)), data(N, c, L, 1), param(1, c, 1, 1), C(c), stream(s) {
+    require_default_stream(s, "batch_norm");  // the scratch buffers return to the cache at scope exit
     CUDNN_CHECK(cudnnSetStream(handle, s));
   }
   // p, or a [C] buffer of `value` when p is null.
@@ -111,6 +114,7 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
   check_dims(N, C, L, eps, "batch_norm_forward_train");
   GLIMPSE_CHECK(N * L > 1, "cuda::batch_norm_forward_train: training needs more than one value per channel, got N=", N,
                 " L=", L);
+  if (C == 0) return;  // no channel, nothing to normalize
   GLIMPSE_CHECK((running_mean == nullptr) == (running_var == nullptr),
                 "cuda::batch_norm_forward_train: give both running statistics or neither");
   BnCall call(N, C, L, s);
@@ -128,12 +132,14 @@ void batch_norm_forward_eval(float* y, float* save_mean, float* save_invstd, con
                              const float* beta, const float* running_mean, const float* running_var, int64_t N,
                              int64_t C, int64_t L, float eps, cudaStream_t s) {
   check_dims(N, C, L, eps, "batch_norm_forward_eval");
-  BnCall call(N, C, L, s);
-  const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnBatchNormalizationForwardInference(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
-                                                      call.data.get(), x, call.data.get(), y, call.param.get(),
-                                                      call.or_constant(gamma, 1.f), call.or_constant(beta, 0.f),
-                                                      running_mean, running_var, static_cast<double>(eps)));
+  if (N * C * L > 0) {  // an empty batch normalizes nothing, but its statistics are still written (the CPU's)
+    BnCall call(N, C, L, s);
+    const float one = 1.f, zero = 0.f;
+    CUDNN_CHECK(cudnnBatchNormalizationForwardInference(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
+                                                        call.data.get(), x, call.data.get(), y, call.param.get(),
+                                                        call.or_constant(gamma, 1.f), call.or_constant(beta, 0.f),
+                                                        running_mean, running_var, static_cast<double>(eps)));
+  }
   if (save_mean && save_invstd) {
     detail::launch_elements("eval_stats_kernel", C, s, eval_stats_kernel, save_mean, save_invstd, running_mean,
                             running_var, C, eps);
@@ -144,7 +150,8 @@ void batch_norm_backward(float* gx, float* ggamma, float* gbeta, const float* go
                          const float* save_mean, const float* save_invstd, int64_t N, int64_t C, int64_t L,
                          bool training, float eps, cudaStream_t s) {
   check_dims(N, C, L, eps, "batch_norm_backward");
-  if (!gx && !ggamma && !gbeta) return;
+  // Every gradient ACCUMULATES: an empty batch or plane adds nothing.
+  if ((!gx && !ggamma && !gbeta) || N * C * L == 0) return;
   if (!training) {
     detail::launch_rows("eval_backward_kernel", C, s, eval_backward_kernel, gx, ggamma, gbeta, gout, x, gamma,
                         save_mean, save_invstd, N, C, L);

@@ -12,9 +12,18 @@ namespace glimpse::cuda {
 // cuBLAS is column-major. A row-major X [r, c] (leading dimension ld) is the column-major X^T with
 // the same ld, so the row-major C = op(A) op(B) is computed as the column-major
 // C^T = op(B)^T op(A)^T: the operands swap places and keep their own transpose flags.
+// K == 0 (an empty inner dimension) leaves C = beta C, as the CPU's gemm does: cuBLAS would be handed a
+// leading dimension of 0 for A or B, which it refuses (it needs >= 1). cublasSgeam computes
+// C = beta C + 0 C in place and, as BLAS, does not read C when beta == 0, so NaN garbage becomes zeros.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  if (K == 0) {
+    const float zero = 0.f;
+    CUBLAS_CHECK(cublasSgeam(cublas_handle(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M), &beta,
+                             C, static_cast<int>(ldc), &zero, C, static_cast<int>(ldc), C, static_cast<int>(ldc)));
+    return;
+  }
   CUBLAS_CHECK(cublasSgemm_64(cublas_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                               N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
 }
@@ -46,10 +55,7 @@ void linear_backward(Tensor& gx, Tensor& gw, Tensor& gb, const Tensor& g, const 
   const int64_t N = x.size(0), I = x.size(1), O = w.size(0);
   if (gx.defined()) gemm(false, false, N, I, O, 1.f, device_data(g), O, device_data(w), I, 0.f, device_data(gx), I);
   if (gw.defined()) gemm(true, false, O, I, N, 1.f, device_data(g), O, device_data(x), I, 0.f, device_data(gw), I);
-  if (gb.defined()) {
-    gb.fill_(0.f);  // bias_add_backward accumulates; the CPU twin overwrites
-    bias_add_backward(device_data(gb), device_data(g), N, O, 1);
-  }
+  if (gb.defined()) bias_add_backward(device_data(gb), device_data(g), N, O, 1, /*accumulate=*/false);  // as the CPU
 }
 
 void add_scaled(Tensor& y, const Tensor& x, float alpha) {

@@ -6,9 +6,10 @@
 // Contract of every launcher:
 //   - pointers are device pointers on the current device (cuda/runtime.h: DeviceGuard), float32,
 //     contiguous NCHW (row-major) unless stated; outputs come first in the argument list;
-//   - the work is queued on `stream` (0: the legacy default stream, which glimpse uses for now) and
-//     the launcher returns without synchronising; a launch error throws glimpse::Error naming the
-//     kernel, an error inside the kernel surfaces at the next synchronising call;
+//   - the work is queued on `stream`, which must be 0, the legacy default stream (any other is
+//     refused: cuda/check.h require_default_stream says why), and the launcher returns without
+//     synchronising; a launch error throws glimpse::Error naming the kernel and its launcher's line;
+//     a fault inside a kernel surfaces at the next checked call, whose message says it came earlier;
 //   - forward launchers overwrite their outputs; a backward launcher says whether it overwrites
 //     (as the CPU twin returns a fresh gradient) or ACCUMULATES (+=, as core/ops' backward does);
 //   - the caller validates shapes (as the autograd ops do for the CPU kernels); launchers check
@@ -40,10 +41,12 @@ void affine_forward(float* out, const float* x, int64_t n, float scale, float sh
 void reduce_sum_to(float* out, const Shape& out_shape, const float* in, const Shape& in_shape,
                    cudaStream_t stream = 0);
 // Bias add over channels: y[n,c,l] = x[n,c,l] + b[c] (x [N, C, L], L = H*W, or L = 1 for [N, C]).
-// y may equal x (in place). Backward: gb[c] += sum_{n,l} gy[n,c,l] (ACCUMULATES); gx = gy needs no kernel.
+// y may equal x (in place). Backward: gb[c] += sum_{n,l} gy[n,c,l] when `accumulate` (conv's
+// contract), gb[c] = ... otherwise (linear's); gx = gy needs no kernel. Any size may be 0.
 void bias_add_forward(float* y, const float* x, const float* b, int64_t N, int64_t C, int64_t L,
                       cudaStream_t stream = 0);
-void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, cudaStream_t stream = 0);
+void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, bool accumulate,
+                       cudaStream_t stream = 0);
 
 // ---- activations (cuda/activation.cu; CPU: core/ops/activation.cpp) -------------------------------
 // relu: y = max(x, 0). Backward (overwrites gx), rules as in core/ops/activation.h:
@@ -66,6 +69,15 @@ void max_pool2d_forward(float* out, int32_t* argmax, const float* x, int64_t N, 
                         const Pool2dOptions& opt, cudaStream_t stream = 0);
 void max_pool2d_backward(float* gx, const float* gout, const int32_t* argmax, int64_t N, int64_t C, int64_t H,
                          int64_t W, const Pool2dOptions& opt, cudaStream_t stream = 0);
+// relu then 2x2/2 max pool, fused (core/ops/pool2d.h relu_max_pool2x2): x [planes, H, W] ->
+// out [planes, H/2, W/2] = the max of each window's relu'd cells (relu(NaN) = 0: a NaN never hides a
+// positive neighbour). Backward OVERWRITES every cell of gx, as the CPU twin: the window's gradient
+// goes to its first maximal relu'd cell under the ReLU rule, 0 elsewhere. The window rule is shared
+// with the CPU and tested on the host: core/ops/relu_max_pool2x2_rule.h.
+void relu_max_pool2x2_forward(float* out, const float* x, int64_t planes, int64_t H, int64_t W,
+                              cudaStream_t stream = 0);
+void relu_max_pool2x2_backward(float* gx, const float* gout, const float* x, int64_t planes, int64_t H, int64_t W,
+                               ReluRule rule, cudaStream_t stream = 0);
 // avg: padded cells count in the divisor kh*kw (count_include_pad=True).
 void avg_pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
                         const Pool2dOptions& opt, cudaStream_t stream = 0);
@@ -94,7 +106,7 @@ void sum_all_backward(float* gx, const float* gout, int64_t n, float scale = 1.f
 // out[a, c] = scale * sum_l x[a, l, c] (double accumulation, like the CPU); scale 1/len for mean.
 void sum_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, float scale = 1.f,
                      cudaStream_t stream = 0);
-// gx[a, l, c] += scale * gout[a, c].
+// gx[a, l, c] = scale * gout[a, c] (overwrites, as the CPU twin).
 void sum_dim_backward(float* gx, const float* gout, int64_t outer, int64_t len, int64_t inner, float scale = 1.f,
                       cudaStream_t stream = 0);
 // y = softmax(x) along len; gx = y (g - sum(g y)) (overwrites).

@@ -8,6 +8,7 @@
 // for overlapping windows (kernel > stride).
 #include <cmath>
 
+#include "core/ops/relu_max_pool2x2_rule.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.cuh"
 
@@ -117,7 +118,57 @@ __global__ void global_avg_pool_backward_kernel(float* gx, const float* gout, in
   GLIMPSE_GRID_LOOP(i, n) gx[i] += gout[i / L] * inv;
 }
 
+// relu + 2x2/2 max pool, fused, with the CPU's window rule (core/ops/relu_max_pool2x2_rule.h).
+// Forward: one thread per output cell of the [planes, P, Q] output, P = H / 2, Q = W / 2.
+__global__ void relu_max_pool2x2_forward_kernel(float* out, const float* x, int64_t total, int64_t H, int64_t W,
+                                                int64_t P, int64_t Q) {
+  GLIMPSE_GRID_LOOP(i, total) {
+    const int64_t q = i % Q, p = (i / Q) % P, plane = i / (P * Q);
+    const float* r0 = x + plane * H * W + 2 * p * W + 2 * q;
+    const float* r1 = r0 + W;
+    out[i] = relu_pool::max4(r0[0], r0[1], r1[0], r1[1]);
+  }
+}
+
+// Backward: one thread per input cell, which writes its gradient (the window's, if the rule picks
+// this cell and passes it; else 0). Every cell is written, those outside every window (the last
+// row or column of an odd size) included: an overwrite, as the CPU twin, with no zero fill first.
+__global__ void relu_max_pool2x2_backward_kernel(float* gx, const float* gout, const float* x, int64_t total,
+                                                 int64_t H, int64_t W, int64_t P, int64_t Q, ReluRule rule) {
+  GLIMPSE_GRID_LOOP(i, total) {
+    const int64_t w = i % W, h = (i / W) % H, plane = i / (H * W);
+    const int64_t p = h / 2, q = w / 2;
+    float g = 0.f;
+    if (p < P && q < Q) {
+      const float* r0 = x + plane * H * W + 2 * p * W + 2 * q;
+      const float* r1 = r0 + W;
+      const float a = r0[0], b = r0[1], c = r1[0], e = r1[1];
+      const int cell = static_cast<int>((h - 2 * p) * 2 + (w - 2 * q));
+      if (relu_pool::first_argmax4(a, b, c, e) == cell)
+        g = relu_pool::passed(relu_pool::max4(a, b, c, e), gout[(plane * P + p) * Q + q], rule);
+    }
+    gx[i] = g;
+  }
+}
+
 }  // namespace
+
+void relu_max_pool2x2_forward(float* out, const float* x, int64_t planes, int64_t H, int64_t W, cudaStream_t s) {
+  GLIMPSE_CHECK(planes >= 0 && H >= 0 && W >= 0, "cuda::relu_max_pool2x2_forward: bad sizes planes=", planes, " H=", H,
+                " W=", W);
+  const int64_t P = H / 2, Q = W / 2, total = planes * P * Q;
+  detail::launch_elements("relu_max_pool2x2_forward_kernel", total, s, relu_max_pool2x2_forward_kernel, out, x, total,
+                          H, W, P, Q);
+}
+
+void relu_max_pool2x2_backward(float* gx, const float* gout, const float* x, int64_t planes, int64_t H, int64_t W,
+                               ReluRule rule, cudaStream_t s) {
+  GLIMPSE_CHECK(planes >= 0 && H >= 0 && W >= 0, "cuda::relu_max_pool2x2_backward: bad sizes planes=", planes, " H=", H,
+                " W=", W);
+  const int64_t total = planes * H * W;
+  detail::launch_elements("relu_max_pool2x2_backward_kernel", total, s, relu_max_pool2x2_backward_kernel, gx, gout, x,
+                          total, H, W, H / 2, W / 2, rule);
+}
 
 void max_pool2d_forward(float* out, int32_t* argmax, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
                         const Pool2dOptions& opt, cudaStream_t s) {

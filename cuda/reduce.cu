@@ -48,7 +48,7 @@ __global__ void sum_dim_kernel(float* out, const float* x, int64_t outer, int64_
 
 __global__ void sum_dim_backward_kernel(float* gx, const float* gout, int64_t n, int64_t len, int64_t inner,
                                         float scale) {
-  GLIMPSE_GRID_LOOP(i, n) gx[i] += scale * gout[(i / (len * inner)) * inner + i % inner];
+  GLIMPSE_GRID_LOOP(i, n) gx[i] = scale * gout[(i / (len * inner)) * inner + i % inner];
 }
 
 // The maximum of row (a, c) along len (the shift that keeps exp from overflowing).
@@ -151,9 +151,9 @@ void check_split(int64_t outer, int64_t len, int64_t inner, const char* op) {
 
 // One thread per column (a, c) of [outer, len, inner], the sizes passed last; none when len is 0.
 template <typename... Params, typename... Args>
-void launch_columns(const char* op, cudaStream_t s, void (*kernel)(Params...), int64_t outer, int64_t len,
+void launch_columns(detail::KernelSite op, cudaStream_t s, void (*kernel)(Params...), int64_t outer, int64_t len,
                     int64_t inner, Args... args) {
-  check_split(outer, len, inner, op);
+  check_split(outer, len, inner, op.name);
   detail::launch_elements(op, len ? outer * inner : 0, s, kernel, args..., outer, len, inner);
 }
 
@@ -161,6 +161,7 @@ void launch_columns(const char* op, cudaStream_t s, void (*kernel)(Params...), i
 
 void sum_all_forward(float* out, const float* x, int64_t n, float scale, cudaStream_t s) {
   GLIMPSE_CHECK(n >= 0, "cuda::sum_all_forward: negative size ", n);
+  require_default_stream(s, "sum_all_forward");  // `partial` below returns to the cache at scope exit
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
   const int blocks = static_cast<int>(std::min<int64_t>(kSumBlocks, std::max<int64_t>(1, (n + detail::kThreads - 1) / detail::kThreads)));

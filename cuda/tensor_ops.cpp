@@ -79,14 +79,16 @@ void leaky_relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, float 
 }
 
 // ---- reductions and softmax (cuda/reduce.cu) ----
+// A sum over the whole tensor (one output) runs the two-pass block reduction; one thread per output
+// would add every value on a single GPU thread.
 void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
   const auto guard = on_device_of(out);
-  cuda::sum_dim_forward(device_data(out), device_data(x), s.outer, s.len, s.inner);
+  if (s.outer * s.inner == 1) cuda::sum_all_forward(device_data(out), device_data(x), s.len);
+  else cuda::sum_dim_forward(device_data(out), device_data(x), s.outer, s.len, s.inner);
 }
 
 void sum_dim_backward(Tensor& gx, const Tensor& gout, const DimSplit& s, float scale) {
   const auto guard = on_device_of(gx);
-  gx.fill_(0.f);  // the launcher accumulates; the CPU twin overwrites
   cuda::sum_dim_backward(device_data(gx), device_data(gout), s.outer, s.len, s.inner, scale);
 }
 
@@ -122,26 +124,41 @@ ConvGeometry geometry(const Tensor& x, const Shape& w_shape, const Conv2dOptions
   return g;
 }
 
+// Empty inputs, which the CPU accepts and cuDNN refuses (it needs every size >= 1), never reach
+// cuDNN: an empty batch has nothing to compute; an input with no channels or an empty plane
+// (padding may still give an output) convolves only zeros, so y is the bias alone and the filter
+// gradient gains nothing.
 // relu = true: ReLU in place on the output (the fusion the CPU does per block, here one more pass).
 void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt,
                     bool relu) {
   const auto guard = on_device_of(out);
+  const ConvGeometry g = geometry(x, w.shape(), opt);
+  GLIMPSE_CHECK(out.shape() == (Shape{g.N, g.K, g.P(), g.Q()}), "cuda::conv2d_forward: out has shape ",
+                shape_str(out.shape()), ", the convolution gives [", g.N, ", ", g.K, ", ", g.P(), ", ", g.Q(), "]");
+  if (out.numel() == 0) return;
   float* y = device_data(out);
-  cuda::conv2d_forward(y, device_data(x), device_data(w), device_data_or_null(b), geometry(x, w.shape(), opt));
+  if (x.numel() == 0) {
+    out.fill_(0.f);
+    if (b.defined()) cuda::bias_add_forward(y, y, device_data(b), g.N, g.K, g.P() * g.Q());
+  } else {
+    cuda::conv2d_forward(y, device_data(x), device_data(w), device_data_or_null(b), g);
+  }
   if (relu) cuda::relu_forward(y, y, out.numel());
 }
 
 void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dOptions& opt) {
   const auto guard = on_device_of(gx);
+  if (gx.numel() == 0) return;
   cuda::conv2d_backward_data(device_data(gx), device_data(gout), device_data(w), geometry(gx, w.shape(), opt));
 }
 
 // Without gw (only the bias gradient wanted) cuDNN is not needed: gb[k] += sum over n, p, q of gout.
 void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Tensor& x, const Conv2dOptions& opt) {
   const auto guard = on_device_of(gout);
-  if (!gw.defined()) {
+  if (!gw.defined() || x.numel() == 0) {
     if (gb.defined())
-      bias_add_backward(device_data(gb), device_data(gout), gout.size(0), gout.size(1), gout.size(2) * gout.size(3));
+      bias_add_backward(device_data(gb), device_data(gout), gout.size(0), gout.size(1), gout.size(2) * gout.size(3),
+                        /*accumulate=*/true);
     return;
   }
   cuda::conv2d_backward_filter(device_data(gw), device_data_or_null(gb), device_data(gout), device_data(x),
@@ -207,22 +224,16 @@ void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const 
                             x.size(3), opt);
 }
 
-// relu(max_pool(x)) = max_pool(relu(x)): ReLU is monotone.
+// One fused kernel each way, with the CPU's window rule (cuda/pool2d.cu).
 void relu_max_pool2x2_forward(Tensor& out, const Tensor& x) {
-  max_pool2d_forward(out, x, Pool2dOptions::square(2, 2));
   const auto guard = on_device_of(out);
-  cuda::relu_forward(device_data(out), device_data(out), out.numel());
+  cuda::relu_max_pool2x2_forward(device_data(out), device_data(x), x.size(0) * x.size(1), x.size(2), x.size(3));
 }
 
-// As the CPU twin: route gout to the argmax of relu(x) over each window (a window with no positive
-// cell picks its first cell, the first maximum of its zeros), then apply the ReLU rule at that cell.
 void relu_max_pool2x2_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule) {
   const auto guard = on_device_of(gx);
-  Tensor rx = Tensor::empty(x.shape(), x.device());
-  cuda::relu_forward(device_data(rx), device_data(x), x.numel());
-  Tensor routed = Tensor::zeros(x.shape(), x.device());
-  max_pool2d_backward(routed, gout, rx, Pool2dOptions::square(2, 2), /*accumulate=*/true);
-  cuda::relu_backward(device_data(gx), device_data(routed), device_data(x), x.numel(), rule);
+  cuda::relu_max_pool2x2_backward(device_data(gx), device_data(gout), device_data(x), x.size(0) * x.size(1), x.size(2),
+                                  x.size(3), rule);
 }
 
 void avg_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {

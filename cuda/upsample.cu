@@ -7,7 +7,8 @@
 // and the taps i0 = min(floor(src), in-1), i1 = i0 + (i0 < in-1), with weights l0 = 1 - l1,
 // l1 = src - i0. The scale is computed on the host in float as the CPU does; the device evaluates
 // src with explicitly rounded operations (__fmul_rn, __fadd_rn) so that nvcc does not contract
-// them into an FMA, which would round differently from the CPU's and could move a tap.
+// them into an FMA, which would round differently and could move a tap. The CPU twin is compiled
+// with -ffp-contract=off for the same reason (core/CMakeLists.txt), so both round each operation.
 //
 // Backward gathers: one thread per input cell sums w_h(oh, h) w_w(ow, w) gout[oh, ow] over the
 // outputs that read it. Since i0(o) is non-decreasing in o, the outputs reading input index i are

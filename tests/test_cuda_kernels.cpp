@@ -204,8 +204,11 @@ TEST_F(CudaKernels, BiasAddForwardAndBackward) {
   Tensor gref = gb0.clone();
   gref.add_(sum.view({C}));  // backward accumulates
   auto dgy = upload(gy), dgb = upload(gb0);
-  cuda::bias_add_backward(dgb.as<float>(), dgy.as<float>(), N, C, H * W);
+  cuda::bias_add_backward(dgb.as<float>(), dgy.as<float>(), N, C, H * W, /*accumulate=*/true);
   expect_close("bias_add backward (+=)", download(dgb, {C}), gref, kTol);
+  auto dgb_new = upload(gb0);  // overwritten: the old values must not leak into the result
+  cuda::bias_add_backward(dgb_new.as<float>(), dgy.as<float>(), N, C, H * W, /*accumulate=*/false);
+  expect_close("bias_add backward (=)", download(dgb_new, {C}), sum.view({C}), kTol);
 }
 
 // ---- activations -------------------------------------------------------------------------------
@@ -367,7 +370,8 @@ TEST_F(CudaKernels, SumAndMeanOverOneDim) {
       int64_t d = dim;
       const DimSplit sp = split_at(s, d, "test");
       const float scale = is_mean ? 1.f / static_cast<float>(sp.len) : 1.f;
-      auto dx = upload(x0), dout = device_floats(y.numel()), dg = upload(g), dgx = upload(Tensor::zeros(s));
+      // gx starts at 7 everywhere: the backward overwrites, as the CPU twin.
+      auto dx = upload(x0), dout = device_floats(y.numel()), dg = upload(g), dgx = upload(Tensor::full(s, 7.f));
       cuda::sum_dim_forward(dout.as<float>(), dx.as<float>(), sp.outer, sp.len, sp.inner, scale);
       cuda::sum_dim_backward(dgx.as<float>(), dg.as<float>(), sp.outer, sp.len, sp.inner, scale);
       expect_close(tag + " fwd", download(dout, y.shape()), y.detach(), kTol);

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -160,11 +161,16 @@ TEST_F(DeviceDispatch, ModuleToMovesParametersInPlace) {
   }
 }
 
-// One op with its inputs: f maps the inputs (all on one device) to an output.
+// One op with its inputs: f maps the inputs (all on one device) to an output. `frozen` inputs take
+// no gradient (so a backward without that gradient runs); with `nan_every` > 0, every nan_every-th
+// value of input 0 is NaN (a NaN the CPU propagates must appear at the same place on the device, and
+// one it does not must not: the comparison counts a one-sided NaN as an infinite error).
 struct OpCase {
   std::string name;
   std::vector<Shape> inputs;
   std::function<Tensor(const std::vector<Tensor>&)> f;
+  std::vector<size_t> frozen = {};
+  int64_t nan_every = 0;
 };
 
 // Runs f on the CPU and on cuda:0 (a GPU, or the host stand-in) with the same inputs and the same
@@ -173,10 +179,13 @@ void check_op(const OpCase& c, uint64_t seed, double tol) {
   SCOPED_TRACE(c.name);
   Rng rng(seed);
   std::vector<Tensor> cpu_in, gpu_in;
-  for (const Shape& s : c.inputs) {
-    Tensor t = Tensor::uniform(s, rng, -1.f, 1.f);
-    cpu_in.push_back(t.clone().set_requires_grad());
-    gpu_in.push_back(t.to(Device::cuda(0)).set_requires_grad());
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    Tensor t = Tensor::uniform(c.inputs[i], rng, -1.f, 1.f);
+    if (i == 0 && c.nan_every > 0)
+      for (int64_t j = 0; j < t.numel(); j += c.nan_every) t.data()[j] = std::numeric_limits<float>::quiet_NaN();
+    const bool grad = std::find(c.frozen.begin(), c.frozen.end(), i) == c.frozen.end();
+    cpu_in.push_back(t.clone().set_requires_grad(grad));
+    gpu_in.push_back(t.to(Device::cuda(0)).set_requires_grad(grad));
   }
   Tensor y_cpu = c.f(cpu_in), y_gpu = c.f(gpu_in);
   ASSERT_EQ(y_gpu.device(), Device::cuda(0));
@@ -212,6 +221,50 @@ std::vector<OpCase> shape_and_max_cases() {
   };
 }
 
+// A batch-norm call with its running statistics made on the input's device (not compared).
+Tensor bn(const std::vector<Tensor>& v, bool training) {
+  const int64_t C = v[0].size(1);
+  Tensor rm = Tensor::zeros({C}, v[0].device()), rv = Tensor::ones({C}, v[0].device());
+  return batch_norm(v[0], v.size() > 1 ? v[1] : Tensor(), v.size() > 2 ? v[2] : Tensor(), rm, rv, training);
+}
+
+// The shapes and values where a device most often parts from the CPU: empty batches, channels and
+// inner dimensions (which cuDNN and cuBLAS refuse), NaN inputs, gradients not wanted, and the
+// less common options.
+std::vector<OpCase> edge_cases() {
+  const auto pad1 = Conv2dOptions().padding(1);
+  const auto two = Pool2dOptions::square(2, 2);
+  return {
+      {"conv2d, empty batch", {{0, 3, 8, 8}, {4, 3, 3, 3}, {4}}, [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); }},
+      {"conv2d, no input channels", {{2, 0, 5, 5}, {4, 0, 3, 3}, {4}},
+       [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); }},
+      {"conv2d, empty plane with padding", {{2, 3, 0, 4}, {4, 3, 1, 1}, {4}},
+       [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); }},
+      {"conv2d, bias gradient only", {{2, 3, 6, 6}, {4, 3, 3, 3}, {4}},
+       [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); }, {0, 1}},
+      {"conv2d, NaN input", {{1, 2, 6, 6}, {3, 2, 3, 3}, {3}}, [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); },
+       {}, 17},
+      {"batch_norm train, 3-D input", {{4, 3, 5}, {3}, {3}}, [](auto& v) { return bn(v, true); }},
+      {"batch_norm train, no input gradient", {{4, 3, 3, 3}, {3}, {3}}, [](auto& v) { return bn(v, true); }, {0}},
+      {"batch_norm eval, empty batch", {{0, 3, 4, 4}, {3}, {3}}, [](auto& v) { return bn(v, false); }},
+      {"batch_norm eval, 2-D input", {{5, 4}, {4}, {4}}, [](auto& v) { return bn(v, false); }},
+      {"matmul, K = 0", {{5, 0}, {0, 3}}, [](auto& v) { return matmul(v[0], v[1]); }},
+      {"matmul, N = 0", {{5, 7}, {7, 0}}, [](auto& v) { return matmul(v[0], v[1]); }},
+      {"matmul, M = 0", {{0, 7}, {7, 3}}, [](auto& v) { return matmul(v[0], v[1]); }},
+      {"linear, empty batch", {{0, 8}, {3, 8}, {3}}, [](auto& v) { return linear(v[0], v[1], v[2]); }},
+      {"linear, no input features", {{4, 0}, {3, 0}, {3}}, [](auto& v) { return linear(v[0], v[1], v[2]); }},
+      {"upsample_bilinear, align_corners", {{2, 3, 5, 6}}, [](auto& v) { return upsample_bilinear(v[0], 11, 7, true); }},
+      {"upsample_bilinear, align_corners to 1x1", {{1, 2, 4, 4}},
+       [](auto& v) { return upsample_bilinear(v[0], 1, 1, true); }},
+      {"relu_max_pool2x2, NaN input", {{2, 3, 9, 7}}, [](auto& v) { return relu_max_pool2x2(v[0]); }, {}, 5},
+      {"max_pool2d, NaN input", {{2, 3, 8, 8}}, [two](auto& v) { return max_pool2d(v[0], two); }, {}, 7},
+      {"relu, NaN input", {{3, 11}}, [](auto& v) { return relu(v[0]); }, {}, 4},
+      {"global_avg_pool, NaN input", {{2, 3, 4, 4}}, [](auto& v) { return global_avg_pool(v[0]); }, {}, 21},
+      {"sum (all), NaN input", {{4, 9}}, [](auto& v) { return sum(v[0]); }, {}, 13},
+      {"sum (dim 1), empty dim", {{3, 0, 4}}, [](auto& v) { return sum(v[0], 1); }},
+  };
+}
+
 // The stand-in's allocator and kernel table: every slot runs its CPU twin on host copies, so the
 // values must equal the CPU's (tolerance 0).
 using StandInOps = glimpse::testing::StandInTest;
@@ -219,6 +272,13 @@ using StandInOps = glimpse::testing::StandInTest;
 TEST_F(StandInOps, ConcatPad2dMaxBceMatchTheCpu) {
   uint64_t seed = 300;
   for (const auto& c : shape_and_max_cases()) check_op(c, seed++, 0.0);
+}
+
+// The edge cases through dispatch: on the stand-in they prove the CPU accepts each of them and that
+// nothing on the way to the device kernel refuses them; on a GPU (CudaOps) they test the kernels.
+TEST_F(StandInOps, EdgeCasesMatchTheCpu) {
+  uint64_t seed = 500;
+  for (const auto& c : edge_cases()) check_op(c, seed++, 0.0);
 }
 
 // Still refused on the device: a target outside [0, 1], found on the host copy.
@@ -289,6 +349,29 @@ TEST_F(CudaOps, EveryDispatchedOpMatchesTheCpu) {
 TEST_F(CudaOps, ConcatPad2dMaxBceMatchTheCpu) {
   uint64_t seed = 300;
   for (const auto& c : shape_and_max_cases()) check_op(c, seed++, kOpTol);
+}
+
+TEST_F(CudaOps, EdgeCasesMatchTheCpu) {
+  uint64_t seed = 500;
+  for (const auto& c : edge_cases()) check_op(c, seed++, kOpTol);
+}
+
+// Past one launch's reach: more rows than the 65,535 blocks of a row launch, and more elements
+// than the 65,535 x 256 threads of an element launch (2^24 + a few), so every grid-stride loop
+// takes a second turn.
+TEST_F(CudaOps, LargeTensorsTakeASecondGridStride) {
+  const int64_t rows = 70000, elements = (int64_t(1) << 24) + 4099;
+  const std::vector<OpCase> cases = {
+      {"relu, 2^24 + 4099 values", {{elements}}, [](auto& v) { return relu(v[0]); }},
+      {"add (broadcast), 70000 rows", {{rows, 3}, {3}}, [](auto& v) { return add(v[0], v[1]); }},
+      {"global_avg_pool, 70000 planes", {{rows, 1, 2, 2}}, [](auto& v) { return global_avg_pool(v[0]); }},
+      {"softmax, 70000 rows", {{rows, 3}}, [](auto& v) { return softmax(v[0], 1); }},
+      {"sum (dim 0), 70000 rows", {{rows, 3}}, [](auto& v) { return sum(v[0], 0); }},
+      {"sum (all), 2^24 + 4099 values", {{elements}}, [](auto& v) { return sum(v[0]); }},
+      {"linear bias gradient, 70000 rows", {{rows, 4}, {2, 4}, {2}}, [](auto& v) { return linear(v[0], v[1], v[2]); }},
+  };
+  uint64_t seed = 700;
+  for (const auto& c : cases) check_op(c, seed++, kOpTol);
 }
 
 // relu_max_pool2x2 and relu under the deconvnet and guided backward rules.

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "data/data.h"
+#include "tests/support.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -67,14 +68,7 @@ void write_image(const std::string& path, int64_t size, int seed) {
   attr::save_png(path, im);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using glimpse::testing::error_of;
 
 // A tiny ISIC-layout dataset: n images (labels cycle nevus, melanoma, SK), every 4th row val.
 void write_tiny_isic(const TempDir& dir, int n, int64_t size = 20) {

@@ -15,6 +15,7 @@
 #include "layers/checkpoint.h"
 #include "layers/models.h"
 #include "tests/host_stand_in.h"
+#include "tests/support.h"
 
 #ifdef GLIMPSE_WITH_CUDA
 #include "cuda/runtime.h"
@@ -38,15 +39,7 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using glimpse::testing::error_of;
 
 class MelanomaApp : public ::testing::Test {
  protected:

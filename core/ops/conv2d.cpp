@@ -166,6 +166,7 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
   const ConvDims d = dims_of(x, w, opt);
   GLIMPSE_CHECK(out.shape() == (Shape{d.N, d.K, d.P, d.Q}), "conv2d_forward: out has shape ", shape_str(out.shape()),
                 ", expected ", shape_str({d.N, d.K, d.P, d.Q}));
+  if (out.numel() == 0) return;  // an empty batch (the blocking below divides by N)
   const float* px = x.data();
   const float* pw = w.data();
   const float* pb = b.defined() ? b.data() : nullptr;
@@ -213,6 +214,7 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
   const ConvDims d = dims_of(gx, w, opt);
   GLIMPSE_CHECK(gout.shape() == (Shape{d.N, d.K, d.P, d.Q}), "conv2d_backward_data: gout has shape ",
                 shape_str(gout.shape()), ", expected ", shape_str({d.N, d.K, d.P, d.Q}));
+  if (gx.numel() == 0) return;  // nothing to accumulate into
   const float* pg = gout.data();
   const float* pw = w.data();
   float* px = gx.data();
@@ -275,6 +277,7 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
   const ConvDims d = dims_of(x, gw, opt);
   GLIMPSE_CHECK(gout.shape() == (Shape{d.N, d.K, d.P, d.Q}), "conv2d_backward_filter: gout has shape ",
                 shape_str(gout.shape()), ", expected ", shape_str({d.N, d.K, d.P, d.Q}));
+  if (x.numel() == 0 || gw.numel() == 0) return;  // an empty batch, channel set or plane adds nothing
   const float* px = x.data();
   float* pw = gw.data();
   const bool direct = col_is_input(d, opt);
