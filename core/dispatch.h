@@ -9,7 +9,17 @@
 // Each slot has exactly the signature of the CPU kernel of the same name (core/ops/*.h), so the
 // compiler checks that the two backends agree; dispatch() deduces one function type from both.
 // CPU kernels of the same name: namespace glimpse (activation, elementwise, reduce, gemm) or
-// glimpse::cpu (the others); their contracts (shapes, overwrite vs accumulate) hold for every slot.
+// glimpse::cpu (the others).
+//
+// THE KERNEL CONTRACT, for every slot on every backend (CPU, CUDA):
+//   - a forward kernel overwrites its outputs; a backward kernel overwrites every element of each
+//     gradient it is given (undefined gradients are not wanted and not written). Nothing reads an
+//     output's old contents, so callers pass Tensor::empty buffers, never zero-filled ones; a
+//     kernel that adds up contributions (col2im, overlapping windows) zeroes its output itself;
+//   - the exceptions are in-place updates by name: add_scaled (y += a x) and the optimizer steps;
+//   - inputs are contiguous and on the slot's device; the autograd op validates shapes first.
+// tests/test_op_table.cpp checks the contract for every op: each runs with Tensor::empty buffers
+// poisoned with NaN (set_poison_empty) and must give the same bits as with clean buffers.
 //
 // Cost on the CPU: one branch on the device type, nothing else (no lookup, no device checks: every
 // CPU kernel reads through Tensor::data(), which refuses a tensor that is not on the CPU). On any
@@ -76,8 +86,7 @@ struct DeviceKernels {
                               float eps) = nullptr;
   // ---- core/ops/pool2d.h (namespace glimpse::cpu) ----
   void (*max_pool2d_forward)(Tensor& out, const Tensor& x, const Pool2dOptions& opt) = nullptr;
-  void (*max_pool2d_backward)(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt,
-                              bool accumulate) = nullptr;
+  void (*max_pool2d_backward)(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt) = nullptr;
   void (*relu_max_pool2x2_forward)(Tensor& out, const Tensor& x) = nullptr;
   void (*relu_max_pool2x2_backward)(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule) = nullptr;
   void (*avg_pool2d_forward)(Tensor& out, const Tensor& x, const Pool2dOptions& opt) = nullptr;

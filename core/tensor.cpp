@@ -1,6 +1,8 @@
 #include "core/tensor.h"
 
+#include <atomic>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "core/dispatch.h"
@@ -38,7 +40,21 @@ void Tensor::check_defined(const char* what) const {
   GLIMPSE_CHECK(impl_, what, ": the tensor is undefined (default-constructed or an absent gradient)");
 }
 
-Tensor Tensor::empty(const Shape& shape, Device device) { return Tensor(make_impl(shape, device)); }
+namespace {
+std::atomic<bool>& poison_flag() {
+  static std::atomic<bool> on{false};
+  return on;
+}
+}  // namespace
+
+void set_poison_empty(bool on) { poison_flag().store(on, std::memory_order_relaxed); }
+bool poison_empty() { return poison_flag().load(std::memory_order_relaxed); }
+
+Tensor Tensor::empty(const Shape& shape, Device device) {
+  Tensor t(make_impl(shape, device));
+  if (poison_empty()) [[unlikely]] t.fill_(std::numeric_limits<float>::quiet_NaN());
+  return t;
+}
 
 Tensor Tensor::full(const Shape& shape, float value, Device device) {
   Tensor t = empty(shape, device);

@@ -30,7 +30,7 @@ __global__ void eval_stats_kernel(float* save_mean, float* save_invstd, const fl
 }
 
 // Backward of an inference forward (statistics are constants): one block per channel.
-//   dgamma += sum g xhat;  dbeta += sum g;  dx += g gamma invstd.
+//   dgamma = sum g xhat;  dbeta = sum g;  dx = g gamma invstd (each overwritten).
 __global__ void eval_backward_kernel(float* gx, float* ggamma, float* gbeta, const float* g, const float* x,
                                      const float* gamma, const float* mean, const float* invstd, int64_t N, int64_t C,
                                      int64_t L) {
@@ -46,15 +46,15 @@ __global__ void eval_backward_kernel(float* gx, float* ggamma, float* gbeta, con
       sg = detail::block_sum(sg);
       sgx = detail::block_sum(sgx);
       if (threadIdx.x == 0) {
-        if (ggamma) ggamma[c] += static_cast<float>(sgx);
-        if (gbeta) gbeta[c] += static_cast<float>(sg);
+        if (ggamma) ggamma[c] = static_cast<float>(sgx);
+        if (gbeta) gbeta[c] = static_cast<float>(sg);
       }
     }
     if (gx) {
       const float a = is * (gamma ? gamma[c] : 1.f);
       for (int64_t j = threadIdx.x; j < N * L; j += blockDim.x) {
         const int64_t i = ((j / L) * C + c) * L + j % L;
-        gx[i] += a * g[i];
+        gx[i] = a * g[i];
       }
     }
   }
@@ -150,8 +150,12 @@ void batch_norm_backward(float* gx, float* ggamma, float* gbeta, const float* go
                          const float* save_mean, const float* save_invstd, int64_t N, int64_t C, int64_t L,
                          bool training, float eps, cudaStream_t s) {
   check_dims(N, C, L, eps, "batch_norm_backward");
-  // Every gradient ACCUMULATES: an empty batch or plane adds nothing.
-  if ((!gx && !ggamma && !gbeta) || N * C * L == 0) return;
+  if (!gx && !ggamma && !gbeta) return;
+  if (N * C * L == 0) {  // an empty batch or plane: zero parameter gradients (gx has no element)
+    if (ggamma) CUDA_CHECK(cudaMemsetAsync(ggamma, 0, C * sizeof(float), s));
+    if (gbeta) CUDA_CHECK(cudaMemsetAsync(gbeta, 0, C * sizeof(float), s));
+    return;
+  }
   if (!training) {
     detail::launch_rows("eval_backward_kernel", C, s, eval_backward_kernel, gx, ggamma, gbeta, gout, x, gamma,
                         save_mean, save_invstd, N, C, L);
@@ -159,12 +163,11 @@ void batch_norm_backward(float* gx, float* ggamma, float* gbeta, const float* go
   }
   BnCall call(N, C, L, s);
   const float one = 1.f, zero = 0.f;
-  // Accumulate into gx (beta 1), or overwrite a scratch gx the caller does not want (beta 0). The
-  // parameter gradients share one beta (1): a missing one gets zeroed scratch.
-  const float* beta_data = gx ? &one : &zero;
+  // Every gradient is overwritten (beta 0, the kernel contract); cuDNN writes all three, so one the
+  // caller does not want goes to scratch.
   DeviceBuffer gx_scratch;
   if (!gx) gx = (gx_scratch = DeviceBuffer(N * C * L * sizeof(float), call.device)).as<float>();
-  CUDNN_CHECK(cudnnBatchNormalizationBackward(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, beta_data, &one, &one,
+  CUDNN_CHECK(cudnnBatchNormalizationBackward(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero,
                                               call.data.get(), x, call.data.get(), gout, call.data.get(), gx,
                                               call.param.get(), call.or_constant(gamma, 1.f),
                                               call.or_constant(ggamma, 0.f), call.or_constant(gbeta, 0.f),

@@ -174,7 +174,7 @@ struct Operands {
   void* out;
   const void* in0;  // Forward: x; BackwardData: w; BackwardFilter: x
   const void* in1;  // Forward: w; BackwardData: dy; BackwardFilter: dy
-  float beta;       // 0: overwrite (forward); 1: accumulate (the backward passes)
+  float beta;       // 0: overwrite, every pass (the kernel contract, core/dispatch.h)
 };
 
 cudnnStatus_t execute(ConvPass pass, cudnnHandle_t h, const Descs& d, int algo, void* ws, size_t ws_bytes,
@@ -319,15 +319,15 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b, co
 }
 
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvGeometry& g, cudaStream_t s) {
-  run(ConvPass::BackwardData, g, {gx, w, gy, 1.f}, s);
+  run(ConvPass::BackwardData, g, {gx, w, gy, 0.f}, s);
 }
 
 void conv2d_backward_filter(float* gw, float* gb, const float* gy, const float* x, const ConvGeometry& g,
                             cudaStream_t s) {
-  if (gw) run(ConvPass::BackwardFilter, g, {gw, x, gy, 1.f}, s);
+  if (gw) run(ConvPass::BackwardFilter, g, {gw, x, gy, 0.f}, s);
   if (gb) {
     validate(g, "conv2d_backward_filter");
-    bias_add_backward(gb, gy, g.N, g.K, g.P() * g.Q(), /*accumulate=*/true, s);
+    bias_add_backward(gb, gy, g.N, g.K, g.P() * g.Q(), s);
   }
 }
 

@@ -1,5 +1,5 @@
 // 2-D convolution on the GPU through cuDNN: the twin of core/ops/conv2d.h (same shapes, same
-// cross-correlation, same accumulate-into-gradients contract), with raw device pointers.
+// cross-correlation, same contract: every pass overwrites its outputs), with raw device pointers.
 //
 // Shapes: x [N, C, H, W], w [K, C/G, R, S], b [K], y [N, K, P, Q], G = groups, P and Q from
 // window_out_size (core/ops/conv_options.h), checked against cuDNN's own output size
@@ -55,9 +55,9 @@ enum class ConvPass { Forward, BackwardData, BackwardFilter };
 // y = conv(x, w) (+ b[k] when b is not null). Overwrites y.
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, const ConvGeometry& g,
                     cudaStream_t stream = 0);
-// gx += d y / d x applied to gy (ACCUMULATES, as core's conv2d_backward_data).
+// gx = d y / d x applied to gy (overwrites, as core's conv2d_backward_data).
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvGeometry& g, cudaStream_t stream = 0);
-// gw += sum_n gy_n * col(x_n)^T;  gb[k] += sum over n, p, q of gy (ACCUMULATE; either may be null).
+// gw = sum_n gy_n * col(x_n)^T;  gb[k] = sum over n, p, q of gy (overwrite; either may be null).
 void conv2d_backward_filter(float* gw, float* gb, const float* gy, const float* x, const ConvGeometry& g,
                             cudaStream_t stream = 0);
 

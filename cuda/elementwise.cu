@@ -122,13 +122,13 @@ __global__ void bias_add_kernel(float* y, const float* x, const float* b, int64_
   GLIMPSE_GRID_LOOP(i, n) y[i] = x[i] + b[(i / L) % C];
 }
 
-// gb[c] (+)= sum over n and l of gy[n, c, l]: one block per channel.
-__global__ void bias_add_backward_kernel(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, bool accumulate) {
+// gb[c] = sum over n and l of gy[n, c, l]: one block per channel.
+__global__ void bias_add_backward_kernel(float* gb, const float* gy, int64_t N, int64_t C, int64_t L) {
   for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
     double acc = 0;
     for (int64_t j = threadIdx.x; j < N * L; j += blockDim.x) acc += gy[((j / L) * C + c) * L + j % L];
     acc = detail::block_sum(acc);
-    if (threadIdx.x == 0) gb[c] = (accumulate ? gb[c] : 0.f) + static_cast<float>(acc);
+    if (threadIdx.x == 0) gb[c] = static_cast<float>(acc);
   }
 }
 
@@ -225,9 +225,9 @@ void bias_add_forward(float* y, const float* x, const float* b, int64_t N, int64
   detail::launch_elements("bias_add_kernel", N * C * L, s, bias_add_kernel, y, x, b, N * C * L, C, L);
 }
 
-void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, bool accumulate, cudaStream_t s) {
+void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, cudaStream_t s) {
   GLIMPSE_CHECK(N >= 0 && C >= 0 && L >= 0, "cuda::bias_add_backward: bad sizes N=", N, " C=", C, " L=", L);
-  detail::launch_rows("bias_add_backward_kernel", C, s, bias_add_backward_kernel, gb, gy, N, C, L, accumulate);
+  detail::launch_rows("bias_add_backward_kernel", C, s, bias_add_backward_kernel, gb, gy, N, C, L);
 }
 
 }  // namespace glimpse::cuda

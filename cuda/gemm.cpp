@@ -55,7 +55,7 @@ void linear_backward(Tensor& gx, Tensor& gw, Tensor& gb, const Tensor& g, const 
   const int64_t N = x.size(0), I = x.size(1), O = w.size(0);
   if (gx.defined()) gemm(false, false, N, I, O, 1.f, device_data(g), O, device_data(w), I, 0.f, device_data(gx), I);
   if (gw.defined()) gemm(true, false, O, I, N, 1.f, device_data(g), O, device_data(x), I, 0.f, device_data(gw), I);
-  if (gb.defined()) bias_add_backward(device_data(gb), device_data(g), N, O, 1, /*accumulate=*/false);  // as the CPU
+  if (gb.defined()) bias_add_backward(device_data(gb), device_data(g), N, O, 1);
 }
 
 void add_scaled(Tensor& y, const Tensor& x, float alpha) {

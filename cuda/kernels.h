@@ -10,8 +10,8 @@
 //     refused: cuda/check.h require_default_stream says why), and the launcher returns without
 //     synchronising; a launch error throws glimpse::Error naming the kernel and its launcher's line;
 //     a fault inside a kernel surfaces at the next checked call, whose message says it came earlier;
-//   - forward launchers overwrite their outputs; a backward launcher says whether it overwrites
-//     (as the CPU twin returns a fresh gradient) or ACCUMULATES (+=, as core/ops' backward does);
+//   - forward launchers overwrite their outputs and backward launchers overwrite every element of
+//     the gradients they write, as their CPU twins (the kernel contract, core/dispatch.h);
 //   - the caller validates shapes (as the autograd ops do for the CPU kernels); launchers check
 //     only what would otherwise be undefined behaviour on the device (negative sizes, rank > 8).
 //   - reductions are deterministic: fixed thread-to-element assignment and fixed tree order, no
@@ -41,12 +41,11 @@ void affine_forward(float* out, const float* x, int64_t n, float scale, float sh
 void reduce_sum_to(float* out, const Shape& out_shape, const float* in, const Shape& in_shape,
                    cudaStream_t stream = 0);
 // Bias add over channels: y[n,c,l] = x[n,c,l] + b[c] (x [N, C, L], L = H*W, or L = 1 for [N, C]).
-// y may equal x (in place). Backward: gb[c] += sum_{n,l} gy[n,c,l] when `accumulate` (conv's
-// contract), gb[c] = ... otherwise (linear's); gx = gy needs no kernel. Any size may be 0.
+// y may equal x (in place). Backward: gb[c] = sum_{n,l} gy[n,c,l]; gx = gy needs no kernel. Any
+// size may be 0.
 void bias_add_forward(float* y, const float* x, const float* b, int64_t N, int64_t C, int64_t L,
                       cudaStream_t stream = 0);
-void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, bool accumulate,
-                       cudaStream_t stream = 0);
+void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, cudaStream_t stream = 0);
 
 // ---- activations (cuda/activation.cu; CPU: core/ops/activation.cpp) -------------------------------
 // relu: y = max(x, 0). Backward (overwrites gx), rules as in core/ops/activation.h:
@@ -62,7 +61,7 @@ void leaky_relu_backward(float* gx, const float* gout, const float* x, int64_t n
 // x [N, C, H, W] -> out [N, C, P, Q] with P, Q = window_out_size(...) (floor mode), semantics of
 // core/ops/pool2d.h. Max pool writes, when `argmax` is not null, the offset within the H*W plane of
 // the first maximal cell of each window (a NaN wins; -1 for an empty window); its backward routes
-// gout through those offsets. Backward launchers ACCUMULATE into gx, and gather (one thread per
+// gout through those offsets. Backward launchers write every cell of gx, and gather (one thread per
 // input cell sums the windows that cover it) rather than scatter, so they need no atomics and are
 // deterministic even with overlapping windows.
 void max_pool2d_forward(float* out, int32_t* argmax, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
@@ -83,13 +82,13 @@ void avg_pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_
                         const Pool2dOptions& opt, cudaStream_t stream = 0);
 void avg_pool2d_backward(float* gx, const float* gout, int64_t N, int64_t C, int64_t H, int64_t W,
                          const Pool2dOptions& opt, cudaStream_t stream = 0);
-// Global average pool: x [NC planes of L = H*W values] -> out [NC]; gx += gout / L.
+// Global average pool: x [NC planes of L = H*W values] -> out [NC]; gx = gout / L.
 void global_avg_pool_forward(float* out, const float* x, int64_t NC, int64_t L, cudaStream_t stream = 0);
 void global_avg_pool_backward(float* gx, const float* gout, int64_t NC, int64_t L, cudaStream_t stream = 0);
 
 // ---- bilinear resize (cuda/upsample.cu; CPU: core/ops/upsample.cpp) ------------------------------
 // x [NC, H, W] -> out [NC, OH, OW], source coordinates and taps exactly as core/ops/upsample.h
-// (align_corners both ways, float scales as PyTorch). Backward ACCUMULATES into gx [NC, H, W], by
+// (align_corners both ways, float scales as PyTorch). Backward writes every cell of gx [NC, H, W], by
 // gathering over the outputs that read each input cell (deterministic, no atomics).
 void upsample_bilinear_forward(float* out, const float* x, int64_t NC, int64_t H, int64_t W, int64_t OH,
                                int64_t OW, bool align_corners, cudaStream_t stream = 0);
@@ -101,7 +100,7 @@ void upsample_bilinear_backward(float* gx, const float* gout, int64_t NC, int64_
 // out (a device scalar) = scale * sum of x[0..n); scale = 1 for sum, 1/n for mean. Two passes:
 // per-block partial sums in double, then one block adds the partials in a fixed order.
 void sum_all_forward(float* out, const float* x, int64_t n, float scale = 1.f, cudaStream_t stream = 0);
-// gx[i] += scale * gout[0] (gout a device scalar).
+// gx[i] = scale * gout[0] (gout a device scalar).
 void sum_all_backward(float* gx, const float* gout, int64_t n, float scale = 1.f, cudaStream_t stream = 0);
 // out[a, c] = scale * sum_l x[a, l, c] (double accumulation, like the CPU); scale 1/len for mean.
 void sum_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, float scale = 1.f,
@@ -176,18 +175,5 @@ void sgd_step(float* p, float* momentum_buf, const float* g, int64_t n, float lr
 // The bias corrections are computed on the host in double, then float, exactly as the CPU does.
 void adam_step(float* p, float* m, float* v, float* vmax, const float* g, int64_t n, float lr, float beta1,
                float beta2, float eps, float weight_decay, bool decoupled, int64_t t, cudaStream_t stream = 0);
-
-// ---- attribution helpers (cuda/attribution.cu; CPU: attribution/cam.cpp, maps.cpp, regions.cpp) ----
-// CAM-family weighted sum: out[n, p] = relu?(sum_k w[n, k] A[n, k, p]), A [N, K, P], w [N, K].
-void weighted_channel_sum(float* out, const float* A, const float* w, int64_t N, int64_t K, int64_t P, bool relu,
-                          cudaStream_t stream = 0);
-// Grad-CAM weights: alpha[j] = (1/P) sum_p G[j, p] over rows j of [rows, P] (double accumulation;
-// the same reduction as global_avg_pool_forward, which it calls).
-void channel_spatial_mean(float* alpha, const float* G, int64_t rows, int64_t P, cudaStream_t stream = 0);
-// Per-map min-max to [0, 1] of maps [N, per] (attribution/attribution.h normalize_maps): a map that
-// is constant (range <= 1e-6 max|value|) or holds a NaN/Inf becomes zeros, never 0/0.
-void normalize_maps(float* out, const float* maps, int64_t N, int64_t per, cudaStream_t stream = 0);
-// mask[i] = map[i] >= threshold ? 1 : 0 (attribution/regions.h threshold_map once the threshold is known).
-void threshold_map(uint8_t* mask, const float* map, int64_t n, float threshold, cudaStream_t stream = 0);
 
 }  // namespace glimpse::cuda

@@ -70,7 +70,7 @@ __global__ void max_pool_backward_kernel(float* gx, const float* gout, const int
     for (int64_t p = p0; p <= p1; ++p)
       for (int64_t q = q0; q <= q1; ++q)
         if (am[p * g.Q + q] == self) acc += go[p * g.Q + q];
-    gx[i] += acc;
+    gx[i] = acc;
   }
 }
 
@@ -99,7 +99,7 @@ __global__ void avg_pool_backward_kernel(float* gx, const float* gout, int64_t t
     float acc = 0.f;
     for (int64_t p = p0; p <= p1; ++p)
       for (int64_t q = q0; q <= q1; ++q) acc += go[p * g.Q + q];
-    gx[i] += acc / static_cast<float>(g.kh * g.kw);
+    gx[i] = acc / static_cast<float>(g.kh * g.kw);
   }
 }
 
@@ -115,7 +115,7 @@ __global__ void global_avg_pool_forward_kernel(float* out, const float* x, int64
 
 __global__ void global_avg_pool_backward_kernel(float* gx, const float* gout, int64_t n, int64_t L) {
   const float inv = 1.f / static_cast<float>(L);
-  GLIMPSE_GRID_LOOP(i, n) gx[i] += gout[i / L] * inv;
+  GLIMPSE_GRID_LOOP(i, n) gx[i] = gout[i / L] * inv;
 }
 
 // relu + 2x2/2 max pool, fused, with the CPU's window rule (core/ops/relu_max_pool2x2_rule.h).

@@ -31,7 +31,7 @@ __global__ void sum_finish_kernel(float* out, const double* partial, int count, 
 
 __global__ void sum_all_backward_kernel(float* gx, const float* gout, int64_t n, float scale) {
   const float v = gout[0] * scale;
-  GLIMPSE_GRID_LOOP(i, n) gx[i] += v;
+  GLIMPSE_GRID_LOOP(i, n) gx[i] = v;
 }
 
 // One thread per (a, c): the len values are strided by inner, so neighbouring threads (neighbouring

@@ -152,13 +152,14 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
   cuda::conv2d_backward_data(device_data(gx), device_data(gout), device_data(w), geometry(gx, w.shape(), opt));
 }
 
-// Without gw (only the bias gradient wanted) cuDNN is not needed: gb[k] += sum over n, p, q of gout.
+// Without gw (only the bias gradient wanted) cuDNN is not needed: gb[k] = sum over n, p, q of gout.
+// An empty x gives a zero filter gradient.
 void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Tensor& x, const Conv2dOptions& opt) {
   const auto guard = on_device_of(gout);
   if (!gw.defined() || x.numel() == 0) {
+    if (gw.defined()) gw.fill_(0.f);
     if (gb.defined())
-      bias_add_backward(device_data(gb), device_data(gout), gout.size(0), gout.size(1), gout.size(2) * gout.size(3),
-                        /*accumulate=*/true);
+      bias_add_backward(device_data(gb), device_data(gout), gout.size(0), gout.size(1), gout.size(2) * gout.size(3));
     return;
   }
   cuda::conv2d_backward_filter(device_data(gw), device_data_or_null(gb), device_data(gout), device_data(x),
@@ -216,10 +217,9 @@ DeviceBuffer window_argmax(const Tensor& x, const Shape& out_shape, const Pool2d
   return argmax;
 }
 
-void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt, bool accumulate) {
+void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt) {
   const auto guard = on_device_of(gx);
   const DeviceBuffer argmax = window_argmax(x, gout.shape(), opt);
-  if (!accumulate) gx.fill_(0.f);
   cuda::max_pool2d_backward(device_data(gx), device_data(gout), argmax.as<int32_t>(), x.size(0), x.size(1), x.size(2),
                             x.size(3), opt);
 }

@@ -1,13 +1,10 @@
-// The Tensor-level CUDA twins of the CPU kernels of core/ops: same names, same signatures, same
-// contracts (shapes validated by the autograd op; forward overwrites; a backward overwrites or
-// accumulates exactly as its CPU twin does). Each one takes the device pointers of its (contiguous,
-// CUDA) tensors, makes the tensors' device current and calls the launcher of cuda/kernels.h, the
-// cuDNN wrappers or cuBLAS. register_kernels() puts them into core's CUDA table (core/dispatch.h),
-// which is how autograd reaches them; nothing else calls them directly.
-//
-// Where a CUDA kernel's contract differs from the CPU twin's, the wrapper bridges it, e.g.
-// max_pool2d_backward recomputes the argmax (the CPU recomputes it from x too) and zero-fills
-// before an accumulating launcher when the CPU twin overwrites.
+// The Tensor-level CUDA twins of the CPU kernels of core/ops: same names, same signatures, the same
+// kernel contract (core/dispatch.h: shapes validated by the autograd op; forward and backward
+// overwrite what they write). Each one takes the device pointers of its (contiguous, CUDA) tensors,
+// makes the tensors' device current and calls the launcher of cuda/kernels.h, the cuDNN wrappers
+// or cuBLAS. register_kernels() puts them into core's CUDA table (core/dispatch.h), which is how
+// autograd reaches them; nothing else calls them directly. What the libraries refuse and the CPU
+// accepts (empty batches for cuDNN, K = 0 for cuBLAS) is handled here, before the call.
 #pragma once
 #include "core/tensor.h"
 #include "cuda/runtime.h"

@@ -111,7 +111,7 @@ __global__ void upsample_backward_kernel(float* gx, const float* gout, int64_t t
       }
       acc += wh * row;
     }
-    gx[i] += acc;
+    gx[i] = acc;
   }
 }
 

@@ -102,18 +102,15 @@ void check_case(const Case& c, int threads) {
   cpu::conv2d_forward(out, x, w, b, c.opt);
   expect_near_all(out.data(), ref.out, "forward " + what);
 
-  // The backward kernels accumulate: start from ones and subtract them again.
-  Tensor gx = Tensor::ones(x.shape()), gw = Tensor::ones(w.shape()), gb = Tensor::ones({c.K});
+  // The backward kernels overwrite (core/dispatch.h): buffers full of garbage come back exact.
+  Tensor gx = Tensor::full(x.shape(), 7.f), gw = Tensor::full(w.shape(), 7.f), gb = Tensor::full({c.K}, 7.f);
   cpu::conv2d_backward_data(gx, g, w, c.opt);
   cpu::conv2d_backward_filter(gw, gb, g, x, c.opt);
-  std::vector<double> gx1(ref.gx), gw1(ref.gw);
-  for (auto& v : gx1) v += 1;
-  for (auto& v : gw1) v += 1;
-  expect_near_all(gx.data(), gx1, "backward_data " + what);
-  expect_near_all(gw.data(), gw1, "backward_filter " + what);
+  expect_near_all(gx.data(), ref.gx, "backward_data " + what);
+  expect_near_all(gw.data(), ref.gw, "backward_filter " + what);
 
   // The filter gradient is deterministic: the same bits on a second run.
-  Tensor gw2 = Tensor::ones(w.shape()), gb2 = Tensor();
+  Tensor gw2 = Tensor::full(w.shape(), -3.f), gb2 = Tensor();
   cpu::conv2d_backward_filter(gw2, gb2, g, x, c.opt);
   EXPECT_EQ(gw.to_vector(), gw2.to_vector()) << "backward_filter not deterministic: " << what;
 }
@@ -175,18 +172,18 @@ TEST(FastKernels, MaxPool2x2MatchesDefinition) {
             want_gx[best] += g.data()[(pl * P + p) * Q + q];
           }
       for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(gx.data()[i], float(want_gx[i])) << "gx entry " << i;
-      // The overwriting form (what autograd uses) gives the same into a buffer full of garbage,
-      // zeros included in the odd last row/column no window covers; so does the general path
-      // (3x3 windows, stride 2) against its accumulating form.
+      // Backward overwrites (the kernel contract): the same into a buffer full of garbage, zeros
+      // included in the odd last row/column no window covers; so does the general path (3x3
+      // windows, stride 2).
       Tensor junk = Tensor::full(x.shape(), 7.f);
-      cpu::max_pool2d_backward(junk, g, x, opt, /*accumulate=*/false);
+      cpu::max_pool2d_backward(junk, g, x, opt);
       EXPECT_EQ(junk.to_vector(), gx.to_vector());
       const Pool2dOptions o3 = Pool2dOptions::square(3, 2);
       const Shape s3{N, C, window_out_size(H, 3, 2, 0), window_out_size(W, 3, 2, 0)};
-      Tensor g3 = Tensor::uniform(s3, rng, -1, 1), acc = Tensor::zeros(x.shape()), over = Tensor::full(x.shape(), -3.f);
-      cpu::max_pool2d_backward(acc, g3, x, o3);
-      cpu::max_pool2d_backward(over, g3, x, o3, /*accumulate=*/false);
-      EXPECT_EQ(over.to_vector(), acc.to_vector());
+      Tensor g3 = Tensor::uniform(s3, rng, -1, 1), zero = Tensor::zeros(x.shape()), over = Tensor::full(x.shape(), -3.f);
+      cpu::max_pool2d_backward(zero, g3, x, o3);
+      cpu::max_pool2d_backward(over, g3, x, o3);
+      EXPECT_EQ(over.to_vector(), zero.to_vector());
     }
   }
   set_num_threads(2);

@@ -71,14 +71,14 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                   const Tensor g = grad_out.contiguous();
                   std::vector<Tensor> grads(3);
                   if (needs[0]) {
-                    grads[0] = Tensor::zeros(x_shape, g.device());
+                    grads[0] = Tensor::empty(x_shape, g.device());  // kernels overwrite (core/dispatch.h)
                     dispatch("conv2d", g.device(), &cpu::conv2d_backward_data, &DeviceKernels::conv2d_backward_data,
                              grads[0], g, w_saved, opt);
                   }
                   const bool want_b = has_bias && needs[2];
                   if (needs[1] || want_b) {
-                    Tensor gw = needs[1] ? Tensor::zeros(w_shape, g.device()) : Tensor();
-                    Tensor gb = want_b ? Tensor::zeros({w_shape[0]}, g.device()) : Tensor();
+                    Tensor gw = needs[1] ? Tensor::empty(w_shape, g.device()) : Tensor();
+                    Tensor gb = want_b ? Tensor::empty({w_shape[0]}, g.device()) : Tensor();
                     dispatch("conv2d", g.device(), &cpu::conv2d_backward_filter,
                              &DeviceKernels::conv2d_backward_filter, gw, gb, g, x_saved, opt);
                     grads[1] = gw;

@@ -59,9 +59,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                   const Tensor g = grad_out.contiguous();
                   std::vector<Tensor> grads(3);
                   const Shape cs{x_saved.size(1)};
-                  if (needs[0]) grads[0] = Tensor::zeros(x_saved.shape(), g.device());
-                  if (needs[1]) grads[1] = Tensor::zeros(cs, g.device());
-                  if (needs[2]) grads[2] = Tensor::zeros(cs, g.device());
+                  // The kernel overwrites every gradient it is given (core/dispatch.h).
+                  if (needs[0]) grads[0] = Tensor::empty(x_saved.shape(), g.device());
+                  if (needs[1]) grads[1] = Tensor::empty(cs, g.device());
+                  if (needs[2]) grads[2] = Tensor::empty(cs, g.device());
                   dispatch("batch_norm", g.device(), &cpu::batch_norm_backward, &DeviceKernels::batch_norm_backward,
                            grads[0], grads[1], grads[2], g, x_saved, g_saved, mean, invstd, training, eps);
                   return grads;

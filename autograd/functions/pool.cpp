@@ -43,7 +43,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   return record("max_pool2d", out, {x}, [x_saved, opt](const Tensor& grad_out, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x_saved.shape(), x_saved.device());
     dispatch("max_pool2d", x_saved.device(), &cpu::max_pool2d_backward, &DeviceKernels::max_pool2d_backward, gx,
-             grad_out.contiguous(), x_saved, opt, /*accumulate=*/false);
+             grad_out.contiguous(), x_saved, opt);
     return std::vector<Tensor>{gx};
   });
 }
@@ -77,7 +77,7 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   const Shape x_shape = x.shape();
   const Device dev = x.device();
   return record("avg_pool2d", out, {x}, [x_shape, dev, opt](const Tensor& grad_out, const std::vector<bool>&) {
-    Tensor gx = Tensor::zeros(x_shape, dev);
+    Tensor gx = Tensor::empty(x_shape, dev);  // the kernel writes every cell
     dispatch("avg_pool2d", dev, &cpu::avg_pool2d_backward, &DeviceKernels::avg_pool2d_backward, gx,
              grad_out.contiguous(), opt);
     return std::vector<Tensor>{gx};
@@ -96,7 +96,7 @@ Tensor global_avg_pool(const Tensor& x) {
   const Shape x_shape = x.shape();
   const Device dev = x.device();
   return record("global_avg_pool", out, {x}, [x_shape, dev](const Tensor& grad_out, const std::vector<bool>&) {
-    Tensor gx = Tensor::zeros(x_shape, dev);
+    Tensor gx = Tensor::empty(x_shape, dev);  // the kernel writes every cell
     dispatch("global_avg_pool", dev, &cpu::global_avg_pool_backward, &DeviceKernels::global_avg_pool_backward, gx,
              grad_out.contiguous());
     return std::vector<Tensor>{gx};
@@ -120,7 +120,7 @@ Tensor upsample_bilinear(const Tensor& x, int64_t out_h, int64_t out_w, bool ali
   const Device dev = x.device();
   return record("upsample_bilinear", out, {x},
                 [x_shape, dev, align_corners](const Tensor& grad_out, const std::vector<bool>&) {
-                  Tensor gx = Tensor::zeros(x_shape, dev);
+                  Tensor gx = Tensor::empty(x_shape, dev);  // the kernel writes every cell
                   dispatch("upsample_bilinear", dev, &cpu::upsample_bilinear_backward,
                            &DeviceKernels::upsample_bilinear_backward, gx, grad_out.contiguous(), align_corners);
                   return std::vector<Tensor>{gx};

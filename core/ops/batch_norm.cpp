@@ -138,15 +138,15 @@ void batch_norm_backward(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor
           sum_gxhat += static_cast<double>(gs[i]) * ((xs[i] - mu) * is);
         }
       }
-    if (pgg) pgg[c] += static_cast<float>(sum_gxhat);
-    if (pgb) pgb[c] += static_cast<float>(sum_g);
+    if (pgg) pgg[c] = static_cast<float>(sum_gxhat);
+    if (pgb) pgb[c] = static_cast<float>(sum_g);
     if (!pgx) continue;
     const float a = is * (pgamma ? pgamma[c] : 1.f);
     if (!training) {
       for (int64_t n = 0; n < d.N; ++n) {
         const float* gs = pg + (n * d.C + c) * d.L;
         float* out = pgx + (n * d.C + c) * d.L;
-        for (int64_t i = 0; i < d.L; ++i) out[i] += a * gs[i];
+        for (int64_t i = 0; i < d.L; ++i) out[i] = a * gs[i];
       }
       continue;
     }
@@ -157,7 +157,7 @@ void batch_norm_backward(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor
       const float* gs = pg + (n * d.C + c) * d.L;
       const float* xs = px + (n * d.C + c) * d.L;
       float* out = pgx + (n * d.C + c) * d.L;
-      for (int64_t i = 0; i < d.L; ++i) out[i] += a * (gs[i] - mg - (xs[i] - mu) * is * mgx);
+      for (int64_t i = 0; i < d.L; ++i) out[i] = a * (gs[i] - mg - (xs[i] - mu) * is * mgx);
     }
   }
   });

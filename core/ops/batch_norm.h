@@ -16,7 +16,7 @@
 // Contract: CPU, contiguous, shapes as above (the autograd op validates). gamma, beta, the running
 // statistics and the gradient outputs may be undefined (gamma = 1, beta = 0, stats not updated,
 // gradient not computed). The forward kernels also write save_mean / save_invstd [C], which
-// backward reads. Backward ACCUMULATES (+=) into gx, ggamma, gbeta.
+// backward reads. Backward overwrites gx, ggamma, gbeta (each may be undefined).
 #pragma once
 #include "core/tensor.h"
 

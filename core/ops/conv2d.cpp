@@ -214,10 +214,12 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
   const ConvDims d = dims_of(gx, w, opt);
   GLIMPSE_CHECK(gout.shape() == (Shape{d.N, d.K, d.P, d.Q}), "conv2d_backward_data: gout has shape ",
                 shape_str(gout.shape()), ", expected ", shape_str({d.N, d.K, d.P, d.Q}));
-  if (gx.numel() == 0) return;  // nothing to accumulate into
+  if (gx.numel() == 0) return;
   const float* pg = gout.data();
   const float* pw = w.data();
   float* px = gx.data();
+  // col2im adds overlapping receptive fields, and the 1x1 case adds in place: start from zeros.
+  parallel_for_range(gx.numel(), 1 << 16, [&](int64_t lo, int64_t hi) { std::fill(px + lo, px + hi, 0.f); });
   const bool direct = col_is_input(d, opt);
   // Blocks of one image write overlapping input rows (a filter spans R rows). Blocks at least
   // ceil((R-1)*dh / sh) rows tall only overlap their neighbours, so the even blocks run first,
@@ -269,7 +271,7 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
         const float* g = pg + (n * K + k) * PQ;
         for (int64_t i = 0; i < PQ; ++i) s += g[i];
       }
-      pb[k] += static_cast<float>(s);
+      pb[k] = static_cast<float>(s);
     }
   }
   if (!gw.defined()) return;
@@ -277,9 +279,10 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
   const ConvDims d = dims_of(x, gw, opt);
   GLIMPSE_CHECK(gout.shape() == (Shape{d.N, d.K, d.P, d.Q}), "conv2d_backward_filter: gout has shape ",
                 shape_str(gout.shape()), ", expected ", shape_str({d.N, d.K, d.P, d.Q}));
-  if (x.numel() == 0 || gw.numel() == 0) return;  // an empty batch, channel set or plane adds nothing
-  const float* px = x.data();
   float* pw = gw.data();
+  std::fill(pw, pw + gw.numel(), 0.f);  // summed over the batch below
+  if (x.numel() == 0) return;  // an empty batch, channel set or plane: a zero gradient
+  const float* px = x.data();
   const bool direct = col_is_input(d, opt);
   const int64_t wsize = d.K * d.crs();
   const Blocking bl = blocking(d, num_threads());

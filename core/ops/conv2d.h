@@ -9,11 +9,11 @@
 // Method: im2col + GEMM. For one image and group, col [C/G*R*S, P*Q] holds the receptive fields, so
 //   out_g [K/G, P*Q]   = w_g [K/G, C/G*R*S] * col
 //   gcol               = w_g^T * gout_g        then col2im scatters gcol back onto gx
-//   gw_g [K/G, CRS/G] += gout_g * col^T        summed over the batch
+//   gw_g [K/G, CRS/G]  = sum over the batch of gout_g * col^T
 //
 // Contract: every tensor is on the CPU and contiguous with the shapes above; the caller (the
-// autograd op) validates shapes. Forward overwrites `out`; the backward kernels ACCUMULATE (+=)
-// into their outputs, so pass zeros for a fresh gradient. `b`, `gw`, `gb` may be undefined.
+// autograd op) validates shapes. As every kernel (core/dispatch.h): forward overwrites `out`, the
+// backward kernels overwrite the gradients they are given. `b`, `gw`, `gb` may be undefined.
 #pragma once
 #include "core/ops/conv_options.h"
 #include "core/tensor.h"
@@ -25,10 +25,10 @@ namespace glimpse::cpu {
 void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt,
                     bool relu = false);
 
-// gx [N, C, H, W] += d out / d x applied to gout [N, K, P, Q].
+// gx [N, C, H, W] = d out / d x applied to gout [N, K, P, Q].
 void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dOptions& opt);
 
-// gw [K, C/G, R, S] += sum_n gout_n * col(x_n)^T;  gb [K] += sum over n, p, q of gout.
+// gw [K, C/G, R, S] = sum_n gout_n * col(x_n)^T;  gb [K] = sum over n, p, q of gout.
 void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Tensor& x, const Conv2dOptions& opt);
 
 }  // namespace glimpse::cpu

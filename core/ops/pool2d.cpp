@@ -93,11 +93,11 @@ void max_pool_2x2_plane(float* o, const float* x, int64_t W, int64_t P, int64_t 
   }
 }
 
-// Each window's gradient goes to its argmax cell. accumulate: added there (gx keeps its contents
-// elsewhere); else every cell of the plane is written once -- the gradient at the argmax, 0 at the
-// other three and in the last row/column that an odd H or W leaves outside every window.
+// Each window's gradient goes to its argmax cell; every cell of the plane is written once -- the
+// gradient at the argmax, 0 at the other three and in the last row/column that an odd H or W leaves
+// outside every window -- so gx needs no zero fill first.
 void max_pool_2x2_backward_plane(float* gx, const float* g, const float* x, int64_t H, int64_t W, int64_t P,
-                                 int64_t Q, bool accumulate) {
+                                 int64_t Q) {
   for (int64_t p = 0; p < P; ++p) {
     const float* r0 = x + 2 * p * W;
     const float* r1 = r0 + W;
@@ -105,15 +105,11 @@ void max_pool_2x2_backward_plane(float* gx, const float* g, const float* x, int6
     for (int64_t q = 0; q < Q; ++q) {
       const float v = g[p * Q + q];
       const int a = argmax4(r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1]);
-      if (accumulate) {
-        cell[a][2 * q] += v;
-      } else {
-        for (int c = 0; c < 4; ++c) cell[c][2 * q] = c == a ? v : 0.f;
-      }
+      for (int c = 0; c < 4; ++c) cell[c][2 * q] = c == a ? v : 0.f;
     }
-    if (!accumulate && W > 2 * Q) cell[1][2 * Q - 1] = cell[3][2 * Q - 1] = 0.f;  // column W - 1
+    if (W > 2 * Q) cell[1][2 * Q - 1] = cell[3][2 * Q - 1] = 0.f;  // column W - 1
   }
-  if (!accumulate && H > 2 * P) std::fill(gx + 2 * P * W, gx + H * W, 0.f);
+  if (H > 2 * P) std::fill(gx + 2 * P * W, gx + H * W, 0.f);
 }
 
 }  // namespace
@@ -143,7 +139,7 @@ void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) 
   });
 }
 
-void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt, bool accumulate) {
+void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt) {
   check_cpu(gx, "max_pool2d_backward");
   check_cpu(gout, "max_pool2d_backward");
   check_cpu(x, "max_pool2d_backward");
@@ -160,10 +156,10 @@ void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const 
       const float* g = pg + i * d.P * d.Q;
       float* gp = pgx + i * d.H * d.W;
       if (fast) {
-        max_pool_2x2_backward_plane(gp, g, plane, d.H, d.W, d.P, d.Q, accumulate);
+        max_pool_2x2_backward_plane(gp, g, plane, d.H, d.W, d.P, d.Q);
         continue;
       }
-      if (!accumulate) std::fill(gp, gp + d.H * d.W, 0.f);
+      std::fill(gp, gp + d.H * d.W, 0.f);
       for (int64_t p = 0; p < d.P; ++p)
         for (int64_t q = 0; q < d.Q; ++q) {
           const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
@@ -280,6 +276,7 @@ void avg_pool2d_backward(Tensor& gx, const Tensor& gout, const Pool2dOptions& op
     for (int64_t i = lo; i < hi; ++i) {
       const float* g = pg + i * d.P * d.Q;
       float* gp = pgx + i * d.H * d.W;
+      std::fill(gp, gp + d.H * d.W, 0.f);  // overlapping windows add up below
       for (int64_t p = 0; p < d.P; ++p)
         for (int64_t q = 0; q < d.Q; ++q) {
           const Window win = window(p, q, d, opt);
@@ -322,7 +319,7 @@ void global_avg_pool_backward(Tensor& gx, const Tensor& gout) {
     for (int64_t i = lo; i < hi; ++i) {
       float* gp = pgx + i * HW;
       const float v = pg[i] * inv;
-      for (int64_t j = 0; j < HW; ++j) gp[j] += v;
+      for (int64_t j = 0; j < HW; ++j) gp[j] = v;
     }
   });
 }

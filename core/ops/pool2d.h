@@ -13,8 +13,9 @@
 //        exactly kh*kw cells of padded image). Backward spreads gout/(kh*kw) over the window.
 //   global average: out [N, C] = mean over H, W; gx = gout / (H*W) everywhere.
 //
-// Contract: CPU, contiguous, shapes as above (the autograd op validates). Forward overwrites,
-// backward ACCUMULATES (+=) into gx unless a function says otherwise.
+// Contract (core/dispatch.h, every kernel): CPU, contiguous, shapes as above (the autograd op
+// validates); forward overwrites `out`, backward overwrites every cell of gx (cells no window
+// reaches get 0), so both take uninitialised buffers.
 #pragma once
 #include "core/ops/activation.h"
 #include "core/ops/conv_options.h"
@@ -23,20 +24,18 @@
 namespace glimpse::cpu {
 
 void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt);
-// accumulate = false overwrites gx instead (cells no window picks become 0), so the caller can hand
-// in an uninitialised buffer: for the 2x2/stride-2 case that saves the separate zero-fill pass, a
-// third of the memory traffic of the op.
-void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt,
-                         bool accumulate = true);
+void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt);
 
 // ReLU then 2x2/stride-2 max pooling as one op, without materialising relu(x) (training of every
 // VGG-style net runs this pair after each block):
-//   forward  out = max_pool2d(relu(x)) = relu(max_pool2d(x))   (ReLU is monotone)
-//   backward gx  = relu_backward(max_pool2d_backward(gout), x, rule), overwriting gx: the window's
-//            gradient v goes to the argmax of relu(x) over the window (first maximal cell; a window
-//            with no positive cell picks its first), kept where the rule lets it through --
-//            Standard: x_a > 0; Deconvnet: v > 0; Guided: both -- and 0 everywhere else.
-// Bit-identical to running the two ops; odd H/W leave a last row/column with gradient 0.
+//   forward  out = max_pool2d(relu(x)): the max of the relu'd cells (relu(NaN) = 0, so unlike
+//            relu(max_pool2d(x)) a NaN never hides a positive neighbour)
+//   backward gx  = relu_backward(max_pool2d_backward(gout), x, rule): the window's gradient v goes
+//            to the argmax of relu(x) over the window (first maximal cell; a window with no
+//            positive cell picks its first), kept where the rule lets it through -- Standard:
+//            x_a > 0; Deconvnet: v > 0; Guided: both -- and 0 everywhere else.
+// Bit-identical to running the two ops; odd H/W leave a last row/column with gradient 0. The
+// per-window rule, shared with the CUDA twin: core/ops/relu_max_pool2x2_rule.h.
 void relu_max_pool2x2_forward(Tensor& out, const Tensor& x);
 void relu_max_pool2x2_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule);
 

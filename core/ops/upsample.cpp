@@ -81,6 +81,7 @@ void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corne
   for (int64_t i = i0; i < i1; ++i) {
     float* plane = pgx + i * H * W;
     const float* g = pg + i * OH * OW;
+    std::fill(plane, plane + H * W, 0.f);  // the scatter below adds; the contract overwrites gx
     for (int64_t oh = 0; oh < OH; ++oh) {
       const Tap& a = th[oh];
       float* r0 = plane + a.i0 * W;

@@ -6,7 +6,7 @@
 //   align_corners=false: src = max(0, (oh + 0.5) * H/OH - 0.5)
 // then h0 = floor(src), h1 = min(h0 + 1, H - 1), lh = src - h0, and likewise for columns:
 //   out = (1-lh)(1-lw) x[h0,w0] + (1-lh) lw x[h0,w1] + lh (1-lw) x[h1,w0] + lh lw x[h1,w1].
-// Backward scatters gout with the same four weights (accumulating, += into gx).
+// Backward scatters gout with the same four weights into gx, which it zeroes first (it overwrites).
 // Scales are computed in float as PyTorch does for float tensors, so results agree bit for bit in
 // the coordinates.
 #pragma once
