@@ -8,7 +8,7 @@
 
 #include "attribution/internal.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "core/rng.h"
 

@@ -6,7 +6,7 @@
 #include <numbers>
 
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 
 namespace glimpse::attr {

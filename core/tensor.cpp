@@ -264,7 +264,7 @@ void Tensor::fill_(float value) {
 void Tensor::add_(const Tensor& other, float alpha) {
   GLIMPSE_CHECK(other.shape() == shape(), "add_(): shapes ", shape_str(shape()), " and ", shape_str(other.shape()),
                 " differ");
-  dispatch("add_", device(), &add_scaled, &DeviceKernels::add_scaled, *this, other, alpha);
+  dispatch("add_", device(), GLIMPSE_KERNEL(add_scaled), *this, other, alpha);
 }
 
 // On the CPU a plain loop (x * s, bit for bit what it always was); elsewhere affine(x, s, 0) in place.
@@ -276,7 +276,7 @@ void Tensor::scale_(float s) {
     return;
   }
   GLIMPSE_CHECK(is_contiguous(), "scale_(): needs a contiguous tensor");
-  dispatch("scale_", device(), &affine_forward, &DeviceKernels::affine_forward, *this, *this, s, 0.f);
+  dispatch("scale_", device(), GLIMPSE_KERNEL(affine_forward), *this, *this, s, 0.f);
 }
 
 void check_same_device(const Tensor& a, const Tensor& b, const char* op) {

@@ -21,7 +21,7 @@
 namespace glimpse {
 
 class Tensor;
-struct Node;  // autograd/node.h
+struct Node;  // core/tape.h
 
 // A gradient hook sees the gradient flowing into a tensor during backward. Return an undefined
 // Tensor to leave it unchanged, or a tensor of the same shape to replace it.

@@ -1,7 +1,8 @@
 // The hand-written CUDA kernels, one host launcher per op, each the GPU twin of the CPU op of the
-// same name (core/ops/*.h, autograd/functions/loss.cpp, layers/optim.cpp, attribution/).
-// The .cu files are named after the CPU files: cuda/elementwise.cu beside core/ops/elementwise.cpp,
-// and so on; cuDNN convolution and batch norm are in cuda/cudnn_conv.h and cuda/cudnn_batch_norm.h.
+// same name (core/ops/<op>.h). Each op's launchers are defined in its CUDA twin, core/ops/<op>.cu,
+// beside the CPU code; this header declares them for the twins that share one (conv2d uses
+// bias_add and relu) and for the tests. cuDNN convolution and batch norm are in cuda/cudnn_conv.h
+// and cuda/cudnn_batch_norm.h.
 //
 // Contract of every launcher:
 //   - pointers are device pointers on the current device (cuda/runtime.h: DeviceGuard), float32,
@@ -28,7 +29,7 @@
 
 namespace glimpse::cuda {
 
-// ---- element-wise (cuda/elementwise.cu; CPU: core/ops/elementwise.cpp) ----------------------------
+// ---- element-wise (core/ops/elementwise.cu) ----------------------------
 // out [out_shape] = a (op) b, a [a_shape] and b [b_shape] contiguous and broadcastable to out_shape
 // (NumPy rules, aligned at the trailing dimension; rank <= 8). Broadcast dimensions read with
 // stride 0, so [N,C,H,W] (op) [1,C,1,1] needs no copy of the smaller operand.
@@ -47,7 +48,7 @@ void bias_add_forward(float* y, const float* x, const float* b, int64_t N, int64
                       cudaStream_t stream = 0);
 void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, cudaStream_t stream = 0);
 
-// ---- activations (cuda/activation.cu; CPU: core/ops/activation.cpp) -------------------------------
+// ---- activations (core/ops/activation.cu) -------------------------------
 // relu: y = max(x, 0). Backward (overwrites gx), rules as in core/ops/activation.h:
 //   Standard: g [x > 0];  Deconvnet: g [g > 0];  Guided: g [x > 0] [g > 0].
 void relu_forward(float* y, const float* x, int64_t n, cudaStream_t stream = 0);
@@ -57,7 +58,7 @@ void leaky_relu_forward(float* y, const float* x, int64_t n, float slope, cudaSt
 void leaky_relu_backward(float* gx, const float* gout, const float* x, int64_t n, float slope,
                          cudaStream_t stream = 0);
 
-// ---- pooling (cuda/pool2d.cu; CPU: core/ops/pool2d.cpp) ------------------------------------------
+// ---- pooling (core/ops/pool2d.cu) ------------------------------------------
 // x [N, C, H, W] -> out [N, C, P, Q] with P, Q = window_out_size(...) (floor mode), semantics of
 // core/ops/pool2d.h. Max pool writes, when `argmax` is not null, the offset within the H*W plane of
 // the first maximal cell of each window (a NaN wins; -1 for an empty window); its backward routes
@@ -72,7 +73,7 @@ void max_pool2d_backward(float* gx, const float* gout, const int32_t* argmax, in
 // out [planes, H/2, W/2] = the max of each window's relu'd cells (relu(NaN) = 0: a NaN never hides a
 // positive neighbour). Backward OVERWRITES every cell of gx, as the CPU twin: the window's gradient
 // goes to its first maximal relu'd cell under the ReLU rule, 0 elsewhere. The window rule is shared
-// with the CPU and tested on the host: core/ops/relu_max_pool2x2_rule.h.
+// with the CPU and tested on the host: core/ops/pool2d.h.
 void relu_max_pool2x2_forward(float* out, const float* x, int64_t planes, int64_t H, int64_t W,
                               cudaStream_t stream = 0);
 void relu_max_pool2x2_backward(float* gx, const float* gout, const float* x, int64_t planes, int64_t H, int64_t W,
@@ -86,7 +87,7 @@ void avg_pool2d_backward(float* gx, const float* gout, int64_t N, int64_t C, int
 void global_avg_pool_forward(float* out, const float* x, int64_t NC, int64_t L, cudaStream_t stream = 0);
 void global_avg_pool_backward(float* gx, const float* gout, int64_t NC, int64_t L, cudaStream_t stream = 0);
 
-// ---- bilinear resize (cuda/upsample.cu; CPU: core/ops/upsample.cpp) ------------------------------
+// ---- bilinear resize (core/ops/upsample.cu) ------------------------------
 // x [NC, H, W] -> out [NC, OH, OW], source coordinates and taps exactly as core/ops/upsample.h
 // (align_corners both ways, float scales as PyTorch). Backward writes every cell of gx [NC, H, W], by
 // gathering over the outputs that read each input cell (deterministic, no atomics).
@@ -95,7 +96,7 @@ void upsample_bilinear_forward(float* out, const float* x, int64_t NC, int64_t H
 void upsample_bilinear_backward(float* gx, const float* gout, int64_t NC, int64_t H, int64_t W, int64_t OH,
                                 int64_t OW, bool align_corners, cudaStream_t stream = 0);
 
-// ---- reductions and softmax (cuda/reduce.cu; CPU: core/ops/reduce.cpp, autograd/functions/reduce.cpp)
+// ---- reductions and softmax (core/ops/reduce.cu, core/ops/softmax.cu) ----
 // A tensor seen as [outer, len, inner] around the reduced dimension (core/ops/reduce.h DimSplit).
 // out (a device scalar) = scale * sum of x[0..n); scale = 1 for sum, 1/n for mean. Two passes:
 // per-block partial sums in double, then one block adds the partials in a fixed order.
@@ -123,7 +124,7 @@ void max_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int
 void max_dim_backward(float* gx, const float* gout, const float* x, int64_t outer, int64_t len, int64_t inner,
                       cudaStream_t stream = 0);
 
-// ---- losses (cuda/loss.cu; CPU: core/ops/loss.cpp) -------------------------------------
+// ---- losses (core/ops/loss.cu) -------------------------------------
 // Softmax cross-entropy of logits [N, K] against targets [N] (int64 class indices on the device,
 // validated by the caller: the device cannot throw), optional class_weights [K] (null: all 1):
 //   logp = log_softmax(logits),  wsum = sum_n w_{y_n},  loss = sum_n w_{y_n} (-logp[n, y_n]) / wsum
@@ -145,7 +146,7 @@ void bce_with_logits_forward(float* loss, const float* logits, const float* targ
 void bce_with_logits_backward(float* glogits, const float* gloss, const float* logits, const float* targets,
                               const float* pos_weight, int64_t n, int64_t K, cudaStream_t stream = 0);
 
-// ---- block copies (cuda/shape.cu; CPU: core/ops/shape.cpp) -----------------------------------------
+// ---- block copies (core/ops/shape.cu) -----------------------------------------
 // concat: x [outer, len, inner] is the block of out [outer, total, inner] that starts at `at` along the
 // middle dimension.  forward: out[a, at + l, c] = x[a, l, c];  backward: gx[a, l, c] = gout[a, at + l, c]
 // (overwrites gx). Both check at + len <= total.
@@ -160,7 +161,7 @@ void pad2d_forward(float* out, const float* x, int64_t planes, int64_t H, int64_
 void pad2d_backward(float* gx, const float* gout, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
                     int64_t top, int64_t left, cudaStream_t stream = 0);
 
-// ---- optimizers (cuda/optim.cu; CPU: layers/optim.cpp) --------------------------------------------
+// ---- optimizers (core/ops/optim.cu; rules: layers/optim.h) --------------------------------------------
 // One fused pass over a parameter's n values, with layers/optim.h's exact update rules.
 // SGD, d = g + weight_decay p:
 //   momentum == 0: p -= lr d

@@ -51,6 +51,12 @@ struct KernelSite {
       : name(kernel), file(f), line(l) {}
 };
 
+// The [outer, len, inner] view of a reduction or softmax (core/ops/reduce.h DimSplit): sizes >= 0.
+inline void check_split(int64_t outer, int64_t len, int64_t inner, const char* op) {
+  GLIMPSE_CHECK(outer >= 0 && len >= 0 && inner >= 0, "cuda::", op, ": bad sizes outer=", outer, " len=", len,
+                " inner=", inner);
+}
+
 // Launches `kernel(args...)` on `stream` with enough threads for one per element of `n` (the kernel
 // grid-strides over n); nothing when n <= 0. Checks the launch, naming the kernel and its launcher.
 template <typename... Params, typename... Args>

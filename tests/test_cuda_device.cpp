@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "tests/support.h"
@@ -19,6 +20,7 @@
 #include "cuda/check.h"
 #include "cuda/resources.h"
 #include "cuda/runtime.h"
+#include "cuda/tensor_ops.h"
 #endif
 
 using namespace glimpse;
@@ -82,6 +84,20 @@ TEST(CudaRuntime, KernelFaultsAreTheAsynchronousErrors) {
   for (cudaError_t e : {cudaErrorInvalidConfiguration, cudaErrorNoKernelImageForDevice, cudaErrorMemoryAllocation,
                         cudaErrorInvalidValue})
     EXPECT_FALSE(cuda::is_async_fault(e)) << cudaGetErrorName(e);
+}
+
+// Every dispatch slot gets a CUDA twin from its op's register_<op>() (core/ops/<op>.cu); a slot left
+// out would surface only on a GPU, as "no CUDA implementation registered". Host-only: registering
+// assigns function pointers and touches no device; the table is restored afterwards.
+TEST(CudaRuntime, EveryDispatchSlotHasACudaTwin) {
+  const DeviceKernels saved = cuda_kernels();
+  cuda_kernels() = DeviceKernels{};
+  cuda::register_kernels();
+  const DeviceKernels filled = cuda_kernels();
+  cuda_kernels() = saved;
+#define GLIMPSE_EXPECT_SLOT(name) EXPECT_NE(filled.name, nullptr) << #name " has no CUDA twin";
+  GLIMPSE_KERNELS(GLIMPSE_EXPECT_SLOT)
+#undef GLIMPSE_EXPECT_SLOT
 }
 
 TEST(CudaAllocator, RoundsSizes) {

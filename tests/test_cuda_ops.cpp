@@ -24,7 +24,7 @@
 
 #include "attribution/attribution.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops/activation.h"
@@ -117,7 +117,7 @@ TEST_F(DeviceDispatch, OperandsOnTwoDevicesNameBoth) {
   // kernel table is even consulted.
   Tensor out = on_cuda({2, 3}, 0.f);
   expect_has(error_of([&] {
-               dispatch("relu", out.device(), &relu_backward, &DeviceKernels::relu_backward, out, c, g,
+               dispatch("relu", out.device(), GLIMPSE_KERNEL(relu_backward), out, c, g,
                         ReluRule::Standard);
              }),
              "relu: operands on cuda:0 and cpu");

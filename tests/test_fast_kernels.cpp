@@ -222,7 +222,7 @@ TEST(FastKernels, GemmPanelsMatchNaiveProduct) {
           Tensor B = Tensor::uniform({(tb ? N : K) * ldb}, rng, -1, 1);
           Tensor C = Tensor::uniform({M * ldc}, rng, -1, 1);
           std::vector<float> C0 = C.to_vector();
-          gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.f, C.data(), ldc);
+          cpu::gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.f, C.data(), ldc);
           double worst = 0;
           for (int64_t i = 0; i < M; ++i)
             for (int64_t j = 0; j < N; ++j) {

@@ -6,7 +6,7 @@
 #include <set>
 
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
 #include "layers/init.h"

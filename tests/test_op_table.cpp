@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
 #include "layers/optim.h"

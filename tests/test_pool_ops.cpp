@@ -10,11 +10,10 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
 #include "core/ops/pool2d.h"
-#include "core/ops/relu_max_pool2x2_rule.h"
 #include "core/rng.h"
 #include "tests/support.h"
 
@@ -167,7 +166,7 @@ TEST(ReluMaxPool2x2, SameBitsAsReluThenMaxPool) {
   EXPECT_TRUE(r.ok) << r.report;
 }
 
-// The window rule the CUDA kernels run (core/ops/relu_max_pool2x2_rule.h) against the CPU kernels,
+// The window rule the CUDA kernels run (core/ops/pool2d.h) against the CPU kernels,
 // window for window: values drawn from {NaN, -1, 0, 0.5, 2} so that NaN cells, ties, all-negative
 // and all-zero windows all occur. A GPU-less machine thus checks the device's window logic.
 TEST(ReluMaxPool2x2, SharedWindowRuleEqualsTheCpuKernels) {

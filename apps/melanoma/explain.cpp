@@ -13,7 +13,7 @@
 #include "attribution/attribution.h"
 #include "attribution/regions.h"
 #include "attribution/render.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 

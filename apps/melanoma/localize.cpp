@@ -24,7 +24,7 @@
 #include "attribution/metrics.h"
 #include "attribution/regions.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 

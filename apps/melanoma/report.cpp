@@ -14,7 +14,7 @@
 #include "attribution/regions.h"
 #include "attribution/render.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 #include "json_in.h"

@@ -15,7 +15,7 @@
 
 #include "attribution/guidance.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"

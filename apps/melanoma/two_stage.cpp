@@ -12,7 +12,7 @@
 #include "attribution/attribution.h"
 #include "attribution/regions.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 

@@ -6,13 +6,22 @@
 // covered by p in [ceil((h + ph - kh + 1) / sh), floor((h + ph) / sh)] clipped to [0, P) (columns
 // likewise). Gathering instead of scattering with atomicAdd keeps backward deterministic and exact
 // for overlapping windows (kernel > stride).
+//
+// The CUDA twin of core/ops/pool2d.h: kernels and their launchers (declared in cuda/kernels.h), the
+// Tensor-level functions dispatch() reaches, and their registration (register_pool2d).
+#include "core/ops/pool2d.h"
+
 #include <cmath>
 
-#include "core/ops/relu_max_pool2x2_rule.h"
+#include "core/dispatch.h"
+#include "core/error.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.cuh"
+#include "cuda/resources.h"
+#include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
+
 namespace {
 
 struct PoolGeom {
@@ -31,7 +40,7 @@ PoolGeom geometry(int64_t H, int64_t W, const Pool2dOptions& o, const char* op) 
 __device__ inline void covering(int64_t i, int64_t k, int64_t s, int64_t pad, int64_t out, int64_t& lo, int64_t& hi) {
   const int64_t num = i + pad - k + 1;
   lo = num <= 0 ? 0 : (num + s - 1) / s;
-  hi = min((i + pad) / s, out - 1);
+  hi = ::min((i + pad) / s, out - 1);
 }
 
 // First maximal cell of the window in row-major order; a NaN wins (the first NaN), as the CPU.
@@ -40,7 +49,7 @@ __global__ void max_pool_forward_kernel(float* out, int32_t* argmax, const float
     const int64_t q = i % g.Q, p = (i / g.Q) % g.P, plane = i / (g.P * g.Q);
     const float* xp = x + plane * g.H * g.W;
     const int64_t hs = p * g.sh - g.ph, ws = q * g.sw - g.pw;
-    const int64_t h0 = max(hs, int64_t(0)), h1 = min(hs + g.kh, g.H), w0 = max(ws, int64_t(0)), w1 = min(ws + g.kw, g.W);
+    const int64_t h0 = ::max(hs, int64_t(0)), h1 = ::min(hs + g.kh, g.H), w0 = ::max(ws, int64_t(0)), w1 = ::min(ws + g.kw, g.W);
     int64_t best = -1;
     float m = -INFINITY;
     for (int64_t h = h0; h < h1 && !(best >= 0 && isnan(m)); ++h)
@@ -80,7 +89,7 @@ __global__ void avg_pool_forward_kernel(float* out, const float* x, int64_t tota
     const int64_t q = i % g.Q, p = (i / g.Q) % g.P, plane = i / (g.P * g.Q);
     const float* xp = x + plane * g.H * g.W;
     const int64_t hs = p * g.sh - g.ph, ws = q * g.sw - g.pw;
-    const int64_t h0 = max(hs, int64_t(0)), h1 = min(hs + g.kh, g.H), w0 = max(ws, int64_t(0)), w1 = min(ws + g.kw, g.W);
+    const int64_t h0 = ::max(hs, int64_t(0)), h1 = ::min(hs + g.kh, g.H), w0 = ::max(ws, int64_t(0)), w1 = ::min(ws + g.kw, g.W);
     float s = 0.f;
     for (int64_t h = h0; h < h1; ++h)
       for (int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
@@ -118,7 +127,7 @@ __global__ void global_avg_pool_backward_kernel(float* gx, const float* gout, in
   GLIMPSE_GRID_LOOP(i, n) gx[i] = gout[i / L] * inv;
 }
 
-// relu + 2x2/2 max pool, fused, with the CPU's window rule (core/ops/relu_max_pool2x2_rule.h).
+// relu + 2x2/2 max pool, fused, with the CPU's window rule (core/ops/pool2d.h).
 // Forward: one thread per output cell of the [planes, P, Q] output, P = H / 2, Q = W / 2.
 __global__ void relu_max_pool2x2_forward_kernel(float* out, const float* x, int64_t total, int64_t H, int64_t W,
                                                 int64_t P, int64_t Q) {
@@ -209,6 +218,79 @@ void global_avg_pool_backward(float* gx, const float* gout, int64_t NC, int64_t 
   GLIMPSE_CHECK(NC >= 0 && L > 0, "cuda::global_avg_pool_backward: bad sizes NC=", NC, " L=", L);
   detail::launch_elements("global_avg_pool_backward_kernel", NC * L, s, global_avg_pool_backward_kernel, gx, gout,
                           NC * L, L);
+}
+
+// ---- the Tensor-level functions (the dispatch slots), named <op>_slots:: so that the registration
+// below cannot pick a launcher of the same name ----
+namespace pool2d_slots {
+
+void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
+  const auto guard = on_device_of(out);
+  cuda::max_pool2d_forward(device_data(out), nullptr, device_data(x), x.size(0), x.size(1), x.size(2), x.size(3), opt);
+}
+
+// The window argmax of x (first maximal cell), recomputed as the CPU twin recomputes it.
+DeviceBuffer window_argmax(const Tensor& x, const Shape& out_shape, const Pool2dOptions& opt) {
+  const int64_t n_out = shape_numel(out_shape);
+  DeviceBuffer argmax(static_cast<size_t>(n_out) * sizeof(int32_t), x.device().index);
+  DeviceBuffer scratch(static_cast<size_t>(n_out) * sizeof(float), x.device().index);
+  cuda::max_pool2d_forward(scratch.as<float>(), argmax.as<int32_t>(), device_data(x), x.size(0), x.size(1), x.size(2),
+                           x.size(3), opt);
+  return argmax;
+}
+
+void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt) {
+  const auto guard = on_device_of(gx);
+  const DeviceBuffer argmax = window_argmax(x, gout.shape(), opt);
+  cuda::max_pool2d_backward(device_data(gx), device_data(gout), argmax.as<int32_t>(), x.size(0), x.size(1), x.size(2),
+                            x.size(3), opt);
+}
+
+// One fused kernel each way, with the CPU's window rule (kernels above).
+void relu_max_pool2x2_forward(Tensor& out, const Tensor& x) {
+  const auto guard = on_device_of(out);
+  cuda::relu_max_pool2x2_forward(device_data(out), device_data(x), x.size(0) * x.size(1), x.size(2), x.size(3));
+}
+
+void relu_max_pool2x2_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule) {
+  const auto guard = on_device_of(gx);
+  cuda::relu_max_pool2x2_backward(device_data(gx), device_data(gout), device_data(x), x.size(0) * x.size(1), x.size(2),
+                                  x.size(3), rule);
+}
+
+void avg_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) {
+  const auto guard = on_device_of(out);
+  cuda::avg_pool2d_forward(device_data(out), device_data(x), x.size(0), x.size(1), x.size(2), x.size(3), opt);
+}
+
+void avg_pool2d_backward(Tensor& gx, const Tensor& gout, const Pool2dOptions& opt) {
+  const auto guard = on_device_of(gx);
+  cuda::avg_pool2d_backward(device_data(gx), device_data(gout), gx.size(0), gx.size(1), gx.size(2), gx.size(3), opt);
+}
+
+void global_avg_pool_forward(Tensor& out, const Tensor& x) {
+  const auto guard = on_device_of(out);
+  cuda::global_avg_pool_forward(device_data(out), device_data(x), x.size(0) * x.size(1), x.size(2) * x.size(3));
+}
+
+void global_avg_pool_backward(Tensor& gx, const Tensor& gout) {
+  const auto guard = on_device_of(gx);
+  cuda::global_avg_pool_backward(device_data(gx), device_data(gout), gx.size(0) * gx.size(1), gx.size(2) * gx.size(3));
+}
+
+}  // namespace pool2d_slots
+
+// One line per slot; each picks the Tensor-level overload by the slot's type, so a signature that
+// drifts from the CPU twin's stops the build here.
+void register_pool2d(DeviceKernels& k) {
+  k.max_pool2d_forward = &pool2d_slots::max_pool2d_forward;
+  k.max_pool2d_backward = &pool2d_slots::max_pool2d_backward;
+  k.relu_max_pool2x2_forward = &pool2d_slots::relu_max_pool2x2_forward;
+  k.relu_max_pool2x2_backward = &pool2d_slots::relu_max_pool2x2_backward;
+  k.avg_pool2d_forward = &pool2d_slots::avg_pool2d_forward;
+  k.avg_pool2d_backward = &pool2d_slots::avg_pool2d_backward;
+  k.global_avg_pool_forward = &pool2d_slots::global_avg_pool_forward;
+  k.global_avg_pool_backward = &pool2d_slots::global_avg_pool_backward;
 }
 
 }  // namespace glimpse::cuda

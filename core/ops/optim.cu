@@ -2,12 +2,22 @@
 // p, g and the state once and writes them once (one pass instead of the 4-6 element-wise kernels an
 // unfused update would launch). The formulas are the CPU's, expression for expression, so both
 // devices follow PyTorch's torch.optim rules (see layers/optim.h).
+//
+// The CUDA twin of core/ops/optim.h: kernels and their launchers (declared in cuda/kernels.h), the
+// Tensor-level functions dispatch() reaches, and their registration (register_optim).
+#include "core/ops/optim.h"
+
 #include <cmath>
 
+#include "core/dispatch.h"
+#include "core/error.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.cuh"
+#include "cuda/resources.h"
+#include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
+
 namespace {
 
 // d = g + wd p;  momentum == 0: p -= lr d
@@ -69,6 +79,33 @@ void adam_step(float* p, float* m, float* v, float* vmax, const float* g, int64_
   const float decay = decoupled ? 1.f - lr * weight_decay : 1.f;
   detail::launch_elements("adam_kernel", n, s, adam_kernel, p, m, v, vmax, g, n, beta1, beta2, eps, weight_decay,
                           decoupled, decay, step_size, bc2_sqrt);
+}
+
+// ---- the Tensor-level functions (the dispatch slots), named <op>_slots:: so that the registration
+// below cannot pick a launcher of the same name ----
+namespace optim_slots {
+
+void sgd_step(Tensor& p, Tensor& momentum_buf, const Tensor& g, float lr, float momentum, float dampening,
+              bool nesterov, float weight_decay, bool first_step) {
+  const auto guard = on_device_of(p);
+  cuda::sgd_step(device_data(p), momentum == 0.f ? nullptr : device_data(momentum_buf), device_data(g), p.numel(), lr,
+                 momentum, dampening, nesterov, weight_decay, first_step);
+}
+
+void adam_step(Tensor& p, Tensor& m, Tensor& v, Tensor& vmax, const Tensor& g, float lr, float beta1, float beta2,
+               float eps, float weight_decay, bool decoupled, int64_t t) {
+  const auto guard = on_device_of(p);
+  cuda::adam_step(device_data(p), device_data(m), device_data(v), device_data_or_null(vmax), device_data(g),
+                  p.numel(), lr, beta1, beta2, eps, weight_decay, decoupled, t);
+}
+
+}  // namespace optim_slots
+
+// One line per slot; each picks the Tensor-level overload by the slot's type, so a signature that
+// drifts from the CPU twin's stops the build here.
+void register_optim(DeviceKernels& k) {
+  k.sgd_step = &optim_slots::sgd_step;
+  k.adam_step = &optim_slots::adam_step;
 }
 
 }  // namespace glimpse::cuda

@@ -1,14 +1,24 @@
-// Softmax cross-entropy, the GPU twin of autograd/functions/loss.cpp, forward and backward side by
+// Softmax cross-entropy, the GPU twin of core/ops/loss.cpp, forward and backward side by
 // side. With p = softmax(z_n) and class weights w (1 when none are given):
 //   L = sum_n w_{y_n} (-log p_{n, y_n}) / sum_n w_{y_n}
 //   dL/dz_n = w_{y_n} (p_n - onehot(y_n)) / sum_n w_{y_n}
 // (PyTorch's weighted mean; without weights, the plain batch mean).
 // Binary cross-entropy with logits, s = sigmoid(x), pos_weight q per column of the last dimension:
 //   L = mean_i q y softplus(-x) + (1 - y) softplus(x),    dL/dx = s (q y + 1 - y) - q y
+//
+// The CUDA twin of core/ops/loss.h: kernels and their launchers (declared in cuda/kernels.h), the
+// Tensor-level functions dispatch() reaches, and their registration (register_loss).
+#include "core/ops/loss.h"
+
+#include "core/dispatch.h"
+#include "core/error.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.cuh"
+#include "cuda/resources.h"
+#include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
+
 namespace {
 
 // One block adds the N weighted terms in a fixed order (N is a batch size: one block is plenty, and
@@ -42,7 +52,7 @@ __global__ void cross_entropy_backward_kernel(float* glogits, const float* gloss
 }
 
 // One block, double terms and sum as the CPU's loop (n is a batch of labels: one block is plenty).
-__device__ double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+__device__ double softplus(double x) { return x > 0 ? x + ::log1p(::exp(-x)) : ::log1p(::exp(x)); }
 
 __global__ void bce_with_logits_reduce_kernel(float* loss, const float* x, const float* y, const float* pos_weight,
                                               int64_t n, int64_t K) {
@@ -95,6 +105,60 @@ void bce_with_logits_backward(float* glogits, const float* gloss, const float* l
   GLIMPSE_CHECK(n > 0 && K > 0, "cuda::bce_with_logits_backward: bad sizes n=", n, " K=", K);
   detail::launch_elements("bce_with_logits_backward_kernel", n, s, bce_with_logits_backward_kernel, glogits, gloss,
                           logits, targets, pos_weight, n, K);
+}
+
+// ---- the Tensor-level functions (the dispatch slots), named <op>_slots:: so that the registration
+// below cannot pick a launcher of the same name ----
+namespace loss_slots {
+
+// The class indices on the device (validated on the host by the autograd op).
+DeviceBuffer upload_targets(const std::vector<int64_t>& targets, int device) {
+  DeviceBuffer buf(targets.size() * sizeof(int64_t), device);
+  CUDA_CHECK(cudaMemcpy(buf.data(), targets.data(), targets.size() * sizeof(int64_t), cudaMemcpyHostToDevice));
+  return buf;
+}
+
+void cross_entropy_forward(Tensor& loss, Tensor& wsum, Tensor& logp, const Tensor& logits,
+                           const std::vector<int64_t>& targets, const Tensor& class_weights) {
+  const auto guard = on_device_of(logits);
+  const DeviceBuffer t = upload_targets(targets, logits.device().index);
+  cuda::cross_entropy_forward(device_data(loss), device_data(wsum), device_data(logp), device_data(logits),
+                              t.as<int64_t>(), device_data_or_null(class_weights), logits.size(0), logits.size(1));
+}
+
+void cross_entropy_backward(Tensor& glogits, const Tensor& gloss, const Tensor& logp,
+                            const std::vector<int64_t>& targets, const Tensor& class_weights, const Tensor& wsum) {
+  const auto guard = on_device_of(glogits);
+  const DeviceBuffer t = upload_targets(targets, logp.device().index);
+  cuda::cross_entropy_backward(device_data(glogits), device_data(gloss), device_data(logp), t.as<int64_t>(),
+                               device_data_or_null(class_weights), device_data(wsum), logp.size(0), logp.size(1));
+}
+
+// ---- binary cross-entropy ----
+int64_t pos_weight_period(const Tensor& pos_weight) { return pos_weight.defined() ? pos_weight.numel() : 1; }
+
+void bce_with_logits_forward(Tensor& loss, const Tensor& logits, const Tensor& targets, const Tensor& pos_weight) {
+  const auto guard = on_device_of(logits);
+  cuda::bce_with_logits_forward(device_data(loss), device_data(logits), device_data(targets),
+                                device_data_or_null(pos_weight), logits.numel(), pos_weight_period(pos_weight));
+}
+
+void bce_with_logits_backward(Tensor& glogits, const Tensor& gloss, const Tensor& logits, const Tensor& targets,
+                              const Tensor& pos_weight) {
+  const auto guard = on_device_of(glogits);
+  cuda::bce_with_logits_backward(device_data(glogits), device_data(gloss), device_data(logits), device_data(targets),
+                                 device_data_or_null(pos_weight), logits.numel(), pos_weight_period(pos_weight));
+}
+
+}  // namespace loss_slots
+
+// One line per slot; each picks the Tensor-level overload by the slot's type, so a signature that
+// drifts from the CPU twin's stops the build here.
+void register_loss(DeviceKernels& k) {
+  k.cross_entropy_forward = &loss_slots::cross_entropy_forward;
+  k.cross_entropy_backward = &loss_slots::cross_entropy_backward;
+  k.bce_with_logits_forward = &loss_slots::bce_with_logits_forward;
+  k.bce_with_logits_backward = &loss_slots::bce_with_logits_backward;
 }
 
 }  // namespace glimpse::cuda

@@ -1,9 +1,19 @@
 // Block copies behind concat and pad2d, the GPU twins of core/ops/shape.cpp, forward and backward
 // side by side. Pure data movement: the results equal the CPU's bit for bit.
+//
+// The CUDA twin of core/ops/shape.h: kernels and their launchers (declared in cuda/kernels.h), the
+// Tensor-level functions dispatch() reaches, and their registration (register_shape).
+#include "core/ops/shape.h"
+
+#include "core/dispatch.h"
+#include "core/error.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.cuh"
+#include "cuda/resources.h"
+#include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
+
 namespace {
 
 // dst[r, c] = src[r, c] for r < rows, c < width, rows `dst_stride` / `src_stride` floats apart: concat
@@ -74,6 +84,53 @@ void pad2d_backward(float* gx, const float* gout, int64_t planes, int64_t H, int
   check_pad(planes, H, W, OH, OW, top, left, "pad2d_backward");
   detail::launch_elements("pad2d_backward_kernel", planes * H * W, s, pad2d_backward_kernel, gx, gout, planes, H, W,
                           OH, OW, top, left);
+}
+
+// ---- the Tensor-level functions (the dispatch slots), named <op>_slots:: so that the registration
+// below cannot pick a launcher of the same name ----
+namespace shape_slots {
+
+// x (forward) or gx (backward) is [outer, len, inner] around dim, a block of the concatenation
+// [outer, total, inner].
+void concat_forward(Tensor& out, const Tensor& x, int64_t dim, int64_t at) {
+  const auto guard = on_device_of(out);
+  const DimSplit s = split_at(x.shape(), dim, "concat");
+  cuda::concat_forward(device_data(out), device_data(x), s.outer, s.len, s.inner, out.size(dim), at);
+}
+
+void concat_backward(Tensor& gx, const Tensor& gout, int64_t dim, int64_t at) {
+  const auto guard = on_device_of(gx);
+  const DimSplit s = split_at(gx.shape(), dim, "concat");
+  cuda::concat_backward(device_data(gx), device_data(gout), s.outer, s.len, s.inner, gout.size(dim), at);
+}
+
+// Planes counted on the padded tensor: x may have empty planes (H or W = 0) whose padding still
+// has to be written.
+int64_t padded_planes(const Tensor& padded) {
+  return padded.numel() / std::max<int64_t>(padded.size(-2) * padded.size(-1), 1);
+}
+
+void pad2d_forward(Tensor& out, const Tensor& x, int64_t top, int64_t left, float value) {
+  const auto guard = on_device_of(out);
+  cuda::pad2d_forward(device_data(out), device_data(x), padded_planes(out), x.size(-2), x.size(-1), out.size(-2),
+                      out.size(-1), top, left, value);
+}
+
+void pad2d_backward(Tensor& gx, const Tensor& gout, int64_t top, int64_t left) {
+  const auto guard = on_device_of(gx);
+  cuda::pad2d_backward(device_data(gx), device_data(gout), padded_planes(gout), gx.size(-2), gx.size(-1),
+                       gout.size(-2), gout.size(-1), top, left);
+}
+
+}  // namespace shape_slots
+
+// One line per slot; each picks the Tensor-level overload by the slot's type, so a signature that
+// drifts from the CPU twin's stops the build here.
+void register_shape(DeviceKernels& k) {
+  k.concat_forward = &shape_slots::concat_forward;
+  k.concat_backward = &shape_slots::concat_backward;
+  k.pad2d_forward = &shape_slots::pad2d_forward;
+  k.pad2d_backward = &shape_slots::pad2d_backward;
 }
 
 }  // namespace glimpse::cuda

@@ -1,11 +1,24 @@
 // Element-wise kernels, the GPU twins of core/ops/elementwise.cpp: binary ops with broadcasting,
 // unary ops, affine, the broadcasting backward (reduce_sum_to) and the channel bias add.
+//
+// The CUDA twin of core/ops/elementwise.h: kernels and their launchers (declared in cuda/kernels.h), the
+// Tensor-level functions dispatch() reaches, and their registration (register_elementwise).
+#include "core/ops/elementwise.h"
+
 #include <cmath>
 
+#include "core/dispatch.h"
+#include "core/error.h"
+#include <cublas_v2.h>
+
+#include "cuda/check.h"
 #include "cuda/kernels.h"
+#include "cuda/resources.h"
 #include "cuda/launch.cuh"
+#include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
+
 namespace {
 
 constexpr int kMaxRank = 8;
@@ -228,6 +241,53 @@ void bias_add_forward(float* y, const float* x, const float* b, int64_t N, int64
 void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, cudaStream_t s) {
   GLIMPSE_CHECK(N >= 0 && C >= 0 && L >= 0, "cuda::bias_add_backward: bad sizes N=", N, " C=", C, " L=", L);
   detail::launch_rows("bias_add_backward_kernel", C, s, bias_add_backward_kernel, gb, gy, N, C, L);
+}
+
+// ---- the Tensor-level functions (the dispatch slots), named <op>_slots:: so that the registration
+// below cannot pick a launcher of the same name ----
+namespace elementwise_slots {
+
+void binary_forward(Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
+  const auto guard = on_device_of(out);
+  const Tensor ac = a.contiguous(), bc = b.contiguous();
+  cuda::binary_forward(device_data(out), out.shape(), device_data(ac), ac.shape(), device_data(bc), bc.shape(), op);
+}
+
+void unary_forward(Tensor& out, const Tensor& x, UnaryOp op) {
+  const auto guard = on_device_of(out);
+  cuda::unary_forward(device_data(out), device_data(x.contiguous()), out.numel(), op);
+}
+
+void affine_forward(Tensor& out, const Tensor& x, float scale, float shift) {
+  const auto guard = on_device_of(out);
+  cuda::affine_forward(device_data(out), device_data(x.contiguous()), out.numel(), scale, shift);
+}
+
+void reduce_sum_to(Tensor& out, const Tensor& in) {
+  // The CPU twin refuses a shape `in` does not broadcast from; so does this, before any launch.
+  GLIMPSE_CHECK(broadcast_shapes(out.shape(), in.shape(), "sum_to") == in.shape(), "sum_to: cannot reduce ",
+                shape_str(in.shape()), " to ", shape_str(out.shape()));
+  const auto guard = on_device_of(out);
+  const Tensor ic = in.contiguous();
+  cuda::reduce_sum_to(device_data(out), out.shape(), device_data(ic), ic.shape());
+}
+
+
+// y += alpha x (Tensor::add_: gradient accumulation, optimizers), through cuBLAS.
+void add_scaled(Tensor& y, const Tensor& x, float alpha) {
+  const auto guard = on_device_of(y);
+  CUBLAS_CHECK(cublasSaxpy_64(cublas_handle(), y.numel(), &alpha, device_data(x), 1, device_data(y), 1));
+}
+}  // namespace elementwise_slots
+
+// One line per slot; each picks the Tensor-level overload by the slot's type, so a signature that
+// drifts from the CPU twin's stops the build here.
+void register_elementwise(DeviceKernels& k) {
+  k.binary_forward = &elementwise_slots::binary_forward;
+  k.unary_forward = &elementwise_slots::unary_forward;
+  k.affine_forward = &elementwise_slots::affine_forward;
+  k.reduce_sum_to = &elementwise_slots::reduce_sum_to;
+  k.add_scaled = &elementwise_slots::add_scaled;
 }
 
 }  // namespace glimpse::cuda

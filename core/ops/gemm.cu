@@ -1,7 +1,14 @@
 // matmul, linear and y += alpha x through cuBLAS: the GPU twins of core/ops/gemm.cpp and
 // core/ops/elementwise.cpp's add_scaled, same names and contracts (cuda/tensor_ops.h).
+//
+// The CUDA twin of core/ops/gemm.h: kernels and their launchers (declared in cuda/kernels.h), the
+// Tensor-level functions dispatch() reaches, and their registration (register_gemm).
+#include "core/ops/gemm.h"
+
 #include <cublas_v2.h>
 
+#include "core/dispatch.h"
+#include "core/error.h"
 #include "cuda/check.h"
 #include "cuda/kernels.h"
 #include "cuda/resources.h"
@@ -58,9 +65,14 @@ void linear_backward(Tensor& gx, Tensor& gw, Tensor& gb, const Tensor& g, const 
   if (gb.defined()) bias_add_backward(device_data(gb), device_data(g), N, O, 1);
 }
 
-void add_scaled(Tensor& y, const Tensor& x, float alpha) {
-  const auto guard = on_device_of(y);
-  CUBLAS_CHECK(cublasSaxpy_64(cublas_handle(), y.numel(), &alpha, device_data(x), 1, device_data(y), 1));
+
+// One line per slot; each picks the Tensor-level overload by the slot's type, so a signature that
+// drifts from the CPU twin's stops the build here.
+void register_gemm(DeviceKernels& k) {
+  k.matmul_forward = &matmul_forward;
+  k.matmul_backward = &matmul_backward;
+  k.linear_forward = &linear_forward;
+  k.linear_backward = &linear_backward;
 }
 
 }  // namespace glimpse::cuda

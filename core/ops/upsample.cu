@@ -15,12 +15,22 @@
 // those with i0(o) in {i-1, i}, a contiguous range; the range is found from the inverse of src
 // (widened by one on each side) and each candidate's weight is recomputed exactly (0 if it does not
 // read i). Deterministic, no atomics.
+//
+// The CUDA twin of core/ops/upsample.h: kernels and their launchers (declared in cuda/kernels.h), the
+// Tensor-level functions dispatch() reaches, and their registration (register_upsample).
+#include "core/ops/upsample.h"
+
 #include <cmath>
 
+#include "core/dispatch.h"
+#include "core/error.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.cuh"
+#include "cuda/resources.h"
+#include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
+
 namespace {
 
 struct Axis {
@@ -49,7 +59,7 @@ __device__ inline Tap tap(const Axis& a, int64_t o) {
     src = __fadd_rn(__fmul_rn(a.scale, __fadd_rn(static_cast<float>(o), 0.5f)), -0.5f);
     if (src < 0.f) src = 0.f;
   }
-  const int64_t i0 = min(static_cast<int64_t>(src), a.in - 1);
+  const int64_t i0 = ::min(static_cast<int64_t>(src), a.in - 1);
   const int64_t i1 = i0 + (i0 < a.in - 1 ? 1 : 0);
   const float l1 = __fadd_rn(src, -static_cast<float>(i0));
   return {i0, i1, 1.f - l1, l1};
@@ -77,8 +87,8 @@ __device__ inline void readers(const Axis& a, int64_t i, int64_t& lo, int64_t& h
     first = (i - 0.5) / s - 0.5;
     last = (i + 1.5) / s - 0.5;
   }
-  lo = max(static_cast<int64_t>(floor(first)) - 1, int64_t(0));
-  hi = min(static_cast<int64_t>(ceil(last)) + 1, a.out - 1);
+  lo = ::max(static_cast<int64_t>(::floor(first)) - 1, int64_t(0));
+  hi = ::min(static_cast<int64_t>(::ceil(last)) + 1, a.out - 1);
   if (i == a.in - 1) hi = a.out - 1;  // the clamped tail (src beyond in-1) reads the last index
 }
 
@@ -134,6 +144,31 @@ void upsample_bilinear_backward(float* gx, const float* gout, int64_t NC, int64_
   check_sizes(NC, H, W, OH, OW, "upsample_bilinear_backward");
   detail::launch_elements("upsample_backward_kernel", NC * H * W, s, upsample_backward_kernel, gx, gout, NC * H * W,
                           make_axis(H, OH, align_corners), make_axis(W, OW, align_corners));
+}
+
+// ---- the Tensor-level functions (the dispatch slots), named <op>_slots:: so that the registration
+// below cannot pick a launcher of the same name ----
+namespace upsample_slots {
+
+void upsample_bilinear_forward(Tensor& out, const Tensor& x, bool align_corners) {
+  const auto guard = on_device_of(out);
+  cuda::upsample_bilinear_forward(device_data(out), device_data(x), x.size(0) * x.size(1), x.size(2), x.size(3),
+                                  out.size(2), out.size(3), align_corners);
+}
+
+void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corners) {
+  const auto guard = on_device_of(gx);
+  cuda::upsample_bilinear_backward(device_data(gx), device_data(gout), gx.size(0) * gx.size(1), gx.size(2),
+                                   gx.size(3), gout.size(2), gout.size(3), align_corners);
+}
+
+}  // namespace upsample_slots
+
+// One line per slot; each picks the Tensor-level overload by the slot's type, so a signature that
+// drifts from the CPU twin's stops the build here.
+void register_upsample(DeviceKernels& k) {
+  k.upsample_bilinear_forward = &upsample_slots::upsample_bilinear_forward;
+  k.upsample_bilinear_backward = &upsample_slots::upsample_bilinear_backward;
 }
 
 }  // namespace glimpse::cuda

@@ -2,13 +2,22 @@
 // dimension; max over one dimension; softmax and log-softmax along one dimension), forward and backward side by side.
 // A tensor is seen as [outer, len, inner] around the reduced dimension. Sums accumulate in double,
 // as the CPU does, and in a fixed order (no atomics), so results are reproducible bit for bit.
+//
+// The CUDA twin of core/ops/reduce.h: kernels and their launchers (declared in cuda/kernels.h), the
+// Tensor-level functions dispatch() reaches, and their registration (register_reduce).
+#include "core/ops/reduce.h"
+
 #include <cmath>
 
+#include "core/dispatch.h"
+#include "core/error.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.cuh"
 #include "cuda/resources.h"
+#include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
+
 namespace {
 
 constexpr int kSumBlocks = 256;  // partial sums of the first pass
@@ -51,65 +60,6 @@ __global__ void sum_dim_backward_kernel(float* gx, const float* gout, int64_t n,
   GLIMPSE_GRID_LOOP(i, n) gx[i] = scale * gout[(i / (len * inner)) * inner + i % inner];
 }
 
-// The maximum of row (a, c) along len (the shift that keeps exp from overflowing).
-__device__ inline float row_max(const float* x, int64_t base, int64_t len, int64_t inner) {
-  float m = -INFINITY;
-  for (int64_t l = 0; l < len; ++l) m = fmaxf(m, x[base + l * inner]);
-  return m;
-}
-
-// Softmax along len for row (a, c): y = exp(x - max) / sum exp(x - max), the sum in double.
-__global__ void softmax_forward_kernel(float* y, const float* x, int64_t outer, int64_t len, int64_t inner) {
-  GLIMPSE_GRID_LOOP(r, outer * inner) {
-    const int64_t base = (r / inner) * len * inner + r % inner;
-    const float m = row_max(x, base, len, inner);
-    double z = 0;
-    for (int64_t l = 0; l < len; ++l) {
-      const float e = expf(x[base + l * inner] - m);
-      y[base + l * inner] = e;
-      z += e;
-    }
-    const float inv = static_cast<float>(1.0 / z);
-    for (int64_t l = 0; l < len; ++l) y[base + l * inner] *= inv;
-  }
-}
-
-// gx = y (g - sum_l g y).
-__global__ void softmax_backward_kernel(float* gx, const float* gy, const float* y, int64_t outer, int64_t len,
-                                        int64_t inner) {
-  GLIMPSE_GRID_LOOP(r, outer * inner) {
-    const int64_t base = (r / inner) * len * inner + r % inner;
-    double dot = 0;
-    for (int64_t l = 0; l < len; ++l) dot += gy[base + l * inner] * y[base + l * inner];
-    const float d = static_cast<float>(dot);
-    for (int64_t l = 0; l < len; ++l) gx[base + l * inner] = y[base + l * inner] * (gy[base + l * inner] - d);
-  }
-}
-
-// y = x - (max + log sum exp(x - max)).
-__global__ void log_softmax_forward_kernel(float* y, const float* x, int64_t outer, int64_t len, int64_t inner) {
-  GLIMPSE_GRID_LOOP(r, outer * inner) {
-    const int64_t base = (r / inner) * len * inner + r % inner;
-    const float m = row_max(x, base, len, inner);
-    double z = 0;
-    for (int64_t l = 0; l < len; ++l) z += exp(static_cast<double>(x[base + l * inner] - m));
-    const float lse = m + static_cast<float>(log(z));
-    for (int64_t l = 0; l < len; ++l) y[base + l * inner] = x[base + l * inner] - lse;
-  }
-}
-
-// gx = g - exp(y) sum_l g.
-__global__ void log_softmax_backward_kernel(float* gx, const float* gy, const float* y, int64_t outer, int64_t len,
-                                            int64_t inner) {
-  GLIMPSE_GRID_LOOP(r, outer * inner) {
-    const int64_t base = (r / inner) * len * inner + r % inner;
-    double s = 0;
-    for (int64_t l = 0; l < len; ++l) s += gy[base + l * inner];
-    const float sf = static_cast<float>(s);
-    for (int64_t l = 0; l < len; ++l) gx[base + l * inner] = gy[base + l * inner] - expf(y[base + l * inner]) * sf;
-  }
-}
-
 // The index along len of the max of column (a, c): the first NaN, else the first maximum (the CPU's
 // rule in core/ops/reduce.cpp, comparison for comparison).
 __device__ int64_t first_argmax(const float* x, int64_t a, int64_t c, int64_t len, int64_t inner) {
@@ -144,16 +94,12 @@ __global__ void max_dim_backward_kernel(float* gx, const float* gout, const floa
   }
 }
 
-void check_split(int64_t outer, int64_t len, int64_t inner, const char* op) {
-  GLIMPSE_CHECK(outer >= 0 && len >= 0 && inner >= 0, "cuda::", op, ": bad sizes outer=", outer, " len=", len,
-                " inner=", inner);
-}
 
 // One thread per column (a, c) of [outer, len, inner], the sizes passed last; none when len is 0.
 template <typename... Params, typename... Args>
 void launch_columns(detail::KernelSite op, cudaStream_t s, void (*kernel)(Params...), int64_t outer, int64_t len,
                     int64_t inner, Args... args) {
-  check_split(outer, len, inner, op.name);
+  detail::check_split(outer, len, inner, op.name);
   detail::launch_elements(op, len ? outer * inner : 0, s, kernel, args..., outer, len, inner);
 }
 
@@ -181,42 +127,15 @@ void sum_all_backward(float* gx, const float* gout, int64_t n, float scale, cuda
 
 void sum_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, float scale,
                      cudaStream_t s) {
-  check_split(outer, len, inner, "sum_dim_forward");
+  detail::check_split(outer, len, inner, "sum_dim_forward");
   detail::launch_elements("sum_dim_kernel", outer * inner, s, sum_dim_kernel, out, x, outer, len, inner, scale);
 }
 
 void sum_dim_backward(float* gx, const float* gout, int64_t outer, int64_t len, int64_t inner, float scale,
                       cudaStream_t s) {
-  check_split(outer, len, inner, "sum_dim_backward");
+  detail::check_split(outer, len, inner, "sum_dim_backward");
   const int64_t n = outer * len * inner;
   detail::launch_elements("sum_dim_backward_kernel", n, s, sum_dim_backward_kernel, gx, gout, n, len, inner, scale);
-}
-
-// One thread per row (a, c) of the four softmax kernels; nothing to do for an empty dimension.
-void softmax_forward(float* y, const float* x, int64_t outer, int64_t len, int64_t inner, cudaStream_t s) {
-  check_split(outer, len, inner, "softmax_forward");
-  detail::launch_elements("softmax_forward_kernel", len ? outer * inner : 0, s, softmax_forward_kernel, y, x, outer,
-                          len, inner);
-}
-
-void softmax_backward(float* gx, const float* gy, const float* y, int64_t outer, int64_t len, int64_t inner,
-                      cudaStream_t s) {
-  check_split(outer, len, inner, "softmax_backward");
-  detail::launch_elements("softmax_backward_kernel", len ? outer * inner : 0, s, softmax_backward_kernel, gx, gy, y,
-                          outer, len, inner);
-}
-
-void log_softmax_forward(float* y, const float* x, int64_t outer, int64_t len, int64_t inner, cudaStream_t s) {
-  check_split(outer, len, inner, "log_softmax_forward");
-  detail::launch_elements("log_softmax_forward_kernel", len ? outer * inner : 0, s, log_softmax_forward_kernel, y, x,
-                          outer, len, inner);
-}
-
-void log_softmax_backward(float* gx, const float* gy, const float* y, int64_t outer, int64_t len, int64_t inner,
-                          cudaStream_t s) {
-  check_split(outer, len, inner, "log_softmax_backward");
-  detail::launch_elements("log_softmax_backward_kernel", len ? outer * inner : 0, s, log_softmax_backward_kernel, gx,
-                          gy, y, outer, len, inner);
 }
 
 // len == 0 has no maximum: the autograd op refuses it before any launch; here it launches nothing.
@@ -227,6 +146,44 @@ void max_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int
 void max_dim_backward(float* gx, const float* gout, const float* x, int64_t outer, int64_t len, int64_t inner,
                       cudaStream_t s) {
   launch_columns("max_dim_backward", s, max_dim_backward_kernel, outer, len, inner, gx, gout, x);
+}
+
+// ---- the Tensor-level functions (the dispatch slots), named <op>_slots:: so that the registration
+// below cannot pick a launcher of the same name ----
+namespace reduce_slots {
+
+// A sum over the whole tensor (one output) runs the two-pass block reduction; one thread per output
+// would add every value on a single GPU thread.
+void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
+  const auto guard = on_device_of(out);
+  if (s.outer * s.inner == 1) cuda::sum_all_forward(device_data(out), device_data(x), s.len);
+  else cuda::sum_dim_forward(device_data(out), device_data(x), s.outer, s.len, s.inner);
+}
+
+void sum_dim_backward(Tensor& gx, const Tensor& gout, const DimSplit& s, float scale) {
+  const auto guard = on_device_of(gx);
+  cuda::sum_dim_backward(device_data(gx), device_data(gout), s.outer, s.len, s.inner, scale);
+}
+
+void max_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
+  const auto guard = on_device_of(out);
+  cuda::max_dim_forward(device_data(out), device_data(x), s.outer, s.len, s.inner);
+}
+
+void max_dim_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const DimSplit& s) {
+  const auto guard = on_device_of(gx);
+  cuda::max_dim_backward(device_data(gx), device_data(gout), device_data(x), s.outer, s.len, s.inner);
+}
+
+}  // namespace reduce_slots
+
+// One line per slot; each picks the Tensor-level overload by the slot's type, so a signature that
+// drifts from the CPU twin's stops the build here.
+void register_reduce(DeviceKernels& k) {
+  k.sum_dim_forward = &reduce_slots::sum_dim_forward;
+  k.sum_dim_backward = &reduce_slots::sum_dim_backward;
+  k.max_dim_forward = &reduce_slots::max_dim_forward;
+  k.max_dim_backward = &reduce_slots::max_dim_backward;
 }
 
 }  // namespace glimpse::cuda
