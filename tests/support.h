@@ -26,6 +26,23 @@ inline std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
+// Expects f to throw a glimpse::Error whose message holds every one of `parts`: a failure if it
+// throws nothing, something else, or a message without one of them.
+inline void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
+  std::string msg;
+  try {
+    f();
+    ADD_FAILURE() << "no error thrown";
+    return;
+  } catch (const Error& e) {
+    msg = e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a glimpse::Error: " << e.what();
+    return;
+  }
+  for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+}
+
 // ---- comparing numbers ----
 // Every comparison here is NaN-aware. A comparison with NaN is false, so std::max(worst, NaN) keeps
 // `worst` and a NaN in a result would pass any tolerance; these helpers make it an infinite error.
