@@ -526,7 +526,7 @@ std::string base64(const std::string& in) {
 }
 }  // namespace
 
-std::string png_base64(const attr::Image& image) {
+std::string png_base64(const io::Image& image) {
   GLIMPSE_CHECK(!image.empty(), "png_base64: empty image");
   std::string bytes;
   const int ok = stbi_write_png_to_func(append_bytes, &bytes, static_cast<int>(image.width),
@@ -536,7 +536,7 @@ std::string png_base64(const attr::Image& image) {
   return base64(bytes);
 }
 
-attr::Image display_image(const Tensor& input) { return attr::tensor_to_image(data::denormalize(input)); }
+io::Image display_image(const Tensor& input) { return io::tensor_to_image(data::denormalize(input)); }
 
 std::string strf(const char* fmt, ...) {
   char buf[1024];

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attribution/attribution.h"
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "core/progress.h"
 #include "core/tensor.h"
 #include "data/data.h"
@@ -139,10 +139,10 @@ void ensure_dir(const std::string& dir);
 // Path with its extension replaced: ("a/b.safetensors", ".curve.json") -> "a/b.curve.json".
 std::string sibling(const std::string& path, const std::string& suffix);
 // PNG bytes of an image, base64 (for inline <img src="data:image/png;base64,...">).
-std::string png_base64(const glimpse::attr::Image& image);
+std::string png_base64(const glimpse::io::Image& image);
 
 // A model input [1, 3, S, S] (normalized as the loader does) -> a displayable RGB image.
-glimpse::attr::Image display_image(const Tensor& input);
+glimpse::io::Image display_image(const Tensor& input);
 // The printf of std::string.
 std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // Seconds since `start` (steady clock).

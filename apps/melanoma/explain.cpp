@@ -57,14 +57,14 @@ ExplainResult run_explain(const ExplainOptions& o) {
   const attr::AttributionMap am = attr::explain(o.method, model, x, opt);
 
   // The photo at display size, the map upsampled onto it.
-  attr::Image photo = attr::load_image(o.image);
+  io::Image photo = io::load_image(o.image);
   const int64_t pw = photo.width, ph = photo.height;
   if (o.display > 0) {
     const double s = static_cast<double>(o.display) / static_cast<double>(std::max(pw, ph));
-    photo = attr::resize_image(photo, std::max<int64_t>(1, std::llround(pw * s)), std::max<int64_t>(1, std::llround(ph * s)));
+    photo = io::resize_image(photo, std::max<int64_t>(1, std::llround(pw * s)), std::max<int64_t>(1, std::llround(ph * s)));
   }
   const Tensor map = attr::normalize_maps(attr::upsample_maps(am.map, photo.height, photo.width));
-  attr::Image overlay = attr::overlay_heatmap(photo, map, cmap, o.alpha);
+  io::Image overlay = attr::overlay_heatmap(photo, map, cmap, o.alpha);
   attr::RegionOptions ro;
   ro.threshold = threshold;
   ro.max_regions = o.max_regions;
@@ -104,7 +104,7 @@ ExplainResult run_explain(const ExplainOptions& o) {
   if (!o.out.empty()) {
     const fs::path p(o.out);
     if (p.has_parent_path()) ensure_dir(p.parent_path().string());
-    attr::save_png(o.out, overlay);
+    io::save_png(o.out, overlay);
   }
   if (!o.json.empty()) write_json(o.json, r.json);
 

@@ -152,10 +152,10 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
         maps = maps.contiguous();
         for (int64_t i = 0; i < B; ++i) {
           const Tensor m = maps.slice(i, i + 1);
-          attr::Mask truth = b.masks[static_cast<size_t>(i)];
-          if (truth.width != S || truth.height != S) truth = attr::resize_mask(truth, S, S);
+          io::Mask truth = b.masks[static_cast<size_t>(i)];
+          if (truth.width != S || truth.height != S) truth = io::resize_mask(truth, S, S);
           for (size_t k = 0; k < res.thresholds.size(); ++k) {
-            const attr::Mask p =
+            const io::Mask p =
                 attr::threshold_map(m, {attr::ThresholdMethod::Value, static_cast<float>(res.thresholds[k])});
             acc.dice_t[k] += attr::dice(p, truth);
             acc.iou_t[k] += attr::iou(p, truth);

@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "attribution/regions.h"
 #include "attribution/render.h"
 #include "commands.h"
@@ -30,7 +30,7 @@ struct Common {
   int threads = 0;
   uint64_t seed = 1;
   std::string progress = "auto";
-  double max_megapixels = 40;  // pixel budget of every image read (attr::set_max_image_pixels)
+  double max_megapixels = 40;  // pixel budget of every image read (io::set_max_image_pixels)
 };
 
 const CLI::Validator kMethod(
@@ -359,7 +359,7 @@ int main(int argc, char** argv) {
   try {
     set_progress(c.progress);
     setup_runtime(c.threads, c.seed);
-    glimpse::attr::set_max_image_pixels(std::max<int64_t>(1, std::llround(c.max_megapixels * 1e6)));
+    glimpse::io::set_max_image_pixels(std::max<int64_t>(1, std::llround(c.max_megapixels * 1e6)));
     if (*synth) {
       so.seed = c.seed;
       run_synth(so);

@@ -1,6 +1,6 @@
-// Image files and conversions; see image_io.h. Decoding lives in image_decode.cpp. Debian's libstb
+// Image files and conversions; see core/io/image.h. Decoding lives in image_decode.cpp. Debian's libstb
 // ships stb_image_write compiled, so its header is included for declarations only.
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 
 #include <stb_image_write.h>
 
@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 
-namespace glimpse::attr {
+namespace glimpse::io {
 
 namespace {
 
@@ -188,4 +188,4 @@ Image resize_image(const Image& image, int64_t width, int64_t height) {
   return out;
 }
 
-}  // namespace glimpse::attr
+}  // namespace glimpse::io

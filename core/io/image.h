@@ -12,7 +12,7 @@
 
 #include "core/tensor.h"
 
-namespace glimpse::attr {
+namespace glimpse::io {
 
 struct Image {
   int64_t width = 0, height = 0, channels = 3;
@@ -90,4 +90,4 @@ Mask resize_mask(const Mask& mask, int64_t width, int64_t height);
 // in 1..kMaxImageSide.
 Image resize_image(const Image& image, int64_t width, int64_t height);
 
-}  // namespace glimpse::attr
+}  // namespace glimpse::io

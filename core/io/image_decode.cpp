@@ -31,10 +31,10 @@
 #include <png.h>
 #include <stb_image.h>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "core/error.h"
 
-namespace glimpse::attr {
+namespace glimpse::io {
 
 namespace {
 
@@ -98,7 +98,7 @@ void check_declared_size(int64_t w, int64_t h, const std::string& name, const ch
     std::snprintf(lim, sizeof lim, "%g", static_cast<double>(limit) / 1e6);
     GLIMPSE_FAIL("cannot read image '", name, "': its ", format, " header declares ", w, "x", h, " pixels (", mp,
                  " megapixels), over the limit of ", lim, " megapixels; if the image is genuine, raise the limit "
-                 "with --max-megapixels (attr::set_max_image_pixels in code)");
+                 "with --max-megapixels (io::set_max_image_pixels in code)");
   }
 }
 
@@ -475,4 +475,4 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name, in
   GLIMPSE_FAIL("decode_image: unreachable");
 }
 
-}  // namespace glimpse::attr
+}  // namespace glimpse::io
