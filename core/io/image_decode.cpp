@@ -1,5 +1,5 @@
 // decode_image: image bytes from anywhere (a dataset off the internet, an upload) -> Image, memory-safe
-// on any input. See image_io.h for the contract.
+// on any input. See core/io/image.h for the contract.
 //
 // Why three libraries: Debian's stb_image is 2.27, whose JPEG Huffman-table builder writes past its
 // table on a crafted DHT segment and whose PNM path reads past its buffer on 16-bit files
