@@ -18,6 +18,7 @@
 #include "attribution/regions.h"
 #include "attribution/render.h"
 #include "commands.h"
+#include "export.h"
 #include "interrupt.h"
 #include "layers/models.h"
 
@@ -354,6 +355,9 @@ int main(int argc, char** argv) {
   demo->add_option("--gallery", dmo.gallery, "Report gallery images")->check(CLI::Range(int64_t(0), int64_t(1000)))->capture_default_str();
   add_common(demo, c);
 
+  ExportOptions exo;
+  CLI::App* exp = add_export_command(app, exo);
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -399,6 +403,8 @@ int main(int argc, char** argv) {
     } else if (*demo) {
       dmo.seed = c.seed;
       run_demo(dmo);
+    } else if (*exp) {
+      run_export(exo);
     }
   } catch (const CLI::Error& e) {
     return app.exit(e);
