@@ -1,4 +1,4 @@
-// Weights in from PyTorch: a torchvision state_dict (converted to safetensors by
+// Weights in: a glimpse checkpoint, or from PyTorch a torchvision state_dict (converted to safetensors by
 // tools/torch_to_safetensors.py) loaded into glimpse's resnet18-gap or vgg16-gap.
 //
 // glimpse's models use torchvision's layout, so most names are the same; the mapping says what
@@ -31,5 +31,10 @@ std::vector<std::string> torchvision_architectures();
 // Loads `path` (safetensors with torchvision names) into `model`. new_head: the classifier may
 // differ in class count (it then keeps its initialisation). A refused file changes nothing.
 TorchImport import_torchvision(Model& model, const std::string& path, bool new_head = false);
+
+// `train --init`: a glimpse checkpoint of the same architecture (metadata format = glimpse; its
+// optimizer state ignored; same names, same shapes) or else a torchvision file as above. new_head:
+// the classifier may have another class count and then keeps its initialisation.
+TorchImport import_weights(Model& model, const std::string& path, bool new_head = false);
 
 }  // namespace glimpse::interop

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/grad_mode.h"
+#include "commands.h"
+#include "init_weights.h"
 #include "core/io/safetensors.h"
 #include "interop/torch_import.h"
 #include "layers/models.h"
@@ -181,4 +183,74 @@ TEST(TorchImport, RefusesWrongShapeMissingAndUnexpectedKeys) {
               interop::import_torchvision(*small, kFixture);
             }).find("resnet18-gap and vgg16-gap only, not 'small-gap'"),
             std::string::npos);
+}
+
+// train --init / --freeze: a run started from another run's checkpoint keeps the frozen layers
+// bit for bit, trains the rest, records both in its metadata, and a resume keeps them frozen.
+// A checkpoint with another class count starts a new classifier.
+TEST(TorchImport, TrainInitAndFreeze) {
+  const std::string dir = temp_file("train");
+  fs::create_directories(dir);
+  mel::SynthOptions s;
+  s.out = dir + "/data";
+  s.count = 24;
+  s.size = 32;
+  s.seed = 3;
+  s.val_fraction = 0.25;
+  mel::run_synth(s);
+  mel::TrainOptions t;
+  t.data = s.out;
+  t.size = 32;
+  t.epochs = 1;
+  t.batch = 8;
+  t.quiet = true;
+  t.out = dir + "/first.safetensors";
+  mel::train_model(t);
+  const mel::LoadedModel first = mel::load_model(t.out);
+
+  mel::TrainOptions u = t;
+  u.out = dir + "/second.safetensors";
+  u.init = t.out;
+  u.freeze = "features.0,features.3";
+  u.epochs = 2;
+  u.seed = 9;  // another initialisation: everything not loaded would differ
+  mel::train_model(u);
+  auto second = mel::load_model(u.out);
+  EXPECT_EQ(second.meta.init, t.out);
+  EXPECT_EQ(second.meta.freeze, "features.0,features.3");
+  std::map<std::string, Tensor> a, b;
+  for (auto& [n, p] : first.model->named_parameters()) a[n] = p;
+  for (auto& [n, p] : second.model->named_parameters()) b[n] = p;
+  for (const char* frozen : {"features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias"})
+    EXPECT_EQ(glimpse::testing::relative_error(b[frozen], a[frozen]), 0.0) << frozen;
+  for (const char* trained : {"features.6.weight", "classifier.weight"})
+    EXPECT_GT(glimpse::testing::relative_error(b[trained], a[trained]), 0.0) << trained;
+
+  // Resumed for a third epoch: still frozen.
+  mel::TrainOptions v = u;
+  v.init.clear();
+  v.freeze.clear();  // from the checkpoint
+  v.resume = u.out;
+  v.epochs = 3;
+  mel::train_model(v);
+  auto third = mel::load_model(u.out);
+  EXPECT_EQ(third.meta.freeze, "features.0,features.3");
+  for (auto& [n, p] : third.model->named_parameters())
+    if (n.starts_with("features.0.") || n.starts_with("features.3.")) {
+      EXPECT_EQ(glimpse::testing::relative_error(p, a[n]), 0.0) << n;
+    }
+
+  // Another class count: the features load, the classifier starts anew.
+  Rng rng(4);
+  auto two = small_gap_net(2, 32, rng);
+  const interop::TorchImport r = interop::import_weights(*two, t.out, /*new_head=*/true);
+  EXPECT_EQ(r.kept, (std::vector<std::string>{"classifier.bias", "classifier.weight"}));
+  EXPECT_EQ(r.loaded.size(), 6u);
+  // Without a new head that is refused, naming the key and both shapes.
+  const std::string e = error_of([&] { interop::import_weights(*two, t.out); });
+  EXPECT_NE(e.find("key 'classifier.weight': expected shape [2, 128], found [3, 128]"), std::string::npos) << e;
+  // A prefix that names nothing.
+  EXPECT_NE(error_of([&] { mel::freeze_layers(*two, "feature"); }).find("--freeze: 'feature' names no layer"),
+            std::string::npos);
+  fs::remove_all(dir);
 }

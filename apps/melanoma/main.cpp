@@ -169,6 +169,10 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
         ->check(kOutFile)
         ->capture_default_str();
     sub->add_option("--resume", t.resume, "Continue from this checkpoint (its arch, size and epoch)")->check(CLI::ExistingFile);
+    sub->add_option("--init", t.init, "Start from these weights: a glimpse checkpoint of --arch, or torchvision weights "
+                                      "converted by tools/torch_to_safetensors.py (resnet18-gap, vgg16-gap); a new "
+                                      "classifier when the class count differs")->check(CLI::ExistingFile);
+    sub->add_option("--freeze", t.freeze, "Keep these layers fixed: comma-separated dotted prefixes, e.g. conv1,bn1,layer1");
   }
 }
 
