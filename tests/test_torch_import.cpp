@@ -254,3 +254,24 @@ TEST(TorchImport, TrainInitAndFreeze) {
             std::string::npos);
   fs::remove_all(dir);
 }
+
+// The other direction: tools/glimpse_torch.py's PyTorch twins of the five architectures, given
+// weights under glimpse's names, compute what glimpse computes -- so a glimpse checkpoint loaded
+// there (its strict load_state_dict) is the same network.
+TEST(TorchImport, PyTorchTwinsOfEveryArchitectureGiveGlimpsesLogits) {
+  const SafetensorsFile f = load_safetensors(std::string(GLIMPSE_TEST_FIXTURES) + "/glimpse_torch_round_trip.safetensors");
+  auto get = [&](const std::string& name) {
+    for (const auto& [n, t] : f.tensors)
+      if (n == name) return t;
+    ADD_FAILURE() << "fixture lacks " << name;
+    return Tensor();
+  };
+  for (const std::string arch : {"small-gap", "bn-gap", "bn-gap-fine", "vgg16-gap", "resnet18-gap"}) {
+    Rng rng(1);
+    auto model = make_model(arch, 3, 32, rng);
+    for (auto& [name, t] : model->state()) t.copy_from(fill(name, t.shape()));
+    NoGradGuard no_grad;
+    model->eval();
+    glimpse::testing::expect_close(arch + " logits", (*model)(get(arch + ".input")), get(arch + ".logits"), 1e-4);
+  }
+}
