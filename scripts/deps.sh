@@ -3,6 +3,8 @@
 # Run as root (or with sudo available). nvcc and cuDNN are not Debian packages: the build finds
 # them under /usr/local/cuda when present (GLIMPSE_CUDA=AUTO) and builds the CPU backend otherwise.
 # clang and libclang-rt-14-dev (libFuzzer) are for the fuzz step of the tests (scripts/fuzz.sh) only.
+# libonnx-dev + libprotobuf-dev build ONNX export (GLIMPSE_ONNX=AUTO builds without them, and `melanoma
+# export` then says so); libopencv-dnn-dev is the independent ONNX runtime test_onnx_export checks it with.
 set -euo pipefail
 
 required=(
@@ -11,6 +13,7 @@ required=(
   libjpeg-dev libpng-dev
   dataset-fashion-mnist
   clang libclang-rt-14-dev
+  libonnx-dev libprotobuf-dev libopencv-dnn-dev
 )
 optional=(ccache)
 

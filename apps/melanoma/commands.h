@@ -48,6 +48,8 @@ struct TrainOptions {
   glimpse::data::Preprocess preprocess;  // hair removal, colour constancy
   std::string out = "melanoma.safetensors";  // checkpoint, rewritten atomically every epoch
   std::string resume;                         // checkpoint to continue from
+  std::string init;    // weights to start from (glimpse checkpoint or converted torchvision file)
+  std::string freeze;  // comma-separated dotted prefixes whose parameters stay fixed
   uint64_t seed = 1;
   bool quiet = false;              // no per-epoch lines (used by roar's many retrainings)
   std::string device = "cpu";      // cpu | cuda | cuda:N (resolve_device); the returned model is on the CPU

@@ -97,7 +97,9 @@ std::map<std::string, std::string> meta_to_map(const ModelMeta& m) {
           {"hair_removal", m.preprocess.hair_removal ? "1" : "0"},
           {"color_constancy", m.preprocess.color_constancy ? "1" : "0"},
           {"val_auc_mean", strf("%.6f", m.val_auc_mean)},
-          {"mask_guidance", strf("%g", m.mask_guidance)}};
+          {"mask_guidance", strf("%g", m.mask_guidance)},
+          {"init", m.init},
+          {"freeze", m.freeze}};
 }
 
 namespace {
@@ -202,6 +204,8 @@ ModelMeta meta_from_map(const std::map<std::string, std::string>& m, const std::
   }
   meta.optimizer = get(m, "optimizer");
   meta.schedule = get(m, "schedule");
+  meta.init = get(m, "init");
+  meta.freeze = get(m, "freeze");
   meta.lr = opt_double(m, "lr", path, 0, 0, 1e6);
   if (const std::string* seed = find(m, "seed")) {
     const auto [end, ec] = std::from_chars(seed->data(), seed->data() + seed->size(), meta.seed);

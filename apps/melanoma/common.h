@@ -66,6 +66,7 @@ struct ModelMeta {
   glimpse::data::Preprocess preprocess;  // what the model was trained with
   double val_auc_mean = -1;   // last validation score, if any
   double mask_guidance = 0;   // weight of train's --mask-guidance (0: CAM never saw a mask)
+  std::string init, freeze;   // train --init (where the weights came from) and --freeze
 };
 // Bounds of checkpoint metadata (a checkpoint is untrusted input).
 inline constexpr int64_t kMaxInputSize = 4096;

@@ -18,6 +18,7 @@
 #include "attribution/regions.h"
 #include "attribution/render.h"
 #include "commands.h"
+#include "export.h"
 #include "interrupt.h"
 #include "layers/models.h"
 
@@ -168,6 +169,10 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
         ->check(kOutFile)
         ->capture_default_str();
     sub->add_option("--resume", t.resume, "Continue from this checkpoint (its arch, size and epoch)")->check(CLI::ExistingFile);
+    sub->add_option("--init", t.init, "Start from these weights: a glimpse checkpoint of --arch, or torchvision weights "
+                                      "converted by tools/torch_to_safetensors.py (resnet18-gap, vgg16-gap); a new "
+                                      "classifier when the class count differs")->check(CLI::ExistingFile);
+    sub->add_option("--freeze", t.freeze, "Keep these layers fixed: comma-separated dotted prefixes, e.g. conv1,bn1,layer1");
   }
 }
 
@@ -354,6 +359,9 @@ int main(int argc, char** argv) {
   demo->add_option("--gallery", dmo.gallery, "Report gallery images")->check(CLI::Range(int64_t(0), int64_t(1000)))->capture_default_str();
   add_common(demo, c);
 
+  ExportOptions exo;
+  CLI::App* exp = add_export_command(app, exo);
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -399,6 +407,8 @@ int main(int argc, char** argv) {
     } else if (*demo) {
       dmo.seed = c.seed;
       run_demo(dmo);
+    } else if (*exp) {
+      run_export(exo);
     }
   } catch (const CLI::Error& e) {
     return app.exit(e);
