@@ -29,7 +29,7 @@ if(NOT GLIMPSE_CPU_ARCH STREQUAL "none")
 endif()
 
 add_library(glimpse INTERFACE)
-target_link_libraries(glimpse INTERFACE glimpse_data glimpse_interop glimpse_backends)
+target_link_libraries(glimpse INTERFACE glimpse_attribution glimpse_data glimpse_interop glimpse_backends)
 
 set(_glimpse_targets glimpse glimpse_backends)
 foreach(layer ${_glimpse_layers})
@@ -45,7 +45,7 @@ endif()
 install(TARGETS ${_glimpse_targets} EXPORT glimpseTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-foreach(dir ${_glimpse_layers} cuda)
+foreach(dir core autograd layers attribution data cuda)  # layers/ holds interop/
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/glimpse/${dir}
           FILES_MATCHING PATTERN "*.h" PATTERN "*.cuh")
 endforeach()

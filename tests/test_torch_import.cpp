@@ -10,11 +10,11 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "init_weights.h"
 #include "core/io/safetensors.h"
-#include "interop/torch_import.h"
+#include "layers/interop/torch_import.h"
 #include "layers/models.h"
 #include "support.h"
 

@@ -7,7 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "interop/onnx_export.h"
+#include "layers/interop/onnx_export.h"
 
 namespace mel {
 

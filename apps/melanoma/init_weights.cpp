@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "interop/torch_import.h"
+#include "layers/interop/torch_import.h"
 
 namespace mel {
 

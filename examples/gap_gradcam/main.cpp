@@ -7,10 +7,10 @@
 #include <vector>
 
 #include <glimpse/attribution/attribution.h>
-#include <glimpse/attribution/image_io.h>
 #include <glimpse/attribution/render.h>
 #include <glimpse/autograd/functions.h>
-#include <glimpse/autograd/grad_mode.h>
+#include <glimpse/core/grad_mode.h>
+#include <glimpse/core/io/image.h>
 #include <glimpse/layers/models.h>
 #include <glimpse/layers/optim.h>
 
@@ -89,12 +89,12 @@ int main(int argc, char** argv) {
               (long long)test.x0[i], (long long)test.y0[i], (long long)kSquare, on_square ? "on it" : "off it");
 
   // The photo: the input's first channel mapped to grey, the heatmap blended over it.
-  attr::Image photo(kSide, kSide, 3);
+  io::Image photo(kSide, kSide, 3);
   for (int64_t j = 0; j < kSide * kSide; ++j) {
     const float v = std::min(1.f, std::max(0.f, (x.data()[j] + 1.f) / 3.f));
     for (int c = 0; c < 3; ++c) photo.pixels[j * 3 + c] = static_cast<uint8_t>(v * 255.f);
   }
-  attr::save_png(argv[1], attr::overlay_heatmap(photo, m.map));
+  io::save_png(argv[1], attr::overlay_heatmap(photo, m.map));
   std::printf("wrote %s\n", argv[1]);
   return accuracy >= 0.9 && on_square ? 0 : 1;
 }

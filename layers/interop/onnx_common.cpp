@@ -2,7 +2,7 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "interop/onnx_export.h"
+#include "layers/interop/onnx_export.h"
 
 namespace glimpse::interop {
 

@@ -14,7 +14,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
-#include "interop/onnx_export.h"
+#include "layers/interop/onnx_export.h"
 #include "layers/layers.h"
 
 namespace glimpse::interop {

@@ -1,7 +1,7 @@
 // ONNX export in a build without libonnx-dev / libprotobuf-dev (GLIMPSE_ONNX=AUTO found neither, or
 // OFF): every call says why and how to get it, so that the rest of glimpse builds and runs.
 #include "core/error.h"
-#include "interop/onnx_export.h"
+#include "layers/interop/onnx_export.h"
 
 namespace glimpse::interop {
 

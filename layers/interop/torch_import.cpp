@@ -1,4 +1,4 @@
-#include "interop/torch_import.h"
+#include "layers/interop/torch_import.h"
 
 #include <algorithm>
 #include <functional>
