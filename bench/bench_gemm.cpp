@@ -15,7 +15,7 @@ void BM_Gemm(benchmark::State& state) {
   const int64_t n = state.range(0);
   const bool ta = state.range(1) & 1, tb = state.range(1) & 2;
   Tensor a = uniform({n, n}, 1), b = uniform({n, n}, 2), c = Tensor::zeros({n, n});
-  gemm(ta, tb, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  cpu::gemm(ta, tb, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
   // Validate: a few entries against a naive product (a stored [M,K] or [K,M] when transposed).
   Rng pick(3);
   for (int t = 0; t < 16; ++t) {
@@ -30,7 +30,7 @@ void BM_Gemm(benchmark::State& state) {
     }
   }
   for (auto _ : state) {
-    gemm(ta, tb, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+    cpu::gemm(ta, tb, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }

@@ -91,10 +91,10 @@ void BM_ReluMaxPool(benchmark::State& state, PoolShape s) {
   Tensor r = Tensor::empty(x.shape()), out = Tensor::empty(g.shape()), gr = Tensor::empty(x.shape()),
          gx = Tensor::empty(x.shape());
   auto two_ops = [&] {
-    relu_forward(r, x);
+    cpu::relu_forward(r, x);
     cpu::max_pool2d_forward(out, r, opt);
     cpu::max_pool2d_backward(gr, g, r, opt);
-    relu_backward(gx, gr, x, ReluRule::Standard);
+    cpu::relu_backward(gx, gr, x, ReluRule::Standard);
   };
   auto one_op = [&] {
     cpu::relu_max_pool2x2_forward(out, x);
