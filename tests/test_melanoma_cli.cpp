@@ -507,6 +507,36 @@ TEST_F(MelanomaApp, PredictWritesACsvRowAndOverlayPerPhoto) {
   EXPECT_NE(error_of([&] { mel::run_predict(o); }).find("empty"), std::string::npos);
 }
 
+TEST_F(MelanomaApp, SanityRandomizesFromTheTopAndComparesMaps) {
+  mel::SanityOptions o;
+  o.model = dir_ + "/model.safetensors";
+  o.data = dir_ + "/data";
+  o.methods = "cam,guided-backprop";
+  o.limit = 3;
+  o.json = dir_ + "/sanity/sanity.json";
+  o.figure = dir_ + "/sanity/sanity.png";
+  const mel::SanityResult r = mel::run_sanity(o);
+  EXPECT_EQ(r.images, 3);
+  ASSERT_FALSE(r.layers.empty());
+  EXPECT_EQ(r.layers.front(), "classifier");  // the top first
+  ASSERT_EQ(r.rows.size(), 2u);
+  for (const auto& row : r.rows) {
+    ASSERT_EQ(row.spearman.size(), r.layers.size());
+    for (size_t l = 0; l < row.spearman.size(); ++l) {
+      EXPECT_LE(std::abs(row.spearman[l]), 1.0 + 1e-12);
+      EXPECT_LE(row.ssim[l], 1.0 + 1e-12);
+    }
+  }
+  // CAM = sum_k W[c,k] A_k: a random classifier W must change it.
+  EXPECT_LT(r.rows[0].spearman[0], 0.99);
+  const auto j = mel::read_json(o.json);
+  EXPECT_EQ(j["rows"][1]["method"], "guided-backprop");
+  EXPECT_EQ(j["rows"][1]["flagged"].get<bool>(), r.rows[1].flagged);
+  const auto fig = glimpse::attr::load_image(o.figure);
+  EXPECT_EQ(fig.height, 2 * (48 + 2));
+  EXPECT_EQ(fig.width, static_cast<int64_t>(r.layers.size() + 1) * (48 + 2));
+}
+
 TEST(MelanomaCommon, DihedralIsTheGroupOfTheSquare) {
   // 3x3 plane with distinct values: a flip reverses rows, a quarter turn is numpy's rot90
   // (counter-clockwise): out[i][j] = in[j][S-1-i].

@@ -261,6 +261,27 @@ void run_report(const ReportOptions& o);
 // Parses one JSON file the app reads, as the app would, and returns what it renders from it (HTML or a summary); throws glimpse::Error naming the file and key on malformed input. kind: "curve", "eval", "localize", "two_stage", "roar".
 std::string parse_app_json(const std::string& kind, const std::string& path);
 
+// ---- sanity (Adebayo et al. 2018, cascading model randomization) ----
+struct SanityOptions {
+  std::string model, data, split = "val", json, figure;
+  std::string methods = "cam,gradcam,saliency,guided-backprop,integrated-gradients";
+  int64_t limit = 8;              // images (the first of the split)
+  double flag_spearman = 0.5;     // flagged when Spearman >= this with every layer random
+  uint64_t seed = 1;
+};
+struct SanityRow {
+  std::string method;
+  std::vector<double> spearman, ssim;  // one per cascade step (layers re-initialized so far)
+  bool flagged = false;
+};
+struct SanityResult {
+  std::vector<std::string> layers;     // re-initialized in this order (top first)
+  std::vector<SanityRow> rows;
+  int64_t images = 0;
+  double seconds = 0;
+};
+SanityResult run_sanity(const SanityOptions& o);
+
 // ---- demo ----
 struct DemoOptions {
   std::string out = "melanoma-demo";

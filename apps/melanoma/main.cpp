@@ -3,7 +3,7 @@
 // every attribution method what the network took for melanoma.
 //
 //   build/bin/melanoma demo --out demo            # the whole story in a few minutes
-//   build/bin/melanoma <subcommand> --help        # synth train eval explain predict localize two-stage roar report demo
+//   build/bin/melanoma <subcommand> --help        # synth train eval explain predict sanity localize two-stage roar report demo
 //
 // This file only parses flags (CLI11) into the option structs of commands.h; a bad flag prints the
 // error and the subcommand's usage; errors at run time print one line naming the value at fault.
@@ -285,6 +285,23 @@ int main(int argc, char** argv) {
   predict->add_flag("!--no-overlays", pro.overlays, "Write predictions.csv only");
   add_device(predict, pro.device);
   add_common(predict, c);
+  // sanity
+  SanityOptions sao;
+  CLI::App* sanity = app.add_subcommand("sanity", "Adebayo et al. 2018: re-initialize the layers from the top, one more "
+                                                  "at a time, and measure how much each method's maps change "
+                                                  "(Spearman, SSIM); flags methods whose maps do not");
+  sanity->add_option("--model", sao.model, "Checkpoint")->required()->check(CLI::ExistingFile);
+  sanity->add_option("--data", sao.data, "Data directory")->required()->check(CLI::ExistingDirectory);
+  sanity->add_option("--split", sao.split, "Split")->capture_default_str();
+  sanity->add_option("--methods", sao.methods, "Comma-separated methods, or all")->check(kMethodList)->capture_default_str();
+  sanity->add_option("--limit", sao.limit, "Images (the first of the split)")
+      ->check(CLI::Range(int64_t(1), int64_t(256)))
+      ->capture_default_str();
+  sanity->add_option("--json", sao.json, "Also write the table here")->check(kOutFile);
+  sanity->add_option("--figure", sao.figure, "PNG: one row per method, the first image's map trained and after each step")
+      ->check(kOutFile);
+  add_common(sanity, c);
+
   // localize
   LocalizeOptions lo;
   CLI::App* localize = app.add_subcommand("localize", "Score every method's maps against the lesion masks of a split "
@@ -416,6 +433,9 @@ int main(int argc, char** argv) {
     } else if (*predict) {
       pro.explain.seed = c.seed;
       run_predict(pro);
+    } else if (*sanity) {
+      sao.seed = c.seed;
+      run_sanity(sao);
     } else if (*localize) {
       lo.seed = c.seed;
       run_localize(lo);
