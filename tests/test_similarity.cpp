@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "attribution/similarity.h"
-#include "tests/support.h"
 
 using glimpse::Tensor;
 

@@ -14,6 +14,7 @@
 // the trained model's (mean Spearman >= 0.5): its maps then show the image or the architecture
 // rather than what the network learned. The data-randomization test of the same paper (retrain on
 // shuffled labels) is not run.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -22,8 +23,6 @@
 #include "attribution/attribution.h"
 #include "attribution/render.h"
 #include "attribution/similarity.h"
-#include "autograd/functions.h"
-#include "autograd/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -60,12 +59,15 @@ void reinitialize(Module& m, Rng& rng) {
   }
 }
 
-Tensor maps_of(Model& model, const std::string& method, const Tensor& x, const std::vector<int64_t>& targets,
-               int64_t size, uint64_t seed) {
+// targets empty: the predicted classes, returned in `targets`.
+Tensor maps_of(Model& model, const std::string& method, const Tensor& x, std::vector<int64_t>& targets, int64_t size,
+               uint64_t seed) {
   attr::Options opt = method_options(size);
   opt.targets = targets;
   opt.seed = seed;
-  return attr::explain(method, model, x, opt).map.contiguous();
+  attr::AttributionMap am = attr::explain(method, model, x, opt);
+  targets = am.targets;
+  return am.map.contiguous();
 }
 
 double nan_mean(const std::vector<double>& v) {
@@ -99,12 +101,7 @@ SanityResult run_sanity(const SanityOptions& o) {
   data::Batch b;
   GLIMPSE_CHECK(loader.next(b), "sanity: no image of ", o.data, " [", o.split, "] could be read");
   const Tensor x = b.images;
-  std::vector<int64_t> targets;
-  {
-    NoGradGuard no_grad;
-    model.eval();
-    targets = argmax_rows(model(x));
-  }
+  std::vector<int64_t> targets;  // the trained model's predicted classes, kept for every step
   const int64_t N = x.size(0);
 
   SanityResult r;
