@@ -271,7 +271,9 @@ struct SanityOptions {
 };
 struct SanityRow {
   std::string method;
-  std::vector<double> spearman, ssim;  // one per cascade step (layers re-initialized so far)
+  // One per cascade step (layers re-initialized so far); spearman NaN: every map of the step was
+  // constant (nothing left to rank).
+  std::vector<double> spearman, ssim;
   bool flagged = false;
 };
 struct SanityResult {

@@ -149,10 +149,13 @@ SanityResult run_sanity(const SanityOptions& o) {
   std::printf("\n");
   for (const auto& row : r.rows) {
     std::printf("  %-22s", row.method.c_str());
-    for (size_t l = 0; l < row.spearman.size(); ++l) std::printf("   %5.2f/%5.2f", row.spearman[l], row.ssim[l]);
+    for (size_t l = 0; l < row.spearman.size(); ++l)
+      std::printf("   %5s/%5.2f", std::isnan(row.spearman[l]) ? "const" : strf("%.2f", row.spearman[l]).c_str(),
+                  row.ssim[l]);
     std::printf("%s\n", row.flagged ? "  <- FLAG: barely changes with every layer random" : "");
   }
-  std::printf("  (flag: Spearman >= %.2f with every layer re-initialized; %.1fs)\n", o.flag_spearman, r.seconds);
+  std::printf("  (const: every map of that step was constant, e.g. all cut to 0 by a ReLU -- no ranking left, which\n"
+              "  is a change; flag: Spearman >= %.2f with every layer re-initialized; %.1fs)\n", o.flag_spearman, r.seconds);
   std::fflush(stdout);
 
   if (!o.figure.empty()) {
@@ -186,6 +189,7 @@ SanityResult run_sanity(const SanityOptions& o) {
                         {"similarity", "mean over images of Spearman rank correlation and SSIM (7x7 uniform "
                                        "windows, L = 1) between normalized maps"},
                         {"flag_spearman", o.flag_spearman},
+                        {"spearman_null", "every map of that step was constant (no ranking to compare)"},
                         {"seed", o.seed},
                         {"rows", rows},
                         {"seconds", r.seconds}});
