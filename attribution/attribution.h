@@ -57,6 +57,9 @@ struct AttributionMap {
   std::vector<float> scores;      // the target logit of each image
   Tensor raw;                     // see above
   Tensor map;                     // [N, H, W] (when requested)
+  // Integrated Gradients only (empty otherwise): per image, sum(raw) - (y_c(x) - y_c(baseline)),
+  // the quadrature's completeness error, in logit units; compare it with the scores' scale.
+  std::vector<float> completeness_gap;
 };
 
 // ---- the CAM family (layer methods); math next to each in attribution/cam.cpp ----

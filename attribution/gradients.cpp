@@ -115,7 +115,11 @@ AttributionMap smoothgrad(Module& model, const Tensor& x, const Options& opt) {
 //     IG(x) = (x - x') * int_0^1 dy_c/dx (x' + a (x - x')) da
 // with baseline x' (opt.ig_baseline, zeros by default) and the integral by the trapezoid rule on
 // m = opt.ig_steps intervals (m + 1 gradient evaluations at a = k/m, end points weighted 1/2).
-// Completeness: sum IG = y_c(x) - y_c(x') up to the quadrature error (O(1/m^2) where smooth).
+// Completeness: sum IG = y_c(x) - y_c(x') up to the quadrature error (O(1/m^2) where smooth); the
+// error per image is returned as completeness_gap = sum IG - (y_c(x) - y_c(x')), y_c(x') read from
+// the path's first point (a = 0), so that a caller sees when the steps are too few.
+// The baseline lives where x does: for the melanoma app's inputs that is the loader's NORMALIZED
+// space, where zeros are the ImageNet mean colour, not black (docs/attribution.md).
 //     raw = IG [N, C, H, W];  map = |sum_colour IG| (the channel sum keeps completeness per pixel)
 AttributionMap integrated_gradients(Module& model, const Tensor& x, const Options& opt) {
   detail::check_input(model, x, "integrated-gradients");
@@ -144,6 +148,7 @@ AttributionMap integrated_gradients(Module& model, const Tensor& x, const Option
   const int64_t m = opt.ig_steps, points = m + 1;
   const int64_t chunk = std::max<int64_t>(1, 64 / n);
   Tensor acc = Tensor::zeros(xc.shape());
+  std::vector<float> baseline_scores;  // y_c(x') of each image, from the path point a = 0
   for (int64_t k0 = 0; k0 < points; k0 += chunk) {
     const int64_t nk = std::min(chunk, points - k0);
     Tensor batch = Tensor::empty({nk * n, xc.size(1), xc.size(2), xc.size(3)});
@@ -160,6 +165,7 @@ AttributionMap integrated_gradients(Module& model, const Tensor& x, const Option
     }
     InputGrad gk = input_gradient(model, x.device().is_cpu() ? batch : batch.to(x.device()), targets,
                                   "integrated-gradients");
+    if (k0 == 0) baseline_scores.assign(gk.scores.begin(), gk.scores.begin() + n);
     for (int64_t kk = 0; kk < nk; ++kk) {
       const int64_t k = k0 + kk;
       const float w = (k == 0 || k == m ? 0.5f : 1.f) / static_cast<float>(m);
@@ -169,7 +175,16 @@ AttributionMap integrated_gradients(Module& model, const Tensor& x, const Option
   }
   Tensor raw = Tensor::empty(xc.shape());
   for (int64_t j = 0; j < raw.numel(); ++j) raw.data()[j] = (xc.data()[j] - base.data()[j]) * acc.data()[j];
-  return input_result("integrated-gradients", g, raw, detail::abs_sum_over_channels(raw), x, opt);
+  std::vector<float> gap(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    double total = 0;  // in double: a 224 px image sums 150,528 terms
+    for (int64_t j = 0; j < per; ++j) total += raw.data()[i * per + j];
+    gap[static_cast<size_t>(i)] = static_cast<float>(
+        total - (static_cast<double>(g.scores[static_cast<size_t>(i)]) - baseline_scores[static_cast<size_t>(i)]));
+  }
+  AttributionMap r = input_result("integrated-gradients", g, raw, detail::abs_sum_over_channels(raw), x, opt);
+  r.completeness_gap = std::move(gap);
+  return r;
 }
 
 // ---- gradient x input ----------------------------------------------------------------------------

@@ -171,6 +171,11 @@ TEST(AttributionIdentities, IntegratedGradientsCompleteness) {
       for (int64_t j = 0; j < 3 * 256; ++j) s += ig.raw.data()[i * 768 + j];
       double delta = lx.at({i, y[i]}) - lb.at({i, y[i]});
       double e = std::fabs(s - delta) / std::fabs(delta);
+      // The gap IG returns is this same sum IG - (y(x) - y(x')), from its own forward passes.
+      ASSERT_EQ(ig.completeness_gap.size(), 4u);
+      EXPECT_NEAR(ig.completeness_gap[static_cast<size_t>(i)], s - delta,
+                  1e-5 * std::max({1.0, std::fabs(s), std::fabs(delta)}))
+          << "image " << i;
       std::printf("  baseline %s, image %lld (class %lld): sum IG %+.5f, y(x) - y(x') %+.5f, rel err %.2e\n",
                   baseline_kind == 0 ? "zeros" : "noise", static_cast<long long>(i), static_cast<long long>(y[i]), s,
                   delta, e);
@@ -212,6 +217,10 @@ TEST(AttributionIdentities, GradientTimesInputEqualsIgOnLinearModel) {
   double e = rel_err(ig.raw, gi.raw);
   std::printf("  linear model: IG vs gradient x input rel err %.3e\n", e);
   EXPECT_LE(e, 1e-5);
+  // On a linear model the path integral is exact: the completeness gap is rounding only.
+  ASSERT_EQ(ig.completeness_gap.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_LE(std::fabs(ig.completeness_gap[i]), 1e-4) << "image " << i;
+  EXPECT_TRUE(gi.completeness_gap.empty());  // only IG fills it
   // and both equal W[c] * x
   for (int64_t i = 0; i < 3; ++i)
     for (int64_t j = 0; j < 192; ++j)

@@ -45,6 +45,31 @@ void expect_no_hooks(Module& m) {
 
 }  // namespace
 
+// The two-layer example of docs/learn/README.md ("LRP"), every number worked by hand there:
+//   x = (1, 2, 3); h = ReLU(W1 x) with W1 = [[1, 0, 1], [-1, 1, 0]] -> (4, 1); y = W2 h with W2 = (1, -2) -> 2.
+//   LRP-eps (tiny eps): R_h = (4, -2); R_x = (1, 0, 3) + (2, -4, 0) = (3, -4, 3); sum 2 = y.
+//   z+:                R_h = (2, 0);  R_x = (0.5, 0, 1.5);                    sum 2 = y.
+TEST(Lrp, LearnersGuideTwoLayerExample) {
+  auto net = std::make_shared<Sequential>();
+  net->emplace<Flatten>();
+  auto l1 = net->emplace<Linear>(3, 2, false);
+  net->emplace<ReLU>();
+  auto l2 = net->emplace<Linear>(2, 1, false);
+  const float w1[6] = {1, 0, 1, -1, 1, 0}, w2[2] = {1, -2};
+  std::copy(w1, w1 + 6, l1->weight.data());
+  std::copy(w2, w2 + 2, l2->weight.data());
+  Tensor x = Tensor::from_vector({1, 1, 1, 3}, {1, 2, 3});
+  attr::Options opt;
+  opt.lrp_epsilon = 1e-9f;
+  const auto eps = attr::lrp_epsilon(*net, x, opt);
+  EXPECT_NEAR(eps.scores[0], 2.f, 1e-6);
+  const float want_eps[3] = {3, -4, 3};
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(eps.raw.data()[i], want_eps[i], 1e-5) << i;
+  const auto zp = attr::lrp_alphabeta(*net, x, opt);
+  const float want_zp[3] = {0.5f, 0, 1.5f};
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(zp.raw.data()[i], want_zp[i], 1e-6) << i;
+}
+
 // A 4-input linear model: y = sum_i w_i x_i with w = (3, -1, 2, 0.5), x = (1, 2, -1, 4):
 //   y = 3 - 2 - 2 + 2 = 1.
 //   eps (tiny): R_i = x_i w_i / y * y = (3, -2, -2, 2).

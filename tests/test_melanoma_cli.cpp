@@ -6,12 +6,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
 #include "core/io/image.h"
 #include "commands.h"
 #include "core/io/safetensors.h"
+#include "data/data.h"
 #include "layers/checkpoint.h"
 #include "layers/models.h"
 #include "tests/host_stand_in.h"
@@ -333,6 +335,206 @@ TEST_F(MelanomaApp, BadInputErrorsNameTheValue) {
   x.method = "cam";
   x.image = dir_ + "/nope.png";
   EXPECT_NE(error_of([&] { mel::run_explain(x); }).find("nope.png"), std::string::npos);
+}
+
+// The suite's synthetic ISIC-layout data copied into the class-per-folder layout
+// (<root>/<split>/<class name>/<id>.png): its classes then sort alphabetically, melanoma = 0,
+// nevus = 1, where the ISIC layout has nevus = 0, melanoma = 1. Returns id -> ISIC label.
+std::map<std::string, int64_t> copy_as_class_folders(const std::string& isic, const std::string& root) {
+  std::map<std::string, int64_t> truth;
+  for (const char* split : {"train", "val"}) {
+    const glimpse::data::Dataset ds = glimpse::data::Dataset::open(isic, split);
+    for (const auto& s : ds.samples) {
+      const fs::path dir = fs::path(root) / split / ds.class_names[static_cast<size_t>(s.label)];
+      fs::create_directories(dir);
+      fs::copy_file(s.image_path, dir / (s.id + fs::path(s.image_path).extension().string()));
+      truth[s.id] = s.label;
+    }
+  }
+  return truth;
+}
+
+// Classes are found by name: an ISIC-order model scored on class folders gets the same numbers as
+// on the ISIC layout (labels renumbered by name), and a model trained on class folders (melanoma =
+// class 0) reports the AUC of its melanoma column. Before, the first scored nevus labels against
+// the melanoma column, the second reported the nevus AUC as "melanoma".
+TEST_F(MelanomaApp, ClassFolderDataSetsAreScoredByClassName) {
+  const std::string root = dir_ + "/folders";
+  const std::map<std::string, int64_t> truth = copy_as_class_folders(dir_ + "/data", root);
+  mel::EvalOptions e;
+  e.model = dir_ + "/model.safetensors";
+  e.data = dir_ + "/data";
+  e.stats.resamples = 20;
+  const mel::EvalResult on_isic = mel::run_eval(e);
+  e.data = root;
+  const mel::EvalResult on_folders = mel::run_eval(e);
+  ASSERT_EQ(on_folders.predictions.labels.size(), on_isic.predictions.labels.size());
+  for (size_t i = 0; i < on_folders.predictions.ids.size(); ++i)
+    EXPECT_EQ(on_folders.predictions.labels[i], truth.at(on_folders.predictions.ids[i]));  // ISIC order again
+  EXPECT_DOUBLE_EQ(on_folders.metrics.accuracy, on_isic.metrics.accuracy);
+  EXPECT_DOUBLE_EQ(on_folders.metrics.auc_melanoma, on_isic.metrics.auc_melanoma);
+  EXPECT_DOUBLE_EQ(on_folders.metrics.auc_keratosis, on_isic.metrics.auc_keratosis);
+
+  // A model trained on the class folders: its class 0 is melanoma.
+  mel::TrainOptions t;
+  t.data = root;
+  t.size = 32;
+  t.epochs = 1;
+  t.batch = 8;
+  t.out = dir_ + "/folders.safetensors";
+  t.quiet = true;
+  mel::train_model(t);
+  e.model = t.out;
+  const mel::EvalResult r = mel::run_eval(e);
+  EXPECT_EQ(r.meta.class_names[0], "melanoma");
+  EXPECT_EQ(r.metrics.melanoma_class, 0);
+  // The melanoma AUC from the probabilities and the ISIC labels (1 = melanoma there), by hand.
+  std::vector<double> p_mel;
+  std::vector<bool> is_mel;
+  for (size_t i = 0; i < r.predictions.ids.size(); ++i) {
+    p_mel.push_back(r.predictions.probs[i][0]);
+    is_mel.push_back(truth.at(r.predictions.ids[i]) == 1);
+  }
+  EXPECT_DOUBLE_EQ(r.metrics.auc_melanoma, mel::roc_auc(p_mel, is_mel));
+  // explain --target melanoma is class 0 of this model (class 1 of the ISIC one).
+  mel::ExplainOptions x;
+  x.model = t.out;
+  x.image = dir_ + "/data/images/SYN_0000000.png";
+  x.target = "melanoma";
+  EXPECT_EQ(mel::run_explain(x).target, 0);
+}
+
+TEST_F(MelanomaApp, ExplainTargetTakesANameOrAnIndex) {
+  mel::ExplainOptions x;
+  x.model = dir_ + "/model.safetensors";
+  x.image = dir_ + "/data/images/SYN_0000000.png";
+  x.method = "cam";
+  x.target = "melanoma";
+  EXPECT_EQ(mel::run_explain(x).target, 1);
+  x.target = "Seborrheic Keratosis";
+  const mel::ExplainResult sk = mel::run_explain(x);
+  EXPECT_EQ(sk.target, 2);
+  EXPECT_EQ(sk.json["target_class"], "seborrheic_keratosis");
+  x.target = "0";  // an index, as before
+  EXPECT_EQ(mel::run_explain(x).target, 0);
+  x.target = "predicted";
+  const mel::ExplainResult pred = mel::run_explain(x);
+  EXPECT_EQ(pred.target, pred.predicted);
+  x.target = "-1";  // the old spelling of "predicted"
+  EXPECT_EQ(mel::run_explain(x).target, pred.predicted);
+  x.target = "3";
+  std::string e = error_of([&] { mel::run_explain(x); });
+  EXPECT_NE(e.find("3 classes"), std::string::npos) << e;
+  x.target = "freckle";
+  e = error_of([&] { mel::run_explain(x); });
+  EXPECT_NE(e.find("freckle"), std::string::npos) << e;
+  EXPECT_NE(e.find("melanoma (1)"), std::string::npos) << e;
+  // Integrated Gradients reports its completeness gap; Grad-CAM has none.
+  x.target = "melanoma";
+  x.method = "integrated-gradients";
+  const mel::ExplainResult ig = mel::run_explain(x);
+  ASSERT_TRUE(ig.json.contains("completeness_gap"));
+  EXPECT_LT(std::abs(ig.json["completeness_gap"].get<double>()), 0.05);
+  x.method = "gradcam";
+  EXPECT_FALSE(mel::run_explain(x).json.contains("completeness_gap"));
+}
+
+TEST_F(MelanomaApp, EvalWritesIntervalsOperatingPointsAndReliabilityDiagrams) {
+  mel::EvalOptions e;
+  e.model = dir_ + "/model.safetensors";
+  e.data = dir_ + "/data";
+  e.split = "";
+  e.stats.resamples = 100;
+  e.json = dir_ + "/eval_stats.json";
+  e.reliability = dir_ + "/rel/reliability.png";
+  const mel::EvalResult r = mel::run_eval(e);
+  const auto j = mel::read_json(e.json);
+  const double auc = j["auc_melanoma"].get<double>();
+  EXPECT_LE(j["auc_melanoma_ci95"][0].get<double>(), auc);
+  EXPECT_GE(j["auc_melanoma_ci95"][1].get<double>(), auc);
+  EXPECT_EQ(j["bootstrap"]["resamples"], 100);
+  EXPECT_TRUE(j["melanoma_at_0.5"].contains("sensitivity"));
+  EXPECT_DOUBLE_EQ(j["calibration"]["top_label"]["ece"].get<double>(), r.stats.top_label.ece);
+  const auto png = glimpse::io::load_image(e.reliability);
+  EXPECT_EQ(png.width, 240);
+  EXPECT_TRUE(fs::exists(dir_ + "/rel/reliability.top-label.png"));
+}
+
+TEST_F(MelanomaApp, PredictWritesACsvRowAndOverlayPerPhoto) {
+  const std::string photos = dir_ + "/photos";
+  fs::create_directories(photos);
+  fs::copy_file(dir_ + "/data/images/SYN_0000000.png", photos + "/a.png");
+  fs::copy_file(dir_ + "/data/images/SYN_0000001.png", photos + "/b.PNG");
+  { std::ofstream(photos + "/c.jpg") << "not a photo"; }
+  { std::ofstream(photos + "/notes.txt") << "ignored"; }
+  mel::PredictOptions o;
+  o.model = dir_ + "/model.safetensors";
+  o.images = photos;
+  o.out = dir_ + "/predicted";
+  o.explain.display = 64;
+  const mel::PredictResult r = mel::run_predict(o);
+  EXPECT_EQ(r.images, 3);
+  EXPECT_EQ(r.failed, 1);
+  // The CSV as the data reader reads it: every row has every field.
+  const glimpse::data::CsvTable t = glimpse::data::read_csv(r.csv);
+  const std::vector<std::string> header = {"file", "predicted", "p_nevus", "p_melanoma", "p_seborrheic_keratosis",
+                                           "overlay", "error"};
+  EXPECT_EQ(t.header, header);
+  ASSERT_EQ(t.rows.size(), 3u);
+  EXPECT_EQ(t.rows[0][0], "a.png");
+  EXPECT_EQ(t.rows[1][0], "b.PNG");
+  EXPECT_EQ(t.rows[2][0], "c.jpg");
+  EXPECT_TRUE(t.rows[2][1].empty());
+  EXPECT_NE(t.rows[2][6].find("c.jpg"), std::string::npos);
+  // The probabilities are explain's for the same photo.
+  mel::ExplainOptions x;
+  x.model = o.model;
+  x.image = photos + "/a.png";
+  const mel::ExplainResult one = mel::run_explain(x);
+  double total = 0;
+  for (size_t c = 0; c < 3; ++c) {
+    EXPECT_NEAR(std::stod(t.rows[0][2 + c]), one.probs[c], 1e-6);
+    total += std::stod(t.rows[0][2 + c]);
+  }
+  EXPECT_NEAR(total, 1.0, 1e-5);
+  EXPECT_EQ(t.rows[0][1], mel::load_model(o.model).meta.class_names[static_cast<size_t>(one.predicted)]);
+  const auto overlay = glimpse::io::load_image(o.out + "/" + t.rows[0][5]);
+  EXPECT_EQ(std::max(overlay.width, overlay.height), 64);
+  EXPECT_FALSE(fs::exists(o.out + "/c.overlay.png"));
+  // An empty folder is an error naming it.
+  fs::create_directories(dir_ + "/empty");
+  o.images = dir_ + "/empty";
+  EXPECT_NE(error_of([&] { mel::run_predict(o); }).find("empty"), std::string::npos);
+}
+
+TEST_F(MelanomaApp, SanityRandomizesFromTheTopAndComparesMaps) {
+  mel::SanityOptions o;
+  o.model = dir_ + "/model.safetensors";
+  o.data = dir_ + "/data";
+  o.methods = "cam,guided-backprop";
+  o.limit = 3;
+  o.json = dir_ + "/sanity/sanity.json";
+  o.figure = dir_ + "/sanity/sanity.png";
+  const mel::SanityResult r = mel::run_sanity(o);
+  EXPECT_EQ(r.images, 3);
+  ASSERT_FALSE(r.layers.empty());
+  EXPECT_EQ(r.layers.front(), "classifier");  // the top first
+  ASSERT_EQ(r.rows.size(), 2u);
+  for (const auto& row : r.rows) {
+    ASSERT_EQ(row.spearman.size(), r.layers.size());
+    for (size_t l = 0; l < row.spearman.size(); ++l) {
+      EXPECT_LE(std::abs(row.spearman[l]), 1.0 + 1e-12);
+      EXPECT_LE(row.ssim[l], 1.0 + 1e-12);
+    }
+  }
+  // CAM = sum_k W[c,k] A_k: a random classifier W must change it.
+  EXPECT_LT(r.rows[0].spearman[0], 0.99);
+  const auto j = mel::read_json(o.json);
+  EXPECT_EQ(j["rows"][1]["method"], "guided-backprop");
+  EXPECT_EQ(j["rows"][1]["flagged"].get<bool>(), r.rows[1].flagged);
+  const auto fig = glimpse::io::load_image(o.figure);
+  EXPECT_EQ(fig.height, 2 * (48 + 2));
+  EXPECT_EQ(fig.width, static_cast<int64_t>(r.layers.size() + 1) * (48 + 2));
 }
 
 TEST(MelanomaCommon, DihedralIsTheGroupOfTheSquare) {

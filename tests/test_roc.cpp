@@ -9,6 +9,8 @@
 
 using mel::roc_auc;
 
+const std::vector<std::string> kIsic = {"nevus", "melanoma", "seborrheic_keratosis"};
+
 TEST(RocAuc, HandComputedWithoutTies) {
   // Pairs (pos, neg): (0.35, 0.1) yes, (0.35, 0.4) no, (0.8, 0.1) yes, (0.8, 0.4) yes -> 3/4.
   EXPECT_DOUBLE_EQ(roc_auc({0.1, 0.4, 0.35, 0.8}, {false, false, true, true}), 0.75);
@@ -70,7 +72,7 @@ TEST(ClassificationMetrics, ConfusionAccuracyAndIsicAucs) {
       {0.3f, 0.5f, 0.2f},  // SK, predicted melanoma
   };
   const std::vector<int64_t> labels = {0, 0, 1, 1, 2, 2};
-  const mel::ClassificationMetrics m = mel::classification_metrics(probs, labels);
+  const mel::ClassificationMetrics m = mel::classification_metrics(probs, labels, kIsic);
   EXPECT_EQ(m.count, 6);
   EXPECT_DOUBLE_EQ(m.accuracy, 4.0 / 6.0);
   EXPECT_DOUBLE_EQ(m.balanced_accuracy, (1.0 + 0.5 + 0.5) / 3.0);
@@ -88,7 +90,67 @@ TEST(ClassificationMetrics, ConfusionAccuracyAndIsicAucs) {
 }
 
 TEST(ClassificationMetrics, RejectsBadLabelsAndRows) {
-  EXPECT_THROW(mel::classification_metrics({{0.5f, 0.5f, 0.f}}, {3}), std::exception);
-  EXPECT_THROW(mel::classification_metrics({{0.5f, 0.5f}}, {0}), std::exception);
-  EXPECT_THROW(mel::classification_metrics({{0.5f, 0.5f, 0.f}}, {0, 1}), std::exception);
+  EXPECT_THROW(mel::classification_metrics({{0.5f, 0.5f, 0.f}}, {3}, kIsic), std::exception);
+  EXPECT_THROW(mel::classification_metrics({{0.5f, 0.5f}}, {0}, kIsic), std::exception);
+  EXPECT_THROW(mel::classification_metrics({{0.5f, 0.5f, 0.f}}, {0, 1}, kIsic), std::exception);
+  EXPECT_THROW(mel::classification_metrics({{1.f}}, {0}, {"melanoma"}), std::exception);  // one class
+}
+
+// A class-per-folder data set sorts its classes by name: melanoma = 0, nevus = 1. The melanoma AUC
+// must be the melanoma column's, found by name (it was column 1, nevus, whatever the names said).
+TEST(ClassificationMetrics, FindsMelanomaByNameInAlphabeticalOrder) {
+  const std::vector<std::string> alphabetical = {"melanoma", "nevus", "seborrheic_keratosis"};
+  // The same six images as ConfusionAccuracyAndIsicAucs with columns 0 and 1 swapped.
+  const std::vector<std::vector<float>> probs = {{0.2f, 0.7f, 0.1f}, {0.4f, 0.5f, 0.1f}, {0.7f, 0.2f, 0.1f},
+                                                 {0.3f, 0.6f, 0.1f}, {0.1f, 0.1f, 0.8f}, {0.5f, 0.3f, 0.2f}};
+  const std::vector<int64_t> labels = {1, 1, 0, 0, 2, 2};
+  const mel::ClassificationMetrics m = mel::classification_metrics(probs, labels, alphabetical);
+  EXPECT_EQ(m.melanoma_class, 0);
+  EXPECT_EQ(m.keratosis_class, 2);
+  EXPECT_DOUBLE_EQ(m.auc_melanoma, 0.75);  // as in the ISIC order: the same model, renumbered
+  EXPECT_DOUBLE_EQ(m.auc_keratosis, 1.0);
+  // Read by index, column 1 (nevus here) vs label 1 would have given the nevus AUC:
+  // nevus scores 0.7, 0.5 vs 0.2, 0.6, 0.1, 0.3 -> 0.7 beats 4, 0.5 beats 3 -> 7/8.
+  std::vector<double> col1;
+  std::vector<bool> is1;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    col1.push_back(probs[i][1]);
+    is1.push_back(labels[i] == 1);
+  }
+  EXPECT_DOUBLE_EQ(mel::roc_auc(col1, is1), 0.875);
+  EXPECT_NE(m.auc_melanoma, mel::roc_auc(col1, is1));
+  const auto j = mel::to_json(m, alphabetical);
+  EXPECT_DOUBLE_EQ(j["auc_melanoma"].get<double>(), 0.75);
+  EXPECT_FALSE(j.contains("auc_melanoma_note"));
+}
+
+TEST(ClassificationMetrics, AbsentClassIsNullWithTheReason) {
+  // No seborrheic keratosis class at all (a two-class model).
+  const mel::ClassificationMetrics two = mel::classification_metrics({{0.8f, 0.2f}, {0.3f, 0.7f}, {0.6f, 0.4f}},
+                                                                     {0, 1, 1}, {"Melanoma", "Nevus"});
+  EXPECT_EQ(two.melanoma_class, 0);  // matched ignoring case
+  // Melanoma: positive 0.8 vs negatives 0.3, 0.6 -> 1.
+  EXPECT_DOUBLE_EQ(two.auc_melanoma, 1.0);
+  EXPECT_TRUE(std::isnan(two.auc_keratosis));
+  EXPECT_TRUE(std::isnan(two.auc_mean));
+  EXPECT_NE(two.auc_keratosis_note.find("no class named 'seborrheic_keratosis'"), std::string::npos);
+  const auto j = mel::to_json(two, {"Melanoma", "Nevus"});
+  EXPECT_TRUE(j["auc_seborrheic_keratosis"].is_null());
+  EXPECT_NE(j["auc_seborrheic_keratosis_note"].get<std::string>().find("seborrheic_keratosis"), std::string::npos);
+  EXPECT_TRUE(j["auc_mean"].is_null());
+  EXPECT_TRUE(j.contains("auc_mean_note"));
+  EXPECT_NE(mel::format_metrics(two, {"Melanoma", "Nevus"}).find("seborrheic keratosis AUC undefined"), std::string::npos);
+  // The class exists but no image of it was scored.
+  const mel::ClassificationMetrics none = mel::classification_metrics({{0.2f, 0.7f, 0.1f}, {0.1f, 0.1f, 0.8f}}, {0, 2}, kIsic);
+  EXPECT_TRUE(std::isnan(none.auc_melanoma));
+  EXPECT_NE(none.auc_melanoma_note.find("no melanoma image among the 2 scored"), std::string::npos);
+}
+
+TEST(FindClass, MatchesNamesNotPositions) {
+  EXPECT_EQ(mel::find_class(kIsic, "melanoma"), 1);
+  EXPECT_EQ(mel::find_class({"melanoma", "nevus", "seborrheic_keratosis"}, "melanoma"), 0);
+  EXPECT_EQ(mel::find_class(kIsic, "Seborrheic Keratosis"), 2);
+  EXPECT_EQ(mel::find_class(kIsic, "seborrheic-keratosis"), 2);
+  EXPECT_EQ(mel::find_class(kIsic, "mel"), -1);
+  EXPECT_EQ(mel::find_class({}, "melanoma"), -1);
 }

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common.h"
+#include "attribution/regions.h"
+#include "eval_stats.h"
 #include "roc.h"
 
 namespace mel {
@@ -102,11 +104,16 @@ struct EvalOptions {
   std::string model, data, split = "val", json;
   bool tta = false;  // average over the 8 flips/rotations of each image
   std::string device = "cpu";  // where the model runs (resolve_device)
+  EvalStatsOptions stats;      // bootstrap resamples and seed, sensitivity target, calibration bins
+  // Reliability diagrams (PNG): this file for P(melanoma) (the top label's when there is no
+  // melanoma class), <stem>.top-label.png beside it for the top label. Empty: none.
+  std::string reliability;
 };
 struct EvalResult {
   ModelMeta meta;
   Predictions predictions;
   ClassificationMetrics metrics;
+  EvalStats stats;
   double seconds = 0;
 };
 EvalResult run_eval(const EvalOptions& o);
@@ -115,7 +122,7 @@ nlohmann::json eval_to_json(const EvalOptions& o, const EvalResult& r);
 // ---- explain ----
 struct ExplainOptions {
   std::string model, image, method = "gradcam", layer, out, json;
-  int64_t target = -1;                  // class to explain; -1: the predicted class
+  std::string target = "predicted";     // class to explain by name (parse_target_class); "predicted"
   std::string threshold = "fraction:0.5";
   std::string shape = "circle";         // circle | ellipse | box | contour
   int max_regions = 3;
@@ -132,6 +139,39 @@ struct ExplainResult {
   nlohmann::json json;
 };
 ExplainResult run_explain(const ExplainOptions& o);
+// One photo explained as `explain` does it (the photo decoded through io::load_image, i.e.
+// decode_image under the pixel budget): probabilities, the overlay at display size with the regions
+// drawn, and the JSON of explain without the model and overlay paths. target -1: the predicted class.
+struct PhotoExplanation {
+  std::vector<float> probs;
+  int64_t predicted = 0, target = 0;
+  std::string layer;
+  glimpse::io::Image overlay;
+  std::vector<glimpse::attr::Region> regions;
+  nlohmann::json json;
+};
+PhotoExplanation explain_photo(glimpse::Model& model, const ModelMeta& meta, const glimpse::Device& device,
+                               const std::string& image, const ExplainOptions& o, int64_t target);
+// The method, threshold, shape, colour map and alpha of `o` checked before any work; `who` names
+// the command in the error.
+void check_explain_options(const ExplainOptions& o, const char* who);
+
+// ---- predict: a model on unlabelled photos ----
+struct PredictOptions {
+  std::string model, images, out;      // a folder of photos in, a folder out
+  ExplainOptions explain;              // method, threshold, shape... of the overlays (image/out/json unused)
+  bool overlays = true;                // also write <out>/<stem>.overlay.png per photo
+  std::string device = "cpu";
+};
+struct PredictResult {
+  int64_t images = 0, failed = 0;      // photos found; photos that could not be read (a row with the error)
+  std::string csv;                     // <out>/predictions.csv
+};
+// Every image file (.jpg .jpeg .png .bmp, any case) directly in `images`, sorted by name: one CSV row
+// each (file, predicted class, one probability column per class, error), written atomically, and
+// an overlay of the predicted class's map with the regions circled. An unreadable photo gets a row
+// with its error and no overlay; the run goes on.
+PredictResult run_predict(const PredictOptions& o);
 
 // ---- localize ----
 struct LocalizeOptions {
@@ -222,6 +262,29 @@ struct ReportOptions {
 void run_report(const ReportOptions& o);
 // Parses one JSON file the app reads, as the app would, and returns what it renders from it (HTML or a summary); throws glimpse::Error naming the file and key on malformed input. kind: "curve", "eval", "localize", "two_stage", "roar".
 std::string parse_app_json(const std::string& kind, const std::string& path);
+
+// ---- sanity (Adebayo et al. 2018, cascading model randomization) ----
+struct SanityOptions {
+  std::string model, data, split = "val", json, figure;
+  std::string methods = "cam,gradcam,saliency,guided-backprop,integrated-gradients";
+  int64_t limit = 8;              // images (the first of the split)
+  double flag_spearman = 0.5;     // flagged when Spearman >= this with every layer random
+  uint64_t seed = 1;
+};
+struct SanityRow {
+  std::string method;
+  // One per cascade step (layers re-initialized so far); spearman NaN: every map of the step was
+  // constant (nothing left to rank).
+  std::vector<double> spearman, ssim;
+  bool flagged = false;
+};
+struct SanityResult {
+  std::vector<std::string> layers;     // re-initialized in this order (top first)
+  std::vector<SanityRow> rows;
+  int64_t images = 0;
+  double seconds = 0;
+};
+SanityResult run_sanity(const SanityOptions& o);
 
 // ---- demo ----
 struct DemoOptions {

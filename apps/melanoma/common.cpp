@@ -2,6 +2,7 @@
 #include "common.h"
 #include "interrupt.h"
 #include "json_in.h"
+#include "roc.h"
 
 #include <malloc.h>
 #include <stb_image_write.h>
@@ -292,10 +293,47 @@ LoadedModel load_model(const std::string& path) {
   return lm;
 }
 
-void check_model_for_dataset(const ModelMeta& meta, const data::Dataset& ds, const std::string& model_path) {
+void align_dataset_to_model(const ModelMeta& meta, data::Dataset& ds, const std::string& model_path) {
+  auto list = [](const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s;
+  };
   GLIMPSE_CHECK(static_cast<int64_t>(ds.class_names.size()) == meta.classes, "the model ", model_path, " has ",
-                meta.classes, " classes but the data set ", ds.root, " has ", ds.class_names.size(),
-                " (a model trained on another kind of data?)");
+                meta.classes, " classes (", list(meta.class_names), ") but the data set ", ds.root, " has ",
+                ds.class_names.size(), " (", list(ds.class_names), "): a model trained on another kind of data?");
+  std::vector<int64_t> to_model(ds.class_names.size());
+  bool reordered = false;
+  for (size_t c = 0; c < ds.class_names.size(); ++c) {
+    to_model[c] = find_class(meta.class_names, ds.class_names[c]);
+    GLIMPSE_CHECK(to_model[c] >= 0, "the data set ", ds.root, " has a class '", ds.class_names[c], "' that the model ",
+                  model_path, " does not know (its classes: ", list(meta.class_names), ")");
+    reordered |= to_model[c] != static_cast<int64_t>(c);
+  }
+  if (!reordered) return;
+  std::fprintf(stderr, "note: the classes of %s (%s) are in another order than the model's (%s); labels matched by name\n",
+               ds.root.c_str(), list(ds.class_names).c_str(), list(meta.class_names).c_str());
+  for (auto& s : ds.samples) s.label = to_model[static_cast<size_t>(s.label)];
+  ds.class_names = meta.class_names;
+}
+
+std::string isic_label_columns(const std::vector<std::string>& class_names, int64_t label) {
+  return std::string(label == find_class(class_names, kMelanoma) ? "1" : "0") + "," +
+         (label == find_class(class_names, kKeratosis) ? "1" : "0");
+}
+
+int64_t parse_target_class(const std::string& spec, const std::vector<std::string>& class_names, const std::string& who) {
+  if (spec == "predicted" || spec == "-1") return -1;
+  if (const int64_t c = find_class(class_names, spec); c >= 0) return c;
+  std::string known;
+  for (size_t c = 0; c < class_names.size(); ++c) known += strf("%s%s (%zu)", c ? ", " : "", class_names[c].c_str(), c);
+  if (!spec.empty() && spec.find_first_not_of("0123456789") == std::string::npos && spec.size() < 10) {
+    const int64_t c = std::stoll(spec);
+    GLIMPSE_CHECK(c < static_cast<int64_t>(class_names.size()), who, ": --target ", spec, " but the model has ",
+                  class_names.size(), " classes: ", known);
+    return c;
+  }
+  throw glimpse::Error(who + ": --target '" + spec + "' is neither 'predicted' nor a class of the model: " + known);
 }
 
 // ---- data ----

@@ -88,8 +88,20 @@ struct LoadedModel {
 // one loads with a one-line note on stderr), and the metadata is checked against the weights' own
 // shapes (classes = the classifier's rows) before the model is built.
 LoadedModel load_model(const std::string& path);
-// Checks the model against a data set: the class count must match.
-void check_model_for_dataset(const ModelMeta& meta, const glimpse::data::Dataset& ds, const std::string& model_path);
+// Puts a data set's labels in the model's class order, matching classes by name (roc.h find_class):
+// a class-per-folder set sorts its folders by name (melanoma = 0, nevus = 1) while an ISIC-layout
+// model has nevus = 0, melanoma = 1, so equal indices need not be the same class. Same names in
+// another order: the labels are renumbered (a note on stderr); a count or a name that differs is an
+// error naming both lists.
+void align_dataset_to_model(const ModelMeta& meta, glimpse::data::Dataset& ds, const std::string& model_path);
+// --target as every command reads it: "predicted" (or "-1", kept for old scripts) -> -1; a class
+// name (matched as find_class does) -> its index; a non-negative integer -> that index (backwards
+// compatible). Anything else is an error naming the value and the model's classes.
+int64_t parse_target_class(const std::string& spec, const std::vector<std::string>& class_names, const std::string& who);
+
+// The melanoma and seborrheic_keratosis columns of an ISIC labels.csv row ("1,0", "0,1", "0,0") for
+// a label of a data set with these class names (found by name).
+std::string isic_label_columns(const std::vector<std::string>& class_names, int64_t label);
 
 // ---- data ----
 // Opens an ISIC-layout (or class-folder) data set, one split ("" = every row). A missing directory

@@ -75,15 +75,13 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
   int64_t fixed_class = -1;
   if (o.target != "predicted" && o.target != "true") {
     std::string known;
-    for (size_t c = 0; c < lm.meta.class_names.size(); ++c) {
-      if (lm.meta.class_names[c] == o.target) fixed_class = static_cast<int64_t>(c);
-      known += ", " + lm.meta.class_names[c];
-    }
+    fixed_class = find_class(lm.meta.class_names, o.target);  // by name, never by index (roc.h)
+    for (const auto& n : lm.meta.class_names) known += ", " + n;
     GLIMPSE_CHECK(fixed_class >= 0, "localize: --target '", o.target, "' is neither predicted, true nor a class of ",
                   o.model, " (predicted, true", known, ")");
   }
   data::Dataset ds = open_dataset(o.data, o.split);
-  check_model_for_dataset(lm.meta, ds, o.model);
+  align_dataset_to_model(lm.meta, ds, o.model);
   std::vector<data::Sample> with_masks;
   for (const auto& s : ds.samples)
     if (!s.mask_path.empty()) with_masks.push_back(s);

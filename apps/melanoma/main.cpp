@@ -3,7 +3,7 @@
 // every attribution method what the network took for melanoma.
 //
 //   build/bin/melanoma demo --out demo            # the whole story in a few minutes
-//   build/bin/melanoma <subcommand> --help        # synth train eval explain localize two-stage roar report demo
+//   build/bin/melanoma <subcommand> --help        # synth train eval explain predict sanity localize two-stage roar report demo
 //
 // This file only parses flags (CLI11) into the option structs of commands.h; a bad flag prints the
 // error and the subcommand's usage; errors at run time print one line naming the value at fault.
@@ -176,6 +176,28 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
   }
 }
 
+// The map and overlay flags of explain and predict.
+void add_overlay_flags(CLI::App* sub, ExplainOptions& x) {
+  sub->add_option("--method", x.method, "Attribution method")->check(kMethod)->capture_default_str();
+  sub->add_option("--threshold", x.threshold, "Regions: fraction:F (of the max), percentile:P, otsu, value:V")
+      ->check(kThreshold)
+      ->capture_default_str();
+  sub->add_option("--shape", x.shape, "How regions are drawn")
+      ->check(CLI::IsMember({"circle", "ellipse", "box", "contour"}))
+      ->capture_default_str();
+  sub->add_option("--max-regions", x.max_regions, "Keep the k strongest regions (0: all)")->check(CLI::Range(0, 1000))->capture_default_str();
+  sub->add_option("--min-area", x.min_area, "Drop regions smaller than this fraction of the image")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sub->add_option("--colormap", x.colormap, "jet, viridis, inferno, grey")
+      ->check(CLI::IsMember({"jet", "viridis", "inferno", "grey", "gray"}))
+      ->capture_default_str();
+  sub->add_option("--alpha", x.alpha, "Heatmap opacity")->check(CLI::Range(0.f, 1.f))->capture_default_str();
+  sub->add_option("--display", x.display, "Longer side of the overlay in pixels (0: the photo's)")
+      ->check(CLI::Range(int64_t(0), int64_t(8192)))
+      ->capture_default_str();
+}
+
 int fail(const std::exception& e) {
   std::fflush(stdout);
   std::fprintf(stderr, "\nmelanoma: error: %s\n", e.what());
@@ -218,10 +240,24 @@ int main(int argc, char** argv) {
   eval->add_option("--data", eo.data, "Data directory")->required()->check(CLI::ExistingDirectory);
   eval->add_option("--split", eo.split, "Split to score (\"\" for every row)")->capture_default_str();
   eval->add_option("--json", eo.json, "Also write the results here")->check(kOutFile);
+  eval->add_option("--bootstrap", eo.stats.resamples, "Resamples of the 95% intervals (stratified bootstrap; seeded "
+                   "by --seed)")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  eval->add_option("--sensitivity", eo.stats.sensitivity_target, "Also report melanoma at the largest threshold whose "
+                   "sensitivity reaches this (chosen on the scored images, so its specificity is optimistic)")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
+  eval->add_option("--calibration-bins", eo.stats.calibration_bins, "Equal-width bins of the ECE and reliability diagram")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  eval->add_option("--reliability", eo.reliability, "Reliability diagram PNG of P(melanoma); the top label's goes "
+                   "beside it as <stem>.top-label.png")
+      ->check(kOutFile);
   eval->add_flag("--tta", eo.tta, "Test-time augmentation: average each image's probabilities over its 8 flips and "
                  "90-degree rotations (8x the compute)");
   add_device(eval, eo.device);
-  add_common(eval, c, false);
+  add_common(eval, c);
 
   // explain
   ExplainOptions xo;
@@ -229,30 +265,47 @@ int main(int argc, char** argv) {
                                                     "and a JSON of prediction and regions");
   explain->add_option("--model", xo.model, "Checkpoint")->required()->check(CLI::ExistingFile);
   explain->add_option("--image", xo.image, "Photo (JPEG, PNG, BMP)")->required()->check(CLI::ExistingFile);
-  explain->add_option("--method", xo.method, "Attribution method")->check(kMethod)->capture_default_str();
+  add_overlay_flags(explain, xo);
   explain->add_option("--layer", xo.layer, "Layer for the CAM family / SAM (dotted name; default: the model's CAM layer)");
   explain->add_option("--out", xo.out, "Overlay PNG")->check(kOutFile);
   explain->add_option("--json", xo.json, "Prediction and regions as JSON")->check(kOutFile);
-  explain->add_option("--target", xo.target, "Class to explain (-1: the predicted one)")->check(CLI::Range(int64_t(-1), int64_t(1000)))->capture_default_str();
-  explain->add_option("--threshold", xo.threshold, "Regions: fraction:F (of the max), percentile:P, otsu, value:V")
-      ->check(kThreshold)
-      ->capture_default_str();
-  explain->add_option("--shape", xo.shape, "How regions are drawn")
-      ->check(CLI::IsMember({"circle", "ellipse", "box", "contour"}))
-      ->capture_default_str();
-  explain->add_option("--max-regions", xo.max_regions, "Keep the k strongest regions (0: all)")->check(CLI::Range(0, 1000))->capture_default_str();
-  explain->add_option("--min-area", xo.min_area, "Drop regions smaller than this fraction of the image")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
-  explain->add_option("--colormap", xo.colormap, "jet, viridis, inferno, grey")
-      ->check(CLI::IsMember({"jet", "viridis", "inferno", "grey", "gray"}))
-      ->capture_default_str();
-  explain->add_option("--alpha", xo.alpha, "Heatmap opacity")->check(CLI::Range(0.f, 1.f))->capture_default_str();
-  explain->add_option("--display", xo.display, "Longer side of the overlay in pixels (0: the photo's)")
-      ->check(CLI::Range(int64_t(0), int64_t(8192)))
+  explain->add_option("--target", xo.target, "Class to explain, by name (e.g. melanoma), or 'predicted'. A number is "
+                      "read as a class index, as before (-1: predicted); names are safer, since a class-per-folder "
+                      "data set numbers its classes alphabetically")
       ->capture_default_str();
   add_device(explain, xo.device);
   add_common(explain, c);
+
+  // predict
+  PredictOptions pro;
+  CLI::App* predict = app.add_subcommand("predict", "Run a model on a folder of unlabelled photos: predictions.csv "
+                                                    "(class probabilities per photo) and an overlay PNG per photo with "
+                                                    "the predicted class's regions circled");
+  predict->add_option("--model", pro.model, "Checkpoint")->required()->check(CLI::ExistingFile);
+  predict->add_option("--images", pro.images, "Folder of photos (JPEG, PNG, BMP; not its subfolders)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  predict->add_option("--out", pro.out, "Output folder (predictions.csv, <photo>.overlay.png)")->required();
+  add_overlay_flags(predict, pro.explain);
+  predict->add_flag("!--no-overlays", pro.overlays, "Write predictions.csv only");
+  add_device(predict, pro.device);
+  add_common(predict, c);
+  // sanity
+  SanityOptions sao;
+  CLI::App* sanity = app.add_subcommand("sanity", "Adebayo et al. 2018: re-initialize the layers from the top, one more "
+                                                  "at a time, and measure how much each method's maps change "
+                                                  "(Spearman, SSIM); flags methods whose maps do not");
+  sanity->add_option("--model", sao.model, "Checkpoint")->required()->check(CLI::ExistingFile);
+  sanity->add_option("--data", sao.data, "Data directory")->required()->check(CLI::ExistingDirectory);
+  sanity->add_option("--split", sao.split, "Split")->capture_default_str();
+  sanity->add_option("--methods", sao.methods, "Comma-separated methods, or all")->check(kMethodList)->capture_default_str();
+  sanity->add_option("--limit", sao.limit, "Images (the first of the split)")
+      ->check(CLI::Range(int64_t(1), int64_t(256)))
+      ->capture_default_str();
+  sanity->add_option("--json", sao.json, "Also write the table here")->check(kOutFile);
+  sanity->add_option("--figure", sao.figure, "PNG: one row per method, the first image's map trained and after each step")
+      ->check(kOutFile);
+  add_common(sanity, c);
 
   // localize
   LocalizeOptions lo;
@@ -378,12 +431,19 @@ int main(int argc, char** argv) {
       if (to.data.empty() && !to.resume.empty()) to.data = load_model(to.resume).meta.data;
       train_model(to);
     } else if (*eval) {
+      eo.stats.seed = c.seed;
       run_eval(eo);
     } else if (*explain) {
       xo.seed = c.seed;
       if (xo.out.empty() && xo.json.empty())
         std::fprintf(stderr, "melanoma explain: neither --out nor --json given; printing only\n");
       run_explain(xo);
+    } else if (*predict) {
+      pro.explain.seed = c.seed;
+      run_predict(pro);
+    } else if (*sanity) {
+      sao.seed = c.seed;
+      run_sanity(sao);
     } else if (*localize) {
       lo.seed = c.seed;
       run_localize(lo);

@@ -303,8 +303,8 @@ void run_report(const ReportOptions& o) {
   Model& model = *lm.model;
   const ModelMeta& meta = lm.meta;
   const std::string data_dir = o.data.empty() ? meta.data : o.data;
-  const data::Dataset ds = open_dataset(data_dir, o.split);
-  check_model_for_dataset(meta, ds, o.model);
+  data::Dataset ds = open_dataset(data_dir, o.split);
+  align_dataset_to_model(meta, ds, o.model);
   const std::string dir = fs::path(o.model).parent_path().string();
   auto beside = [&](const std::string& given, const std::string& name) {
     return !given.empty() ? given : (fs::path(dir.empty() ? "." : dir) / name).string();
@@ -331,7 +331,7 @@ void run_report(const ReportOptions& o) {
   }
   if (eval_html.empty() || eval_html.rfind("<p class='warn'>", 0) == 0) {  // cheap: score the split now
     const Predictions p = predict(model, ds, meta.size, meta.preprocess);
-    const json now = to_json(classification_metrics(p.probs, p.labels, std::max<int64_t>(3, meta.classes)), meta.class_names);
+    const json now = to_json(classification_metrics(p.probs, p.labels, meta.class_names), meta.class_names);
     eval_html += metrics_html(JsonIn(now, "(scores computed now)"));
   }
 

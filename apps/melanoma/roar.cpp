@@ -83,12 +83,12 @@ Tensor split_maps(Model& model, const std::string& method, const ModelMeta& meta
   return maps;
 }
 
-void write_split(const std::string& dir, const SplitImages& s, const Tensor& images, std::string& csv) {
+void write_split(const std::string& dir, const SplitImages& s, const Tensor& images, const std::vector<std::string>& names,
+                 std::string& csv) {
   for (size_t i = 0; i < s.ids.size(); ++i) {
     const int64_t k = static_cast<int64_t>(i);
     io::save_png(dir + "/images/" + s.ids[i] + ".png", images.slice(k, k + 1));
-    csv += csv_field(s.split) + "," + csv_field(s.ids[i]) + "," + (s.labels[i] == 1 ? "1" : "0") + "," +
-           (s.labels[i] == 2 ? "1" : "0") + "\n";
+    csv += csv_field(s.split) + "," + csv_field(s.ids[i]) + "," + isic_label_columns(names, s.labels[i]) + "\n";
   }
 }
 
@@ -108,12 +108,14 @@ RoarResult run_roar(const RoarOptions& o) {
   const std::shared_ptr<Model>& model = sm.model;
   const ModelMeta& meta = sm.meta;
   const std::string& data_dir = sm.data_dir;
-  const data::Dataset train_ds = open_dataset(data_dir, o.train.train_split);
-  const data::Dataset val_ds = open_dataset(data_dir, o.train.val_split);
+  data::Dataset train_ds = open_dataset(data_dir, o.train.train_split);
+  data::Dataset val_ds = open_dataset(data_dir, o.train.val_split);
+  align_dataset_to_model(meta, train_ds, o.model.empty() ? start.out : o.model);
+  align_dataset_to_model(meta, val_ds, o.model.empty() ? start.out : o.model);
   RoarResult res;
   {
     const Predictions p = predict(*model, val_ds, meta.size, meta.preprocess, "  val");
-    res.original = classification_metrics(p.probs, p.labels);
+    res.original = classification_metrics(p.probs, p.labels, meta.class_names);
   }
   const SplitImages tr = load_split(*model, meta, train_ds, o.train.train_split);
   const SplitImages va = load_split(*model, meta, val_ds, o.train.val_split);
@@ -133,8 +135,8 @@ RoarResult run_roar(const RoarOptions& o) {
       ensure_dir(dir + "/images");
       {
         std::string csv = "split,image_id,melanoma,seborrheic_keratosis\n";
-        write_split(dir, tr, attr::mask_top_fraction(tr.images, maps_tr, p / 100.f, o.keep), csv);
-        write_split(dir, va, attr::mask_top_fraction(va.images, maps_va, p / 100.f, o.keep), csv);
+        write_split(dir, tr, attr::mask_top_fraction(tr.images, maps_tr, p / 100.f, o.keep), meta.class_names, csv);
+        write_split(dir, va, attr::mask_top_fraction(va.images, maps_va, p / 100.f, o.keep), meta.class_names, csv);
         write_text(dir + "/labels.csv", csv);  // atomic and checked
       }
       TrainOptions t = o.train;
@@ -164,12 +166,13 @@ RoarResult run_roar(const RoarOptions& o) {
   if (!o.json.empty()) {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : res.rows)
+      // Each row's model was retrained on the ISIC layout written above: the ISIC class order.
       rows.push_back({{"method", r.method}, {"percent", r.percent}, {"metrics", to_json(r.metrics, class_names())}});
     write_json(o.json, {{"data", data_dir},
                         {"keep", o.keep},
                         {"epochs", o.train.epochs},
                         {"percents", o.percents},
-                        {"original", to_json(res.original, class_names())},
+                        {"original", to_json(res.original, meta.class_names)},
                         {"rows", rows},
                         {"seconds", res.seconds}});
   }

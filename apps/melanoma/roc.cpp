@@ -2,6 +2,7 @@
 #include "roc.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -74,33 +75,67 @@ double curve_area(const RocCurve& c) {
   return a;
 }
 
+namespace {
+std::string class_key(const std::string& name) {
+  std::string k;
+  for (char ch : name) k += (ch == ' ' || ch == '-') ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return k;
+}
+
+// One class against the rest: its AUC, or NaN and the reason.
+double one_vs_rest_auc(const std::vector<std::vector<float>>& probs, const std::vector<int64_t>& labels, int64_t cls,
+                       const std::string& name, const std::vector<int64_t>& counts, std::string& note) {
+  if (cls < 0) {
+    note = "no class named '" + name + "' in this model's classes";
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  const int64_t pos = counts[static_cast<size_t>(cls)], n = static_cast<int64_t>(labels.size());
+  if (pos == 0 || pos == n) {
+    note = pos == 0 ? "no " + name + " image among the " + std::to_string(n) + " scored"
+                    : "every scored image is " + name + " (no image of another class)";
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  std::vector<double> score(labels.size());
+  std::vector<bool> is(labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) {
+    score[i] = probs[i][static_cast<size_t>(cls)];
+    is[i] = labels[i] == cls;
+  }
+  return roc_auc(score, is);
+}
+}  // namespace
+
+int64_t find_class(const std::vector<std::string>& names, const std::string& wanted) {
+  const std::string key = class_key(wanted);
+  for (size_t c = 0; c < names.size(); ++c)
+    if (class_key(names[c]) == key) return static_cast<int64_t>(c);
+  return -1;
+}
+
 ClassificationMetrics classification_metrics(const std::vector<std::vector<float>>& probs,
-                                             const std::vector<int64_t>& labels, int64_t classes) {
+                                             const std::vector<int64_t>& labels,
+                                             const std::vector<std::string>& class_names) {
   GLIMPSE_CHECK(probs.size() == labels.size(), "classification_metrics: ", probs.size(), " predictions but ",
                 labels.size(), " labels");
-  GLIMPSE_CHECK(classes >= 3, "classification_metrics: the ISIC scoring needs 3 classes (nevus, melanoma, "
-                "seborrheic keratosis), got ", classes);
+  const int64_t classes = static_cast<int64_t>(class_names.size());
+  GLIMPSE_CHECK(classes >= 2, "classification_metrics: needs at least 2 class names, got ", classes);
   ClassificationMetrics m;
   m.count = static_cast<int64_t>(labels.size());
   m.confusion.assign(static_cast<size_t>(classes), std::vector<int64_t>(static_cast<size_t>(classes), 0));
   m.class_counts.assign(static_cast<size_t>(classes), 0);
-  std::vector<double> mel(labels.size()), sk(labels.size());
-  std::vector<bool> is_mel(labels.size()), is_sk(labels.size());
   int64_t correct = 0;
   for (size_t i = 0; i < labels.size(); ++i) {
     const auto& p = probs[i];
     GLIMPSE_CHECK(static_cast<int64_t>(p.size()) == classes, "classification_metrics: prediction ", i, " has ",
-                  p.size(), " probabilities, expected ", classes);
+                  p.size(), " probabilities, expected ", classes, " (one per class name)");
     GLIMPSE_CHECK(labels[i] >= 0 && labels[i] < classes, "classification_metrics: label ", labels[i], " of sample ",
                   i, " is not in [0, ", classes, ")");
+    for (size_t c = 0; c < p.size(); ++c)
+      GLIMPSE_CHECK(!std::isnan(p[c]), "classification_metrics: probability ", c, " of sample ", i, " is NaN");
     const int64_t pred = std::max_element(p.begin(), p.end()) - p.begin();
     ++m.confusion[static_cast<size_t>(labels[i])][static_cast<size_t>(pred)];
     ++m.class_counts[static_cast<size_t>(labels[i])];
     correct += pred == labels[i];
-    mel[i] = p[1];
-    sk[i] = p[2];
-    is_mel[i] = labels[i] == 1;
-    is_sk[i] = labels[i] == 2;
   }
   m.accuracy = m.count ? static_cast<double>(correct) / static_cast<double>(m.count) : 0;
   double recall_sum = 0;
@@ -112,8 +147,10 @@ ClassificationMetrics classification_metrics(const std::vector<std::vector<float
     ++present;
   }
   m.balanced_accuracy = present ? recall_sum / present : 0;
-  m.auc_melanoma = roc_auc(mel, is_mel);
-  m.auc_keratosis = roc_auc(sk, is_sk);
+  m.melanoma_class = find_class(class_names, kMelanoma);
+  m.keratosis_class = find_class(class_names, kKeratosis);
+  m.auc_melanoma = one_vs_rest_auc(probs, labels, m.melanoma_class, kMelanoma, m.class_counts, m.auc_melanoma_note);
+  m.auc_keratosis = one_vs_rest_auc(probs, labels, m.keratosis_class, kKeratosis, m.class_counts, m.auc_keratosis_note);
   m.auc_mean = (m.auc_melanoma + m.auc_keratosis) / 2;
   return m;
 }
@@ -130,6 +167,9 @@ nlohmann::json to_json(const ClassificationMetrics& m, const std::vector<std::st
   j["auc_melanoma"] = num(m.auc_melanoma);
   j["auc_seborrheic_keratosis"] = num(m.auc_keratosis);
   j["auc_mean"] = num(m.auc_mean);
+  if (!m.auc_melanoma_note.empty()) j["auc_melanoma_note"] = m.auc_melanoma_note;
+  if (!m.auc_keratosis_note.empty()) j["auc_seborrheic_keratosis_note"] = m.auc_keratosis_note;
+  if (!std::isfinite(m.auc_mean)) j["auc_mean_note"] = "undefined: it needs both AUCs";
   j["class_names"] = class_names;
   j["class_counts"] = m.class_counts;
   j["confusion"] = m.confusion;
@@ -145,7 +185,10 @@ std::string format_metrics(const ClassificationMetrics& m, const std::vector<std
                 "  ROC AUC  melanoma vs rest %.3f  seborrheic keratosis vs rest %.3f  mean %.3f\n",
                 static_cast<long long>(m.count), m.accuracy, m.balanced_accuracy, m.auc_melanoma, m.auc_keratosis,
                 m.auc_mean);
-  os << buf << "  confusion matrix (rows: true, columns: predicted)\n";
+  os << buf;
+  if (!m.auc_melanoma_note.empty()) os << "  melanoma AUC undefined: " << m.auc_melanoma_note << "\n";
+  if (!m.auc_keratosis_note.empty()) os << "  seborrheic keratosis AUC undefined: " << m.auc_keratosis_note << "\n";
+  os << "  confusion matrix (rows: true, columns: predicted)\n";
   // Row labels in full, column headers cut to 10 characters.
   size_t w = 6, cw = 6;
   for (const auto& n : class_names) {

@@ -28,8 +28,19 @@ RocCurve roc_curve(const std::vector<double>& scores, const std::vector<bool>& p
 // The trapezoid area under a curve given by its vertices (fpr increasing).
 double curve_area(const RocCurve& curve);
 
-// probs[i] = class probabilities of sample i (classes 0 nevus, 1 melanoma, 2 seborrheic keratosis),
-// labels[i] in [0, K). Every probs row must have K entries.
+// The class names the ISIC 2017 scores look for.
+inline constexpr const char* kMelanoma = "melanoma";
+inline constexpr const char* kKeratosis = "seborrheic_keratosis";
+// The index of the class called `wanted` in `names`, -1 if none. Names match ignoring case, with
+// spaces and hyphens read as underscores ("Seborrheic Keratosis" finds seborrheic_keratosis): a
+// class-per-folder data set sorts its folders by name (melanoma = 0, nevus = 1), the ISIC layout
+// has nevus = 0, melanoma = 1, so an index says nothing about which class it is.
+int64_t find_class(const std::vector<std::string>& names, const std::string& wanted);
+
+// probs[i] = class probabilities of sample i, in the order of class_names; labels[i] in [0, K) with
+// K = class_names.size(). Every probs row must have K entries. The melanoma and seborrheic
+// keratosis AUCs use the classes of those names wherever they are; a class that is missing (from
+// the names, or from the labels) leaves its AUC NaN and says why in *_note.
 struct ClassificationMetrics {
   int64_t count = 0;
   double accuracy = 0;
@@ -37,12 +48,16 @@ struct ClassificationMetrics {
   double auc_melanoma = 0;       // P(melanoma) of melanoma vs the rest
   double auc_keratosis = 0;      // P(seborrheic keratosis) of SK vs the rest
   double auc_mean = 0;           // the ISIC 2017 part-3 score
+  std::string auc_melanoma_note, auc_keratosis_note;  // why the AUC is undefined; "" when it is not
+  int64_t melanoma_class = -1, keratosis_class = -1;  // their indices in class_names, -1 if absent
   std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
   std::vector<int64_t> class_counts;
 };
 ClassificationMetrics classification_metrics(const std::vector<std::vector<float>>& probs,
-                                             const std::vector<int64_t>& labels, int64_t classes = 3);
+                                             const std::vector<int64_t>& labels,
+                                             const std::vector<std::string>& class_names);
 
+// An undefined AUC is null, with its reason beside it ("auc_melanoma_note").
 nlohmann::json to_json(const ClassificationMetrics& m, const std::vector<std::string>& class_names);
 // A printable block: counts, accuracy, AUCs, and the confusion matrix with class names.
 std::string format_metrics(const ClassificationMetrics& m, const std::vector<std::string>& class_names);

@@ -233,7 +233,7 @@ TrainResult train_model(const TrainOptions& o_in) {
                   " epoch(s); ask for more with --epochs (got ", o.epochs, ")");
   }
 
-  const data::Dataset train_ds = open_dataset(o.data, o.train_split);
+  data::Dataset train_ds = open_dataset(o.data, o.train_split);
   data::Dataset val_ds;
   bool has_val = false;
   if (!o.val_split.empty()) {
@@ -259,7 +259,8 @@ TrainResult train_model(const TrainOptions& o_in) {
     if (!o.init.empty()) meta.init = init_model(*r.model, o.init);
     meta.freeze = o.freeze;
   } else {
-    check_model_for_dataset(meta, train_ds, o.resume);
+    align_dataset_to_model(meta, train_ds, o.resume);
+    if (has_val) align_dataset_to_model(meta, val_ds, o.resume);
   }
   Model& model = *r.model;
   freeze_layers(model, meta.freeze);  // a resumed run keeps the checkpoint's
@@ -465,7 +466,7 @@ TrainResult train_model(const TrainOptions& o_in) {
     if (guided > 0) e.train_cam_outside = outside_sum / static_cast<double>(guided);
     if (has_val) {
       const Predictions p = predict(model, val_ds, o.size, meta.preprocess, "  val");
-      r.val = classification_metrics(p.probs, p.labels, std::max<int64_t>(3, classes));
+      r.val = classification_metrics(p.probs, p.labels, meta.class_names);
       e.has_val = true;
       e.val_loss = p.loss;
       e.val_accuracy = r.val.accuracy;
@@ -528,7 +529,11 @@ StartingModel load_or_train(const std::string& model_path, const TrainOptions& t
     m.meta = r.meta;
     m.data_dir = m.meta.data;
   }
-  GLIMPSE_CHECK(m.meta.classes == 3, who, ": the ISIC scoring needs a 3-class model, got ", m.meta.classes);
+  GLIMPSE_CHECK(m.meta.classes == 3 && find_class(m.meta.class_names, kMelanoma) >= 0 &&
+                    find_class(m.meta.class_names, kKeratosis) >= 0,
+                who, ": the ISIC scoring needs a 3-class model with classes melanoma, seborrheic_keratosis and nevus; "
+                "this one has ", m.meta.classes, " (", m.meta.class_names.empty() ? "" : m.meta.class_names[0],
+                m.meta.classes > 1 ? ", " + m.meta.class_names[1] : "", m.meta.classes > 2 ? ", ..." : "", ")");
   return m;
 }
 

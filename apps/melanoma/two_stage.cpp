@@ -89,16 +89,13 @@ int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds
           io::save_png(dir + "/masks/" + s.id + "_segmentation.png",
                          io::resize_mask(crop_mask(m, x0, y0, x1, y1), out_side, out_side));
       }
-      csv += csv_field(split) + "," + csv_field(s.id) + "," + (s.label == 1 ? "1" : "0") + "," + (s.label == 2 ? "1" : "0") +
-             "\n";
+      csv += csv_field(split) + "," + csv_field(s.id) + "," + isic_label_columns(meta.class_names, s.label) + "\n";
     }
     bar.step(static_cast<int64_t>(b.ids.size()));
   }
   bar.finish();
   return fallback;
 }
-
-nlohmann::json metrics_json(const ClassificationMetrics& m) { return to_json(m, class_names()); }
 
 }  // namespace
 
@@ -119,8 +116,10 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
   const std::shared_ptr<Model>& stage1 = sm.model;
   const ModelMeta& meta = sm.meta;
   const std::string& data_dir = sm.data_dir;
-  const data::Dataset train_ds = open_dataset(data_dir, o.train.train_split);
-  const data::Dataset val_ds = open_dataset(data_dir, o.train.val_split);
+  data::Dataset train_ds = open_dataset(data_dir, o.train.train_split);
+  data::Dataset val_ds = open_dataset(data_dir, o.train.val_split);
+  align_dataset_to_model(meta, train_ds, o.model.empty() ? start.out : o.model);
+  align_dataset_to_model(meta, val_ds, o.model.empty() ? start.out : o.model);
 
   // Crops.
   const std::string crops = o.out + "/crops";
@@ -158,6 +157,13 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
   const Predictions p1 = predict(*stage1, val_ds, meta.size, meta.preprocess, "  stage1 val");
   const data::Dataset crops_val = open_dataset(crops, o.train.val_split);
   const Predictions p2 = predict(*r2.model, crops_val, meta.size, {}, "  stage2 val");
+  // Stage 2 was trained on the crops' ISIC layout: its classes in stage 1's order, matched by name.
+  std::vector<size_t> from2(meta.class_names.size());
+  for (size_t k = 0; k < from2.size(); ++k) {
+    const int64_t c = find_class(r2.meta.class_names, meta.class_names[k]);
+    GLIMPSE_CHECK(c >= 0, "two-stage: stage 2 has no class '", meta.class_names[k], "'");
+    from2[k] = static_cast<size_t>(c);
+  }
   std::map<std::string, size_t> at2;
   for (size_t i = 0; i < p2.ids.size(); ++i) at2[p2.ids[i]] = i;
   std::vector<std::vector<float>> avg, s2;
@@ -166,17 +172,20 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
     auto it = at2.find(p1.ids[i]);
     GLIMPSE_CHECK(it != at2.end(), "two-stage: the crop of ", p1.ids[i], " is missing from ", crops);
     const auto& a = p1.probs[i];
-    const auto& c = p2.probs[it->second];
-    std::vector<float> m(a.size());
-    for (size_t k = 0; k < a.size(); ++k) m[k] = (a[k] + c[k]) / 2;
+    std::vector<float> c(a.size()), m(a.size());
+    for (size_t k = 0; k < a.size(); ++k) {
+      c[k] = p2.probs[it->second][from2[k]];
+      m[k] = (a[k] + c[k]) / 2;
+    }
     avg.push_back(m);
     s2.push_back(c);
     labels.push_back(p1.labels[i]);
   }
   TwoStageResult res;
-  res.stage1 = classification_metrics(p1.probs, p1.labels);
-  res.stage2 = classification_metrics(s2, labels);
-  res.combined = classification_metrics(avg, labels);
+  res.stage1 = classification_metrics(p1.probs, p1.labels, meta.class_names);
+  res.stage2 = classification_metrics(s2, labels, meta.class_names);
+  res.combined = classification_metrics(avg, labels, meta.class_names);
+  auto metrics_json = [&](const ClassificationMetrics& m) { return to_json(m, meta.class_names); };
   res.seconds = seconds_since(t0);
   std::printf("two-stage on %s [%s], %zu images:\n  %-14s %8s %8s %8s %8s\n", data_dir.c_str(),
               o.train.val_split.c_str(), labels.size(), "", "AUC mel", "AUC sk", "mean", "acc");
