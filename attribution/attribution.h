@@ -22,6 +22,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -96,6 +97,10 @@ const std::vector<std::string>& method_names();
 // The last module (in named_modules order) whose output is 4-D with spatial size > 1, found by one
 // forward pass with hooks; Model::info.cam_layer when the model records one.
 std::string default_layer(Module& model, const Tensor& x);
+// Every module whose output is 4-D with spatial size > 1 for the input x, in named_modules order,
+// with that output's shape: the layers the CAM family and SAM can use (one forward pass, hooks
+// removed on return).
+std::vector<std::pair<std::string, Shape>> spatial_layers(Module& model, const Tensor& x);
 // Per image min-max to [0, 1]; a constant image gives zeros.
 Tensor normalize_maps(const Tensor& maps);
 // [N, h, w] -> [N, H, W] bilinear (align_corners=false).

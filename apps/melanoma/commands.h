@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attribution/metrics.h"
+#include "attribution/regions.h"
 #include "common.h"
 #include "roc.h"
 
@@ -130,6 +132,22 @@ struct ExplainResult {
   nlohmann::json json;
 };
 ExplainResult run_explain(const ExplainOptions& o);
+// The options of explain checked (method, threshold, shape, colormap, alpha), with the errors
+// run_explain gives; `who` prefixes them.
+void check_explain_options(const ExplainOptions& o, const char* who = "explain");
+// The heart of run_explain, shared with `serve`, so that both give the same regions for the same
+// photo: the model's prediction, the map of o.method for o.target (or the predicted class) at
+// o.layer, the overlay at o.display size with the regions drawn, and the JSON run_explain writes
+// ("image" and "overlay" are o.image and o.out, names only: nothing is read or written here).
+// The model runs where its parameters are (model_device). Not thread-safe: the attribution methods
+// hook the model's layers while they run, so callers sharing a model serialize the calls.
+struct PhotoExplanation {
+  ExplainResult result;
+  glimpse::attr::AttributionMap attribution;  // .map: [1, S, S] at the model's input, normalized
+  glimpse::attr::Image overlay;               // the photo at display size, heatmap and regions drawn
+  std::vector<glimpse::attr::Region> regions;  // in the overlay's pixels
+};
+PhotoExplanation explain_photo(LoadedModel& lm, const glimpse::attr::Image& photo, const ExplainOptions& o);
 
 // ---- localize ----
 struct LocalizeOptions {
@@ -166,6 +184,11 @@ struct LocalizeResult {
   double mask_guidance = 0;  // the model's train --mask-guidance weight (0: unguided)
 };
 LocalizeResult run_localize(const LocalizeOptions& o);
+// One image's scores as localize computes them, shared with `serve`: the map [1, S, S] (normalized
+// to [0, 1]) against the expert mask resized to S x S by nearest neighbour, Dice and IoU at
+// `threshold`, the pointing-game tolerance a fraction of S.
+glimpse::attr::LocalizationScores score_against_mask(const Tensor& map, const glimpse::attr::Mask& truth,
+                                                     const glimpse::attr::Threshold& threshold, double tolerance);
 std::string format_localize_table(const LocalizeResult& r);
 nlohmann::json localize_to_json(const LocalizeOptions& o, const LocalizeResult& r);
 

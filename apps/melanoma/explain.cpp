@@ -22,25 +22,24 @@ using namespace glimpse;
 
 namespace mel {
 
-ExplainResult run_explain(const ExplainOptions& o) {
-  const double t0 = now_s();
-  const Device device = resolve_device(o.device);  // first: an unusable device fails at once
-  GLIMPSE_CHECK(!o.image.empty(), "explain: no image given (--image FILE)");
-  GLIMPSE_CHECK(fs::is_regular_file(o.image), "explain: the image '", o.image, "' does not exist");
+void check_explain_options(const ExplainOptions& o, const char* who) {
   const std::string err = check_method(o.method);
-  GLIMPSE_CHECK(err.empty(), "explain: ", err);
+  GLIMPSE_CHECK(err.empty(), who, ": ", err);
+  attr::parse_threshold(o.threshold);
+  attr::region_shape_from_name(o.shape);
+  attr::colormap_from_name(o.colormap);
+  GLIMPSE_CHECK(o.alpha >= 0 && o.alpha <= 1, who, ": --alpha must be in [0, 1], got ", o.alpha);
+}
+
+PhotoExplanation explain_photo(LoadedModel& lm, const attr::Image& image, const ExplainOptions& o) {
+  check_explain_options(o);
   const attr::Threshold threshold = attr::parse_threshold(o.threshold);
-  const attr::RegionShape shape = attr::region_shape_from_name(o.shape);
-  const attr::Colormap cmap = attr::colormap_from_name(o.colormap);
-  GLIMPSE_CHECK(o.alpha >= 0 && o.alpha <= 1, "explain: --alpha must be in [0, 1], got ", o.alpha);
-
-  LoadedModel lm = load_model(o.model);
   Model& model = *lm.model;
-  model.to(device);
-  // Decoded on the CPU, run on the device; the attribution map comes back on the CPU.
-  const Tensor x = data::load_for_model(o.image, lm.meta.size, lm.meta.preprocess).to(device);
+  // Decoded on the CPU, run on the model's device; the attribution map comes back on the CPU.
+  const Tensor x = data::image_for_model(image, lm.meta.size, lm.meta.preprocess).to(model_device(model));
 
-  ExplainResult r;
+  PhotoExplanation pe;
+  ExplainResult& r = pe.result;
   {
     NoGradGuard no_grad;
     r.probs = softmax_rows(model(x))[0];
@@ -54,28 +53,29 @@ ExplainResult run_explain(const ExplainOptions& o) {
   opt.targets = {r.target};
   opt.layer = o.layer;
   opt.seed = o.seed;
-  const attr::AttributionMap am = attr::explain(o.method, model, x, opt);
+  pe.attribution = attr::explain(o.method, model, x, opt);
+  const attr::AttributionMap& am = pe.attribution;
 
   // The photo at display size, the map upsampled onto it.
-  attr::Image photo = attr::load_image(o.image);
+  attr::Image photo = image;
   const int64_t pw = photo.width, ph = photo.height;
   if (o.display > 0) {
     const double s = static_cast<double>(o.display) / static_cast<double>(std::max(pw, ph));
     photo = attr::resize_image(photo, std::max<int64_t>(1, std::llround(pw * s)), std::max<int64_t>(1, std::llround(ph * s)));
   }
   const Tensor map = attr::normalize_maps(attr::upsample_maps(am.map, photo.height, photo.width));
-  attr::Image overlay = attr::overlay_heatmap(photo, map, cmap, o.alpha);
+  pe.overlay = attr::overlay_heatmap(photo, map, attr::colormap_from_name(o.colormap), o.alpha);
   attr::RegionOptions ro;
   ro.threshold = threshold;
   ro.max_regions = o.max_regions;
   ro.min_area = std::max<int64_t>(1, std::llround(o.min_area * static_cast<double>(photo.width * photo.height)));
-  const std::vector<attr::Region> regions = attr::find_regions(map, ro);
+  pe.regions = attr::find_regions(map, ro);
   attr::RegionStyle style;
-  style.shape = shape;
+  style.shape = attr::region_shape_from_name(o.shape);
   style.colour = attr::kWhite;
   style.thickness = std::max<int>(2, static_cast<int>(std::max(photo.width, photo.height) / 170));
   style.margin = style.thickness;
-  attr::draw_regions(overlay, regions, photo.width, photo.height, style);
+  attr::draw_regions(pe.overlay, pe.regions, photo.width, photo.height, style);
 
   const auto& names = lm.meta.class_names;
   nlohmann::json probs = nlohmann::json::object();
@@ -99,12 +99,30 @@ ExplainResult run_explain(const ExplainOptions& o) {
             {"scale_to_image", {static_cast<double>(pw) / photo.width, static_cast<double>(ph) / photo.height}},
             {"threshold", attr::threshold_str(threshold)},
             {"overlay", o.out},
-            {"regions", attr::regions_to_json(regions, true)}};
+            {"regions", attr::regions_to_json(pe.regions, true)}};
+  return pe;
+}
+
+ExplainResult run_explain(const ExplainOptions& o) {
+  const double t0 = now_s();
+  const Device device = resolve_device(o.device);  // first: an unusable device fails at once
+  GLIMPSE_CHECK(!o.image.empty(), "explain: no image given (--image FILE)");
+  GLIMPSE_CHECK(fs::is_regular_file(o.image), "explain: the image '", o.image, "' does not exist");
+  check_explain_options(o);
+
+  LoadedModel lm = load_model(o.model);
+  lm.model->to(device);
+  const PhotoExplanation pe = explain_photo(lm, attr::load_image(o.image), o);
+  const ExplainResult& r = pe.result;
+  const attr::AttributionMap& am = pe.attribution;
+  const std::vector<attr::Region>& regions = pe.regions;
+  const auto& names = lm.meta.class_names;
+  const attr::Threshold threshold = attr::parse_threshold(o.threshold);
 
   if (!o.out.empty()) {
     const fs::path p(o.out);
     if (p.has_parent_path()) ensure_dir(p.parent_path().string());
-    attr::save_png(o.out, overlay);
+    attr::save_png(o.out, pe.overlay);
   }
   if (!o.json.empty()) write_json(o.json, r.json);
 

@@ -1,0 +1,375 @@
+// The explorer's answers; see serve_api.h.
+#include "serve_api.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "attribution/image_io.h"
+#include "attribution/metrics.h"
+#include "attribution/regions.h"
+#include "autograd/grad_mode.h"
+#include "core/error.h"
+#include "data/data.h"
+
+namespace fs = std::filesystem;
+using namespace glimpse;
+
+namespace mel {
+namespace {
+
+constexpr int64_t kMaxListed = 500;      // images per /api/images page
+constexpr int64_t kMaxPhotoSide = 2048;  // /api/photo?size=
+constexpr size_t kMaxCompared = 18;      // methods per /api/compare: every method once
+
+std::string param(const Params& p, const std::string& name, const std::string& fallback = "") {
+  auto it = p.find(name);
+  return it == p.end() ? fallback : it->second;
+}
+
+// A whole-string integer in [lo, hi]; errors name the parameter and the value.
+int64_t int_param(const Params& p, const std::string& name, int64_t fallback, int64_t lo, int64_t hi) {
+  auto it = p.find(name);
+  if (it == p.end() || it->second.empty()) return fallback;
+  const std::string& v = it->second;
+  int64_t x = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || end != v.data() + v.size())
+    throw ApiError(400, "parameter '" + name + "' = '" + v.substr(0, 40) + "' is not an integer");
+  if (x < lo || x > hi)
+    throw ApiError(400, "parameter '" + name + "' = " + v + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+  return x;
+}
+
+double real_param(const Params& p, const std::string& name, double fallback, double lo, double hi) {
+  auto it = p.find(name);
+  if (it == p.end() || it->second.empty()) return fallback;
+  const std::string& v = it->second;
+  double x = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(x))
+    throw ApiError(400, "parameter '" + name + "' = '" + v.substr(0, 40) + "' is not a number");
+  if (x < lo || x > hi) throw ApiError(400, "parameter '" + name + "' = " + v + " is out of range " + strf("%g..%g", lo, hi));
+  return x;
+}
+
+// A photo to work on: decoded pixels, its name, and the expert mask when the data set has one.
+struct Photo {
+  std::string name;
+  attr::Image image;
+  bool has_mask = false;
+  attr::Mask mask;
+};
+
+}  // namespace
+
+struct ExplorerApi::Impl {
+  ServeOptions opt;
+  LoadedModel lm;
+  std::mutex model_mutex;
+  nlohmann::json layers = nlohmann::json::array();  // the spatial layers: CAM family / SAM choices
+  std::string default_layer;
+
+  // Data set splits, opened at start: read-only afterwards, so shared by every thread.
+  struct Split {
+    data::Dataset ds;
+    std::map<std::string, size_t> by_id;
+  };
+  std::map<std::string, Split> splits;
+  std::vector<std::string> split_names;  // in the order of labels.csv
+
+  const data::Sample& sample(const Params& p) {
+    const std::string split = param(p, "split"), id = param(p, "id");
+    auto s = splits.find(split);
+    if (s == splits.end()) {
+      std::string known;
+      for (const auto& n : split_names) known += (known.empty() ? "" : ", ") + n;
+      throw ApiError(404, "no split '" + split.substr(0, 40) + "'" +
+                              (splits.empty() ? std::string(" (the server was started without --data)") : "; known: " + known));
+    }
+    auto i = s->second.by_id.find(id);
+    if (i == s->second.by_id.end()) throw ApiError(404, "no image '" + id.substr(0, 80) + "' in split '" + split + "'");
+    return s->second.ds.samples[i->second];
+  }
+
+  // The photo of a request: the body when there is one (an upload), else split + id.
+  Photo photo(const Params& p, const std::string& body, bool want_mask) {
+    Photo ph;
+    if (!body.empty()) {
+      ph.name = param(p, "name", "upload");
+      ph.image = attr::decode_image(reinterpret_cast<const uint8_t*>(body.data()), body.size(), ph.name, 3);
+      return ph;
+    }
+    if (!p.count("id")) throw ApiError(400, "no photo: send the image as the request body, or give split and id");
+    const data::Sample& s = sample(p);
+    ph.name = s.image_path;
+    ph.image = attr::load_image(s.image_path);
+    if (want_mask && !s.mask_path.empty()) {
+      ph.mask = attr::load_mask(s.mask_path);
+      ph.has_mask = true;
+    }
+    return ph;
+  }
+
+  // explain's options from the query: the CLI's defaults, the CLI's checks.
+  ExplainOptions explain_options(const Params& p, const std::string& image_name) {
+    ExplainOptions o;
+    o.model = opt.model;
+    o.image = image_name;
+    o.method = param(p, "method", o.method);
+    o.layer = param(p, "layer");
+    o.threshold = param(p, "threshold", o.threshold);
+    o.shape = param(p, "shape", o.shape);
+    o.colormap = param(p, "colormap", o.colormap);
+    o.target = target(param(p, "target"));
+    o.max_regions = static_cast<int>(int_param(p, "max_regions", o.max_regions, 0, 1000));
+    o.min_area = real_param(p, "min_area", o.min_area, 0, 1);
+    o.alpha = static_cast<float>(real_param(p, "alpha", o.alpha, 0, 1));
+    o.display = int_param(p, "display", o.display, 16, kMaxPhotoSide);
+    o.seed = opt.seed;
+    o.device = opt.device;
+    check_explain_options(o, "explain");
+    return o;
+  }
+
+  // "" or "predicted" -> -1; a class index or a class name -> that class.
+  int64_t target(const std::string& v) {
+    if (v.empty() || v == "predicted") return -1;
+    const auto& names = lm.meta.class_names;
+    for (size_t c = 0; c < names.size(); ++c)
+      if (names[c] == v) return static_cast<int64_t>(c);
+    int64_t x = -2;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    if (ec == std::errc() && end == v.data() + v.size() && x >= -1 && x < lm.meta.classes) return x;
+    std::string known = "predicted";
+    for (const auto& n : names) known += ", " + n;
+    throw ApiError(400, "target '" + v.substr(0, 40) + "' is not a class of the model (" + known + ", or 0.." +
+                            std::to_string(lm.meta.classes - 1) + ")");
+  }
+
+  // One method on one photo: explain's JSON, the overlay, and the scores against the mask.
+  nlohmann::json explain_one(const Photo& ph, const ExplainOptions& o, bool with_overlay) {
+    const double t0 = now_s();
+    PhotoExplanation pe;
+    {
+      std::lock_guard<std::mutex> lock(model_mutex);
+      pe = explain_photo(lm, ph.image, o);
+    }
+    nlohmann::json j = pe.result.json;
+    if (ph.has_mask) {
+      const attr::LocalizationScores s =
+          score_against_mask(pe.attribution.map, ph.mask, attr::parse_threshold(o.threshold), LocalizeOptions{}.tolerance);
+      j["localization"] = {{"dice", s.dice},
+                           {"iou", s.iou},
+                           {"energy", s.energy},
+                           {"pointing", s.hit},
+                           {"peak_distance", std::isfinite(s.peak_distance) ? nlohmann::json(s.peak_distance) : nlohmann::json()},
+                           {"resolution", lm.meta.size},
+                           {"tolerance_px", LocalizeOptions{}.tolerance * static_cast<double>(lm.meta.size)}};
+    }
+    if (with_overlay) j["overlay_png"] = png_base64(pe.overlay);
+    j["seconds"] = seconds_since(t0);
+    return j;
+  }
+
+  std::vector<std::string> methods(const Params& p) {
+    const std::string list = param(p, "methods");
+    if (list.empty()) throw ApiError(400, "no methods given (methods=a,b,c or all)");
+    std::vector<std::string> ms = parse_methods(list);
+    if (ms.size() > kMaxCompared) throw ApiError(400, "at most " + std::to_string(kMaxCompared) + " methods per request");
+    return ms;
+  }
+};
+
+ExplorerApi::ExplorerApi(const ServeOptions& o) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.opt = o;
+  const Device device = resolve_device(o.device);
+  m.lm = load_model(o.model);
+  m.lm.model->to(device);
+  {
+    const Tensor x = Tensor::zeros({1, 3, m.lm.meta.size, m.lm.meta.size}).to(device);
+    for (const auto& [name, shape] : attr::spatial_layers(*m.lm.model, x))
+      m.layers.push_back({{"name", name}, {"channels", shape[1]}, {"height", shape[2]}, {"width", shape[3]}});
+    m.default_layer = attr::default_layer(*m.lm.model, x);
+  }
+  if (!o.data.empty()) {
+    GLIMPSE_CHECK(fs::is_directory(o.data), "serve: the data directory '", o.data, "' does not exist");
+    // The splits of labels.csv's `split` column, in order of appearance; without one, one split "all".
+    std::vector<std::string> names;
+    const fs::path csv = fs::path(o.data) / "labels.csv";
+    if (fs::is_regular_file(csv)) {
+      const data::CsvTable t = data::read_csv(csv.string());
+      const int64_t col = t.column("split");
+      std::set<std::string> seen;
+      if (col >= 0)
+        for (const auto& row : t.rows)
+          if (seen.insert(row[static_cast<size_t>(col)]).second) names.push_back(row[static_cast<size_t>(col)]);
+    }
+    if (names.empty()) names.push_back("all");
+    for (const std::string& n : names) {
+      Impl::Split s;
+      s.ds = open_dataset(o.data, n == "all" ? "" : n);
+      check_model_for_dataset(m.lm.meta, s.ds, o.model);
+      for (size_t i = 0; i < s.ds.samples.size(); ++i) s.by_id.emplace(s.ds.samples[i].id, i);
+      m.splits.emplace(n, std::move(s));
+      m.split_names.push_back(n);
+    }
+  }
+}
+
+ExplorerApi::~ExplorerApi() = default;
+
+std::mutex& ExplorerApi::model_mutex() { return impl_->model_mutex; }
+
+nlohmann::json ExplorerApi::info() {
+  const Impl& m = *impl_;
+  nlohmann::json splits = nlohmann::json::array();
+  for (const auto& n : m.split_names) {
+    const auto& ds = m.splits.at(n).ds;
+    int64_t masks = 0;
+    for (const auto& s : ds.samples) masks += s.mask_path.empty() ? 0 : 1;
+    splits.push_back({{"name", n}, {"images", ds.size()}, {"masks", masks}});
+  }
+  const ExplainOptions d;
+  return {{"model", m.opt.model},
+          {"arch", m.lm.meta.arch},
+          {"input_size", m.lm.meta.size},
+          {"classes", m.lm.meta.class_names},
+          {"mask_guidance", m.lm.meta.mask_guidance},
+          {"methods", attr::method_names()},
+          {"layers", m.layers},
+          {"default_layer", m.default_layer},
+          {"data", m.opt.data},
+          {"splits", splits},
+          {"defaults",
+           {{"method", d.method},
+            {"threshold", d.threshold},
+            {"shape", d.shape},
+            {"max_regions", d.max_regions},
+            {"min_area", d.min_area},
+            {"colormap", d.colormap},
+            {"alpha", d.alpha},
+            {"display", d.display}}},
+          {"max_body_bytes", m.opt.max_body_bytes},
+          {"max_megapixels", static_cast<double>(attr::max_image_pixels()) / 1e6}};
+}
+
+nlohmann::json ExplorerApi::images(const Params& p) {
+  Impl& m = *impl_;
+  const std::string split = param(p, "split");
+  auto s = m.splits.find(split);
+  if (s == m.splits.end()) m.sample({{"split", split}});  // throws the 404 naming the known splits
+  const data::Dataset& ds = s->second.ds;
+  const int64_t total = static_cast<int64_t>(ds.size());
+  const int64_t offset = int_param(p, "offset", 0, 0, std::max<int64_t>(0, total));
+  const int64_t limit = int_param(p, "limit", 60, 1, kMaxListed);
+  nlohmann::json list = nlohmann::json::array();
+  for (int64_t i = offset; i < std::min(total, offset + limit); ++i) {
+    const data::Sample& smp = ds.samples[static_cast<size_t>(i)];
+    list.push_back({{"id", smp.id},
+                    {"label", smp.label},
+                    {"label_class", ds.class_names[static_cast<size_t>(smp.label)]},
+                    {"has_mask", !smp.mask_path.empty()}});
+  }
+  return {{"split", split}, {"total", total}, {"offset", offset}, {"images", list}};
+}
+
+namespace {
+// Longer side `size` (0: as it is).
+attr::Image fit(const attr::Image& im, int64_t size) {
+  if (size <= 0 || std::max(im.width, im.height) == size) return im;
+  const double s = static_cast<double>(size) / static_cast<double>(std::max(im.width, im.height));
+  return attr::resize_image(im, std::max<int64_t>(1, std::llround(im.width * s)), std::max<int64_t>(1, std::llround(im.height * s)));
+}
+}  // namespace
+
+std::string ExplorerApi::photo_png(const Params& p) {
+  const data::Sample& s = impl_->sample(p);
+  return png_bytes(fit(attr::load_image(s.image_path), int_param(p, "size", 0, 0, kMaxPhotoSide)));
+}
+
+std::string ExplorerApi::mask_png(const Params& p) {
+  const data::Sample& s = impl_->sample(p);
+  if (s.mask_path.empty()) throw ApiError(404, "image '" + s.id + "' has no mask");
+  const attr::Mask mask = attr::load_mask(s.mask_path);
+  const int64_t size = int_param(p, "size", 0, 0, kMaxPhotoSide);
+  attr::Image im(mask.width, mask.height, 1);
+  for (size_t i = 0; i < mask.data.size(); ++i) im.pixels[i] = mask.data[i] ? 255 : 0;
+  if (size > 0 && size != std::max(mask.width, mask.height)) {
+    const double k = static_cast<double>(size) / static_cast<double>(std::max(mask.width, mask.height));
+    const attr::Mask r = attr::resize_mask(mask, std::max<int64_t>(1, std::llround(mask.width * k)),
+                                           std::max<int64_t>(1, std::llround(mask.height * k)));
+    im = attr::Image(r.width, r.height, 1);
+    for (size_t i = 0; i < r.data.size(); ++i) im.pixels[i] = r.data[i] ? 255 : 0;
+  }
+  return png_bytes(im);
+}
+
+nlohmann::json ExplorerApi::classify(const Params& p, const std::string& body) {
+  Impl& m = *impl_;
+  const Photo ph = m.photo(p, body, false);
+  const Tensor x = data::image_for_model(ph.image, m.lm.meta.size, m.lm.meta.preprocess);
+  std::vector<float> probs;
+  {
+    std::lock_guard<std::mutex> lock(m.model_mutex);
+    NoGradGuard no_grad;
+    probs = softmax_rows((*m.lm.model)(x.to(model_device(*m.lm.model))))[0];
+  }
+  const int64_t predicted = std::max_element(probs.begin(), probs.end()) - probs.begin();
+  nlohmann::json by_class = nlohmann::json::object();
+  for (size_t c = 0; c < probs.size(); ++c) by_class[m.lm.meta.class_names[c]] = probs[c];
+  return {{"image", ph.name},
+          {"width", ph.image.width},
+          {"height", ph.image.height},
+          {"predicted", predicted},
+          {"predicted_class", m.lm.meta.class_names[static_cast<size_t>(predicted)]},
+          {"probabilities", by_class}};
+}
+
+nlohmann::json ExplorerApi::explain(const Params& p, const std::string& body) {
+  Impl& m = *impl_;
+  const Photo ph = m.photo(p, body, true);
+  return m.explain_one(ph, m.explain_options(p, ph.name), true);
+}
+
+nlohmann::json ExplorerApi::compare(const Params& p, const std::string& body) {
+  Impl& m = *impl_;
+  const std::vector<std::string> methods = m.methods(p);
+  const Photo ph = m.photo(p, body, true);
+  ExplainOptions o = m.explain_options(p, ph.name);
+  nlohmann::json results = nlohmann::json::array();
+  for (const std::string& method : methods) {
+    o.method = method;
+    try {
+      results.push_back(m.explain_one(ph, o, true));
+    } catch (const glimpse::Error& e) {  // a method this model cannot do (CAM without a GAP head, say)
+      results.push_back({{"method", method}, {"error", e.what()}});
+    }
+  }
+  return {{"image", ph.name}, {"results", results}};
+}
+
+nlohmann::json ExplorerApi::localize(const Params& p, const std::string& body) {
+  Impl& m = *impl_;
+  const std::vector<std::string> methods = m.methods(p);
+  const Photo ph = m.photo(p, body, true);
+  if (!ph.has_mask) throw ApiError(400, "localize needs an image of the data set with a mask (split and id)");
+  ExplainOptions o = m.explain_options(p, ph.name);
+  nlohmann::json rows = nlohmann::json::array();
+  for (const std::string& method : methods) {
+    o.method = method;
+    try {
+      const nlohmann::json j = m.explain_one(ph, o, false);
+      rows.push_back({{"method", method}, {"threshold", j["threshold"]}, {"target_class", j["target_class"]}, {"localization", j["localization"]}});
+    } catch (const glimpse::Error& e) {
+      rows.push_back({{"method", method}, {"error", e.what()}});
+    }
+  }
+  return {{"image", ph.name}, {"rows", rows}};
+}
+
+}  // namespace mel
