@@ -49,6 +49,10 @@ class ExplorerServer {
   std::unique_ptr<Impl> impl_;
 };
 
+// The line that opens a model (and its data set) in the explorer, as `melanoma demo` ends with; says
+// instead why there is none when the build has no HTTP server.
+void print_serve_command(const std::string& model, const std::string& data);
+
 // Runs the server until Ctrl-C / SIGTERM (interrupt.h), printing the URL; returns after a clean stop.
 void run_serve(const ServeOptions& o);
 

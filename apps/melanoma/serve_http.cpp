@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "core/error.h"
@@ -295,6 +296,20 @@ ExplorerServer::Stats ExplorerServer::stats() const { return {}; }
 ExplorerApi& ExplorerServer::api() { GLIMPSE_FAIL("serve: ", kNoServer); }
 
 #endif
+
+void print_serve_command(const std::string& model, const std::string& data) {
+  std::string why;
+  if (!serve_available(&why)) {
+    std::printf("explorer: not in this build (%s)\n", why.c_str());
+    return;
+  }
+  // The binary's own path when it is the melanoma program (not a test linking the same code).
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const std::string bin = !ec && self.filename() == "melanoma" ? self.string() : "melanoma";
+  std::printf("explore it in the browser:\n  %s serve --model %s%s\n  (then open http://127.0.0.1:8080/; Ctrl-C stops)\n",
+              bin.c_str(), model.c_str(), data.empty() ? "" : (" --data " + data).c_str());
+}
 
 void run_serve(const ServeOptions& o) {
   std::string why;
