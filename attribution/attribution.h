@@ -71,6 +71,20 @@ AttributionMap scorecam(Module& model, const Tensor& x, const Options& opt = {})
 // layer's summed activation with respect to the input.
 AttributionMap sam(Module& model, const Tensor& x, const Options& opt = {});
 
+// The inside of CAM and Grad-CAM, for one image (x [1, C, H, W]): both maps are weighted sums of
+// one layer's feature maps, raw = sum_k weights[k] A_k (Grad-CAM then takes the ReLU). CAM's weights
+// are the classifier's row of the target, w_k^c; Grad-CAM's are alpha_k^c, the spatial mean of
+// dy_c/dA_k. Computed by the code cam() and gradcam() run, so `raw` is their raw map. method: "cam"
+// or "gradcam"; opt.targets / opt.layer as for those.
+struct ChannelWeights {
+  std::string method, layer;
+  int64_t target = 0;
+  Tensor A;                    // [K, h, w], CPU
+  std::vector<float> weights;  // [K]
+  Tensor raw;                  // [h, w], CPU
+};
+ChannelWeights channel_weights(const std::string& method, Module& model, const Tensor& x, const Options& opt = {});
+
 // ---- gradient methods (input methods); attribution/gradients.cpp ----
 AttributionMap saliency(Module& model, const Tensor& x, const Options& opt = {});
 AttributionMap smoothgrad(Module& model, const Tensor& x, const Options& opt = {});
