@@ -32,6 +32,7 @@
 
 #include "attribution/image_io.h"
 #include "commands.h"
+#include "layers/layers.h"
 #include "serve.h"
 
 #ifdef GLIMPSE_WITH_HTTPLIB
@@ -217,6 +218,35 @@ TEST_F(Serve, ExplainAndCompareGiveExplainsRegions) {
             std::string::npos);
   get_json(c, "/api/explain?split=val&id=NOPE", 404);
   get_json(c, "/api/images?split=nope", 404);
+}
+
+// The glass box: CAM's channels are the classifier's weights, ranked by weight x mean activation;
+// their contributions over all channels plus the bias are the target's logit (explain's target_score).
+TEST_F(Serve, GlassBoxTakesCamApart) {
+  mel::ExplorerServer server(options());
+  server.start();
+  httplib::Client c("127.0.0.1", server.port());
+  const std::string q = "split=val&id=" + masked_[0].id;
+  const json g = get_json(c, "/api/glassbox?" + q + "&method=cam&top=5");
+  const json e = get_json(c, "/api/explain?" + q + "&method=cam");
+  ASSERT_EQ(g["channels"].size(), 5u);
+  ASSERT_EQ(g["steps"].size(), 5u);
+  EXPECT_EQ(g["target"], e["target"]);
+  EXPECT_EQ(g["layer"], e["layer"]);
+  const mel::LoadedModel lm = mel::load_model(dir_ + "/model.safetensors");
+  const auto& lin = dynamic_cast<glimpse::Linear&>(lm.model->find("classifier"));
+  const int64_t target = g["target"].get<int64_t>(), K = g["channels_total"].get<int64_t>();
+  ASSERT_EQ(lin.weight.size(1), K);
+  for (size_t i = 0; i < 5; ++i) {
+    const json& ch = g["channels"][i];
+    EXPECT_FLOAT_EQ(ch["weight"].get<float>(), lin.weight.data()[target * K + ch["k"].get<int64_t>()]);
+    EXPECT_NEAR(ch["contribution"].get<double>(), ch["weight"].get<double>() * ch["mean_activation"].get<double>(), 1e-9);
+    if (i) {
+      EXPECT_GE(g["channels"][i - 1]["contribution"].get<double>(), ch["contribution"].get<double>());
+    }
+  }
+  EXPECT_NEAR(g["score_total"].get<double>() + lin.bias.data()[target], e["target_score"].get<double>(), 1e-4);
+  get_json(c, "/api/glassbox?" + q + "&method=saliency", 400);
 }
 
 TEST_F(Serve, LocalizationScoresAreLocalizesForTheSameImage) {
@@ -435,6 +465,7 @@ TEST_F(Serve, ExplorerPageInChromium) {
     EXPECT_NEAR(e["circles"][i][2].get<double>(), cam["regions"][i]["circle"]["r"].get<double>(), 1e-6);
   }
   EXPECT_EQ(e["rows"].get<size_t>(), cam["regions"].size()) << "the regions table";
+  EXPECT_EQ(e["glass_maps"].get<int>(), 6) << "the glass box shows CAM's top 6 feature maps";
   EXPECT_EQ(e["overlay_width"], cam["width"]) << "the overlay image is shown";
   EXPECT_GT(e["png"].get<int>(), 1000) << "the overlay PNG download link";
   ASSERT_EQ(r["compare"].size(), 2u);

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "attribution/image_io.h"
+#include "attribution/render.h"
 #include "attribution/metrics.h"
 #include "attribution/regions.h"
 #include "autograd/grad_mode.h"
@@ -370,6 +371,85 @@ nlohmann::json ExplorerApi::localize(const Params& p, const std::string& body) {
     }
   }
   return {{"image", ph.name}, {"rows", rows}};
+}
+
+namespace {
+// A map [h, w] min-max normalized (a constant map gives zeros) and coloured, as PNG base64.
+std::string map_png(const Tensor& map, attr::Colormap cmap) {
+  const Tensor m = map.contiguous().view({1, map.size(0), map.size(1)});
+  return png_base64(attr::colorize(attr::normalize_maps(m), cmap));
+}
+}  // namespace
+
+nlohmann::json ExplorerApi::glassbox(const Params& p, const std::string& body) {
+  Impl& m = *impl_;
+  const std::string method = param(p, "method", "cam");
+  if (method != "cam" && method != "gradcam")
+    throw ApiError(400, "the glass box takes method cam or gradcam (weighted sums of feature maps), got '" + method.substr(0, 40) + "'");
+  const int64_t top = int_param(p, "top", 6, 1, 32);
+  const Photo ph = m.photo(p, body, false);
+  const attr::Colormap cmap = attr::colormap_from_name(param(p, "colormap", "jet"));
+  attr::Options opt = method_options(m.lm.meta.size);
+  const int64_t target = m.target(param(p, "target"));
+  if (target >= 0) opt.targets = {target};
+  opt.layer = param(p, "layer");
+  const Tensor x = data::image_for_model(ph.image, m.lm.meta.size, m.lm.meta.preprocess);
+  attr::ChannelWeights cw;
+  {
+    std::lock_guard<std::mutex> lock(m.model_mutex);
+    cw = attr::channel_weights(method, *m.lm.model, x.to(model_device(*m.lm.model)), opt);
+  }
+  // Channels ranked by their share of the class score: weight x mean activation (for CAM on a GAP
+  // net, y_c = sum_k w_k mean(A_k) + b_c exactly).
+  const int64_t K = cw.A.size(0), h = cw.A.size(1), w = cw.A.size(2), hw = h * w;
+  std::vector<double> mean(static_cast<size_t>(K), 0.0), contribution(static_cast<size_t>(K));
+  const float* a = cw.A.data();
+  for (int64_t k = 0; k < K; ++k) {
+    for (int64_t q = 0; q < hw; ++q) mean[static_cast<size_t>(k)] += a[k * hw + q];
+    mean[static_cast<size_t>(k)] /= static_cast<double>(hw);
+    contribution[static_cast<size_t>(k)] = cw.weights[static_cast<size_t>(k)] * mean[static_cast<size_t>(k)];
+  }
+  std::vector<int64_t> order(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) order[static_cast<size_t>(k)] = k;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return contribution[i] > contribution[j]; });
+  const int64_t n = std::min(top, K);
+  nlohmann::json channels = nlohmann::json::array(), steps = nlohmann::json::array();
+  Tensor partial = Tensor::zeros({h, w});
+  double total = 0;
+  for (double c : contribution) total += c;
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t k = order[static_cast<size_t>(r)];
+    const float wk = cw.weights[static_cast<size_t>(k)];
+    for (int64_t q = 0; q < hw; ++q) partial.data()[q] += wk * a[k * hw + q];
+    Tensor ak = Tensor::empty({h, w});
+    std::copy(a + k * hw, a + (k + 1) * hw, ak.data());
+    channels.push_back({{"k", k},
+                        {"weight", wk},
+                        {"mean_activation", mean[static_cast<size_t>(k)]},
+                        {"contribution", contribution[static_cast<size_t>(k)]},
+                        {"png", map_png(ak, cmap)}});
+    Tensor shown = partial.clone();
+    if (method == "gradcam")
+      for (int64_t q = 0; q < hw; ++q) shown.data()[q] = std::max(shown.data()[q], 0.f);
+    steps.push_back({{"terms", r + 1}, {"png", map_png(shown, cmap)}});
+  }
+  const auto& names = m.lm.meta.class_names;
+  const bool cam = method == "cam";
+  return {{"method", method},
+          {"layer", cw.layer},
+          {"target", cw.target},
+          {"target_class", names[static_cast<size_t>(cw.target)]},
+          {"channels_total", K},
+          {"height", h},
+          {"width", w},
+          {"weight_symbol", cam ? "w_k^c" : "alpha_k^c"},
+          {"formula", cam ? "M_c(x,y) = sum_k w_k^c A_k(x,y); w_k^c = the classifier's weight of channel k for class c; "
+                            "y_c = mean_xy M_c + b_c"
+                          : "L_c(x,y) = ReLU(sum_k alpha_k^c A_k(x,y)); alpha_k^c = mean_xy dy_c/dA_k(x,y)"},
+          {"score_total", total},
+          {"channels", channels},
+          {"steps", steps},
+          {"map_png", map_png(cw.raw, cmap)}};
 }
 
 }  // namespace mel

@@ -65,6 +65,8 @@ class ExplorerApi {
   nlohmann::json explain(const Params& p, const std::string& body);
   nlohmann::json compare(const Params& p, const std::string& body);
   nlohmann::json localize(const Params& p, const std::string& body);
+  // CAM / Grad-CAM taken apart: the top feature maps A_k, their weights, the sum building up.
+  nlohmann::json glassbox(const Params& p, const std::string& body);
 
   // Held by every call that runs the model; tests hold it to keep workers busy.
   std::mutex& model_mutex();

@@ -200,6 +200,7 @@ struct ExplorerServer::Impl {
     model_route("/api/explain", &ExplorerApi::explain);
     model_route("/api/compare", &ExplorerApi::compare);
     model_route("/api/localize", &ExplorerApi::localize);
+    model_route("/api/glassbox", &ExplorerApi::glassbox);
     // The page: names looked up in the embedded table (req.path is already percent-decoded, so
     // "/%2e%2e/x" is "/../x", which is no name of the table).
     svr.Get(R"(/(?!api/).*)", [](const httplib::Request& req, httplib::Response& res) {

@@ -52,7 +52,8 @@ try {
   await page.selectOption('#method', 'cam');
   await page.click('#explain');
   await page.waitForFunction(() => document.querySelector('#overlay').dataset.method === 'cam' &&
-                                   document.querySelector('#overlay').complete, null, {timeout: T});
+                                   document.querySelector('#overlay').complete &&
+                                   document.querySelector('#glass-method').textContent === 'CAM', null, {timeout: T});
   // The JSON the page offers for download, read back through its own link.
   const [download] = await Promise.all([page.waitForEvent('download', {timeout: T}), page.click('#dl-json')]);
   const j = JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
@@ -60,7 +61,8 @@ try {
     const circles = [...document.querySelectorAll('#regions-svg circle')].map(
         (c) => [+c.getAttribute('cx'), +c.getAttribute('cy'), +c.getAttribute('r')]);
     return {method: j.method, regions: j.regions, circles, overlay_width: document.querySelector('#overlay').naturalWidth,
-            rows: document.querySelectorAll('#regions tbody tr').length, png: document.querySelector('#dl-png').href.length};
+            rows: document.querySelectorAll('#regions tbody tr').length,
+            glass_maps: document.querySelector('#glass').hidden ? 0 : document.querySelectorAll('#glass-maps img').length, png: document.querySelector('#dl-png').href.length};
   }, j);
   result.explain = explained;
 

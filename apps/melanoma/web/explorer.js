@@ -148,6 +148,7 @@ async function explain() {
     const r = await api('/api/explain', explainParams(), photoBody());
     state.last = r;
     render(r);
+    await glassBox(r.method);
   } catch (e) {
     showError(e.message);
   } finally {
@@ -272,6 +273,49 @@ async function drawMask(r) {
         out.data.set([0, 255, 120, 255], i);
       }
   ctx.putImageData(out, 0, 0);
+}
+
+// ---- CAM and Grad-CAM taken apart ----
+function figure(png, caption) {
+  const fig = document.createElement('figure');
+  const img = document.createElement('img');
+  img.src = 'data:image/png;base64,' + png;
+  img.alt = caption;
+  const cap = document.createElement('figcaption');
+  cap.textContent = caption;
+  fig.append(img, cap);
+  return fig;
+}
+function op(text) {
+  const s = document.createElement('span');
+  s.className = 'op';
+  s.textContent = text;
+  return s;
+}
+async function glassBox(method) {
+  const box = $('glass');
+  if (method !== 'cam' && method !== 'gradcam') { box.hidden = true; return; }
+  const p = explainParams(method);
+  const g = await api('/api/glassbox', {...p, top: 6}, photoBody());
+  $('glass-method').textContent = g.method === 'cam' ? 'CAM' : 'Grad-CAM';
+  $('glass-formula').textContent = g.formula;
+  $('glass-layer').textContent = g.layer;
+  $('glass-class').textContent = g.target_class;
+  $('glass-total').textContent = g.channels_total;
+  const sym = g.method === 'cam' ? 'w' : 'α';
+  const maps = $('glass-maps');
+  maps.replaceChildren();
+  g.channels.forEach((c, i) => {
+    if (i) maps.appendChild(op('+'));
+    maps.appendChild(figure(c.png, `${sym}=${c.weight.toPrecision(3)} · A${c.k}`));
+  });
+  maps.appendChild(op('+ …'));
+  const steps = $('glass-steps');
+  steps.replaceChildren();
+  for (const s of g.steps) steps.appendChild(figure(s.png, `first ${s.terms}`));
+  steps.appendChild(op('→'));
+  steps.appendChild(figure(g.map_png, `all ${g.channels_total} = the map`));
+  box.hidden = false;
 }
 
 // ---- several methods side by side ----
