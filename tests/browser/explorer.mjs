@@ -2,7 +2,7 @@
 // browser). Run by test_melanoma_serve (Serve.ExplorerPageInChromium), which starts the server,
 // compares what this prints with `melanoma explain`'s JSON, and fails on any problem reported here.
 //
-//   node explorer.mjs <url> <photo> <out-dir> [chromium]
+//   node explorer.mjs <url> <photo> <out-dir> [chromium] [device-scale-factor]
 //
 // Loads the page, uploads <photo>, explains it with CAM, then compares CAM and Grad-CAM side by
 // side, then opens a data-set photo with its mask outline; every request to anything but <url> is
@@ -14,9 +14,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const [url, photo, outDir, exe = '/usr/bin/chromium'] = process.argv.slice(2);
+const [url, photo, outDir, exe = '/usr/bin/chromium', scale = '1'] = process.argv.slice(2);
 if (!url || !photo || !outDir) {
-  console.error('usage: node explorer.mjs <url> <photo> <out-dir> [chromium]');
+  console.error('usage: node explorer.mjs <url> <photo> <out-dir> [chromium] [device-scale-factor]');
   process.exit(2);
 }
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'glimpse-chromium-'));
@@ -28,6 +28,7 @@ const context = await chromium.launchPersistentContext(profile, {
   executablePath: exe,
   headless: true,
   viewport: {width: 1400, height: 1000},
+  deviceScaleFactor: Number(scale),
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
          '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
@@ -86,6 +87,7 @@ try {
       for (let i = 3; i < d.length; i += 4) n += d[i] > 0;
       return n;
     });
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({path: path.join(outDir, 'explorer-dataset.png'), fullPage: false});
   }
 } finally {
