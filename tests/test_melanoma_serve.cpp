@@ -288,9 +288,10 @@ TEST_F(Serve, NoRouteServesAFileOutsideItsFolder) {
         "/explorer.js/../../labels.csv", "/./../labels.csv", "/%252e%252e/labels.csv", "/index.html%00.png",
         "/api/photo?split=val&id=../labels.csv", "/api/photo?split=val&id=..%2flabels.csv",
         "/api/photo?split=..&id=labels.csv", "/api/photo?split=val&id=%2Fetc%2Fpasswd",
-        "/api/mask?split=val&id=../../labels.csv", "/api/nope/../../labels.csv"}) {
+        "/api/mask?split=val&id=../../labels.csv", "/api/nope/../../labels.csv", "/api/photo?split=val&id=%ff%fe..%2f"}) {
     const auto [status, body] = raw_get(port, path);
     EXPECT_TRUE(status == 404 || status == 400) << path << " -> " << status;
+    EXPECT_NE(body.find("\"error\""), std::string::npos) << path << ": " << body;
     EXPECT_EQ(body.find("image_id"), std::string::npos) << path << " leaked labels.csv";
     EXPECT_EQ(body.find("root:"), std::string::npos) << path << " leaked /etc/passwd";
     EXPECT_EQ(body.find("cmake_minimum_required"), std::string::npos) << path;

@@ -105,7 +105,8 @@ class BoundedPool : public httplib::TaskQueue {
 void send_json(httplib::Response& res, int status, const nlohmann::json& j) {
   res.status = status;
   res.set_header("Cache-Control", "no-store");
-  res.set_content(j.dump(), "application/json");
+  // Bytes that are not UTF-8 (an id or a file name in a query) become U+FFFD instead of an exception.
+  res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
