@@ -75,13 +75,6 @@ std::pair<int, std::string> raw_get(int port, const std::string& path) {
   return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
 }
 
-int64_t rss_bytes() {
-  std::ifstream f("/proc/self/statm");
-  int64_t pages = 0, resident = 0;
-  f >> pages >> resident;
-  return resident * sysconf(_SC_PAGESIZE);
-}
-
 class Serve : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -149,6 +142,13 @@ std::string Serve::dir_;
 std::vector<glimpse::data::Sample> Serve::masked_;
 
 #ifdef GLIMPSE_WITH_HTTPLIB
+
+int64_t rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t pages = 0, resident = 0;
+  f >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
 
 json get_json(httplib::Client& c, const std::string& path, int expect = 200) {
   auto r = c.Get(path.c_str());
