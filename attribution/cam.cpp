@@ -15,7 +15,7 @@
 #include "attribution/internal.h"
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "layers/layers.h"
 

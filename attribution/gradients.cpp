@@ -4,7 +4,7 @@
 // in eval mode on the normal tape; glimpse::grad(logits, one_hot(targets), {input}) runs only the
 // tape between the logits and the input and never touches a parameter's .grad. Deconvnet and
 // guided backprop run that same backward under a ReluRuleGuard, which swaps the rule every ReLU
-// uses in backward (autograd/grad_mode.h) -- no copy of the network, no hooks to leak.
+// uses in backward (core/grad_mode.h) -- no copy of the network, no hooks to leak.
 // Because images are independent in eval mode, d(sum_i y_{i,c_i})/dx_i = dy_{i,c_i}/dx_i: one
 // backward serves the whole batch.
 #include <algorithm>
@@ -14,7 +14,7 @@
 #include "attribution/internal.h"
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 
 namespace glimpse::attr {

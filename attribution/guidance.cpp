@@ -15,14 +15,14 @@ namespace {
 constexpr float kEps = 1e-12f;  // a constant map (all cells at its min) scores 0
 }  // namespace
 
-Tensor masks_on_grid(const std::vector<Mask>& masks, int64_t h, int64_t w) {
+Tensor masks_on_grid(const std::vector<io::Mask>& masks, int64_t h, int64_t w) {
   GLIMPSE_CHECK(h >= 1 && w >= 1, "masks_on_grid: the grid must be at least 1x1, got ", h, "x", w);
   const int64_t n = static_cast<int64_t>(masks.size());
   Tensor grid = Tensor::zeros({n, 1, h, w});
   float* g = grid.data();
   std::vector<float> cells(static_cast<size_t>(h * w));
   for (int64_t i = 0; i < n; ++i) {
-    const Mask& m = masks[static_cast<size_t>(i)];
+    const io::Mask& m = masks[static_cast<size_t>(i)];
     if (m.data.empty()) continue;  // no mask for this sample
     GLIMPSE_CHECK(m.width >= w && m.height >= h, "masks_on_grid: mask ", i, " is ", m.width, "x", m.height,
                   ", smaller than the ", w, "x", h, " grid it is averaged onto");
@@ -95,7 +95,7 @@ MaskGuidance::MaskGuidance(Module& model, float tau) : tau_(tau) {
   });
 }
 
-Tensor MaskGuidance::loss(const std::vector<Mask>& masks, const std::vector<int64_t>& classes) const {
+Tensor MaskGuidance::loss(const std::vector<io::Mask>& masks, const std::vector<int64_t>& classes) const {
   GLIMPSE_CHECK(features_.defined(), "mask guidance: loss() before any forward pass of the model");
   const int64_t n = features_.size(0);
   GLIMPSE_CHECK(static_cast<int64_t>(masks.size()) == n, "mask guidance: ", masks.size(),

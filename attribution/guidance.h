@@ -29,7 +29,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "core/hook_handle.h"
 #include "core/tensor.h"
 #include "layers/module.h"
@@ -39,7 +39,7 @@ namespace glimpse::attr {
 // Soft masks on an h x w grid: [N, 1, h, w], each cell the fraction of its pixels inside the mask.
 // Pixel (x, y) of a W x H mask falls in cell (x * w / W, y * h / H); each mask must be at least
 // h x w. An empty Mask (a sample without one) gives an all-zero grid.
-Tensor masks_on_grid(const std::vector<Mask>& masks, int64_t h, int64_t w);
+Tensor masks_on_grid(const std::vector<io::Mask>& masks, int64_t h, int64_t w);
 
 // out_c above for c = classes[i] of each image i: [N], differentiable in features [N, K, h, w] and
 // weight [C, K]; grid [N, 1, h, w] (no gradient), on the features' device or the CPU. A constant
@@ -58,7 +58,7 @@ class MaskGuidance {
   explicit MaskGuidance(Module& model, float tau = 1.f);
   MaskGuidance(const MaskGuidance&) = delete;  // the hook refers to this object
   MaskGuidance& operator=(const MaskGuidance&) = delete;
-  Tensor loss(const std::vector<Mask>& masks, const std::vector<int64_t>& classes) const;
+  Tensor loss(const std::vector<io::Mask>& masks, const std::vector<int64_t>& classes) const;
   int64_t last_count() const { return last_count_; }      // images that took part in the last loss()
   double last_outside() const { return last_outside_; }   // their mean out_c
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "attribution/attribution.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/tensor.h"
 #include "layers/layers.h"
 #include "layers/module.h"

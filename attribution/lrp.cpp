@@ -46,7 +46,7 @@
 #include "attribution/attribution.h"
 #include "attribution/internal.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/pool2d.h"
@@ -117,7 +117,7 @@ struct ConvLayer : WeightedLayer {
     return conv2d(x, weight(part), bias, opt).contiguous();
   }
   Tensor backward(const Tensor& s, Part part) const override {
-    Tensor g = Tensor::zeros(in_shape);
+    Tensor g = Tensor::empty(in_shape);  // the kernel overwrites it
     cpu::conv2d_backward_data(g, s, weight(part), opt);
     return g;
   }
@@ -147,8 +147,8 @@ struct AvgLayer : LinearLayer {
     return z.contiguous();
   }
   Tensor backward(const Tensor& s, Part part) const override {
-    Tensor g = Tensor::zeros(in_shape);
-    if (part == Part::Neg) return g;
+    if (part == Part::Neg) return Tensor::zeros(in_shape);
+    Tensor g = Tensor::empty(in_shape);  // the kernels overwrite it
     if (global)
       cpu::global_avg_pool_backward(g, s);
     else
@@ -318,7 +318,7 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
       R = propagate(L, xin, R, rule, opt);
     } else if (auto* mp = dynamic_cast<MaxPool2d*>(m)) {
       // Winner-take-all: the relevance of each pooled cell goes to its argmax.
-      Tensor g = Tensor::zeros(xin.shape());
+      Tensor g = Tensor::empty(xin.shape());  // the kernel overwrites it
       cpu::max_pool2d_backward(g, R, xin, mp->options);
       R = g;
     } else if (dynamic_cast<ReLU*>(m) || dynamic_cast<LeakyReLU*>(m) || dynamic_cast<Dropout*>(m) ||

@@ -8,7 +8,7 @@
 
 #include "attribution/internal.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -16,7 +16,7 @@ namespace glimpse::attr {
 
 namespace {
 
-void check_same_size(int64_t w, int64_t h, const Mask& m, const char* what) {
+void check_same_size(int64_t w, int64_t h, const io::Mask& m, const char* what) {
   GLIMPSE_CHECK(m.width == w && m.height == h, what, ": the map is ", w, "x", h, " but the mask is ", m.width, "x",
                 m.height, "; resize one to the other (resize_mask)");
 }
@@ -35,7 +35,7 @@ std::vector<int64_t> order_by_map(const std::vector<float>& v) {
 
 }  // namespace
 
-double dice(const Mask& pred, const Mask& truth) {
+double dice(const io::Mask& pred, const io::Mask& truth) {
   check_same_size(pred.width, pred.height, truth, "dice");
   int64_t inter = 0, a = 0, b = 0;
   for (size_t i = 0; i < pred.data.size(); ++i) {
@@ -45,7 +45,7 @@ double dice(const Mask& pred, const Mask& truth) {
   return a + b == 0 ? 1.0 : 2.0 * inter / static_cast<double>(a + b);
 }
 
-double iou(const Mask& pred, const Mask& truth) {
+double iou(const io::Mask& pred, const io::Mask& truth) {
   check_same_size(pred.width, pred.height, truth, "iou");
   int64_t inter = 0, uni = 0;
   for (size_t i = 0; i < pred.data.size(); ++i) {
@@ -55,9 +55,9 @@ double iou(const Mask& pred, const Mask& truth) {
   return uni == 0 ? 1.0 : static_cast<double>(inter) / uni;
 }
 
-double energy_inside(const Tensor& map, const Mask& truth) {
+double energy_inside(const Tensor& map, const io::Mask& truth) {
   int64_t h = 0, w = 0;
-  std::vector<float> v = map_values(map, h, w, "energy_inside");
+  std::vector<float> v = io::map_values(map, h, w, "energy_inside");
   check_same_size(w, h, truth, "energy_inside");
   double in = 0, all = 0;
   for (size_t i = 0; i < v.size(); ++i) {
@@ -68,9 +68,9 @@ double energy_inside(const Tensor& map, const Mask& truth) {
   return all > 0 ? in / all : 0.0;
 }
 
-double peak_distance(const Tensor& map, const Mask& truth) {
+double peak_distance(const Tensor& map, const io::Mask& truth) {
   int64_t h = 0, w = 0;
-  std::vector<float> v = map_values(map, h, w, "pointing_game");
+  std::vector<float> v = io::map_values(map, h, w, "pointing_game");
   check_same_size(w, h, truth, "pointing_game");
   int64_t peak = 0;
   for (int64_t i = 1; i < static_cast<int64_t>(v.size()); ++i)
@@ -83,15 +83,15 @@ double peak_distance(const Tensor& map, const Mask& truth) {
   return best;
 }
 
-bool pointing_game(const Tensor& map, const Mask& truth, double tolerance) {
+bool pointing_game(const Tensor& map, const io::Mask& truth, double tolerance) {
   GLIMPSE_CHECK(tolerance >= 0, "pointing_game: tolerance = ", tolerance, " (must be >= 0)");
   return peak_distance(map, truth) <= tolerance;
 }
 
-LocalizationScores localization_scores(const Tensor& map, const Mask& truth, const Threshold& threshold,
+LocalizationScores localization_scores(const Tensor& map, const io::Mask& truth, const Threshold& threshold,
                                        double tolerance) {
   LocalizationScores s;
-  const Mask pred = threshold_map(map, threshold);
+  const io::Mask pred = threshold_map(map, threshold);
   s.dice = dice(pred, truth);
   s.iou = iou(pred, truth);
   s.energy = energy_inside(map, truth);
@@ -161,7 +161,7 @@ Curve rise_curve(Module& model, const Tensor& image, const Tensor& map, int64_t 
   GLIMPSE_CHECK(opt.batch >= 1, what, ": batch = ", opt.batch, " (must be >= 1)");
   const int64_t C = image.size(1), H = image.size(2), W = image.size(3), HW = H * W;
   int64_t mh = 0, mw = 0;
-  const std::vector<float> v = map_values(map, mh, mw, what);
+  const std::vector<float> v = io::map_values(map, mh, mw, what);
   GLIMPSE_CHECK(mh == H && mw == W, what, ": the map is ", mw, "x", mh, " but the image is ", W, "x", H);
   const std::vector<int64_t> order = order_by_map(v);
 

@@ -23,26 +23,26 @@
 #include <string>
 #include <vector>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "attribution/regions.h"
 #include "core/tensor.h"
 #include "layers/module.h"
 
 namespace glimpse::attr {
 
-double dice(const Mask& pred, const Mask& truth);
-double iou(const Mask& pred, const Mask& truth);
-double energy_inside(const Tensor& map, const Mask& truth);
+double dice(const io::Mask& pred, const io::Mask& truth);
+double iou(const io::Mask& pred, const io::Mask& truth);
+double energy_inside(const Tensor& map, const io::Mask& truth);
 // Distance (pixels) from the map's peak to the nearest mask pixel; +inf for an empty mask.
-double peak_distance(const Tensor& map, const Mask& truth);
-bool pointing_game(const Tensor& map, const Mask& truth, double tolerance = 15.0);
+double peak_distance(const Tensor& map, const io::Mask& truth);
+bool pointing_game(const Tensor& map, const io::Mask& truth, double tolerance = 15.0);
 
 // All of the above for one map, with the map thresholded by `threshold` for Dice and IoU.
 struct LocalizationScores {
   double dice = 0, iou = 0, energy = 0, peak_distance = 0;
   bool hit = false;
 };
-LocalizationScores localization_scores(const Tensor& map, const Mask& truth, const Threshold& threshold = {},
+LocalizationScores localization_scores(const Tensor& map, const io::Mask& truth, const Threshold& threshold = {},
                                        double tolerance = 15.0);
 
 // ---- RISE deletion / insertion ----

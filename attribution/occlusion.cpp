@@ -27,7 +27,7 @@
 #include "attribution/attribution.h"
 #include "attribution/internal.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 
 namespace glimpse::attr {

@@ -109,13 +109,13 @@ float threshold_value(const std::vector<float>& v, const Threshold& t) {
 
 float threshold_value(const Tensor& map, const Threshold& t) {
   int64_t h = 0, w = 0;
-  return threshold_value(map_values(map, h, w, "threshold"), t);
+  return threshold_value(io::map_values(map, h, w, "threshold"), t);
 }
 
-Mask threshold_map(const Tensor& map, const Threshold& t) {
+io::Mask threshold_map(const Tensor& map, const Threshold& t) {
   int64_t h = 0, w = 0;
-  std::vector<float> v = map_values(map, h, w, "threshold_map");
-  Mask m(w, h);
+  std::vector<float> v = io::map_values(map, h, w, "threshold_map");
+  io::Mask m(w, h);
   const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
   // A constant map has no structure to threshold: an empty mask (never "everything").
   if (t.method != ThresholdMethod::Value && !(*hi > *lo)) return m;
@@ -129,7 +129,7 @@ Mask threshold_map(const Tensor& map, const Threshold& t) {
 // ---------------------------------------------------------------------------------------------
 // connected components (8-connectivity): a flood fill from each unlabeled set pixel, in raster order
 
-Components connected_components(const Mask& mask) {
+Components connected_components(const io::Mask& mask) {
   Components cc;
   cc.width = mask.width;
   cc.height = mask.height;
@@ -268,8 +268,8 @@ Circle min_enclosing_circle(const std::vector<P2>& points) {
 
 std::vector<Region> find_regions(const Tensor& map, const RegionOptions& opt) {
   int64_t h = 0, w = 0;
-  std::vector<float> v = map_values(map, h, w, "find_regions");
-  const Mask mask = threshold_map(map, opt.threshold);
+  std::vector<float> v = io::map_values(map, h, w, "find_regions");
+  const io::Mask mask = threshold_map(map, opt.threshold);
   const Components cc = connected_components(mask);
   struct Acc {
     int64_t area = 0;
@@ -334,7 +334,7 @@ RegionShape region_shape_from_name(const std::string& name) {
   GLIMPSE_FAIL("unknown region shape '", name, "'; known: circle, ellipse, box, contour");
 }
 
-void draw_regions(Image& photo, const std::vector<Region>& regions, int64_t map_width, int64_t map_height,
+void draw_regions(io::Image& photo, const std::vector<Region>& regions, int64_t map_width, int64_t map_height,
                   const RegionStyle& style) {
   GLIMPSE_CHECK(map_width > 0 && map_height > 0, "draw_regions: map size ", map_width, "x", map_height);
   // Map pixel centre x -> photo coordinate (x + 0.5) * sx - 0.5.

@@ -22,7 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "attribution/render.h"
 #include "core/tensor.h"
 
@@ -47,7 +47,7 @@ std::string threshold_str(const Threshold& t);
 float threshold_value(const std::vector<float>& values, const Threshold& t);
 float threshold_value(const Tensor& map, const Threshold& t);
 float otsu_threshold(const std::vector<float>& values, int bins = 256);
-Mask threshold_map(const Tensor& map, const Threshold& t);
+io::Mask threshold_map(const Tensor& map, const Threshold& t);
 
 // Connected components of a mask with 8-connectivity: labels[y * w + x] = 0 for background, else
 // 1..count in raster order of each component's first pixel.
@@ -56,7 +56,7 @@ struct Components {
   int count = 0;
   std::vector<int> labels;
 };
-Components connected_components(const Mask& mask);
+Components connected_components(const io::Mask& mask);
 
 using Point = std::array<int64_t, 2>;  // (x, y)
 
@@ -107,7 +107,7 @@ struct RegionStyle {
   int thickness = 2;
   double margin = 1.0;  // circles/ellipses grown by this many (map) pixels so the ring does not cut the region
 };
-void draw_regions(Image& photo, const std::vector<Region>& regions, int64_t map_width, int64_t map_height,
+void draw_regions(io::Image& photo, const std::vector<Region>& regions, int64_t map_width, int64_t map_height,
                   const RegionStyle& style = {});
 
 // [{"id", "area", "score", "peak", "mean", "peak_at": [x, y], "bbox": {"x0","y0","x1","y1"},

@@ -6,7 +6,7 @@
 #include <numbers>
 
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 
 namespace glimpse::attr {
@@ -33,12 +33,12 @@ Rgb from_table(const std::array<Rgb, 11>& table, float t) {
 
 uint8_t unit_to_byte(float v) { return static_cast<uint8_t>(std::lround(std::clamp(v, 0.f, 1.f) * 255.f)); }
 
-void check_rgb(const Image& img, const char* what) {
+void check_rgb(const io::Image& img, const char* what) {
   GLIMPSE_CHECK(!img.empty() && img.channels >= 3, what, ": needs an RGB(A) image, got ", img.width, "x", img.height,
                 "x", img.channels);
 }
 
-void put(Image& img, int64_t x, int64_t y, Rgb c) {
+void put(io::Image& img, int64_t x, int64_t y, Rgb c) {
   if (x < 0 || y < 0 || x >= img.width || y >= img.height) return;
   uint8_t* p = img.at(x, y);
   if (img.channels >= 3) {
@@ -51,7 +51,7 @@ void put(Image& img, int64_t x, int64_t y, Rgb c) {
 // Resized map values (bilinear, align_corners = false) at the image size.
 std::vector<float> map_at_size(const Tensor& map, int64_t width, int64_t height, const char* what) {
   int64_t h = 0, w = 0;
-  std::vector<float> v = map_values(map, h, w, what);
+  std::vector<float> v = io::map_values(map, h, w, what);
   if (h == height && w == width) return v;
   NoGradGuard ng;
   Tensor t = Tensor::from_vector({1, 1, h, w}, v);
@@ -100,10 +100,10 @@ Rgb colormap(Colormap cmap, float t) {
   return {0, 0, 0};
 }
 
-Image colorize(const Tensor& map, Colormap cmap) {
+io::Image colorize(const Tensor& map, Colormap cmap) {
   int64_t h = 0, w = 0;
-  std::vector<float> v = map_values(map, h, w, "colorize");
-  Image img(w, h, 3);
+  std::vector<float> v = io::map_values(map, h, w, "colorize");
+  io::Image img(w, h, 3);
   for (int64_t i = 0; i < h * w; ++i) {
     const Rgb c = colormap(cmap, v[i]);
     std::copy(c.begin(), c.end(), img.pixels.begin() + i * 3);
@@ -111,13 +111,13 @@ Image colorize(const Tensor& map, Colormap cmap) {
   return img;
 }
 
-Image blend(const Image& photo, const Image& overlay, float alpha) {
+io::Image blend(const io::Image& photo, const io::Image& overlay, float alpha) {
   check_rgb(photo, "blend");
   check_rgb(overlay, "blend");
   GLIMPSE_CHECK(photo.width == overlay.width && photo.height == overlay.height, "blend: photo ", photo.width, "x",
                 photo.height, " and overlay ", overlay.width, "x", overlay.height, " differ in size");
   GLIMPSE_CHECK(alpha >= 0.f && alpha <= 1.f, "blend: alpha = ", alpha, " is not in [0, 1]");
-  Image out(photo.width, photo.height, 3);
+  io::Image out(photo.width, photo.height, 3);
   for (int64_t i = 0; i < photo.width * photo.height; ++i)
     for (int k = 0; k < 3; ++k) {
       const float v = (1.f - alpha) * photo.pixels[i * photo.channels + k] + alpha * overlay.pixels[i * overlay.channels + k];
@@ -126,16 +126,16 @@ Image blend(const Image& photo, const Image& overlay, float alpha) {
   return out;
 }
 
-Image blend_weighted(const Image& photo, const Image& overlay, const Tensor& weights, float alpha) {
+io::Image blend_weighted(const io::Image& photo, const io::Image& overlay, const Tensor& weights, float alpha) {
   check_rgb(photo, "blend_weighted");
   check_rgb(overlay, "blend_weighted");
   GLIMPSE_CHECK(photo.width == overlay.width && photo.height == overlay.height, "blend_weighted: photo ", photo.width,
                 "x", photo.height, " and overlay ", overlay.width, "x", overlay.height, " differ in size");
   int64_t h = 0, w = 0;
-  std::vector<float> wv = map_values(weights, h, w, "blend_weighted");
+  std::vector<float> wv = io::map_values(weights, h, w, "blend_weighted");
   GLIMPSE_CHECK(h == photo.height && w == photo.width, "blend_weighted: weights ", w, "x", h, " but photo ",
                 photo.width, "x", photo.height);
-  Image out(photo.width, photo.height, 3);
+  io::Image out(photo.width, photo.height, 3);
   for (int64_t i = 0; i < h * w; ++i) {
     const float a = alpha * std::clamp(wv[i] == wv[i] ? wv[i] : 0.f, 0.f, 1.f);
     for (int k = 0; k < 3; ++k) {
@@ -146,14 +146,14 @@ Image blend_weighted(const Image& photo, const Image& overlay, const Tensor& wei
   return out;
 }
 
-Image overlay_heatmap(const Image& photo, const Tensor& map, Colormap cmap, float alpha) {
+io::Image overlay_heatmap(const io::Image& photo, const Tensor& map, Colormap cmap, float alpha) {
   check_rgb(photo, "overlay_heatmap");
   std::vector<float> v = map_at_size(map, photo.width, photo.height, "overlay_heatmap");
   Tensor m = Tensor::from_vector({photo.height, photo.width}, v);
   return blend(photo, colorize(m, cmap), alpha);
 }
 
-void draw_point(Image& img, double x, double y, Rgb colour, int thickness) {
+void draw_point(io::Image& img, double x, double y, Rgb colour, int thickness) {
   GLIMPSE_CHECK(thickness >= 1, "draw: thickness = ", thickness, " (must be >= 1)");
   if (thickness == 1) {
     put(img, std::lround(x), std::lround(y), colour);
@@ -167,7 +167,7 @@ void draw_point(Image& img, double x, double y, Rgb colour, int thickness) {
       if (dx * dx + dy * dy <= r * r) put(img, cx + dx, cy + dy, colour);
 }
 
-void draw_line(Image& img, double x0, double y0, double x1, double y1, Rgb colour, int thickness) {
+void draw_line(io::Image& img, double x0, double y0, double x1, double y1, Rgb colour, int thickness) {
   // Sampled at unit steps along the longer axis (a DDA), each sample stamped with the brush.
   const double dx = x1 - x0, dy = y1 - y0;
   const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(std::max(std::fabs(dx), std::fabs(dy)))));
@@ -177,18 +177,18 @@ void draw_line(Image& img, double x0, double y0, double x1, double y1, Rgb colou
   }
 }
 
-void draw_box(Image& img, int64_t x0, int64_t y0, int64_t x1, int64_t y1, Rgb colour, int thickness) {
+void draw_box(io::Image& img, int64_t x0, int64_t y0, int64_t x1, int64_t y1, Rgb colour, int thickness) {
   draw_line(img, x0, y0, x1, y0, colour, thickness);
   draw_line(img, x1, y0, x1, y1, colour, thickness);
   draw_line(img, x1, y1, x0, y1, colour, thickness);
   draw_line(img, x0, y1, x0, y0, colour, thickness);
 }
 
-void draw_circle(Image& img, double cx, double cy, double r, Rgb colour, int thickness) {
+void draw_circle(io::Image& img, double cx, double cy, double r, Rgb colour, int thickness) {
   draw_ellipse(img, cx, cy, r, r, 0.0, colour, thickness);
 }
 
-void draw_ellipse(Image& img, double cx, double cy, double a, double b, double angle, Rgb colour, int thickness) {
+void draw_ellipse(io::Image& img, double cx, double cy, double a, double b, double angle, Rgb colour, int thickness) {
   GLIMPSE_CHECK(a >= 0 && b >= 0, "draw_ellipse: negative semi-axis (", a, ", ", b, ")");
   // A polygon with about one vertex per pixel of circumference.
   const int64_t n = std::max<int64_t>(16, static_cast<int64_t>(std::ceil(2 * std::numbers::pi * std::max(a, b))));
@@ -203,7 +203,7 @@ void draw_ellipse(Image& img, double cx, double cy, double a, double b, double a
   }
 }
 
-void draw_polygon(Image& img, const std::vector<std::array<int64_t, 2>>& points, Rgb colour, int thickness) {
+void draw_polygon(io::Image& img, const std::vector<std::array<int64_t, 2>>& points, Rgb colour, int thickness) {
   if (points.empty()) return;
   if (points.size() == 1) {
     draw_point(img, points[0][0], points[0][1], colour, thickness);
@@ -216,7 +216,7 @@ void draw_polygon(Image& img, const std::vector<std::array<int64_t, 2>>& points,
   }
 }
 
-void draw_mask_outline(Image& img, const Mask& mask, Rgb colour, int thickness) {
+void draw_mask_outline(io::Image& img, const io::Mask& mask, Rgb colour, int thickness) {
   GLIMPSE_CHECK(mask.width == img.width && mask.height == img.height, "draw_mask_outline: mask ", mask.width, "x",
                 mask.height, " but image ", img.width, "x", img.height);
   for (int64_t y = 0; y < mask.height; ++y)

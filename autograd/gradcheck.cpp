@@ -7,7 +7,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 
 namespace glimpse {

@@ -119,7 +119,6 @@ void BM_ConvBackwardData(benchmark::State& state, ConvShape s) {
       }))
     return;
   for (auto _ : state) {
-    gx.fill_(0.f);  // the kernel accumulates
     cpu::conv2d_backward_data(gx, P.gout, P.w, P.opt);
     benchmark::DoNotOptimize(gx.data());
   }
@@ -136,8 +135,6 @@ void BM_ConvBackwardFilter(benchmark::State& state, ConvShape s) {
       }))
     return;
   for (auto _ : state) {
-    gw.fill_(0.f);
-    gb.fill_(0.f);
     cpu::conv2d_backward_filter(gw, gb, P.gout, P.x, P.opt);
     benchmark::DoNotOptimize(gw.data());
   }

@@ -72,23 +72,9 @@ void BM_MaxPoolBackward(benchmark::State& state, PoolShape s) {
           return;
         }
       }
-  // overwrite = 1: what autograd runs (one pass writes every cell); 0: zero-fill, then accumulate.
-  const bool overwrite = state.range(0) != 0;
-  if (overwrite) {
-    Tensor over = Tensor::full(x.shape(), 5.f);
-    cpu::max_pool2d_backward(over, g, x, opt, /*accumulate=*/false);
-    if (over.to_vector() != gx.to_vector()) {
-      fail(state, "max_pool2d_backward: the overwriting form differs from zero-fill + accumulate");
-      return;
-    }
-  }
+  // One pass writes every cell (the kernel contract): no zero fill first.
   for (auto _ : state) {
-    if (overwrite) {
-      cpu::max_pool2d_backward(gx, g, x, opt, /*accumulate=*/false);
-    } else {
-      gx.fill_(0.f);
-      cpu::max_pool2d_backward(gx, g, x, opt);
-    }
+    cpu::max_pool2d_backward(gx, g, x, opt);
     benchmark::DoNotOptimize(gx.data());
   }
   state.SetBytesProcessed(state.iterations() * x.numel() * 4);
@@ -107,7 +93,7 @@ void BM_ReluMaxPool(benchmark::State& state, PoolShape s) {
   auto two_ops = [&] {
     relu_forward(r, x);
     cpu::max_pool2d_forward(out, r, opt);
-    cpu::max_pool2d_backward(gr, g, r, opt, /*accumulate=*/false);
+    cpu::max_pool2d_backward(gr, g, r, opt);
     relu_backward(gx, gr, x, ReluRule::Standard);
   };
   auto one_op = [&] {
@@ -159,7 +145,7 @@ const int registered = [] {
     }
     benchmark::RegisterBenchmark(("BM_MaxPoolForward/" + n).c_str(), BM_MaxPoolForward, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("BM_MaxPoolBackward/" + n).c_str(), BM_MaxPoolBackward, s)
-        ->ArgName("overwrite")->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond);
+        ->UseRealTime()->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("BM_ReluMaxPool/" + n).c_str(), BM_ReluMaxPool, s)
         ->ArgName("fused")->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond);
   }

@@ -1,6 +1,8 @@
 #include "core/tensor.h"
 
+#include <atomic>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "core/dispatch.h"
@@ -38,7 +40,21 @@ void Tensor::check_defined(const char* what) const {
   GLIMPSE_CHECK(impl_, what, ": the tensor is undefined (default-constructed or an absent gradient)");
 }
 
-Tensor Tensor::empty(const Shape& shape, Device device) { return Tensor(make_impl(shape, device)); }
+namespace {
+std::atomic<bool>& poison_flag() {
+  static std::atomic<bool> on{false};
+  return on;
+}
+}  // namespace
+
+void set_poison_empty(bool on) { poison_flag().store(on, std::memory_order_relaxed); }
+bool poison_empty() { return poison_flag().load(std::memory_order_relaxed); }
+
+Tensor Tensor::empty(const Shape& shape, Device device) {
+  Tensor t(make_impl(shape, device));
+  if (poison_empty()) [[unlikely]] t.fill_(std::numeric_limits<float>::quiet_NaN());
+  return t;
+}
 
 Tensor Tensor::full(const Shape& shape, float value, Device device) {
   Tensor t = empty(shape, device);
@@ -248,7 +264,7 @@ void Tensor::fill_(float value) {
 void Tensor::add_(const Tensor& other, float alpha) {
   GLIMPSE_CHECK(other.shape() == shape(), "add_(): shapes ", shape_str(shape()), " and ", shape_str(other.shape()),
                 " differ");
-  dispatch("add_", device(), &add_scaled, &DeviceKernels::add_scaled, *this, other, alpha);
+  dispatch("add_", device(), GLIMPSE_KERNEL(add_scaled), *this, other, alpha);
 }
 
 // On the CPU a plain loop (x * s, bit for bit what it always was); elsewhere affine(x, s, 0) in place.
@@ -260,7 +276,7 @@ void Tensor::scale_(float s) {
     return;
   }
   GLIMPSE_CHECK(is_contiguous(), "scale_(): needs a contiguous tensor");
-  dispatch("scale_", device(), &affine_forward, &DeviceKernels::affine_forward, *this, *this, s, 0.f);
+  dispatch("scale_", device(), GLIMPSE_KERNEL(affine_forward), *this, *this, s, 0.f);
 }
 
 void check_same_device(const Tensor& a, const Tensor& b, const char* op) {

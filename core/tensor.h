@@ -21,7 +21,7 @@
 namespace glimpse {
 
 class Tensor;
-struct Node;  // autograd/node.h
+struct Node;  // core/tape.h
 
 // A gradient hook sees the gradient flowing into a tensor during backward. Return an undefined
 // Tensor to leave it unchanged, or a tensor of the same shape to replace it.
@@ -113,6 +113,13 @@ class Tensor {
 };
 
 // Checks used by every op: all on the CPU for a CPU kernel, same device for several inputs, shapes.
+// A testing aid for the kernel contract (core/dispatch.h): while on, every Tensor::empty comes
+// filled with NaN instead of whatever memory held, so a kernel that leaves an element of its output
+// unwritten, or reads it before writing it, shows as NaN in a test's result. Off by default;
+// process-wide.
+void set_poison_empty(bool on);
+bool poison_empty();
+
 void check_same_device(const Tensor& a, const Tensor& b, const char* op);
 void check_cpu(const Tensor& t, const char* op);
 void check_dim(const Tensor& t, int64_t dim, const char* op, const char* what);

@@ -31,7 +31,7 @@ size_t CachingAllocator::round_size(size_t bytes) {
 void* CachingAllocator::allocate(size_t bytes, Device device) {
   GLIMPSE_CHECK(device.is_cuda(), "CachingAllocator::allocate: device ", device.str(), " is not a CUDA device");
   const size_t size = round_size(bytes);
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   Stats& st = stats_[device.index];
   auto& cache = free_[device.index];
   // Smallest cached block that fits, unless it would waste more than half of itself.
@@ -53,6 +53,17 @@ void* CachingAllocator::allocate(size_t bytes, Device device) {
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     release_cached_locked(device.index);  // give the cache back to the driver and try once more
+    err = cudaMalloc(&p, size);
+  }
+  if (err == cudaErrorMemoryAllocation && pressure_hook_) {
+    // Workspaces (cuDNN's, which only grow) hold memory no tensor uses: back into the cache, then
+    // to the driver. The hook frees through deallocate(), which takes the lock.
+    cudaGetLastError();
+    const PressureHook hook = pressure_hook_;
+    lock.unlock();
+    hook();
+    lock.lock();
+    release_cached_locked(device.index);
     err = cudaMalloc(&p, size);
   }
   if (err != cudaSuccess) {
@@ -95,6 +106,11 @@ void CachingAllocator::release_cached_locked(int device) {
     stats_[device].cached_bytes -= size;
   }
   cache.clear();
+}
+
+void CachingAllocator::set_memory_pressure_hook(PressureHook hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  pressure_hook_ = hook;
 }
 
 void CachingAllocator::empty_cache() {

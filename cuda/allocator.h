@@ -4,8 +4,10 @@
 // Requests are rounded up (to 512 B below 1 MiB, to 2 MiB above) and freed blocks are kept in a
 // per-device cache keyed by rounded size; a request takes the smallest cached block that fits and is
 // at most twice its size, else cudaMalloc. When cudaMalloc runs out of memory the cache is released
-// (cudaFree) and the allocation retried once; if it still fails the error gives the size asked and
-// the size free, and nothing already allocated is touched.
+// (cudaFree) and the allocation retried; then the memory-pressure hook runs (cuda::init sets it to
+// give back the calling thread's cuDNN workspaces, cuda/resources.h), the cache is released again and
+// the allocation retried a last time. If it still fails the error gives the size asked and the size
+// free, and nothing already allocated is touched.
 //
 // All glimpse GPU work runs on the legacy default stream for now, so a block returned to the cache
 // can be reused at once: later work on that stream is ordered after the work that used it.
@@ -38,6 +40,10 @@ class CachingAllocator final : public Allocator {
   Stats stats(int device) const;
   // Frees every cached (unused) block of every device.
   void empty_cache();
+  // Called, without the allocator's lock, when an allocation still fails after the cache was
+  // released: it should return memory held for reuse elsewhere (workspaces) to this allocator.
+  using PressureHook = void (*)();
+  void set_memory_pressure_hook(PressureHook hook);
 
   static size_t round_size(size_t bytes);
 
@@ -49,6 +55,7 @@ class CachingAllocator final : public Allocator {
   void release_cached_locked(int device);  // cudaFree of one device's cached blocks
 
   mutable std::mutex mu_;
+  PressureHook pressure_hook_ = nullptr;
   std::unordered_map<void*, Block> live_;           // pointer -> block handed out
   std::map<int, std::multimap<size_t, void*>> free_;  // device -> (size -> cached block)
   std::map<int, Stats> stats_;

@@ -12,6 +12,18 @@ namespace glimpse::cuda {
 const char* hint_for(cudaError_t err);
 const char* hint_for(cudnnStatus_t status);
 const char* hint_for(cublasStatus_t status);
+
+// True for the errors a faulting kernel leaves behind (an illegal address, a device-side assert, a
+// launch failure, ...). They arrive asynchronously, so the first CUDA call that checks after the
+// fault reports them: the kernel at fault ran EARLIER than the call that says so.
+bool is_async_fault(cudaError_t err);
+
+// glimpse queues all GPU work on the legacy default stream (0): its temporaries (scratch buffers,
+// cuDNN workspaces) go back to the caching allocator when they leave scope, before the GPU has run
+// the work that uses them, which is safe only while every later use is queued behind that work on
+// the same stream. Until temporaries record events, every launcher refuses any other stream, naming
+// `op`, instead of risking a silent reuse.
+void require_default_stream(cudaStream_t stream, const char* op);
 }  // namespace glimpse::cuda
 
 #define CUDA_CHECK(call)                                                                               \

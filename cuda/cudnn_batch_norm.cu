@@ -30,7 +30,7 @@ __global__ void eval_stats_kernel(float* save_mean, float* save_invstd, const fl
 }
 
 // Backward of an inference forward (statistics are constants): one block per channel.
-//   dgamma += sum g xhat;  dbeta += sum g;  dx += g gamma invstd.
+//   dgamma = sum g xhat;  dbeta = sum g;  dx = g gamma invstd (each overwritten).
 __global__ void eval_backward_kernel(float* gx, float* ggamma, float* gbeta, const float* g, const float* x,
                                      const float* gamma, const float* mean, const float* invstd, int64_t N, int64_t C,
                                      int64_t L) {
@@ -46,22 +46,24 @@ __global__ void eval_backward_kernel(float* gx, float* ggamma, float* gbeta, con
       sg = detail::block_sum(sg);
       sgx = detail::block_sum(sgx);
       if (threadIdx.x == 0) {
-        if (ggamma) ggamma[c] += static_cast<float>(sgx);
-        if (gbeta) gbeta[c] += static_cast<float>(sg);
+        if (ggamma) ggamma[c] = static_cast<float>(sgx);
+        if (gbeta) gbeta[c] = static_cast<float>(sg);
       }
     }
     if (gx) {
       const float a = is * (gamma ? gamma[c] : 1.f);
       for (int64_t j = threadIdx.x; j < N * L; j += blockDim.x) {
         const int64_t i = ((j / L) * C + c) * L + j % L;
-        gx[i] += a * g[i];
+        gx[i] = a * g[i];
       }
     }
   }
 }
 
+// Sizes may be 0, as on the CPU; the calls below keep empty tensors away from cuDNN, which refuses
+// an empty descriptor.
 void check_dims(int64_t N, int64_t C, int64_t L, float eps, const char* op) {
-  GLIMPSE_CHECK(N > 0 && C > 0 && L > 0, "cuda::", op, ": sizes must be positive, got N=", N, " C=", C, " L=", L);
+  GLIMPSE_CHECK(N >= 0 && C >= 0 && L >= 0, "cuda::", op, ": negative size, got N=", N, " C=", C, " L=", L);
   GLIMPSE_CHECK(eps >= static_cast<float>(CUDNN_BN_MIN_EPSILON), "cuda::", op, ": eps = ", eps,
                 " is below cuDNN's minimum ", CUDNN_BN_MIN_EPSILON);
 }
@@ -92,6 +94,7 @@ struct BnCall {
 
   BnCall(int64_t N, int64_t c, int64_t L, cudaStream_t s)
       : device(current_device()), handle(cudnn_handle(device)), data(N, c, L, 1), param(1, c, 1, 1), C(c), stream(s) {
+    require_default_stream(s, "batch_norm");  // the scratch buffers return to the cache at scope exit
     CUDNN_CHECK(cudnnSetStream(handle, s));
   }
   // p, or a [C] buffer of `value` when p is null.
@@ -111,6 +114,7 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
   check_dims(N, C, L, eps, "batch_norm_forward_train");
   GLIMPSE_CHECK(N * L > 1, "cuda::batch_norm_forward_train: training needs more than one value per channel, got N=", N,
                 " L=", L);
+  if (C == 0) return;  // no channel, nothing to normalize
   GLIMPSE_CHECK((running_mean == nullptr) == (running_var == nullptr),
                 "cuda::batch_norm_forward_train: give both running statistics or neither");
   BnCall call(N, C, L, s);
@@ -128,12 +132,14 @@ void batch_norm_forward_eval(float* y, float* save_mean, float* save_invstd, con
                              const float* beta, const float* running_mean, const float* running_var, int64_t N,
                              int64_t C, int64_t L, float eps, cudaStream_t s) {
   check_dims(N, C, L, eps, "batch_norm_forward_eval");
-  BnCall call(N, C, L, s);
-  const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnBatchNormalizationForwardInference(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
-                                                      call.data.get(), x, call.data.get(), y, call.param.get(),
-                                                      call.or_constant(gamma, 1.f), call.or_constant(beta, 0.f),
-                                                      running_mean, running_var, static_cast<double>(eps)));
+  if (N * C * L > 0) {  // an empty batch normalizes nothing, but its statistics are still written (the CPU's)
+    BnCall call(N, C, L, s);
+    const float one = 1.f, zero = 0.f;
+    CUDNN_CHECK(cudnnBatchNormalizationForwardInference(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
+                                                        call.data.get(), x, call.data.get(), y, call.param.get(),
+                                                        call.or_constant(gamma, 1.f), call.or_constant(beta, 0.f),
+                                                        running_mean, running_var, static_cast<double>(eps)));
+  }
   if (save_mean && save_invstd) {
     detail::launch_elements("eval_stats_kernel", C, s, eval_stats_kernel, save_mean, save_invstd, running_mean,
                             running_var, C, eps);
@@ -145,6 +151,11 @@ void batch_norm_backward(float* gx, float* ggamma, float* gbeta, const float* go
                          bool training, float eps, cudaStream_t s) {
   check_dims(N, C, L, eps, "batch_norm_backward");
   if (!gx && !ggamma && !gbeta) return;
+  if (N * C * L == 0) {  // an empty batch or plane: zero parameter gradients (gx has no element)
+    if (ggamma) CUDA_CHECK(cudaMemsetAsync(ggamma, 0, C * sizeof(float), s));
+    if (gbeta) CUDA_CHECK(cudaMemsetAsync(gbeta, 0, C * sizeof(float), s));
+    return;
+  }
   if (!training) {
     detail::launch_rows("eval_backward_kernel", C, s, eval_backward_kernel, gx, ggamma, gbeta, gout, x, gamma,
                         save_mean, save_invstd, N, C, L);
@@ -152,12 +163,11 @@ void batch_norm_backward(float* gx, float* ggamma, float* gbeta, const float* go
   }
   BnCall call(N, C, L, s);
   const float one = 1.f, zero = 0.f;
-  // Accumulate into gx (beta 1), or overwrite a scratch gx the caller does not want (beta 0). The
-  // parameter gradients share one beta (1): a missing one gets zeroed scratch.
-  const float* beta_data = gx ? &one : &zero;
+  // Every gradient is overwritten (beta 0, the kernel contract); cuDNN writes all three, so one the
+  // caller does not want goes to scratch.
   DeviceBuffer gx_scratch;
   if (!gx) gx = (gx_scratch = DeviceBuffer(N * C * L * sizeof(float), call.device)).as<float>();
-  CUDNN_CHECK(cudnnBatchNormalizationBackward(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, beta_data, &one, &one,
+  CUDNN_CHECK(cudnnBatchNormalizationBackward(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero,
                                               call.data.get(), x, call.data.get(), gout, call.data.get(), gx,
                                               call.param.get(), call.or_constant(gamma, 1.f),
                                               call.or_constant(ggamma, 0.f), call.or_constant(gbeta, 0.f),

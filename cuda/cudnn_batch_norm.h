@@ -17,7 +17,8 @@
 //   eval    : dx = g gamma invstd                                    (a kernel here: cuDNN has no eval backward)
 // Null pointers: gamma (= 1), beta (= 0), both running statistics together (not updated), and any of
 // gx, ggamma, gbeta (not computed). Forward overwrites y and the saved statistics; backward
-// ACCUMULATES (+=) into gx, ggamma, gbeta, as core's does.
+// overwrites gx, ggamma, gbeta, as core's does (the kernel contract, core/dispatch.h). Any size may
+// be 0 (empty descriptors never reach cuDNN).
 #pragma once
 #include <cuda_runtime.h>
 

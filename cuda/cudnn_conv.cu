@@ -2,9 +2,12 @@
 // selection and cache described in cuda/cudnn_conv.h. The CPU twin is core/ops/conv2d.cpp.
 #include "cuda/cudnn_conv.h"
 
+#include <algorithm>
 #include <array>
+#include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,8 +43,8 @@ struct Entry {
   std::vector<Candidate> candidates;
 };
 
-// pass, device, the 7 sizes, the 7 options, the settings bits.
-using Key = std::array<int64_t, 17>;
+// pass, device, the 7 sizes, the 7 options, the settings bits, the workspace limit.
+using Key = std::array<int64_t, 18>;
 
 struct Cache {
   std::mutex mu;
@@ -56,7 +59,8 @@ Key make_key(ConvPass pass, int device, const ConvGeometry& g, const ConvSetting
   const Conv2dOptions& o = g.opt;
   return {static_cast<int64_t>(pass), device, g.N, g.C, g.H, g.W, g.K, g.R, g.S, o.stride_h, o.stride_w, o.pad_h,
           o.pad_w, o.dilation_h, o.dilation_w, o.groups,
-          (s.benchmark ? 1 : 0) | (s.deterministic ? 2 : 0) | (s.allow_tf32 ? 4 : 0)};
+          (s.benchmark ? 1 : 0) | (s.deterministic ? 2 : 0) | (s.allow_tf32 ? 4 : 0),
+          static_cast<int64_t>(std::min<size_t>(s.max_workspace_bytes, INT64_MAX))};
 }
 
 // ---- descriptors of one call ----
@@ -73,6 +77,12 @@ struct Descs {
              g.opt.groups) {
     // FMA math: true FP32 arithmetic; without it cuDNN may use TF32 tensor cores on Ampere and later.
     conv.set_math(s.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+    // The output size glimpse computed (window_out_size, as the CPU) must be cuDNN's own.
+    int n = 0, k = 0, p = 0, q = 0;
+    CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv.get(), x.get(), w.get(), &n, &k, &p, &q));
+    GLIMPSE_CHECK(n == g.N && k == g.K && p == g.P() && q == g.Q(), "cuda::conv2d: cuDNN computes the output [", n, ", ",
+                  k, ", ", p, ", ", q, "] where glimpse computes [", g.N, ", ", g.K, ", ", g.P(), ", ", g.Q(), "] for ",
+                  "x [", g.N, ", ", g.C, ", ", g.H, ", ", g.W, "]");
   }
 };
 
@@ -136,23 +146,26 @@ std::vector<Candidate> query(ConvPass pass, cudnnHandle_t h, const Descs& d, boo
   return {};
 }
 
-// The workspace the algorithm needs with the descriptors as set (math type included).
-size_t workspace_size(ConvPass pass, cudnnHandle_t h, const Descs& d, int algo) {
+// The workspace the algorithm needs with the descriptors as set (math type included), or nothing
+// when cuDNN cannot say for this algorithm (the caller skips it rather than fail the convolution).
+std::optional<size_t> workspace_size(ConvPass pass, cudnnHandle_t h, const Descs& d, int algo) {
   size_t bytes = 0;
+  cudnnStatus_t st = CUDNN_STATUS_BAD_PARAM;
   switch (pass) {
     case ConvPass::Forward:
-      CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
-                                                          static_cast<cudnnConvolutionFwdAlgo_t>(algo), &bytes));
+      st = cudnnGetConvolutionForwardWorkspaceSize(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
+                                                   static_cast<cudnnConvolutionFwdAlgo_t>(algo), &bytes);
       break;
     case ConvPass::BackwardData:
-      CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(),
-                                                               static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), &bytes));
+      st = cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(),
+                                                        static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), &bytes);
       break;
     case ConvPass::BackwardFilter:
-      CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
-                                                                 static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo), &bytes));
+      st = cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
+                                                          static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo), &bytes);
       break;
   }
+  if (st != CUDNN_STATUS_SUCCESS) return std::nullopt;
   return bytes;
 }
 
@@ -161,7 +174,7 @@ struct Operands {
   void* out;
   const void* in0;  // Forward: x; BackwardData: w; BackwardFilter: x
   const void* in1;  // Forward: w; BackwardData: dy; BackwardFilter: dy
-  float beta;       // 0: overwrite (forward); 1: accumulate (the backward passes)
+  float beta;       // 0: overwrite, every pass (the kernel contract, core/dispatch.h)
 };
 
 cudnnStatus_t execute(ConvPass pass, cudnnHandle_t h, const Descs& d, int algo, void* ws, size_t ws_bytes,
@@ -208,17 +221,28 @@ Entry select(ConvPass pass, int device, cudnnHandle_t h, const Descs& d, const C
     if (it != cache().entries.end()) return it->second;
   }
   Entry e;
+  size_t smallest_over_limit = 0;
   for (Candidate c : query(pass, h, d, s.benchmark)) {
     if (s.deterministic && !c.deterministic) continue;
     // With FMA math set on the descriptor cuDNN reports FMA (or default, for kernels without tensor
     // cores); a tensor-op entry would round to TF32.
     if (!s.allow_tf32 && c.math != CUDNN_FMA_MATH && c.math != CUDNN_DEFAULT_MATH) continue;
-    c.memory = std::max(c.memory, workspace_size(pass, h, d, c.algo));
+    const std::optional<size_t> ws = workspace_size(pass, h, d, c.algo);
+    if (!ws) continue;  // cuDNN listed it but cannot size it: the next candidate, not a failure
+    c.memory = std::max(c.memory, *ws);
+    if (c.memory > s.max_workspace_bytes) {
+      smallest_over_limit = smallest_over_limit ? std::min(smallest_over_limit, c.memory) : c.memory;
+      continue;
+    }
     e.candidates.push_back(c);
   }
   GLIMPSE_CHECK(!e.candidates.empty(), "cuda::", pass_name(pass), ": cuDNN offers no ",
                 s.deterministic ? "deterministic " : "", "algorithm for ", shape_of(g),
-                s.deterministic ? "; turn off ConvSettings::deterministic" : "");
+                s.deterministic ? "; turn off ConvSettings::deterministic" : "",
+                smallest_over_limit ? ::glimpse::detail::concat("; the smallest workspace needed is ", smallest_over_limit,
+                                                                " bytes, above ConvSettings::max_workspace_bytes = ",
+                                                                s.max_workspace_bytes)
+                                    : std::string());
   std::lock_guard<std::mutex> lock(cache().mu);
   return cache().entries.emplace(key, std::move(e)).first->second;  // another thread may have won: keep its entry
 }
@@ -237,6 +261,7 @@ void drop_candidate(ConvPass pass, int device, const ConvGeometry& g, const Conv
 
 // Runs one pass with the cached choice, falling back as the header describes.
 void run(ConvPass pass, const ConvGeometry& g, const Operands& ops, cudaStream_t stream) {
+  require_default_stream(stream, pass_name(pass));  // the workspace is shared by the thread's calls
   validate(g, pass_name(pass));
   const ConvSettings s = conv_settings();
   int device = 0;
@@ -294,12 +319,12 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b, co
 }
 
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvGeometry& g, cudaStream_t s) {
-  run(ConvPass::BackwardData, g, {gx, w, gy, 1.f}, s);
+  run(ConvPass::BackwardData, g, {gx, w, gy, 0.f}, s);
 }
 
 void conv2d_backward_filter(float* gw, float* gb, const float* gy, const float* x, const ConvGeometry& g,
                             cudaStream_t s) {
-  if (gw) run(ConvPass::BackwardFilter, g, {gw, x, gy, 1.f}, s);
+  if (gw) run(ConvPass::BackwardFilter, g, {gw, x, gy, 0.f}, s);
   if (gb) {
     validate(g, "conv2d_backward_filter");
     bias_add_backward(gb, gy, g.N, g.K, g.P() * g.Q(), s);

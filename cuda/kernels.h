@@ -1,16 +1,18 @@
 // The hand-written CUDA kernels, one host launcher per op, each the GPU twin of the CPU op of the
-// same name (core/ops/*.h, autograd/functions/loss.cpp, layers/optim.cpp, attribution/).
-// The .cu files are named after the CPU files: cuda/elementwise.cu beside core/ops/elementwise.cpp,
-// and so on; cuDNN convolution and batch norm are in cuda/cudnn_conv.h and cuda/cudnn_batch_norm.h.
+// same name (core/ops/<op>.h). Each op's launchers are defined in its CUDA twin, core/ops/<op>.cu,
+// beside the CPU code; this header declares them for the twins that share one (conv2d uses
+// bias_add and relu) and for the tests. cuDNN convolution and batch norm are in cuda/cudnn_conv.h
+// and cuda/cudnn_batch_norm.h.
 //
 // Contract of every launcher:
 //   - pointers are device pointers on the current device (cuda/runtime.h: DeviceGuard), float32,
 //     contiguous NCHW (row-major) unless stated; outputs come first in the argument list;
-//   - the work is queued on `stream` (0: the legacy default stream, which glimpse uses for now) and
-//     the launcher returns without synchronising; a launch error throws glimpse::Error naming the
-//     kernel, an error inside the kernel surfaces at the next synchronising call;
-//   - forward launchers overwrite their outputs; a backward launcher says whether it overwrites
-//     (as the CPU twin returns a fresh gradient) or ACCUMULATES (+=, as core/ops' backward does);
+//   - the work is queued on `stream`, which must be 0, the legacy default stream (any other is
+//     refused: cuda/check.h require_default_stream says why), and the launcher returns without
+//     synchronising; a launch error throws glimpse::Error naming the kernel and its launcher's line;
+//     a fault inside a kernel surfaces at the next checked call, whose message says it came earlier;
+//   - forward launchers overwrite their outputs and backward launchers overwrite every element of
+//     the gradients they write, as their CPU twins (the kernel contract, core/dispatch.h);
 //   - the caller validates shapes (as the autograd ops do for the CPU kernels); launchers check
 //     only what would otherwise be undefined behaviour on the device (negative sizes, rank > 8).
 //   - reductions are deterministic: fixed thread-to-element assignment and fixed tree order, no
@@ -27,7 +29,7 @@
 
 namespace glimpse::cuda {
 
-// ---- element-wise (cuda/elementwise.cu; CPU: core/ops/elementwise.cpp) ----------------------------
+// ---- element-wise (core/ops/elementwise.cu) ----------------------------
 // out [out_shape] = a (op) b, a [a_shape] and b [b_shape] contiguous and broadcastable to out_shape
 // (NumPy rules, aligned at the trailing dimension; rank <= 8). Broadcast dimensions read with
 // stride 0, so [N,C,H,W] (op) [1,C,1,1] needs no copy of the smaller operand.
@@ -40,12 +42,13 @@ void affine_forward(float* out, const float* x, int64_t n, float scale, float sh
 void reduce_sum_to(float* out, const Shape& out_shape, const float* in, const Shape& in_shape,
                    cudaStream_t stream = 0);
 // Bias add over channels: y[n,c,l] = x[n,c,l] + b[c] (x [N, C, L], L = H*W, or L = 1 for [N, C]).
-// y may equal x (in place). Backward: gb[c] += sum_{n,l} gy[n,c,l] (ACCUMULATES); gx = gy needs no kernel.
+// y may equal x (in place). Backward: gb[c] = sum_{n,l} gy[n,c,l]; gx = gy needs no kernel. Any
+// size may be 0.
 void bias_add_forward(float* y, const float* x, const float* b, int64_t N, int64_t C, int64_t L,
                       cudaStream_t stream = 0);
 void bias_add_backward(float* gb, const float* gy, int64_t N, int64_t C, int64_t L, cudaStream_t stream = 0);
 
-// ---- activations (cuda/activation.cu; CPU: core/ops/activation.cpp) -------------------------------
+// ---- activations (core/ops/activation.cu) -------------------------------
 // relu: y = max(x, 0). Backward (overwrites gx), rules as in core/ops/activation.h:
 //   Standard: g [x > 0];  Deconvnet: g [g > 0];  Guided: g [x > 0] [g > 0].
 void relu_forward(float* y, const float* x, int64_t n, cudaStream_t stream = 0);
@@ -55,46 +58,55 @@ void leaky_relu_forward(float* y, const float* x, int64_t n, float slope, cudaSt
 void leaky_relu_backward(float* gx, const float* gout, const float* x, int64_t n, float slope,
                          cudaStream_t stream = 0);
 
-// ---- pooling (cuda/pool2d.cu; CPU: core/ops/pool2d.cpp) ------------------------------------------
+// ---- pooling (core/ops/pool2d.cu) ------------------------------------------
 // x [N, C, H, W] -> out [N, C, P, Q] with P, Q = window_out_size(...) (floor mode), semantics of
 // core/ops/pool2d.h. Max pool writes, when `argmax` is not null, the offset within the H*W plane of
 // the first maximal cell of each window (a NaN wins; -1 for an empty window); its backward routes
-// gout through those offsets. Backward launchers ACCUMULATE into gx, and gather (one thread per
+// gout through those offsets. Backward launchers write every cell of gx, and gather (one thread per
 // input cell sums the windows that cover it) rather than scatter, so they need no atomics and are
 // deterministic even with overlapping windows.
 void max_pool2d_forward(float* out, int32_t* argmax, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
                         const Pool2dOptions& opt, cudaStream_t stream = 0);
 void max_pool2d_backward(float* gx, const float* gout, const int32_t* argmax, int64_t N, int64_t C, int64_t H,
                          int64_t W, const Pool2dOptions& opt, cudaStream_t stream = 0);
+// relu then 2x2/2 max pool, fused (core/ops/pool2d.h relu_max_pool2x2): x [planes, H, W] ->
+// out [planes, H/2, W/2] = the max of each window's relu'd cells (relu(NaN) = 0: a NaN never hides a
+// positive neighbour). Backward OVERWRITES every cell of gx, as the CPU twin: the window's gradient
+// goes to its first maximal relu'd cell under the ReLU rule, 0 elsewhere. The window rule is shared
+// with the CPU and tested on the host: core/ops/pool2d.h.
+void relu_max_pool2x2_forward(float* out, const float* x, int64_t planes, int64_t H, int64_t W,
+                              cudaStream_t stream = 0);
+void relu_max_pool2x2_backward(float* gx, const float* gout, const float* x, int64_t planes, int64_t H, int64_t W,
+                               ReluRule rule, cudaStream_t stream = 0);
 // avg: padded cells count in the divisor kh*kw (count_include_pad=True).
 void avg_pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
                         const Pool2dOptions& opt, cudaStream_t stream = 0);
 void avg_pool2d_backward(float* gx, const float* gout, int64_t N, int64_t C, int64_t H, int64_t W,
                          const Pool2dOptions& opt, cudaStream_t stream = 0);
-// Global average pool: x [NC planes of L = H*W values] -> out [NC]; gx += gout / L.
+// Global average pool: x [NC planes of L = H*W values] -> out [NC]; gx = gout / L.
 void global_avg_pool_forward(float* out, const float* x, int64_t NC, int64_t L, cudaStream_t stream = 0);
 void global_avg_pool_backward(float* gx, const float* gout, int64_t NC, int64_t L, cudaStream_t stream = 0);
 
-// ---- bilinear resize (cuda/upsample.cu; CPU: core/ops/upsample.cpp) ------------------------------
+// ---- bilinear resize (core/ops/upsample.cu) ------------------------------
 // x [NC, H, W] -> out [NC, OH, OW], source coordinates and taps exactly as core/ops/upsample.h
-// (align_corners both ways, float scales as PyTorch). Backward ACCUMULATES into gx [NC, H, W], by
+// (align_corners both ways, float scales as PyTorch). Backward writes every cell of gx [NC, H, W], by
 // gathering over the outputs that read each input cell (deterministic, no atomics).
 void upsample_bilinear_forward(float* out, const float* x, int64_t NC, int64_t H, int64_t W, int64_t OH,
                                int64_t OW, bool align_corners, cudaStream_t stream = 0);
 void upsample_bilinear_backward(float* gx, const float* gout, int64_t NC, int64_t H, int64_t W, int64_t OH,
                                 int64_t OW, bool align_corners, cudaStream_t stream = 0);
 
-// ---- reductions and softmax (cuda/reduce.cu; CPU: core/ops/reduce.cpp, autograd/functions/reduce.cpp)
+// ---- reductions and softmax (core/ops/reduce.cu, core/ops/softmax.cu) ----
 // A tensor seen as [outer, len, inner] around the reduced dimension (core/ops/reduce.h DimSplit).
 // out (a device scalar) = scale * sum of x[0..n); scale = 1 for sum, 1/n for mean. Two passes:
 // per-block partial sums in double, then one block adds the partials in a fixed order.
 void sum_all_forward(float* out, const float* x, int64_t n, float scale = 1.f, cudaStream_t stream = 0);
-// gx[i] += scale * gout[0] (gout a device scalar).
+// gx[i] = scale * gout[0] (gout a device scalar).
 void sum_all_backward(float* gx, const float* gout, int64_t n, float scale = 1.f, cudaStream_t stream = 0);
 // out[a, c] = scale * sum_l x[a, l, c] (double accumulation, like the CPU); scale 1/len for mean.
 void sum_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, float scale = 1.f,
                      cudaStream_t stream = 0);
-// gx[a, l, c] += scale * gout[a, c].
+// gx[a, l, c] = scale * gout[a, c] (overwrites, as the CPU twin).
 void sum_dim_backward(float* gx, const float* gout, int64_t outer, int64_t len, int64_t inner, float scale = 1.f,
                       cudaStream_t stream = 0);
 // y = softmax(x) along len; gx = y (g - sum(g y)) (overwrites).
@@ -112,7 +124,7 @@ void max_dim_forward(float* out, const float* x, int64_t outer, int64_t len, int
 void max_dim_backward(float* gx, const float* gout, const float* x, int64_t outer, int64_t len, int64_t inner,
                       cudaStream_t stream = 0);
 
-// ---- losses (cuda/loss.cu; CPU: core/ops/loss.cpp) -------------------------------------
+// ---- losses (core/ops/loss.cu) -------------------------------------
 // Softmax cross-entropy of logits [N, K] against targets [N] (int64 class indices on the device,
 // validated by the caller: the device cannot throw), optional class_weights [K] (null: all 1):
 //   logp = log_softmax(logits),  wsum = sum_n w_{y_n},  loss = sum_n w_{y_n} (-logp[n, y_n]) / wsum
@@ -134,7 +146,7 @@ void bce_with_logits_forward(float* loss, const float* logits, const float* targ
 void bce_with_logits_backward(float* glogits, const float* gloss, const float* logits, const float* targets,
                               const float* pos_weight, int64_t n, int64_t K, cudaStream_t stream = 0);
 
-// ---- block copies (cuda/shape.cu; CPU: core/ops/shape.cpp) -----------------------------------------
+// ---- block copies (core/ops/shape.cu) -----------------------------------------
 // concat: x [outer, len, inner] is the block of out [outer, total, inner] that starts at `at` along the
 // middle dimension.  forward: out[a, at + l, c] = x[a, l, c];  backward: gx[a, l, c] = gout[a, at + l, c]
 // (overwrites gx). Both check at + len <= total.
@@ -149,7 +161,7 @@ void pad2d_forward(float* out, const float* x, int64_t planes, int64_t H, int64_
 void pad2d_backward(float* gx, const float* gout, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
                     int64_t top, int64_t left, cudaStream_t stream = 0);
 
-// ---- optimizers (cuda/optim.cu; CPU: layers/optim.cpp) --------------------------------------------
+// ---- optimizers (core/ops/optim.cu; rules: layers/optim.h) --------------------------------------------
 // One fused pass over a parameter's n values, with layers/optim.h's exact update rules.
 // SGD, d = g + weight_decay p:
 //   momentum == 0: p -= lr d
@@ -164,18 +176,5 @@ void sgd_step(float* p, float* momentum_buf, const float* g, int64_t n, float lr
 // The bias corrections are computed on the host in double, then float, exactly as the CPU does.
 void adam_step(float* p, float* m, float* v, float* vmax, const float* g, int64_t n, float lr, float beta1,
                float beta2, float eps, float weight_decay, bool decoupled, int64_t t, cudaStream_t stream = 0);
-
-// ---- attribution helpers (cuda/attribution.cu; CPU: attribution/cam.cpp, maps.cpp, regions.cpp) ----
-// CAM-family weighted sum: out[n, p] = relu?(sum_k w[n, k] A[n, k, p]), A [N, K, P], w [N, K].
-void weighted_channel_sum(float* out, const float* A, const float* w, int64_t N, int64_t K, int64_t P, bool relu,
-                          cudaStream_t stream = 0);
-// Grad-CAM weights: alpha[j] = (1/P) sum_p G[j, p] over rows j of [rows, P] (double accumulation;
-// the same reduction as global_avg_pool_forward, which it calls).
-void channel_spatial_mean(float* alpha, const float* G, int64_t rows, int64_t P, cudaStream_t stream = 0);
-// Per-map min-max to [0, 1] of maps [N, per] (attribution/attribution.h normalize_maps): a map that
-// is constant (range <= 1e-6 max|value|) or holds a NaN/Inf becomes zeros, never 0/0.
-void normalize_maps(float* out, const float* maps, int64_t N, int64_t per, cudaStream_t stream = 0);
-// mask[i] = map[i] >= threshold ? 1 : 0 (attribution/regions.h threshold_map once the threshold is known).
-void threshold_map(uint8_t* mask, const float* map, int64_t n, float threshold, cudaStream_t stream = 0);
 
 }  // namespace glimpse::cuda

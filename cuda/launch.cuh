@@ -20,32 +20,61 @@ inline unsigned blocks_for(int64_t n, int threads = kThreads) {
   return static_cast<unsigned>(std::clamp<int64_t>((n + threads - 1) / threads, 1, kMaxBlocks));
 }
 
-// A launch error (bad configuration, no kernel image for this GPU) surfaces here, naming the kernel;
-// errors inside the kernel surface at the next synchronising call.
+// Checks the launch just made, naming the kernel and the caller's file and line. A launch error (bad
+// configuration, no kernel image for this GPU) belongs to this launch. A fault of a kernel that ran
+// earlier (asynchronously) also surfaces here, at the first check after it: the message says so and
+// how to find the kernel at fault, rather than blame this one.
 inline void check_launch(const char* file, int line, const char* kernel) {
   const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
+  if (err == cudaSuccess) return;
+  if (is_async_fault(err))
     ::glimpse::detail::fail(file, line, kernel,
-                            ::glimpse::detail::concat("CUDA kernel launch failed: ", cudaGetErrorName(err), ": ",
-                                                      cudaGetErrorString(err), ". ", hint_for(err)));
+                            ::glimpse::detail::concat("CUDA error ", cudaGetErrorName(err), ": ", cudaGetErrorString(err),
+                                                      ", reported at the launch of ", kernel,
+                                                      " but raised by a kernel that ran before it (kernel faults "
+                                                      "arrive asynchronously). Run with CUDA_LAUNCH_BLOCKING=1 to stop "
+                                                      "at the kernel at fault. ",
+                                                      hint_for(err)));
+  ::glimpse::detail::fail(file, line, kernel,
+                          ::glimpse::detail::concat("CUDA kernel launch failed: ", cudaGetErrorName(err), ": ",
+                                                    cudaGetErrorString(err), ". ", hint_for(err)));
+}
+
+// A kernel's name with the file and line of the launcher that names it: a string literal converts
+// implicitly, and the default arguments are evaluated at that call site, so errors point at the
+// launcher in cuda/*.cu, not at this header.
+struct KernelSite {
+  const char* name;
+  const char* file;
+  int line;
+  KernelSite(const char* kernel, const char* f = __builtin_FILE(), int l = __builtin_LINE())  // NOLINT: implicit
+      : name(kernel), file(f), line(l) {}
+};
+
+// The [outer, len, inner] view of a reduction or softmax (core/ops/reduce.h DimSplit): sizes >= 0.
+inline void check_split(int64_t outer, int64_t len, int64_t inner, const char* op) {
+  GLIMPSE_CHECK(outer >= 0 && len >= 0 && inner >= 0, "cuda::", op, ": bad sizes outer=", outer, " len=", len,
+                " inner=", inner);
 }
 
 // Launches `kernel(args...)` on `stream` with enough threads for one per element of `n` (the kernel
-// grid-strides over n); nothing when n <= 0. Checks the launch, naming `name`.
+// grid-strides over n); nothing when n <= 0. Checks the launch, naming the kernel and its launcher.
 template <typename... Params, typename... Args>
-void launch_elements(const char* name, int64_t n, cudaStream_t stream, void (*kernel)(Params...), Args... args) {
+void launch_elements(KernelSite site, int64_t n, cudaStream_t stream, void (*kernel)(Params...), Args... args) {
+  require_default_stream(stream, site.name);
   if (n <= 0) return;
   kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Params>(args)...);
-  check_launch(__FILE__, __LINE__, name);
+  check_launch(site.file, site.line, site.name);
 }
 
 // The same with one block per row of `rows` (for kernels that reduce a row with block_sum; the kernel
 // strides over rows by gridDim.x).
 template <typename... Params, typename... Args>
-void launch_rows(const char* name, int64_t rows, cudaStream_t stream, void (*kernel)(Params...), Args... args) {
+void launch_rows(KernelSite site, int64_t rows, cudaStream_t stream, void (*kernel)(Params...), Args... args) {
+  require_default_stream(stream, site.name);
   if (rows <= 0) return;
   kernel<<<static_cast<unsigned>(std::min(rows, kMaxBlocks)), kThreads, 0, stream>>>(static_cast<Params>(args)...);
-  check_launch(__FILE__, __LINE__, name);
+  check_launch(site.file, site.line, site.name);
 }
 
 // Sum of `v` over the block, returned to thread 0 (other threads get partial sums). The tree order

@@ -93,12 +93,14 @@ cudnnHandle_t cudnn_handle(int device = -1);
 cublasHandle_t cublas_handle(int device = -1);
 
 // This thread's shared cuDNN workspace on `device` (the current device when -1): grown on demand to
-// at least `bytes` (never shrunk; the old contents are not kept) and shared by every cuDNN call of
-// the thread, so steady-state training allocates no workspace. Returns null for 0 bytes. Throws the
+// at least `bytes` (the old contents are not kept) and shared by every cuDNN call of the thread, so
+// steady-state training allocates no workspace. It shrinks only when memory runs out: the caching
+// allocator then calls release_workspace (cuda/allocator.h). Returns null for 0 bytes. Throws the
 // allocator's out-of-memory error (size asked, size free) when it cannot grow; callers that have a
 // zero-workspace alternative catch it (cuda/cudnn_conv.cu).
 void* workspace(size_t bytes, int device = -1);
-// Returns the calling thread's workspaces to the allocator's cache.
+// Returns the calling thread's workspaces to the allocator's cache (safe between calls: the work
+// that used them is ordered before any later reuse on the default stream).
 void release_workspace();
 
 // ---- cuDNN descriptors (float32, NCHW) ----

@@ -8,6 +8,7 @@
 #include "core/storage.h"
 #include "cuda/allocator.h"
 #include "cuda/check.h"
+#include "cuda/resources.h"
 #include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
@@ -43,6 +44,30 @@ const char* hint_for(cublasStatus_t status) {
     case CUBLAS_STATUS_ARCH_MISMATCH: return "This GPU lacks a feature the call needs.";
     default: return "";
   }
+}
+
+bool is_async_fault(cudaError_t err) {
+  switch (err) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorAssert:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorHardwareStackError:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorECCUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void require_default_stream(cudaStream_t stream, const char* op) {
+  GLIMPSE_CHECK(stream == nullptr || stream == cudaStreamLegacy, "cuda::", op,
+                ": only the default stream (0) is supported: temporaries return to the allocator's cache when "
+                "they leave scope, which is safe only while all work is ordered on one stream");
 }
 
 namespace detail {
@@ -109,6 +134,7 @@ bool init() {
     }
     // The kernels first: once the allocator is in, CUDA tensors exist and ops must find them.
     register_kernels();
+    caching_allocator().set_memory_pressure_hook(&release_workspace);  // out of memory: workspaces first
     register_allocator(DeviceType::CUDA, &caching_allocator());
     s.ok = true;
   });

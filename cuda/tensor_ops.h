@@ -1,14 +1,13 @@
-// The Tensor-level CUDA twins of the CPU kernels of core/ops: same names, same signatures, same
-// contracts (shapes validated by the autograd op; forward overwrites; a backward overwrites or
-// accumulates exactly as its CPU twin does). Each one takes the device pointers of its (contiguous,
-// CUDA) tensors, makes the tensors' device current and calls the launcher of cuda/kernels.h, the
-// cuDNN wrappers or cuBLAS. register_kernels() puts them into core's CUDA table (core/dispatch.h),
-// which is how autograd reaches them; nothing else calls them directly.
-//
-// Where a CUDA kernel's contract differs from the CPU twin's, the wrapper bridges it, e.g.
-// max_pool2d_backward recomputes the argmax (the CPU recomputes it from x too) and zero-fills
-// before an accumulating launcher when the CPU twin overwrites.
+// What the ops' CUDA twins share. Each op's twin, core/ops/<op>.cu, holds the Tensor-level CUDA
+// functions of its kernels: same names, same signatures, the same kernel contract as the CPU ones
+// (core/dispatch.h: shapes validated by the differentiable op; forward and backward overwrite what
+// they write). Each takes the device pointers of its (contiguous, CUDA) tensors, makes the tensors'
+// device current and calls its launcher (cuda/kernels.h), the cuDNN wrappers or cuBLAS; its
+// register_<op>() puts them into core's CUDA table, which is how dispatch() reaches them. What the
+// libraries refuse and the CPU accepts (empty batches for cuDNN, K = 0 for cuBLAS) is handled there,
+// before the call.
 #pragma once
+#include "core/dispatch.h"
 #include "core/tensor.h"
 #include "cuda/runtime.h"
 
@@ -24,15 +23,11 @@ float* device_data_or_null(const Tensor& t);
 // Makes t's device the current one for the scope.
 inline DeviceGuard on_device_of(const Tensor& t) { return DeviceGuard(t.device().index); }
 
-// ---- cuBLAS (cuda/gemm.cpp; CPU: core/ops/gemm.cpp) ----
-// Row-major C [M,N] = alpha op(A) op(B) + beta C, the twin of core/ops/gemm.h's gemm, FP32 (cuBLAS's
-// default math mode: no TF32 unless the process opts in).
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
-void matmul_forward(Tensor& out, const Tensor& a, const Tensor& b);
-void matmul_backward(Tensor& ga, Tensor& gb, const Tensor& g, const Tensor& a, const Tensor& b);
-void linear_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b);
-void linear_backward(Tensor& gx, Tensor& gw, Tensor& gb, const Tensor& g, const Tensor& x, const Tensor& w);
-void add_scaled(Tensor& y, const Tensor& x, float alpha);
+// The ops with a CUDA twin, each registering its slots from core/ops/<op>.cu.
+#define GLIMPSE_CUDA_OPS(X) \
+  X(elementwise) X(activation) X(reduce) X(softmax) X(gemm) X(conv2d) X(batch_norm) X(pool2d) X(upsample) X(loss) X(shape) X(optim)
+#define GLIMPSE_DECLARE_REGISTER(op) void register_##op(DeviceKernels& k);
+GLIMPSE_CUDA_OPS(GLIMPSE_DECLARE_REGISTER)
+#undef GLIMPSE_DECLARE_REGISTER
 
 }  // namespace glimpse::cuda

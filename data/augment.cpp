@@ -9,8 +9,8 @@
 
 namespace glimpse::data {
 
-using attr::Image;
-using attr::Mask;
+using io::Image;
+using io::Mask;
 
 namespace {
 
@@ -150,7 +150,7 @@ Image resize_area(const Image& image, int64_t width, int64_t height) {
   GLIMPSE_CHECK(!image.empty() && width > 0 && height > 0, "resize_area: empty image or bad size ", width, "x", height);
   if (width == image.width && height == image.height) return image;
   const float sx = static_cast<float>(image.width) / width, sy = static_cast<float>(image.height) / height;
-  if (sx < 1.5f && sy < 1.5f) return attr::resize_image(image, width, height);
+  if (sx < 1.5f && sy < 1.5f) return io::resize_image(image, width, height);
   return crop_resample(image, 0.f, 0.f, static_cast<float>(image.width), static_cast<float>(image.height), width, height);
 }
 

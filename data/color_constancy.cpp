@@ -7,7 +7,7 @@
 
 namespace glimpse::data {
 
-attr::Image shades_of_gray(const attr::Image& image, float p) {
+io::Image shades_of_gray(const io::Image& image, float p) {
   GLIMPSE_CHECK(image.channels == 3, "shades_of_gray: expected an RGB image, got ", image.channels, " channels");
   GLIMPSE_CHECK(p >= 1.f && std::isfinite(p), "shades_of_gray: the norm p must be finite and >= 1, got ", p);
   const int64_t n = image.width * image.height;
@@ -25,7 +25,7 @@ attr::Image shades_of_gray(const attr::Image& image, float p) {
     norm += e[c] * e[c];
   }
   norm = std::sqrt(norm);
-  attr::Image out = image;
+  io::Image out = image;
   if (norm <= 0) return out;  // an all-black photo has no illuminant to correct
   float lut[3][256];
   for (int c = 0; c < 3; ++c) {
@@ -39,9 +39,9 @@ attr::Image shades_of_gray(const attr::Image& image, float p) {
   return out;
 }
 
-attr::Image preprocess(const attr::Image& image, const Preprocess& p) {
+io::Image preprocess(const io::Image& image, const Preprocess& p) {
   if (!p.any()) return image;
-  attr::Image out = p.hair_removal ? remove_hair(image) : image;
+  io::Image out = p.hair_removal ? remove_hair(image) : image;
   if (p.color_constancy) out = shades_of_gray(out);
   return out;
 }

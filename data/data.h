@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -77,7 +77,7 @@ struct Preprocess {
   bool color_constancy = false;  // Shades of Gray (shades_of_gray below)
   bool any() const { return hair_removal || color_constancy; }
 };
-attr::Image preprocess(const attr::Image& image, const Preprocess& p);
+io::Image preprocess(const io::Image& image, const Preprocess& p);
 
 struct LoaderOptions {
   int64_t batch_size = 32;
@@ -111,7 +111,7 @@ struct Batch {
   Tensor images;                  // [B, 3, S, S]
   std::vector<int64_t> labels;
   std::vector<std::string> ids;
-  std::vector<attr::Mask> masks;  // when with_masks
+  std::vector<io::Mask> masks;  // when with_masks
 };
 
 // Iterates a dataset in batches; worker threads decode and augment ahead of the consumer.
@@ -134,9 +134,9 @@ class DataLoader {
 
 // Loads one image as the loader would (resize, optional hair removal, normalization), [1, 3, S, S].
 Tensor load_for_model(const std::string& path, int64_t image_size, const Preprocess& pre = {}, bool normalize = true);
-// The same from an image already decoded (an upload through attr::decode_image, say): load_for_model
-// is this on attr::load_image(path), so both give the same tensor for the same pixels.
-Tensor image_for_model(const attr::Image& image, int64_t image_size, const Preprocess& pre = {}, bool normalize = true);
+// The same from an image already decoded (an upload through io::decode_image, say): load_for_model
+// is this on io::load_image(path), so both give the same tensor for the same pixels.
+Tensor image_for_model(const io::Image& image, int64_t image_size, const Preprocess& pre = {}, bool normalize = true);
 // Undo the loader's normalization for display: [1, 3, S, S] -> [0, 1].
 Tensor denormalize(const Tensor& images);
 
@@ -149,17 +149,17 @@ Tensor denormalize(const Tensor& images);
 // cut by the border (ISIC's nevus stickers), then with probability `vignette` everything
 // outside a random circle (radius 0.45-0.72 of the side, centre within 8% of the middle, soft edge)
 // turns black; masks are not changed by it. The output has the input's size.
-attr::Image augment(const attr::Image& image, const AugmentOptions& opt, Rng& rng);
+io::Image augment(const io::Image& image, const AugmentOptions& opt, Rng& rng);
 // The same, applying the identical geometric transform (crop, flips, rotation) to `mask`, which
 // must have the image's size (nearest-neighbour resampling keeps it 0/1).
-attr::Image augment(const attr::Image& image, attr::Mask& mask, const AugmentOptions& opt, Rng& rng);
+io::Image augment(const io::Image& image, io::Mask& mask, const AugmentOptions& opt, Rng& rng);
 // As augment(), but the crop is resampled straight to out_width x out_height (one resampling, with
 // box-filter antialiasing when shrinking) -- what the loader does. mask may be null.
-attr::Image augment_resized(const attr::Image& image, attr::Mask* mask, const AugmentOptions& opt, Rng& rng,
+io::Image augment_resized(const io::Image& image, io::Mask* mask, const AugmentOptions& opt, Rng& rng,
                             int64_t out_width, int64_t out_height);
-// Resize with antialiasing: bilinear when enlarging or shrinking by < 1.5x (attr::resize_image),
+// Resize with antialiasing: bilinear when enlarging or shrinking by < 1.5x (io::resize_image),
 // else each output pixel averages a grid of bilinear samples over its footprint.
-attr::Image resize_area(const attr::Image& image, int64_t width, int64_t height);
+io::Image resize_area(const io::Image& image, int64_t width, int64_t height);
 
 // ---- DullRazor-style hair removal (Lee et al. 1997): a black-hat (grey closing minus the image)
 // with line-shaped structuring elements finds thin dark hairs; their pixels are inpainted from the
@@ -182,7 +182,7 @@ struct HairOptions {
   int dilate = 1;
   int median = 5;         // odd window side; 1 disables
 };
-attr::Image remove_hair(const attr::Image& image, attr::Mask* hair_mask = nullptr);
+io::Image remove_hair(const io::Image& image, io::Mask* hair_mask = nullptr);
 
 // ---- Shades of Gray colour constancy (Finlayson & Trezzi 2004; Barata et al. 2015 for dermoscopy) ----
 // The illuminant is estimated per channel as the Minkowski p-norm mean of the pixel values,
@@ -191,8 +191,8 @@ attr::Image remove_hair(const attr::Image& image, attr::Mask* hair_mask = nullpt
 // estimated illuminant to neutral grey of the same brightness; values clip at 255. Dermoscopes and
 // cameras of different clinics tint whole photos (blue, yellow), a cue a classifier can learn in
 // place of the lesion; this takes the tint away.
-attr::Image shades_of_gray(const attr::Image& image, float p = 6.f);
-attr::Image remove_hair(const attr::Image& image, const HairOptions& opt, attr::Mask* hair_mask = nullptr);
+io::Image shades_of_gray(const io::Image& image, float p = 6.f);
+io::Image remove_hair(const io::Image& image, const HairOptions& opt, io::Mask* hair_mask = nullptr);
 
 // ---- synthetic dermoscopy-like data, written in the ISIC layout ----
 struct SynthOptions {
@@ -208,8 +208,8 @@ struct SynthOptions {
 
 // One synthetic image with its ground truth. Deterministic from (seed, label, size, options).
 struct SynthImage {
-  attr::Image image;
-  attr::Mask mask;    // the lesion (1), where not hidden by a ruler or sticker
+  io::Image image;
+  io::Mask mask;    // the lesion (1), where not hidden by a ruler or sticker
   int64_t label = 0;  // 0 nevus, 1 melanoma, 2 seborrheic keratosis
   bool hairs = false, ruler = false, sticker = false, cloth = false;  // which distractors it has
 };

@@ -21,8 +21,8 @@
 
 namespace glimpse::data {
 
-using attr::Image;
-using attr::Mask;
+using io::Image;
+using io::Mask;
 
 namespace {
 

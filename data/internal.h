@@ -2,20 +2,20 @@
 #pragma once
 #include <cstdint>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 
 namespace glimpse::data::detail {
 
 // Writes an RGB image (H x W x 3, 8-bit) as planar floats [3, H, W] into dst: v / 255, then
 // (v - kNormMean[c]) / kNormStd[c] when normalize.
-void image_to_planar(const attr::Image& image, float* dst, bool normalize);
+void image_to_planar(const io::Image& image, float* dst, bool normalize);
 
 // Bounds the cost of one image whatever its declared size: an image whose longer side exceeds
 // working_side(image_size) is area-downscaled (resize_area, aspect kept) to that longer side before
 // hair removal, colour constancy or augmentation run on it; `mask`, when given and non-empty, is
 // resized with it (nearest neighbour). Smaller images are returned unchanged. See working_size.cpp.
 int64_t working_side(int64_t image_size);
-attr::Image shrink_to_working_size(attr::Image image, int64_t image_size, attr::Mask* mask = nullptr);
+io::Image shrink_to_working_size(io::Image image, int64_t image_size, io::Mask* mask = nullptr);
 
 // splitmix64: a well-mixed 64-bit hash, to derive independent seeds from (seed, epoch, index).
 inline uint64_t mix64(uint64_t x) {

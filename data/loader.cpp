@@ -54,8 +54,8 @@ struct DataLoader::Impl {
   // Decoded samples by dataset index (null: not cached yet). Guarded by cache_mu; entries are
   // immutable once stored, so workers share them through shared_ptr without copying under the lock.
   struct Decoded {
-    attr::Image image;
-    attr::Mask mask;
+    io::Image image;
+    io::Mask mask;
   };
   std::mutex cache_mu;
   std::vector<std::shared_ptr<const Decoded>> cache;
@@ -68,16 +68,16 @@ struct DataLoader::Impl {
     }
     const Sample& s = samples[i];
     auto d = std::make_shared<Decoded>();
-    d->image = attr::load_image(s.image_path);
+    d->image = io::load_image(s.image_path);
     if (opt.with_masks && !s.mask_path.empty()) {
-      d->mask = attr::load_mask(s.mask_path);
+      d->mask = io::load_mask(s.mask_path);
       GLIMPSE_CHECK(d->mask.width == d->image.width && d->mask.height == d->image.height, "the mask '", s.mask_path,
                     "' is ", d->mask.width, "x", d->mask.height, " but its image '", s.image_path, "' is ",
                     d->image.width, "x", d->image.height);
     }
     // A huge photo is shrunk to a working size first, so that preprocessing, augmentation and the
     // cache cost the same for it as for a normal one (working_size.cpp); normal photos are untouched.
-    attr::Mask* mask = d->mask.data.empty() ? nullptr : &d->mask;
+    io::Mask* mask = d->mask.data.empty() ? nullptr : &d->mask;
     d->image = detail::shrink_to_working_size(std::move(d->image), opt.image_size, mask);
     if (opt.preprocess.any()) d->image = preprocess(d->image, opt.preprocess);
     if (opt.cache_mb > 0) {
@@ -123,8 +123,8 @@ struct DataLoader::Impl {
     Slot slot;
     const std::vector<int64_t>& idx = batches[b];
     const int64_t S = opt.image_size;
-    std::vector<attr::Image> images;
-    std::vector<attr::Mask> masks;
+    std::vector<io::Image> images;
+    std::vector<io::Mask> masks;
     std::vector<int64_t> kept;
     for (int64_t i : idx) {
       {
@@ -134,14 +134,14 @@ struct DataLoader::Impl {
       const Sample& s = samples[i];
       try {
         const std::shared_ptr<const Decoded> d = decode(i);
-        attr::Image im;
-        attr::Mask mk = d->mask;
+        io::Image im;
+        io::Mask mk = d->mask;
         if (opt.augment) {
           Rng rng(detail::mix_seed(opt.seed, static_cast<uint64_t>(ep), static_cast<uint64_t>(i)));
           im = augment_resized(d->image, mk.data.empty() ? nullptr : &mk, opt.augment_options, rng, S, S);
         } else {
           im = resize_area(d->image, S, S);
-          if (!mk.data.empty()) mk = attr::resize_mask(mk, S, S);
+          if (!mk.data.empty()) mk = io::resize_mask(mk, S, S);
         }
         images.push_back(std::move(im));
         masks.push_back(std::move(mk));

@@ -41,8 +41,8 @@ namespace fs = std::filesystem;
 
 namespace glimpse::data {
 
-using attr::Image;
-using attr::Mask;
+using io::Image;
+using io::Mask;
 
 namespace {
 
@@ -491,8 +491,8 @@ void write_synthetic(const std::string& out_dir, const SynthOptions& opt) {
     try {
       const SynthImage s = synth_image(detail::mix_seed(opt.seed, static_cast<uint64_t>(i)), labels[i], opt.size, opt.distractors);
       const std::string id = id_of(i);
-      attr::save_png((fs::path(out_dir) / "images" / (id + ".png")).string(), s.image);
-      attr::save_png((fs::path(out_dir) / "masks" / (id + "_segmentation.png")).string(), s.mask);
+      io::save_png((fs::path(out_dir) / "images" / (id + ".png")).string(), s.image);
+      io::save_png((fs::path(out_dir) / "masks" / (id + "_segmentation.png")).string(), s.mask);
       fraction[i] = static_cast<double>(s.mask.count()) / (opt.size * opt.size);
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mu);

@@ -20,14 +20,14 @@ namespace glimpse::data::detail {
 
 int64_t working_side(int64_t image_size) { return std::max<int64_t>(512, 2 * image_size); }
 
-attr::Image shrink_to_working_size(attr::Image image, int64_t image_size, attr::Mask* mask) {
+io::Image shrink_to_working_size(io::Image image, int64_t image_size, io::Mask* mask) {
   const int64_t side = working_side(image_size);
   const int64_t longer = std::max(image.width, image.height);
   if (image.empty() || longer <= side) return image;
   const double s = static_cast<double>(side) / static_cast<double>(longer);
   const int64_t w = std::clamp<int64_t>(std::llround(static_cast<double>(image.width) * s), 1, side);
   const int64_t h = std::clamp<int64_t>(std::llround(static_cast<double>(image.height) * s), 1, side);
-  if (mask && !mask->data.empty()) *mask = attr::resize_mask(*mask, w, h);
+  if (mask && !mask->data.empty()) *mask = io::resize_mask(*mask, w, h);
   return resize_area(image, w, h);
 }
 

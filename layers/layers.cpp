@@ -3,7 +3,7 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "layers/init.h"
 
 namespace glimpse {

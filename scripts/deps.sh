@@ -5,6 +5,8 @@
 # clang and libclang-rt-14-dev (libFuzzer) are for the fuzz step of the tests (scripts/fuzz.sh) only.
 # libcpp-httplib-dev is the HTTP server of `melanoma serve`. chromium (and nodejs + npm where no node
 # is installed) are optional: the explorer's browser test (tests/browser) skips without them.
+# libonnx-dev + libprotobuf-dev build ONNX export (GLIMPSE_ONNX=AUTO builds without them, and `melanoma
+# export` then says so); libopencv-dnn-dev is the independent ONNX runtime test_onnx_export checks it with.
 set -euo pipefail
 
 required=(
@@ -13,6 +15,7 @@ required=(
   libjpeg-dev libpng-dev libcpp-httplib-dev
   dataset-fashion-mnist
   clang libclang-rt-14-dev
+  libonnx-dev libprotobuf-dev libopencv-dnn-dev
 )
 optional=(ccache chromium)
 # npm for the browser test's playwright-core: Debian's, unless a node with its own npm is there.

@@ -23,15 +23,6 @@
 
 #include "core/dispatch.h"
 #include "core/error.h"
-#include "core/ops/batch_norm.h"
-#include "core/ops/conv2d.h"
-#include "core/ops/gemm.h"
-#include "core/ops/loss.h"
-#include "core/ops/optim.h"
-#include "core/ops/pool2d.h"
-#include "core/ops/reduce.h"
-#include "core/ops/shape.h"
-#include "core/ops/upsample.h"
 #include "core/storage.h"
 #include "core/tensor.h"
 
@@ -100,56 +91,8 @@ struct OnHost<cpu_fn> {
 
 // Every slot of `k` -> its CPU twin on host copies (the same CPU kernels dispatch() runs on the CPU).
 inline void fill_host_stand_in_kernels(DeviceKernels& k) {
-  using K = DeviceKernels;
-  // The slot's type picks the CPU overload; OnHost wraps it.
-#define GLIMPSE_STAND_IN(ns, name) k.name = &OnHost<static_cast<decltype(K::name)>(&ns::name)>::call
-  GLIMPSE_STAND_IN(glimpse, binary_forward);
-  GLIMPSE_STAND_IN(glimpse, unary_forward);
-  GLIMPSE_STAND_IN(glimpse, affine_forward);
-  GLIMPSE_STAND_IN(glimpse, reduce_sum_to);
-  GLIMPSE_STAND_IN(glimpse, add_scaled);
-  GLIMPSE_STAND_IN(glimpse, relu_forward);
-  GLIMPSE_STAND_IN(glimpse, relu_backward);
-  GLIMPSE_STAND_IN(glimpse, leaky_relu_forward);
-  GLIMPSE_STAND_IN(glimpse, leaky_relu_backward);
-  GLIMPSE_STAND_IN(glimpse, sum_dim_forward);
-  GLIMPSE_STAND_IN(glimpse, sum_dim_backward);
-  GLIMPSE_STAND_IN(glimpse, softmax_forward);
-  GLIMPSE_STAND_IN(glimpse, softmax_backward);
-  GLIMPSE_STAND_IN(glimpse, log_softmax_forward);
-  GLIMPSE_STAND_IN(glimpse, log_softmax_backward);
-  GLIMPSE_STAND_IN(glimpse, max_dim_forward);
-  GLIMPSE_STAND_IN(glimpse, max_dim_backward);
-  GLIMPSE_STAND_IN(glimpse, matmul_forward);
-  GLIMPSE_STAND_IN(glimpse, matmul_backward);
-  GLIMPSE_STAND_IN(glimpse, linear_forward);
-  GLIMPSE_STAND_IN(glimpse, linear_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, conv2d_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, conv2d_backward_data);
-  GLIMPSE_STAND_IN(glimpse::cpu, conv2d_backward_filter);
-  GLIMPSE_STAND_IN(glimpse::cpu, batch_norm_forward_train);
-  GLIMPSE_STAND_IN(glimpse::cpu, batch_norm_forward_eval);
-  GLIMPSE_STAND_IN(glimpse::cpu, batch_norm_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, max_pool2d_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, max_pool2d_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, relu_max_pool2x2_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, relu_max_pool2x2_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, avg_pool2d_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, avg_pool2d_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, global_avg_pool_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, global_avg_pool_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, upsample_bilinear_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, upsample_bilinear_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, cross_entropy_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, cross_entropy_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, bce_with_logits_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, bce_with_logits_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, concat_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, concat_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, pad2d_forward);
-  GLIMPSE_STAND_IN(glimpse::cpu, pad2d_backward);
-  GLIMPSE_STAND_IN(glimpse::cpu, sgd_step);
-  GLIMPSE_STAND_IN(glimpse::cpu, adam_step);
+#define GLIMPSE_STAND_IN(name) k.name = &OnHost<&cpu::name>::call;
+  GLIMPSE_KERNELS(GLIMPSE_STAND_IN)
 #undef GLIMPSE_STAND_IN
 }
 

@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "interrupt.h"
+#include "tests/support.h"
 
 namespace fs = std::filesystem;
 
@@ -34,15 +35,7 @@ void put(const std::string& path, const std::string& text) {
   f << text;
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using glimpse::testing::error_of;
 
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -11,23 +11,20 @@
 #include <vector>
 
 #include "attribution/attribution.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "layers/layers.h"
 #include "layers/models.h"
+#include "tests/support.h"
 
 using namespace glimpse;
 
 namespace {
 
+// max |a - b| / max |b|, or max |a - b| against an all-zero b (NaN-aware: tests/support.h).
 double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double d = 0, s = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    d = std::max(d, std::fabs(static_cast<double>(a[i]) - b[i]));
-    s = std::max(s, std::fabs(static_cast<double>(b[i])));
-  }
-  return s == 0 ? d : d / s;
+  const glimpse::testing::Mismatch m = glimpse::testing::worst_mismatch(a, b);
+  return m.scale == 0 ? m.error : m.error / m.scale;
 }
 
 std::vector<float> row(const Tensor& t, int64_t i) { return t.slice(i, i + 1).contiguous().to_vector(); }
@@ -54,15 +51,7 @@ void expect_no_param_grads(Module& m, const std::string& method) {
   for (auto& [name, p] : m.named_parameters()) EXPECT_FALSE(p.grad().defined()) << method << " left a .grad on " << name;
 }
 
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using glimpse::testing::error_of;
 
 }  // namespace
 

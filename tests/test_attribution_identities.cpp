@@ -17,26 +17,18 @@
 
 #include "attribution/attribution.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "layers/layers.h"
 #include "layers/models.h"
 #include "layers/optim.h"
+#include "tests/support.h"
 
 using namespace glimpse;
 
 namespace {
 
-// max |a - b| / max |b|
-double rel_err(const Tensor& a, const Tensor& b) {
-  std::vector<float> va = a.contiguous().to_vector(), vb = b.contiguous().to_vector();
-  EXPECT_EQ(va.size(), vb.size());
-  double d = 0, s = 0;
-  for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i) {
-    d = std::max(d, std::fabs(static_cast<double>(va[i]) - vb[i]));
-    s = std::max(s, std::fabs(static_cast<double>(vb[i])));
-  }
-  return d / std::max(s, 1e-30);
-}
+// max |a - b| / max |b| (NaN-aware: tests/support.h).
+double rel_err(const Tensor& a, const Tensor& b) { return glimpse::testing::relative_error(a, b, 1e-30); }
 
 Tensor random_images(int64_t n, int64_t c, int64_t h, int64_t w, uint64_t seed, float lo = -1.f, float hi = 1.f) {
   Rng rng(seed);

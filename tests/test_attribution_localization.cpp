@@ -12,7 +12,7 @@
 
 #include "attribution/attribution.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "layers/layers.h"
 #include "layers/models.h"
 #include "layers/optim.h"

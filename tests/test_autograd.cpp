@@ -4,9 +4,9 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
-#include "autograd/node.h"
+#include "core/tape.h"
 #include "core/error.h"
 
 using namespace glimpse;

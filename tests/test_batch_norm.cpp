@@ -13,16 +13,9 @@
 
 namespace glimpse {
 using glimpse::testing::error_of;
+using glimpse::testing::expect_abs_close;
 
 namespace {
-
-void expect_close(const Tensor& a, const Tensor& b, float tol) {
-  ASSERT_EQ(shape_str(a.shape()), shape_str(b.shape()));
-  auto va = a.to_vector(), vb = b.to_vector();
-  float worst = 0;
-  for (size_t i = 0; i < va.size(); ++i) worst = std::max(worst, std::abs(va[i] - vb[i]));
-  EXPECT_LE(worst, tol) << "max abs difference over " << va.size() << " elements";
-}
 
 // Per-channel statistics of x [N, C, *] in double: mean, biased and unbiased variance.
 struct Stats {
@@ -74,7 +67,7 @@ TEST(BatchNorm, TrainForwardAndRunningStatistics) {
   Tensor y = batch_norm(x, gamma, beta, rm, rv, true, momentum, 1e-5f);
 
   Stats s = channel_stats(x);
-  expect_close(y, bn_reference(x, s.mean, s.var, gamma, beta, 1e-5), 1e-4f);
+  expect_abs_close(y, bn_reference(x, s.mean, s.var, gamma, beta, 1e-5), 1e-4f);
   for (int64_t c = 0; c < 4; ++c) {
     EXPECT_NEAR(rm.at({c}), (1 - momentum) * rm0[c] + momentum * s.mean[c], 1e-5);
     EXPECT_NEAR(rv.at({c}), (1 - momentum) * rv0[c] + momentum * s.var_unbiased[c], 1e-4);
@@ -89,7 +82,7 @@ TEST(BatchNorm, EvalUsesRunningStatisticsAndLeavesThemAlone) {
   const auto rm0 = rm.to_vector(), rv0 = rv.to_vector();
   Tensor y = batch_norm(x, gamma, beta, rm, rv, false, 0.1f, 1e-3f);
   std::vector<double> m(rm0.begin(), rm0.end()), v(rv0.begin(), rv0.end());
-  expect_close(y, bn_reference(x, m, v, gamma, beta, 1e-3), 1e-5f);
+  expect_abs_close(y, bn_reference(x, m, v, gamma, beta, 1e-3), 1e-5f);
   EXPECT_EQ(rm.to_vector(), rm0);
   EXPECT_EQ(rv.to_vector(), rv0);
 }
@@ -100,10 +93,10 @@ TEST(BatchNorm, NoAffineAndTwoDimensionalInput) {
   Tensor rm = Tensor::zeros({5}), rv = Tensor::ones({5});
   Tensor y = batch_norm(x, Tensor(), Tensor(), rm, rv, true);
   Stats s = channel_stats(x);
-  expect_close(y, bn_reference(x, s.mean, s.var, Tensor(), Tensor(), 1e-5), 1e-4f);
+  expect_abs_close(y, bn_reference(x, s.mean, s.var, Tensor(), Tensor(), 1e-5), 1e-4f);
   // Training without running statistics (track_running_stats=False) is allowed.
   Tensor none_m, none_v;
-  expect_close(batch_norm(x, Tensor(), Tensor(), none_m, none_v, true), y, 0.f);
+  expect_abs_close(batch_norm(x, Tensor(), Tensor(), none_m, none_v, true), y, 0.f);
 }
 
 TEST(BatchNorm, GradcheckTrainMode) {
@@ -153,7 +146,7 @@ TEST(BatchNorm, InputGradientAloneMatchesFullBackward) {
     Tensor g2 = gamma.clone().set_requires_grad(), b2 = beta.clone().set_requires_grad();
     Tensor rm2 = Tensor::zeros({3}), rv2 = Tensor::ones({3});
     auto all = grad({batch_norm(x, g2, b2, rm2, rv2, training)}, {gy}, {x, g2, b2});
-    expect_close(gx, all[0], 1e-5f);
+    expect_abs_close(gx, all[0], 1e-5f);
   }
 }
 

@@ -11,7 +11,7 @@
 #include <cmath>
 
 #include "attribution/attribution.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "layers/layers.h"
 #include "layers/models.h"

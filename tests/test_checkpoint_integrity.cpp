@@ -25,6 +25,7 @@
 #include "core/shape.h"
 #include "layers/checkpoint.h"
 #include "layers/models.h"
+#include "tests/support.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -48,23 +49,7 @@ uint64_t header_length(const std::string& bytes) {
   return n;
 }
 
-// The message of the glimpse::Error f() throws; a failure if it throws nothing or something else.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "not a glimpse::Error: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no error thrown";
-  return "";
-}
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  const std::string msg = error_of(f);
-  for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-}
+using glimpse::testing::expect_error;
 
 class CheckpointIntegrity : public ::testing::Test {
  protected:

@@ -6,13 +6,14 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
 #include "tests/support.h"
 
 namespace glimpse {
 using glimpse::testing::error_of;
+using glimpse::testing::expect_abs_close;
 
 namespace {
 
@@ -41,14 +42,6 @@ Tensor conv_reference(const Tensor& x, const Tensor& w, const Tensor& b, const C
           out.at({n, k, p, q}) = static_cast<float>(s);
         }
   return out;
-}
-
-void expect_close(const Tensor& a, const Tensor& b, float tol) {
-  ASSERT_EQ(shape_str(a.shape()), shape_str(b.shape()));
-  auto va = a.to_vector(), vb = b.to_vector();
-  float worst = 0;
-  for (size_t i = 0; i < va.size(); ++i) worst = std::max(worst, std::abs(va[i] - vb[i]));
-  EXPECT_LE(worst, tol) << "max abs difference over " << va.size() << " elements";
 }
 
 struct ConvCase {
@@ -96,7 +89,7 @@ ConvInputs random_inputs(const ConvCase& c, uint64_t seed) {
 TEST_P(Conv2dCases, ForwardMatchesDirectLoops) {
   const ConvCase& c = GetParam();
   auto [x, w, b] = random_inputs(c, 7);
-  expect_close(conv2d(x, w, b, c.opt), conv_reference(x, w, b, c.opt), 1e-4f);
+  expect_abs_close(conv2d(x, w, b, c.opt), conv_reference(x, w, b, c.opt), 1e-4f);
 }
 
 TEST_P(Conv2dCases, GradcheckEveryInput) {
@@ -124,11 +117,11 @@ TEST_P(Conv2dCases, FusedReluMatchesConvThenRelu) {
   for (int64_t i = 0; i < want.numel(); ++i) want.data()[i] = std::max(want.data()[i], 0.f);
   {
     NoGradGuard ng;
-    expect_close(conv2d_relu(x, w, b, c.opt), want, 1e-4f);
+    expect_abs_close(conv2d_relu(x, w, b, c.opt), want, 1e-4f);
   }
   w.set_requires_grad();
   Tensor y = conv2d_relu(x, w, b, c.opt);
-  expect_close(y, want, 1e-4f);
+  expect_abs_close(y, want, 1e-4f);
   EXPECT_TRUE(y.requires_grad());
 }
 
@@ -147,7 +140,7 @@ TEST(Conv2d, InputGradientAloneMatchesFullBackward) {
 
   Tensor w2 = w.clone().set_requires_grad(), b2 = b.clone().set_requires_grad();
   auto all = grad({conv2d(x, w2, b2, opt)}, {gy}, {x, w2, b2});
-  expect_close(gx_alone, all[0], 1e-5f);
+  expect_abs_close(gx_alone, all[0], 1e-5f);
   EXPECT_EQ(shape_str(all[1].shape()), "[4, 3, 3, 3]");
   EXPECT_EQ(shape_str(all[2].shape()), "[4]");
 }
@@ -189,9 +182,31 @@ TEST(Conv2d, LargerProblemMatchesReference) {
   Tensor w = Tensor::randn({16, 8, 3, 3}, rng);
   Tensor b = Tensor::randn({16}, rng);
   const auto opt = Conv2dOptions().padding(1).stride(2);
-  expect_close(conv2d(x, w, b, opt), conv_reference(x, w, b, opt), 1e-3f);
+  expect_abs_close(conv2d(x, w, b, opt), conv_reference(x, w, b, opt), 1e-3f);
   Tensor x1 = x.slice(0, 1);
-  expect_close(conv2d(x1, w, b, opt), conv_reference(x1, w, b, opt), 1e-3f);
+  expect_abs_close(conv2d(x1, w, b, opt), conv_reference(x1, w, b, opt), 1e-3f);
+}
+
+// Empty inputs: a batch of none (the CPU kernel's work split divided by N and crashed), no input
+// channels (the output is the bias alone), and an empty plane that padding still turns into output.
+TEST(Conv2d, EmptyBatchChannelsAndPlanes) {
+  Rng rng(61);
+  const auto pad1 = Conv2dOptions().padding(1);
+  for (const Shape& xs : {Shape{0, 3, 8, 8}, Shape{2, 0, 5, 5}, Shape{2, 3, 0, 4}}) {
+    SCOPED_TRACE(shape_str(xs));
+    Tensor x = Tensor::uniform(xs, rng, -1.f, 1.f).set_requires_grad();
+    Tensor w = Tensor::uniform({4, xs[1], xs[2] == 0 ? 1 : 3, xs[2] == 0 ? 1 : 3}, rng, -1.f, 1.f).set_requires_grad();
+    Tensor b = Tensor::uniform({4}, rng, -1.f, 1.f).set_requires_grad();
+    Tensor y = conv2d(x, w, b, pad1);
+    Tensor want = Tensor::zeros(y.shape());  // only padding zeros are convolved: the bias alone
+    for (int64_t i = 0; i < want.numel(); ++i) want.data()[i] = b.data()[(i / (y.size(2) * y.size(3))) % 4];
+    expect_abs_close(y, want, 0.f);
+    sum(y).backward();
+    expect_abs_close(w.grad(), Tensor::zeros(w.shape()), 0.f);
+    EXPECT_EQ(x.grad().shape(), x.shape());
+    const float per_channel = static_cast<float>(y.numel() / 4);  // d sum / d b_k = outputs per channel
+    expect_abs_close(b.grad(), Tensor::full({4}, per_channel), 0.f);
+  }
 }
 
 TEST(Conv2d, ShapeErrorsNameTheOpAndShapes) {

@@ -23,7 +23,7 @@
 #include "attribution/attribution.h"
 #include "attribution/metrics.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "layers/models.h"

@@ -10,30 +10,22 @@
 #include <string>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "tests/support.h"
 
 #ifdef GLIMPSE_WITH_CUDA
 #include "cuda/allocator.h"
 #include "cuda/check.h"
 #include "cuda/resources.h"
 #include "cuda/runtime.h"
+#include "cuda/tensor_ops.h"
 #endif
 
 using namespace glimpse;
 
-namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
+using glimpse::testing::error_of;
 
 // Asking for a CUDA tensor where there is none must say why, never crash or return garbage.
 TEST(CudaAvailability, UnavailableDeviceSaysWhy) {
@@ -74,6 +66,38 @@ TEST(CudaRuntime, CheckedCallsNameTheCallAndHint) {
   EXPECT_NE(dnn.find("CUDNN_STATUS_BAD_PARAM"), std::string::npos) << dnn;
   const std::string blas = error_of([] { CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE); });
   EXPECT_NE(blas.find("CUBLAS_STATUS_INVALID_VALUE"), std::string::npos) << blas;
+}
+
+// Host-only checks (no device needed): the default-stream rule and the fault classification that
+// check_launch (cuda/launch.cuh) uses to say a fault came from an earlier kernel.
+TEST(CudaRuntime, OnlyTheDefaultStreamIsAccepted) {
+  EXPECT_EQ(error_of([] { cuda::require_default_stream(nullptr, "relu_forward"); }), "(no error)");
+  EXPECT_EQ(error_of([] { cuda::require_default_stream(cudaStreamLegacy, "relu_forward"); }), "(no error)");
+  const std::string msg = error_of([] { cuda::require_default_stream(reinterpret_cast<cudaStream_t>(0x10), "relu_forward"); });
+  EXPECT_NE(msg.find("cuda::relu_forward"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("only the default stream"), std::string::npos) << msg;
+}
+
+TEST(CudaRuntime, KernelFaultsAreTheAsynchronousErrors) {
+  for (cudaError_t e : {cudaErrorIllegalAddress, cudaErrorLaunchFailure, cudaErrorAssert, cudaErrorMisalignedAddress})
+    EXPECT_TRUE(cuda::is_async_fault(e)) << cudaGetErrorName(e);
+  for (cudaError_t e : {cudaErrorInvalidConfiguration, cudaErrorNoKernelImageForDevice, cudaErrorMemoryAllocation,
+                        cudaErrorInvalidValue})
+    EXPECT_FALSE(cuda::is_async_fault(e)) << cudaGetErrorName(e);
+}
+
+// Every dispatch slot gets a CUDA twin from its op's register_<op>() (core/ops/<op>.cu); a slot left
+// out would surface only on a GPU, as "no CUDA implementation registered". Host-only: registering
+// assigns function pointers and touches no device; the table is restored afterwards.
+TEST(CudaRuntime, EveryDispatchSlotHasACudaTwin) {
+  const DeviceKernels saved = cuda_kernels();
+  cuda_kernels() = DeviceKernels{};
+  cuda::register_kernels();
+  const DeviceKernels filled = cuda_kernels();
+  cuda_kernels() = saved;
+#define GLIMPSE_EXPECT_SLOT(name) EXPECT_NE(filled.name, nullptr) << #name " has no CUDA twin";
+  GLIMPSE_KERNELS(GLIMPSE_EXPECT_SLOT)
+#undef GLIMPSE_EXPECT_SLOT
 }
 
 TEST(CudaAllocator, RoundsSizes) {

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "data/data.h"
+#include "tests/support.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -56,7 +57,7 @@ std::string read_bytes(const std::string& path) {
 // A small image with a per-index colour, so that different samples have different tensors.
 void write_image(const std::string& path, int64_t size, int seed) {
   fs::create_directories(fs::path(path).parent_path());
-  attr::Image im(size, size, 3);
+  io::Image im(size, size, 3);
   for (int64_t y = 0; y < size; ++y)
     for (int64_t x = 0; x < size; ++x) {
       uint8_t* p = im.at(x, y);
@@ -64,17 +65,10 @@ void write_image(const std::string& path, int64_t size, int seed) {
       p[1] = static_cast<uint8_t>((seed * 91 + y * 7) % 256);
       p[2] = static_cast<uint8_t>((seed * 13 + x * y) % 256);
     }
-  attr::save_png(path, im);
+  io::save_png(path, im);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using glimpse::testing::error_of;
 
 // A tiny ISIC-layout dataset: n images (labels cycle nevus, melanoma, SK), every 4th row val.
 void write_tiny_isic(const TempDir& dir, int n, int64_t size = 20) {
@@ -85,16 +79,16 @@ void write_tiny_isic(const TempDir& dir, int n, int64_t size = 20) {
     csv += std::string(i % 4 == 3 ? "val" : "train") + "," + id + "," + (label == 0 ? "nevus" : label == 1 ? "melanoma" : "seborrheic_keratosis") +
            "," + (label == 1 ? "1" : "0") + "," + (label == 2 ? "1.0" : "0.0") + ",0.25\n";
     write_image(dir / ("images/" + id + (i % 2 ? ".PNG" : ".png")), size, i);
-    attr::Mask m(size, size);
+    io::Mask m(size, size);
     for (int64_t y = size / 4; y < 3 * size / 4; ++y)
       for (int64_t x = size / 4; x < 3 * size / 4; ++x) m.at(x, y) = 1;
     fs::create_directories(dir.path / "masks");
-    attr::save_png(dir / ("masks/" + id + "_segmentation.png"), m);
+    io::save_png(dir / ("masks/" + id + "_segmentation.png"), m);
   }
   write_text(dir / "labels.csv", csv);
 }
 
-double mean_grey(const attr::Image& im, const std::vector<std::pair<int64_t, int64_t>>& pts) {
+double mean_grey(const io::Image& im, const std::vector<std::pair<int64_t, int64_t>>& pts) {
   double s = 0;
   for (auto [x, y] : pts) {
     const uint8_t* p = im.at(x, y);
@@ -346,7 +340,7 @@ TEST(Loader, UnreadableImageSkippedAndCountedOrFatal) {
   EXPECT_NE(e.find("ISIC_1002.png"), std::string::npos) << e;
 
   // A mask whose size differs from its image is a bad sample too, named by both paths.
-  attr::save_png(dir / "masks/ISIC_1004_segmentation.png", attr::Mask(7, 9));
+  io::save_png(dir / "masks/ISIC_1004_segmentation.png", io::Mask(7, 9));
   opt.with_masks = true;
   opt.fail_on_unreadable = false;
   DataLoader with_masks(ds, opt);
@@ -411,7 +405,7 @@ TEST(Normalize, LoadForModelAndDenormalizeRoundTrip) {
   write_image(dir / "x.png", 16, 5);
   const Tensor t = load_for_model(dir / "x.png", 16);
   EXPECT_EQ(t.shape(), (Shape{1, 3, 16, 16}));
-  const Tensor raw = attr::load_image_tensor(dir / "x.png");
+  const Tensor raw = io::load_image_tensor(dir / "x.png");
   const Tensor back = denormalize(t);
   const auto a = raw.to_vector(), b = back.to_vector();
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f);
@@ -422,11 +416,11 @@ TEST(Normalize, LoadForModelAndDenormalizeRoundTrip) {
 
 TEST(Augment, KeepsShapeAndIsDeterministic) {
   const SynthImage s = synth_image(7, 1, 48, false);
-  attr::Image rect = attr::resize_image(s.image, 40, 24);
+  io::Image rect = io::resize_image(s.image, 40, 24);
   AugmentOptions opt;
-  for (const attr::Image* im : std::vector<const attr::Image*>{&s.image, &rect}) {
+  for (const io::Image* im : std::vector<const io::Image*>{&s.image, &rect}) {
     Rng r1(5), r2(5), r3(6);
-    const attr::Image a = augment(*im, opt, r1), b = augment(*im, opt, r2), c = augment(*im, opt, r3);
+    const io::Image a = augment(*im, opt, r1), b = augment(*im, opt, r2), c = augment(*im, opt, r3);
     EXPECT_EQ(a.width, im->width);
     EXPECT_EQ(a.height, im->height);
     EXPECT_EQ(a.channels, 3);
@@ -440,14 +434,14 @@ TEST(Augment, KeepsShapeAndIsDeterministic) {
 }
 
 TEST(Augment, VignetteBlacksOutAllButACircle) {
-  attr::Image im(40, 40, 3, 180);
-  attr::Mask m(40, 40, 1);
+  io::Image im(40, 40, 3, 180);
+  io::Mask m(40, 40, 1);
   AugmentOptions opt{false, false, 1.f, 0.f, 1.f};  // vignette only, always
   int black_corners = 0;
   for (uint64_t seed = 0; seed < 8; ++seed) {
     Rng rng(seed);
-    attr::Mask mk = m;
-    const attr::Image out = augment(im, mk, opt, rng);
+    io::Mask mk = m;
+    const io::Image out = augment(im, mk, opt, rng);
     EXPECT_EQ(mk.data, m.data);  // masks are not touched
     // The middle is kept (centre within 8% of it, radius >= 45% of the side)...
     EXPECT_EQ(out.at(20, 20)[0], 180);
@@ -470,13 +464,13 @@ TEST(Augment, VignetteBlacksOutAllButACircle) {
 }
 
 TEST(Augment, StickerIsAColouredDotCutByTheBorder) {
-  attr::Image im(60, 60, 3, 128);
-  attr::Mask m(60, 60, 1);
+  io::Image im(60, 60, 3, 128);
+  io::Mask m(60, 60, 1);
   AugmentOptions opt{false, false, 1.f, 0.f, 0.f, 1.f};  // stickers only, always
   for (uint64_t seed = 0; seed < 12; ++seed) {
     Rng rng(seed);
-    attr::Mask mk = m;
-    const attr::Image out = augment(im, mk, opt, rng);
+    io::Mask mk = m;
+    const io::Image out = augment(im, mk, opt, rng);
     EXPECT_EQ(mk.data, m.data);  // masks are not touched
     // The dot covers pixels, all of them connected to the border: flood from the changed border
     // pixels must reach every changed pixel (one dot, cut by an edge).
@@ -519,8 +513,8 @@ TEST(Augment, StickerIsAColouredDotCutByTheBorder) {
 
 TEST(Augment, MaskFollowsTheImage) {
   // A red L-shape on grey; its mask must stay on the red pixels through flips and rotations.
-  attr::Image im(24, 24, 3, 100);
-  attr::Mask m(24, 24);
+  io::Image im(24, 24, 3, 100);
+  io::Mask m(24, 24);
   for (int64_t y = 3; y < 20; ++y)
     for (int64_t x = 4; x < 9; ++x) m.at(x, y) = 1;
   for (int64_t y = 15; y < 20; ++y)
@@ -531,8 +525,8 @@ TEST(Augment, MaskFollowsTheImage) {
   std::set<std::string> shapes;  // distinct masks reached
   for (uint64_t seed = 0; seed < 16; ++seed) {
     Rng rng(seed);
-    attr::Mask mk = m;
-    const attr::Image out = augment(im, mk, opt, rng);
+    io::Mask mk = m;
+    const io::Image out = augment(im, mk, opt, rng);
     shapes.insert(std::string(mk.data.begin(), mk.data.end()));
     ASSERT_EQ(mk.count(), m.count());
     for (int64_t i = 0; i < 24 * 24; ++i) ASSERT_EQ(mk.data[i] != 0, out.pixels[i * 3] > 200) << "seed " << seed << " pixel " << i;
@@ -542,8 +536,8 @@ TEST(Augment, MaskFollowsTheImage) {
   // With a crop: the mask still marks (nearly) the red pixels.
   AugmentOptions crop{true, true, 0.5f, 0.f};
   Rng rng(9);
-  attr::Mask mk = m;
-  const attr::Image out = augment(im, mk, crop, rng);
+  io::Mask mk = m;
+  const io::Image out = augment(im, mk, crop, rng);
   int64_t agree = 0;
   for (int64_t i = 0; i < 24 * 24; ++i) agree += (mk.data[i] != 0) == (out.pixels[i * 3] > 175);
   EXPECT_GE(agree, 24 * 24 * 9 / 10);
@@ -552,7 +546,7 @@ TEST(Augment, MaskFollowsTheImage) {
 // ---- hair removal ---------------------------------------------------------------------------------
 
 TEST(ColorConstancy, TintIsRemovedAndGreyIsKept) {
-  using glimpse::attr::Image;
+  using glimpse::io::Image;
   // A flat tinted photo becomes flat grey of the same norm: 255 |e| / sqrt(3) = 229.1 / 1.732.
   Image flat(5, 4, 3);
   for (int64_t i = 0; i < 20; ++i) {
@@ -599,7 +593,7 @@ TEST(ColorConstancy, TintIsRemovedAndGreyIsKept) {
 
 TEST(HairRemoval, RemovesThinDarkLinesKeepsBlob) {
   const int64_t N = 128;
-  attr::Image im(N, N, 3);
+  io::Image im(N, N, 3);
   Rng rng(3);
   for (int64_t i = 0; i < N * N; ++i) {
     const float g = rng.normal(0.f, 3.f);
@@ -631,8 +625,8 @@ TEST(HairRemoval, RemovesThinDarkLinesKeepsBlob) {
   }
   const double skin = 0.299 * 225 + 0.587 * 180 + 0.114 * 160;
   const double hair_before = skin - mean_grey(im, hair), blob_before = skin - mean_grey(im, blob);
-  attr::Mask found;
-  const attr::Image out = remove_hair(im, &found);
+  io::Mask found;
+  const io::Image out = remove_hair(im, &found);
   const double hair_after = skin - mean_grey(out, hair), blob_after = skin - mean_grey(out, blob);
   EXPECT_GT(hair_before, 100);
   EXPECT_LT(hair_after, 0.15 * hair_before) << "hair darkness " << hair_before << " -> " << hair_after;
@@ -695,7 +689,7 @@ TEST(Synthetic, WriteIsDeterministicAndOpensAsIsic) {
   EXPECT_EQ(Dataset::open(dir / "a", "train").size(), 12u);
   for (const Sample& s : all.samples) {
     ASSERT_FALSE(s.mask_path.empty());
-    const attr::Mask m = attr::load_mask(s.mask_path);
+    const io::Mask m = io::load_mask(s.mask_path);
     EXPECT_GT(m.count(), 0);
   }
   // and it loads
@@ -737,7 +731,7 @@ TEST(Isic2017, OpensWithTheDocumentedCounts) {
   ASSERT_TRUE(dl.next(b));
   EXPECT_EQ(b.images.shape(), (Shape{8, 3, 64, 64}));
   ASSERT_EQ(b.masks.size(), 8u);
-  for (const attr::Mask& m : b.masks) {
+  for (const io::Mask& m : b.masks) {
     EXPECT_EQ(m.width, 64);
     EXPECT_GT(m.count(), 0);
   }

@@ -16,6 +16,7 @@
 #include "core/ops/pool2d.h"
 #include "core/parallel.h"
 #include "core/rng.h"
+#include "tests/support.h"
 
 namespace glimpse {
 namespace {
@@ -75,8 +76,10 @@ void expect_near_all(const float* got, const std::vector<double>& want, const st
   double worst = 0, scale = 1;
   for (double v : want) scale = std::max(scale, std::fabs(v));
   size_t at = 0;
-  for (size_t i = 0; i < want.size(); ++i)
-    if (std::fabs(got[i] - want[i]) > worst) worst = std::fabs(got[i] - want[i]), at = i;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double e = glimpse::testing::value_error(got[i], want[i]);  // a NaN is an infinite error
+    if (e > worst) worst = e, at = i;
+  }
   EXPECT_LE(worst, 1e-5 * scale * 8) << what << ": worst difference at " << at << " (got " << got[at] << ", want "
                                      << want[at] << ")";
 }
@@ -99,18 +102,15 @@ void check_case(const Case& c, int threads) {
   cpu::conv2d_forward(out, x, w, b, c.opt);
   expect_near_all(out.data(), ref.out, "forward " + what);
 
-  // The backward kernels accumulate: start from ones and subtract them again.
-  Tensor gx = Tensor::ones(x.shape()), gw = Tensor::ones(w.shape()), gb = Tensor::ones({c.K});
+  // The backward kernels overwrite (core/dispatch.h): buffers full of garbage come back exact.
+  Tensor gx = Tensor::full(x.shape(), 7.f), gw = Tensor::full(w.shape(), 7.f), gb = Tensor::full({c.K}, 7.f);
   cpu::conv2d_backward_data(gx, g, w, c.opt);
   cpu::conv2d_backward_filter(gw, gb, g, x, c.opt);
-  std::vector<double> gx1(ref.gx), gw1(ref.gw);
-  for (auto& v : gx1) v += 1;
-  for (auto& v : gw1) v += 1;
-  expect_near_all(gx.data(), gx1, "backward_data " + what);
-  expect_near_all(gw.data(), gw1, "backward_filter " + what);
+  expect_near_all(gx.data(), ref.gx, "backward_data " + what);
+  expect_near_all(gw.data(), ref.gw, "backward_filter " + what);
 
   // The filter gradient is deterministic: the same bits on a second run.
-  Tensor gw2 = Tensor::ones(w.shape()), gb2 = Tensor();
+  Tensor gw2 = Tensor::full(w.shape(), -3.f), gb2 = Tensor();
   cpu::conv2d_backward_filter(gw2, gb2, g, x, c.opt);
   EXPECT_EQ(gw.to_vector(), gw2.to_vector()) << "backward_filter not deterministic: " << what;
 }
@@ -172,18 +172,18 @@ TEST(FastKernels, MaxPool2x2MatchesDefinition) {
             want_gx[best] += g.data()[(pl * P + p) * Q + q];
           }
       for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(gx.data()[i], float(want_gx[i])) << "gx entry " << i;
-      // The overwriting form (what autograd uses) gives the same into a buffer full of garbage,
-      // zeros included in the odd last row/column no window covers; so does the general path
-      // (3x3 windows, stride 2) against its accumulating form.
+      // Backward overwrites (the kernel contract): the same into a buffer full of garbage, zeros
+      // included in the odd last row/column no window covers; so does the general path (3x3
+      // windows, stride 2).
       Tensor junk = Tensor::full(x.shape(), 7.f);
-      cpu::max_pool2d_backward(junk, g, x, opt, /*accumulate=*/false);
+      cpu::max_pool2d_backward(junk, g, x, opt);
       EXPECT_EQ(junk.to_vector(), gx.to_vector());
       const Pool2dOptions o3 = Pool2dOptions::square(3, 2);
       const Shape s3{N, C, window_out_size(H, 3, 2, 0), window_out_size(W, 3, 2, 0)};
-      Tensor g3 = Tensor::uniform(s3, rng, -1, 1), acc = Tensor::zeros(x.shape()), over = Tensor::full(x.shape(), -3.f);
-      cpu::max_pool2d_backward(acc, g3, x, o3);
-      cpu::max_pool2d_backward(over, g3, x, o3, /*accumulate=*/false);
-      EXPECT_EQ(over.to_vector(), acc.to_vector());
+      Tensor g3 = Tensor::uniform(s3, rng, -1, 1), zero = Tensor::zeros(x.shape()), over = Tensor::full(x.shape(), -3.f);
+      cpu::max_pool2d_backward(zero, g3, x, o3);
+      cpu::max_pool2d_backward(over, g3, x, o3);
+      EXPECT_EQ(over.to_vector(), zero.to_vector());
     }
   }
   set_num_threads(2);
@@ -222,7 +222,7 @@ TEST(FastKernels, GemmPanelsMatchNaiveProduct) {
           Tensor B = Tensor::uniform({(tb ? N : K) * ldb}, rng, -1, 1);
           Tensor C = Tensor::uniform({M * ldc}, rng, -1, 1);
           std::vector<float> C0 = C.to_vector();
-          gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.f, C.data(), ldc);
+          cpu::gemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.f, C.data(), ldc);
           double worst = 0;
           for (int64_t i = 0; i < M; ++i)
             for (int64_t j = 0; j < N; ++j) {
@@ -230,7 +230,7 @@ TEST(FastKernels, GemmPanelsMatchNaiveProduct) {
               for (int64_t k = 0; k < K; ++k)
                 s += double(ta ? A.data()[k * lda + i] : A.data()[i * lda + k]) *
                      (tb ? B.data()[j * ldb + k] : B.data()[k * ldb + j]);
-              worst = std::max(worst, std::fabs(C.data()[i * ldc + j] - (0.5 * s + 2.0 * C0[i * ldc + j])));
+              worst = std::max(worst, glimpse::testing::value_error(C.data()[i * ldc + j], 0.5 * s + 2.0 * C0[i * ldc + j]));
             }
           EXPECT_LE(worst, 1e-4) << "gemm " << M << "x" << N << "x" << K << " trans " << ta << tb << ", " << threads
                                  << " threads";

@@ -23,8 +23,8 @@ using glimpse::testing::error_of;
 
 namespace {
 
-attr::Mask box_mask(int64_t w, int64_t h, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
-  attr::Mask m(w, h);
+io::Mask box_mask(int64_t w, int64_t h, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
+  io::Mask m(w, h);
   for (int64_t y = y0; y < y1; ++y)
     for (int64_t x = x0; x < x1; ++x) m.at(x, y) = 1;
   return m;
@@ -45,7 +45,7 @@ Tensor gap_input(Module& model, const Tensor& x) {
 
 TEST(MasksOnGrid, CellsAreTheFractionOfLesionPixels) {
   // 8x8 onto 2x2: each cell is a 4x4 block.
-  std::vector<attr::Mask> masks = {box_mask(8, 8, 0, 0, 4, 4), box_mask(8, 8, 2, 0, 8, 2), attr::Mask()};
+  std::vector<io::Mask> masks = {box_mask(8, 8, 0, 0, 4, 4), box_mask(8, 8, 2, 0, 8, 2), io::Mask()};
   const Tensor g = attr::masks_on_grid(masks, 2, 2);
   ASSERT_EQ(g.shape(), (Shape{3, 1, 2, 2}));
   const std::vector<float> v = g.to_vector();
@@ -57,7 +57,7 @@ TEST(MasksOnGrid, CellsAreTheFractionOfLesionPixels) {
   const Tensor u = attr::masks_on_grid({box_mask(5, 1, 2, 0, 4, 1)}, 1, 2);
   EXPECT_FLOAT_EQ(u.to_vector()[0], 1.f / 3);
   EXPECT_FLOAT_EQ(u.to_vector()[1], 1.f / 2);
-  EXPECT_NE(error_of([] { attr::masks_on_grid({attr::Mask(3, 3)}, 4, 4); }).find("smaller than the 4x4 grid"),
+  EXPECT_NE(error_of([] { attr::masks_on_grid({io::Mask(3, 3)}, 4, 4); }).find("smaller than the 4x4 grid"),
             std::string::npos);
 }
 
@@ -69,7 +69,7 @@ TEST(CamOutsideFraction, IsOneMinusTheEnergyOfTheNormalisedCam) {
   const Tensor A = gap_input(*model, x);
   ASSERT_EQ(A.shape(), (Shape{3, 128, 4, 4}));
   // Binary masks at the grid's own size, so the soft mask is the mask itself.
-  const std::vector<attr::Mask> masks = {box_mask(4, 4, 0, 0, 2, 2), box_mask(4, 4, 1, 1, 4, 3),
+  const std::vector<io::Mask> masks = {box_mask(4, 4, 0, 0, 2, 2), box_mask(4, 4, 1, 1, 4, 3),
                                          box_mask(4, 4, 3, 0, 4, 4)};
   const std::vector<int64_t> classes = {2, 0, 1};
   std::vector<float> range;
@@ -135,7 +135,7 @@ TEST(MaskGuidance, AveragesOverImagesWithALesionWeighedByTheMapsRange) {
     const Tensor x = Tensor::uniform({4, 3, 16, 16}, rng, -1.f, 1.f);
     model->eval();
     (*model)(x);
-    const std::vector<attr::Mask> masks = {box_mask(16, 16, 0, 0, 8, 8), attr::Mask(), attr::Mask(16, 16),
+    const std::vector<io::Mask> masks = {box_mask(16, 16, 0, 0, 8, 8), io::Mask(), io::Mask(16, 16),
                                            box_mask(16, 16, 4, 0, 16, 8)};
     const Tensor loss = guide.loss(masks, classes);
     EXPECT_EQ(guide.last_count(), 2);  // no mask, and a mask with no lesion pixel, do not count
@@ -151,7 +151,7 @@ TEST(MaskGuidance, AveragesOverImagesWithALesionWeighedByTheMapsRange) {
       EXPECT_LT(w0, 0.1);  // the small random net's maps span far less than 1000
     }
     EXPECT_NE(error_of([&] { guide.loss({masks[0]}, classes); }).find("1 masks for a batch of 4"), std::string::npos);
-    const Tensor none = guide.loss(std::vector<attr::Mask>(4), classes);
+    const Tensor none = guide.loss(std::vector<io::Mask>(4), classes);
     EXPECT_EQ(guide.last_count(), 0);
     EXPECT_EQ(none.item(), 0.f);
   }
@@ -170,7 +170,7 @@ TEST(MaskGuidance, StepsOnTheLossMoveTheCamIntoTheMask) {
   auto model = small_gap_net(3, 16, rng);
   model->eval();
   const Tensor x = Tensor::uniform({4, 3, 16, 16}, rng, -1.f, 1.f);
-  const std::vector<attr::Mask> masks(4, box_mask(16, 16, 4, 4, 12, 12));
+  const std::vector<io::Mask> masks(4, box_mask(16, 16, 4, 4, 12, 12));
   attr::MaskGuidance guide(*model, 1e-6f);  // unweighted: the random net's maps are nearly flat
   AdamOptions ao;
   ao.lr = 3e-3f;

@@ -1,4 +1,4 @@
-// decode_image / load_image / load_mask on hostile and on ordinary bytes (attribution/image_decode.cpp):
+// decode_image / load_image / load_mask on hostile and on ordinary bytes (core/io/image_decode.cpp):
 // every malformed file of ../shared/reliability is refused quickly with an error naming the file and
 // the fault; valid JPEG, PNG (grey, 16-bit, palette, tRNS, interlaced) and BMP decode to the pixels
 // written; the format comes from the magic bytes, never the name; the pixel budget is honoured before
@@ -20,7 +20,7 @@
 
 #include <unistd.h>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "data/data.h"
@@ -28,7 +28,7 @@
 
 namespace fs = std::filesystem;
 using namespace glimpse;
-using namespace glimpse::attr;
+using namespace glimpse::io;
 
 namespace {
 

@@ -9,12 +9,13 @@
 #include <set>
 #include <sstream>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "commands.h"
 #include "core/io/safetensors.h"
 #include "layers/checkpoint.h"
 #include "layers/models.h"
 #include "tests/host_stand_in.h"
+#include "tests/support.h"
 
 #ifdef GLIMPSE_WITH_CUDA
 #include "cuda/runtime.h"
@@ -38,15 +39,7 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using glimpse::testing::error_of;
 
 class MelanomaApp : public ::testing::Test {
  protected:
@@ -174,7 +167,7 @@ TEST_F(MelanomaApp, ExplainWritesOverlayAndRegions) {
   o.json = dir_ + "/explain/x.json";
   o.display = 96;
   const mel::ExplainResult r = mel::run_explain(o);
-  const auto img = glimpse::attr::load_image(o.out);
+  const auto img = glimpse::io::load_image(o.out);
   EXPECT_EQ(img.width, 96);
   const auto j = mel::read_json(o.json);
   EXPECT_EQ(j["method"], "gradcam");
@@ -245,7 +238,7 @@ TEST_F(MelanomaApp, DemoWritesEveryFile) {
   int pngs = 0, jsons = 0;
   for (const auto& e : fs::directory_iterator(o.out + "/explain")) {
     if (e.path().extension() == ".png") {
-      EXPECT_GT(glimpse::attr::load_image(e.path().string()).width, 0);
+      EXPECT_GT(glimpse::io::load_image(e.path().string()).width, 0);
       ++pngs;
     }
     if (e.path().extension() == ".json") {
@@ -362,7 +355,7 @@ TEST(MelanomaCommon, DihedralIsTheGroupOfTheSquare) {
 }
 
 TEST(MelanomaCommon, PngBase64RoundTripsThroughTheHeader) {
-  glimpse::attr::Image img(3, 2, 3, 200);
+  glimpse::io::Image img(3, 2, 3, 200);
   const std::string b64 = mel::png_base64(img);
   EXPECT_EQ(b64.rfind("iVBORw0KGgo", 0), 0u);  // base64 of the PNG signature
   EXPECT_EQ(b64.size() % 4, 0u);

@@ -30,7 +30,7 @@
 #include <sstream>
 #include <thread>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "commands.h"
 #include "layers/layers.h"
 #include "serve.h"
@@ -318,10 +318,10 @@ TEST_F(Serve, BodiesOverTheCapAndBadUploadsAreRefused) {
   const json cut = post_json(c, "/api/classify?name=cut.png", png.substr(0, png.size() / 2), 400);
   EXPECT_NE(cut["error"].get<std::string>().find("cut.png"), std::string::npos) << cut.dump();
   // Over the pixel budget (32 x 32 = 1024 pixels > 1000): refused before decoding, naming the size.
-  const int64_t budget = glimpse::attr::max_image_pixels();
-  glimpse::attr::set_max_image_pixels(1000);
+  const int64_t budget = glimpse::io::max_image_pixels();
+  glimpse::io::set_max_image_pixels(1000);
   const json over = post_json(c, "/api/classify?name=big.png", png, 400);
-  glimpse::attr::set_max_image_pixels(budget);
+  glimpse::io::set_max_image_pixels(budget);
   EXPECT_NE(over["error"].get<std::string>().find("32"), std::string::npos) << over.dump();
   // A good upload is classified.
   const json ok = post_json(c, "/api/classify?name=ok.png", png);

@@ -11,6 +11,7 @@
 
 using namespace glimpse;
 using namespace glimpse::attr;
+using namespace glimpse::io;
 
 namespace {
 

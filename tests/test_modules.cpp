@@ -6,12 +6,13 @@
 #include <set>
 
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
 #include "layers/init.h"
 #include "layers/layers.h"
 #include "layers/models.h"
+#include "tests/support.h"
 
 using namespace glimpse;
 
@@ -27,14 +28,7 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using glimpse::testing::error_of;
 
 }  // namespace
 
@@ -97,41 +91,41 @@ TEST(Modules, FindErrorListsEveryName) {
   Rng rng(3);
   auto m = small_gap_net(3, 32, rng);
   const std::string msg = error_of([&] { m->find("features.9"); });
-  ASSERT_FALSE(msg.empty());
   EXPECT_NE(msg.find("features.9"), std::string::npos);
   for (auto& [name, _] : m->named_modules()) {
     if (name.empty()) continue;
     EXPECT_NE(msg.find("'" + name + "'"), std::string::npos) << name << " missing from: " << msg;
   }
-  EXPECT_FALSE(error_of([&] { m->find("features."); }).empty());
-  EXPECT_FALSE(error_of([&] { m->find("gap.0"); }).empty());
-  EXPECT_FALSE(error_of([&] { (void)register_forward_hook(*m, "nope", [](Module&, const Tensor&, const Tensor&) {
-                 return Tensor();
-               }); }).empty());
+  EXPECT_NE(error_of([&] { m->find("features."); }), "(no error)");
+  EXPECT_NE(error_of([&] { m->find("gap.0"); }), "(no error)");
+  EXPECT_NE(error_of([&] { (void)register_forward_hook(*m, "nope", [](Module&, const Tensor&, const Tensor&) {
+              return Tensor();
+            }); }),
+            "(no error)");
 }
 
 TEST(Modules, RegistrationErrors) {
   Sequential s;
   s.add(std::make_shared<ReLU>());
-  EXPECT_FALSE(error_of([&] { s.add("0", std::make_shared<ReLU>()); }).empty());      // duplicate
-  EXPECT_FALSE(error_of([&] { s.add("a.b", std::make_shared<ReLU>()); }).empty());    // dot
-  EXPECT_FALSE(error_of([&] { s.add(std::shared_ptr<ReLU>()); }).empty());            // null
+  EXPECT_NE(error_of([&] { s.add("0", std::make_shared<ReLU>()); }), "(no error)");      // duplicate
+  EXPECT_NE(error_of([&] { s.add("a.b", std::make_shared<ReLU>()); }), "(no error)");    // dot
+  EXPECT_NE(error_of([&] { s.add(std::shared_ptr<ReLU>()); }), "(no error)");            // null
   s.add("head", std::make_shared<Flatten>());
   EXPECT_EQ(s.size(), 2u);
   EXPECT_EQ(s.children()[1].first, "head");
   EXPECT_EQ(s[1].type_name(), "Flatten");
-  EXPECT_FALSE(error_of([&] { s.at(5); }).empty());
+  EXPECT_NE(error_of([&] { s.at(5); }), "(no error)");
   // Constructor validation.
-  EXPECT_FALSE(error_of([] { Conv2d(0, 3, 3); }).empty());
-  EXPECT_FALSE(error_of([] { Conv2d(3, 4, 3, Conv2dOptions().group(2)); }).empty());
-  EXPECT_FALSE(error_of([] { Conv2d(3, 4, 3, Conv2dOptions().stride(0)); }).empty());
-  EXPECT_FALSE(error_of([] { Linear(3, 0); }).empty());
-  EXPECT_FALSE(error_of([] { BatchNorm2d(0); }).empty());
-  EXPECT_FALSE(error_of([] { MaxPool2d(2, 2, 2); }).empty());
-  EXPECT_FALSE(error_of([] { Dropout(1.f); }).empty());
-  EXPECT_FALSE(error_of([] { small_gap_net(3, 3); }).empty());
-  EXPECT_FALSE(error_of([] { vgg16_gap(3, 8); }).empty());
-  EXPECT_FALSE(error_of([] { resnet18_gap(0, 64); }).empty());
+  EXPECT_NE(error_of([] { Conv2d(0, 3, 3); }), "(no error)");
+  EXPECT_NE(error_of([] { Conv2d(3, 4, 3, Conv2dOptions().group(2)); }), "(no error)");
+  EXPECT_NE(error_of([] { Conv2d(3, 4, 3, Conv2dOptions().stride(0)); }), "(no error)");
+  EXPECT_NE(error_of([] { Linear(3, 0); }), "(no error)");
+  EXPECT_NE(error_of([] { BatchNorm2d(0); }), "(no error)");
+  EXPECT_NE(error_of([] { MaxPool2d(2, 2, 2); }), "(no error)");
+  EXPECT_NE(error_of([] { Dropout(1.f); }), "(no error)");
+  EXPECT_NE(error_of([] { small_gap_net(3, 3); }), "(no error)");
+  EXPECT_NE(error_of([] { vgg16_gap(3, 8); }), "(no error)");
+  EXPECT_NE(error_of([] { resnet18_gap(0, 64); }), "(no error)");
   const std::string unknown = error_of([] { make_model("vgg19", 3, 64); });
   for (const char* n : {"small-gap", "bn-gap", "vgg16-gap", "resnet18-gap"}) EXPECT_NE(unknown.find(n), std::string::npos);
 }
@@ -360,8 +354,8 @@ TEST(Modules, ModelOutputShapes) {
   EXPECT_EQ(v13->find("features.23").type_name(), "MaxPool2d");
   // Input validation at forward time.
   auto small = small_gap_net(3, 32, rng);
-  EXPECT_FALSE(error_of([&] { (*small)(Tensor::zeros({1, 1, 32, 32})); }).empty());
-  EXPECT_FALSE(error_of([&] { (*small)(Tensor::zeros({1, 3, 2, 2})); }).empty());
+  EXPECT_NE(error_of([&] { (*small)(Tensor::zeros({1, 1, 32, 32})); }), "(no error)");
+  EXPECT_NE(error_of([&] { (*small)(Tensor::zeros({1, 3, 2, 2})); }), "(no error)");
 }
 
 TEST(Modules, BatchNormRunningStats) {

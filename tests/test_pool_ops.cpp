@@ -10,23 +10,18 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "core/ops/pool2d.h"
+#include "core/rng.h"
 #include "tests/support.h"
 
 namespace glimpse {
 using glimpse::testing::error_of;
+using glimpse::testing::expect_abs_close;
 
 namespace {
-
-void expect_close(const Tensor& a, const Tensor& b, float tol) {
-  ASSERT_EQ(shape_str(a.shape()), shape_str(b.shape()));
-  auto va = a.to_vector(), vb = b.to_vector();
-  float worst = 0;
-  for (size_t i = 0; i < va.size(); ++i) worst = std::max(worst, std::abs(va[i] - vb[i]));
-  EXPECT_LE(worst, tol) << "max abs difference over " << va.size() << " elements";
-}
 
 void expect_values(const Tensor& t, const std::vector<float>& want, float tol = 1e-5f) {
   auto v = t.to_vector();
@@ -93,13 +88,13 @@ class PoolCases : public ::testing::TestWithParam<PoolCase> {};
 TEST_P(PoolCases, MaxForwardMatchesDirectLoops) {
   Rng rng(1);
   Tensor x = Tensor::randn(GetParam().x, rng);
-  expect_close(max_pool2d(x, GetParam().opt), pool_reference(x, GetParam().opt, true), 0.f);
+  expect_abs_close(max_pool2d(x, GetParam().opt), pool_reference(x, GetParam().opt, true), 0.f);
 }
 
 TEST_P(PoolCases, AvgForwardMatchesDirectLoops) {
   Rng rng(2);
   Tensor x = Tensor::randn(GetParam().x, rng);
-  expect_close(avg_pool2d(x, GetParam().opt), pool_reference(x, GetParam().opt, false), 1e-5f);
+  expect_abs_close(avg_pool2d(x, GetParam().opt), pool_reference(x, GetParam().opt, false), 1e-5f);
 }
 
 TEST_P(PoolCases, MaxGradcheck) {
@@ -171,6 +166,40 @@ TEST(ReluMaxPool2x2, SameBitsAsReluThenMaxPool) {
   EXPECT_TRUE(r.ok) << r.report;
 }
 
+// The window rule the CUDA kernels run (core/ops/pool2d.h) against the CPU kernels,
+// window for window: values drawn from {NaN, -1, 0, 0.5, 2} so that NaN cells, ties, all-negative
+// and all-zero windows all occur. A GPU-less machine thus checks the device's window logic.
+TEST(ReluMaxPool2x2, SharedWindowRuleEqualsTheCpuKernels) {
+  const float pool[] = {std::numeric_limits<float>::quiet_NaN(), -1.f, 0.f, 0.5f, 0.5f, 2.f};
+  const int64_t windows = 2000;
+  Rng rng(41);
+  // x [1, 1, 2, 2 * windows]: window k holds a b (row 0) and c e (row 1) at columns 2k, 2k + 1.
+  Tensor x = Tensor::empty({1, 1, 2, 2 * windows});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = pool[static_cast<int>(rng.uniform(0.f, 6.f)) % 6];
+  Tensor g = Tensor::uniform({1, 1, 1, windows}, rng, -1.f, 1.f);
+  Tensor y = Tensor::empty({1, 1, 1, windows});
+  cpu::relu_max_pool2x2_forward(y, x);
+  const float* r0 = x.data();
+  const float* r1 = x.data() + 2 * windows;
+  for (ReluRule rule : {ReluRule::Standard, ReluRule::Deconvnet, ReluRule::Guided}) {
+    Tensor gx = Tensor::full(x.shape(), 7.f);  // the CPU backward overwrites every cell
+    cpu::relu_max_pool2x2_backward(gx, g, x, rule);
+    for (int64_t k = 0; k < windows; ++k) {
+      const float a = r0[2 * k], b = r0[2 * k + 1], c = r1[2 * k], e = r1[2 * k + 1];
+      const float m = relu_pool::max4(a, b, c, e);
+      ASSERT_EQ(m, y.data()[k]) << "window " << k << ": " << a << " " << b << " / " << c << " " << e;
+      const int pick = relu_pool::first_argmax4(a, b, c, e);
+      const float want = relu_pool::passed(m, g.data()[k], rule);
+      const float got[4] = {gx.data()[2 * k], gx.data()[2 * k + 1], gx.data()[2 * windows + 2 * k],
+                            gx.data()[2 * windows + 2 * k + 1]};
+      for (int cell = 0; cell < 4; ++cell)
+        ASSERT_EQ(got[cell], cell == pick ? want : 0.f)
+            << "rule " << static_cast<int>(rule) << ", window " << k << " (" << a << " " << b << " / " << c << " " << e
+            << "), cell " << cell;
+    }
+  }
+}
+
 TEST(AvgPool2d, PaddingCountsInTheDivisor) {
   // 2x2 of ones, kernel 3 stride 1 pad 1: every window holds 4 real cells of 9 -> 4/9.
   Tensor x = Tensor::ones({1, 1, 2, 2});
@@ -222,8 +251,8 @@ TEST(UpsampleBilinear, HandValuesAlignCornersTrue) {
 TEST(UpsampleBilinear, SameSizeIsIdentity) {
   Rng rng(6);
   Tensor x = Tensor::randn({2, 3, 5, 4}, rng);
-  expect_close(upsample_bilinear(x, 5, 4, false), x, 0.f);
-  expect_close(upsample_bilinear(x, 5, 4, true), x, 1e-6f);
+  expect_abs_close(upsample_bilinear(x, 5, 4, false), x, 0.f);
+  expect_abs_close(upsample_bilinear(x, 5, 4, true), x, 1e-6f);
 }
 
 TEST(UpsampleBilinear, GradcheckBothModes) {

@@ -13,6 +13,7 @@
 
 using namespace glimpse;
 using namespace glimpse::attr;
+using namespace glimpse::io;
 
 TEST(Regions, ThresholdByFractionAndPercentile) {
   // values 0, 1, ..., 99 on a 10x10 grid

@@ -1,16 +1,17 @@
-// Rendering and image I/O (attribution/render.cpp, attribution/image_io.cpp).
+// Rendering and image I/O (attribution/render.cpp, core/io/image.cpp).
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "attribution/render.h"
 #include "core/error.h"
 
 using namespace glimpse;
 using namespace glimpse::attr;
+using namespace glimpse::io;
 
 namespace {
 std::filesystem::path temp_path(const std::string& name) {

@@ -5,7 +5,7 @@
 #include <chrono>
 
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "layers/layers.h"
 #include "layers/lr_schedule.h"
 #include "layers/models.h"

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/parallel.h"

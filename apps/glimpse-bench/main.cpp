@@ -35,7 +35,7 @@
 #include "attribution/attribution.h"
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/parallel.h"

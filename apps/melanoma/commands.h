@@ -50,6 +50,8 @@ struct TrainOptions {
   glimpse::data::Preprocess preprocess;  // hair removal, colour constancy
   std::string out = "melanoma.safetensors";  // checkpoint, rewritten atomically every epoch
   std::string resume;                         // checkpoint to continue from
+  std::string init;    // weights to start from (glimpse checkpoint or converted torchvision file)
+  std::string freeze;  // comma-separated dotted prefixes whose parameters stay fixed
   uint64_t seed = 1;
   bool quiet = false;              // no per-epoch lines (used by roar's many retrainings)
   std::string device = "cpu";      // cpu | cuda | cuda:N (resolve_device); the returned model is on the CPU
@@ -144,10 +146,10 @@ void check_explain_options(const ExplainOptions& o, const char* who = "explain")
 struct PhotoExplanation {
   ExplainResult result;
   glimpse::attr::AttributionMap attribution;  // .map: [1, S, S] at the model's input, normalized
-  glimpse::attr::Image overlay;               // the photo at display size, heatmap and regions drawn
+  glimpse::io::Image overlay;               // the photo at display size, heatmap and regions drawn
   std::vector<glimpse::attr::Region> regions;  // in the overlay's pixels
 };
-PhotoExplanation explain_photo(LoadedModel& lm, const glimpse::attr::Image& photo, const ExplainOptions& o);
+PhotoExplanation explain_photo(LoadedModel& lm, const glimpse::io::Image& photo, const ExplainOptions& o);
 
 // ---- localize ----
 struct LocalizeOptions {
@@ -187,7 +189,7 @@ LocalizeResult run_localize(const LocalizeOptions& o);
 // One image's scores as localize computes them, shared with `serve`: the map [1, S, S] (normalized
 // to [0, 1]) against the expert mask resized to S x S by nearest neighbour, Dice and IoU at
 // `threshold`, the pointing-game tolerance a fraction of S.
-glimpse::attr::LocalizationScores score_against_mask(const Tensor& map, const glimpse::attr::Mask& truth,
+glimpse::attr::LocalizationScores score_against_mask(const Tensor& map, const glimpse::io::Mask& truth,
                                                      const glimpse::attr::Threshold& threshold, double tolerance);
 std::string format_localize_table(const LocalizeResult& r);
 nlohmann::json localize_to_json(const LocalizeOptions& o, const LocalizeResult& r);

@@ -20,7 +20,7 @@
 
 #include "attribution/attribution.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/parallel.h"
@@ -97,7 +97,9 @@ std::map<std::string, std::string> meta_to_map(const ModelMeta& m) {
           {"hair_removal", m.preprocess.hair_removal ? "1" : "0"},
           {"color_constancy", m.preprocess.color_constancy ? "1" : "0"},
           {"val_auc_mean", strf("%.6f", m.val_auc_mean)},
-          {"mask_guidance", strf("%g", m.mask_guidance)}};
+          {"mask_guidance", strf("%g", m.mask_guidance)},
+          {"init", m.init},
+          {"freeze", m.freeze}};
 }
 
 namespace {
@@ -202,6 +204,8 @@ ModelMeta meta_from_map(const std::map<std::string, std::string>& m, const std::
   }
   meta.optimizer = get(m, "optimizer");
   meta.schedule = get(m, "schedule");
+  meta.init = get(m, "init");
+  meta.freeze = get(m, "freeze");
   meta.lr = opt_double(m, "lr", path, 0, 0, 1e6);
   if (const std::string* seed = find(m, "seed")) {
     const auto [end, ec] = std::from_chars(seed->data(), seed->data() + seed->size(), meta.seed);
@@ -526,7 +530,7 @@ std::string base64(const std::string& in) {
 }
 }  // namespace
 
-std::string png_bytes(const attr::Image& image) {
+std::string png_bytes(const io::Image& image) {
   GLIMPSE_CHECK(!image.empty(), "png_bytes: empty image");
   std::string bytes;
   const int ok = stbi_write_png_to_func(append_bytes, &bytes, static_cast<int>(image.width),
@@ -536,9 +540,9 @@ std::string png_bytes(const attr::Image& image) {
   return bytes;
 }
 
-std::string png_base64(const attr::Image& image) { return base64(png_bytes(image)); }
+std::string png_base64(const io::Image& image) { return base64(png_bytes(image)); }
 
-attr::Image display_image(const Tensor& input) { return attr::tensor_to_image(data::denormalize(input)); }
+io::Image display_image(const Tensor& input) { return io::tensor_to_image(data::denormalize(input)); }
 
 std::string strf(const char* fmt, ...) {
   char buf[1024];

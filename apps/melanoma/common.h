@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attribution/attribution.h"
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "core/progress.h"
 #include "core/tensor.h"
 #include "data/data.h"
@@ -66,6 +66,7 @@ struct ModelMeta {
   glimpse::data::Preprocess preprocess;  // what the model was trained with
   double val_auc_mean = -1;   // last validation score, if any
   double mask_guidance = 0;   // weight of train's --mask-guidance (0: CAM never saw a mask)
+  std::string init, freeze;   // train --init (where the weights came from) and --freeze
 };
 // Bounds of checkpoint metadata (a checkpoint is untrusted input).
 inline constexpr int64_t kMaxInputSize = 4096;
@@ -140,11 +141,11 @@ void ensure_dir(const std::string& dir);
 std::string sibling(const std::string& path, const std::string& suffix);
 // PNG bytes of an image (encoded in memory), and the same in base64 (for inline
 // <img src="data:image/png;base64,...">).
-std::string png_bytes(const glimpse::attr::Image& image);
-std::string png_base64(const glimpse::attr::Image& image);
+std::string png_bytes(const glimpse::io::Image& image);
+std::string png_base64(const glimpse::io::Image& image);
 
 // A model input [1, 3, S, S] (normalized as the loader does) -> a displayable RGB image.
-glimpse::attr::Image display_image(const Tensor& input);
+glimpse::io::Image display_image(const Tensor& input);
 // The printf of std::string.
 std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // Seconds since `start` (steady clock).

@@ -13,7 +13,7 @@
 #include "attribution/attribution.h"
 #include "attribution/regions.h"
 #include "attribution/render.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 
@@ -31,7 +31,7 @@ void check_explain_options(const ExplainOptions& o, const char* who) {
   GLIMPSE_CHECK(o.alpha >= 0 && o.alpha <= 1, who, ": --alpha must be in [0, 1], got ", o.alpha);
 }
 
-PhotoExplanation explain_photo(LoadedModel& lm, const attr::Image& image, const ExplainOptions& o) {
+PhotoExplanation explain_photo(LoadedModel& lm, const io::Image& image, const ExplainOptions& o) {
   check_explain_options(o);
   const attr::Threshold threshold = attr::parse_threshold(o.threshold);
   Model& model = *lm.model;
@@ -57,11 +57,11 @@ PhotoExplanation explain_photo(LoadedModel& lm, const attr::Image& image, const 
   const attr::AttributionMap& am = pe.attribution;
 
   // The photo at display size, the map upsampled onto it.
-  attr::Image photo = image;
+  io::Image photo = image;
   const int64_t pw = photo.width, ph = photo.height;
   if (o.display > 0) {
     const double s = static_cast<double>(o.display) / static_cast<double>(std::max(pw, ph));
-    photo = attr::resize_image(photo, std::max<int64_t>(1, std::llround(pw * s)), std::max<int64_t>(1, std::llround(ph * s)));
+    photo = io::resize_image(photo, std::max<int64_t>(1, std::llround(pw * s)), std::max<int64_t>(1, std::llround(ph * s)));
   }
   const Tensor map = attr::normalize_maps(attr::upsample_maps(am.map, photo.height, photo.width));
   pe.overlay = attr::overlay_heatmap(photo, map, attr::colormap_from_name(o.colormap), o.alpha);
@@ -112,7 +112,7 @@ ExplainResult run_explain(const ExplainOptions& o) {
 
   LoadedModel lm = load_model(o.model);
   lm.model->to(device);
-  const PhotoExplanation pe = explain_photo(lm, attr::load_image(o.image), o);
+  const PhotoExplanation pe = explain_photo(lm, io::load_image(o.image), o);
   const ExplainResult& r = pe.result;
   const attr::AttributionMap& am = pe.attribution;
   const std::vector<attr::Region>& regions = pe.regions;
@@ -122,7 +122,7 @@ ExplainResult run_explain(const ExplainOptions& o) {
   if (!o.out.empty()) {
     const fs::path p(o.out);
     if (p.has_parent_path()) ensure_dir(p.parent_path().string());
-    attr::save_png(o.out, pe.overlay);
+    io::save_png(o.out, pe.overlay);
   }
   if (!o.json.empty()) write_json(o.json, r.json);
 

@@ -24,7 +24,7 @@
 #include "attribution/metrics.h"
 #include "attribution/regions.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 
@@ -151,10 +151,10 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
         maps = maps.contiguous();
         for (int64_t i = 0; i < B; ++i) {
           const Tensor m = maps.slice(i, i + 1);
-          attr::Mask truth = b.masks[static_cast<size_t>(i)];
-          if (truth.width != S || truth.height != S) truth = attr::resize_mask(truth, S, S);
+          io::Mask truth = b.masks[static_cast<size_t>(i)];
+          if (truth.width != S || truth.height != S) truth = io::resize_mask(truth, S, S);
           for (size_t k = 0; k < res.thresholds.size(); ++k) {
-            const attr::Mask p =
+            const io::Mask p =
                 attr::threshold_map(m, {attr::ThresholdMethod::Value, static_cast<float>(res.thresholds[k])});
             acc.dice_t[k] += attr::dice(p, truth);
             acc.iou_t[k] += attr::iou(p, truth);
@@ -217,13 +217,13 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
   return res;
 }
 
-attr::LocalizationScores score_against_mask(const Tensor& map, const attr::Mask& truth, const attr::Threshold& threshold,
+attr::LocalizationScores score_against_mask(const Tensor& map, const io::Mask& truth, const attr::Threshold& threshold,
                                             double tolerance) {
   GLIMPSE_CHECK(map.defined() && map.dim() >= 2, "score_against_mask: expected a map [1, S, S], got ",
                 map.defined() ? shape_str(map.shape()) : std::string("an undefined tensor"));
   const int64_t h = map.size(map.dim() - 2), w = map.size(map.dim() - 1);
   if (truth.width == w && truth.height == h) return attr::localization_scores(map, truth, threshold, tolerance * static_cast<double>(w));
-  return attr::localization_scores(map, attr::resize_mask(truth, w, h), threshold, tolerance * static_cast<double>(w));
+  return attr::localization_scores(map, io::resize_mask(truth, w, h), threshold, tolerance * static_cast<double>(w));
 }
 
 std::string format_localize_table(const LocalizeResult& r) {

@@ -14,10 +14,11 @@
 #include <filesystem>
 #include <sstream>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "attribution/regions.h"
 #include "attribution/render.h"
 #include "commands.h"
+#include "export.h"
 #include "interrupt.h"
 #include "layers/models.h"
 #include "serve.h"
@@ -31,7 +32,7 @@ struct Common {
   int threads = 0;
   uint64_t seed = 1;
   std::string progress = "auto";
-  double max_megapixels = 40;  // pixel budget of every image read (attr::set_max_image_pixels)
+  double max_megapixels = 40;  // pixel budget of every image read (io::set_max_image_pixels)
 };
 
 const CLI::Validator kMethod(
@@ -169,6 +170,10 @@ void add_train_flags(CLI::App* sub, TrainOptions& t, bool with_out) {
         ->check(kOutFile)
         ->capture_default_str();
     sub->add_option("--resume", t.resume, "Continue from this checkpoint (its arch, size and epoch)")->check(CLI::ExistingFile);
+    sub->add_option("--init", t.init, "Start from these weights: a glimpse checkpoint of --arch, or torchvision weights "
+                                      "converted by tools/torch_to_safetensors.py (resnet18-gap, vgg16-gap); a new "
+                                      "classifier when the class count differs")->check(CLI::ExistingFile);
+    sub->add_option("--freeze", t.freeze, "Keep these layers fixed: comma-separated dotted prefixes, e.g. conv1,bn1,layer1");
   }
 }
 
@@ -373,12 +378,15 @@ int main(int argc, char** argv) {
   add_device(serve, sv.device);
   add_common(serve, c);
 
+  ExportOptions exo;
+  CLI::App* exp = add_export_command(app, exo);
+
   CLI11_PARSE(app, argc, argv);
 
   try {
     set_progress(c.progress);
     setup_runtime(c.threads, c.seed);
-    glimpse::attr::set_max_image_pixels(std::max<int64_t>(1, std::llround(c.max_megapixels * 1e6)));
+    glimpse::io::set_max_image_pixels(std::max<int64_t>(1, std::llround(c.max_megapixels * 1e6)));
     if (*synth) {
       so.seed = c.seed;
       run_synth(so);
@@ -422,6 +430,8 @@ int main(int argc, char** argv) {
     } else if (*demo) {
       dmo.seed = c.seed;
       run_demo(dmo);
+    } else if (*exp) {
+      run_export(exo);
     }
   } catch (const CLI::Error& e) {
     return app.exit(e);

@@ -14,7 +14,7 @@
 #include "attribution/regions.h"
 #include "attribution/render.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 #include "json_in.h"
@@ -363,10 +363,10 @@ void run_report(const ReportOptions& o) {
       probs = softmax_rows(model(x))[0];
     }
     const int64_t pred = std::max_element(probs.begin(), probs.end()) - probs.begin();
-    const attr::Image photo = attr::resize_image(attr::load_image(s->image_path), T, T);
-    attr::Mask mask;
-    if (!s->mask_path.empty()) mask = attr::resize_mask(attr::load_mask(s->mask_path), T, T);
-    attr::Image base = photo;
+    const io::Image photo = io::resize_image(io::load_image(s->image_path), T, T);
+    io::Mask mask;
+    if (!s->mask_path.empty()) mask = io::resize_mask(io::load_mask(s->mask_path), T, T);
+    io::Image base = photo;
     if (!mask.data.empty()) attr::draw_mask_outline(base, mask, attr::kGreen, 1);
     g << "<div class='row'><div class='cell'><img src='data:image/png;base64," << png_base64(base) << "'><div class='cap'><b>"
       << esc(s->id) << "</b><br>true: " << esc(meta.class_names[static_cast<size_t>(s->label)]) << "<br>pred: "
@@ -379,7 +379,7 @@ void run_report(const ReportOptions& o) {
         opt.targets = {pred};
         const attr::AttributionMap am = attr::explain(m, model, x, opt);
         const Tensor map = attr::normalize_maps(attr::upsample_maps(am.map, T, T));
-        attr::Image ov = attr::overlay_heatmap(photo, map, attr::Colormap::Jet, 0.5f);
+        io::Image ov = attr::overlay_heatmap(photo, map, attr::Colormap::Jet, 0.5f);
         if (!mask.data.empty()) attr::draw_mask_outline(ov, mask, attr::kGreen, 1);
         attr::RegionOptions ro;
         ro.max_regions = 1;

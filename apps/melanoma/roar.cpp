@@ -12,7 +12,7 @@
 #include "attribution/attribution.h"
 #include "attribution/metrics.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 
@@ -86,7 +86,7 @@ Tensor split_maps(Model& model, const std::string& method, const ModelMeta& meta
 void write_split(const std::string& dir, const SplitImages& s, const Tensor& images, std::string& csv) {
   for (size_t i = 0; i < s.ids.size(); ++i) {
     const int64_t k = static_cast<int64_t>(i);
-    attr::save_png(dir + "/images/" + s.ids[i] + ".png", images.slice(k, k + 1));
+    io::save_png(dir + "/images/" + s.ids[i] + ".png", images.slice(k, k + 1));
     csv += csv_field(s.split) + "," + csv_field(s.ids[i]) + "," + (s.labels[i] == 1 ? "1" : "0") + "," +
            (s.labels[i] == 2 ? "1" : "0") + "\n";
   }

@@ -4,7 +4,7 @@
 // documents the routes.
 //
 // Safety: bound to 127.0.0.1 unless --host says otherwise; request bodies over --max-upload-mb are
-// refused (413) before they are read; uploads decode through attr::decode_image (pixel budget);
+// refused (413) before they are read; uploads decode through io::decode_image (pixel budget);
 // static files are looked up by name in the embedded table, data-set photos by id, so no URL names
 // a file on disk; a fixed pool of --workers threads with a queue of --queue connections, beyond which
 // a request gets 503 at once.

@@ -8,11 +8,11 @@
 #include <set>
 #include <sstream>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "attribution/render.h"
 #include "attribution/metrics.h"
 #include "attribution/regions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "core/error.h"
 #include "data/data.h"
 
@@ -60,9 +60,9 @@ double real_param(const Params& p, const std::string& name, double fallback, dou
 // A photo to work on: decoded pixels, its name, and the expert mask when the data set has one.
 struct Photo {
   std::string name;
-  attr::Image image;
+  io::Image image;
   bool has_mask = false;
-  attr::Mask mask;
+  io::Mask mask;
 };
 
 }  // namespace
@@ -101,15 +101,15 @@ struct ExplorerApi::Impl {
     Photo ph;
     if (!body.empty()) {
       ph.name = param(p, "name", "upload");
-      ph.image = attr::decode_image(reinterpret_cast<const uint8_t*>(body.data()), body.size(), ph.name, 3);
+      ph.image = io::decode_image(reinterpret_cast<const uint8_t*>(body.data()), body.size(), ph.name, 3);
       return ph;
     }
     if (!p.count("id")) throw ApiError(400, "no photo: send the image as the request body, or give split and id");
     const data::Sample& s = sample(p);
     ph.name = s.image_path;
-    ph.image = attr::load_image(s.image_path);
+    ph.image = io::load_image(s.image_path);
     if (want_mask && !s.mask_path.empty()) {
-      ph.mask = attr::load_mask(s.mask_path);
+      ph.mask = io::load_mask(s.mask_path);
       ph.has_mask = true;
     }
     return ph;
@@ -256,7 +256,7 @@ nlohmann::json ExplorerApi::info() {
             {"alpha", d.alpha},
             {"display", d.display}}},
           {"max_body_bytes", m.opt.max_body_bytes},
-          {"max_megapixels", static_cast<double>(attr::max_image_pixels()) / 1e6}};
+          {"max_megapixels", static_cast<double>(io::max_image_pixels()) / 1e6}};
 }
 
 nlohmann::json ExplorerApi::images(const Params& p) {
@@ -281,30 +281,30 @@ nlohmann::json ExplorerApi::images(const Params& p) {
 
 namespace {
 // Longer side `size` (0: as it is).
-attr::Image fit(const attr::Image& im, int64_t size) {
+io::Image fit(const io::Image& im, int64_t size) {
   if (size <= 0 || std::max(im.width, im.height) == size) return im;
   const double s = static_cast<double>(size) / static_cast<double>(std::max(im.width, im.height));
-  return attr::resize_image(im, std::max<int64_t>(1, std::llround(im.width * s)), std::max<int64_t>(1, std::llround(im.height * s)));
+  return io::resize_image(im, std::max<int64_t>(1, std::llround(im.width * s)), std::max<int64_t>(1, std::llround(im.height * s)));
 }
 }  // namespace
 
 std::string ExplorerApi::photo_png(const Params& p) {
   const data::Sample& s = impl_->sample(p);
-  return png_bytes(fit(attr::load_image(s.image_path), int_param(p, "size", 0, 0, kMaxPhotoSide)));
+  return png_bytes(fit(io::load_image(s.image_path), int_param(p, "size", 0, 0, kMaxPhotoSide)));
 }
 
 std::string ExplorerApi::mask_png(const Params& p) {
   const data::Sample& s = impl_->sample(p);
   if (s.mask_path.empty()) throw ApiError(404, "image '" + s.id + "' has no mask");
-  const attr::Mask mask = attr::load_mask(s.mask_path);
+  const io::Mask mask = io::load_mask(s.mask_path);
   const int64_t size = int_param(p, "size", 0, 0, kMaxPhotoSide);
-  attr::Image im(mask.width, mask.height, 1);
+  io::Image im(mask.width, mask.height, 1);
   for (size_t i = 0; i < mask.data.size(); ++i) im.pixels[i] = mask.data[i] ? 255 : 0;
   if (size > 0 && size != std::max(mask.width, mask.height)) {
     const double k = static_cast<double>(size) / static_cast<double>(std::max(mask.width, mask.height));
-    const attr::Mask r = attr::resize_mask(mask, std::max<int64_t>(1, std::llround(mask.width * k)),
+    const io::Mask r = io::resize_mask(mask, std::max<int64_t>(1, std::llround(mask.width * k)),
                                            std::max<int64_t>(1, std::llround(mask.height * k)));
-    im = attr::Image(r.width, r.height, 1);
+    im = io::Image(r.width, r.height, 1);
     for (size_t i = 0; i < r.data.size(); ++i) im.pixels[i] = r.data[i] ? 255 : 0;
   }
   return png_bytes(im);

@@ -3,7 +3,7 @@
 // maps routes onto these calls; docs/explorer.md documents them.
 //
 // Photos come from the data set (split + id: looked up among the split's samples, so a URL never
-// names a file) or from an upload (bytes through attr::decode_image: magic bytes, pixel budget,
+// names a file) or from an upload (bytes through io::decode_image: magic bytes, pixel budget,
 // clear errors). Explanations are explain_photo's -- the function `melanoma explain` runs -- so the
 // regions are explain --json's for the same photo and options; localization scores are
 // score_against_mask's, localize's per-image computation.

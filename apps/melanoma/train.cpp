@@ -15,8 +15,9 @@
 
 #include "attribution/guidance.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
+#include "init_weights.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "interrupt.h"
@@ -255,10 +256,13 @@ TrainResult train_model(const TrainOptions& o_in) {
     meta.classes = classes;
     meta.class_names = train_ds.class_names;
     meta.seed = o.seed;
+    if (!o.init.empty()) meta.init = init_model(*r.model, o.init);
+    meta.freeze = o.freeze;
   } else {
     check_model_for_dataset(meta, train_ds, o.resume);
   }
   Model& model = *r.model;
+  freeze_layers(model, meta.freeze);  // a resumed run keeps the checkpoint's
   // On the device before the optimizer exists and loads its state: state lives beside its parameter.
   model.to(device);
   // Default rates: the small net (no BatchNorm) takes a larger Adam step than the deep ones.

@@ -12,7 +12,7 @@
 #include "attribution/attribution.h"
 #include "attribution/regions.h"
 #include "autograd/functions.h"
-#include "autograd/grad_mode.h"
+#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
 
@@ -22,14 +22,14 @@ using namespace glimpse;
 namespace mel {
 namespace {
 
-attr::Image crop_image(const attr::Image& img, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
-  attr::Image out(x1 - x0 + 1, y1 - y0 + 1, img.channels);
+io::Image crop_image(const io::Image& img, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
+  io::Image out(x1 - x0 + 1, y1 - y0 + 1, img.channels);
   for (int64_t y = y0; y <= y1; ++y)
     std::copy(img.at(x0, y), img.at(x0, y) + out.width * img.channels, out.at(0, y - y0));
   return out;
 }
-attr::Mask crop_mask(const attr::Mask& m, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
-  attr::Mask out(x1 - x0 + 1, y1 - y0 + 1);
+io::Mask crop_mask(const io::Mask& m, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
+  io::Mask out(x1 - x0 + 1, y1 - y0 + 1);
   for (int64_t y = y0; y <= y1; ++y)
     for (int64_t x = x0; x <= x1; ++x) out.at(x - x0, y - y0) = m.at(x, y);
   return out;
@@ -75,19 +75,19 @@ int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds
       } else {
         ++fallback;
       }
-      const attr::Image photo = attr::load_image(s.image_path);
+      const io::Image photo = io::load_image(s.image_path);
       const double sx = static_cast<double>(photo.width) / S, sy = static_cast<double>(photo.height) / S;
       const int64_t x0 = std::clamp<int64_t>(std::llround(bx0 * sx), 0, photo.width - 1);
       const int64_t y0 = std::clamp<int64_t>(std::llround(by0 * sy), 0, photo.height - 1);
       const int64_t x1 = std::clamp<int64_t>(std::llround(bx1 * sx) - 1, x0, photo.width - 1);
       const int64_t y1 = std::clamp<int64_t>(std::llround(by1 * sy) - 1, y0, photo.height - 1);
-      const attr::Image crop = attr::resize_image(crop_image(photo, x0, y0, x1, y1), out_side, out_side);
-      attr::save_png(dir + "/images/" + s.id + ".png", crop);
+      const io::Image crop = io::resize_image(crop_image(photo, x0, y0, x1, y1), out_side, out_side);
+      io::save_png(dir + "/images/" + s.id + ".png", crop);
       if (!s.mask_path.empty()) {
-        const attr::Mask m = attr::load_mask(s.mask_path);
+        const io::Mask m = io::load_mask(s.mask_path);
         if (m.width == photo.width && m.height == photo.height)
-          attr::save_png(dir + "/masks/" + s.id + "_segmentation.png",
-                         attr::resize_mask(crop_mask(m, x0, y0, x1, y1), out_side, out_side));
+          io::save_png(dir + "/masks/" + s.id + "_segmentation.png",
+                         io::resize_mask(crop_mask(m, x0, y0, x1, y1), out_side, out_side));
       }
       csv += csv_field(split) + "," + csv_field(s.id) + "," + (s.label == 1 ? "1" : "0") + "," + (s.label == 2 ? "1" : "0") +
              "\n";

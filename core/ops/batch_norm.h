@@ -16,10 +16,15 @@
 // Contract: CPU, contiguous, shapes as above (the autograd op validates). gamma, beta, the running
 // statistics and the gradient outputs may be undefined (gamma = 1, beta = 0, stats not updated,
 // gradient not computed). The forward kernels also write save_mean / save_invstd [C], which
-// backward reads. Backward ACCUMULATES (+=) into gx, ggamma, gbeta.
+// backward reads. Backward overwrites gx, ggamma, gbeta (each may be undefined).
+//
+// The differentiable op batch_norm is in core/ops/batch_norm.cpp beside the kernels; the CUDA
+// twins (cuDNN) in core/ops/batch_norm.cu.
 #pragma once
+
 #include "core/tensor.h"
 
+// ---- CPU kernels (the CUDA twins: core/ops/*.cu, namespace glimpse::cuda, same names) ----
 namespace glimpse::cpu {
 
 void batch_norm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd, Tensor& running_mean,
@@ -38,3 +43,14 @@ void batch_norm_backward(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor
                          float eps);
 
 }  // namespace glimpse::cpu
+
+// ---- the differentiable op(s) ----
+namespace glimpse {
+
+// Batch norm over N, H, W per channel. training: uses batch statistics and updates running_mean /
+// running_var in place (running = (1-momentum)*running + momentum*batch, unbiased variance);
+// eval: uses the running statistics. gamma/beta [C] may be undefined (no affine transform).
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                  Tensor& running_var, bool training, float momentum = 0.1f, float eps = 1e-5f);
+
+}  // namespace glimpse

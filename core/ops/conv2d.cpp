@@ -1,3 +1,4 @@
+// 2-D convolution: the CPU kernels (im2col + GEMM), then the differentiable ops (math: core/ops/conv2d.h).
 #include "core/ops/conv2d.h"
 
 #include <algorithm>
@@ -6,10 +7,16 @@
 
 #include <Eigen/Core>
 
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
+#include "core/ops/activation.h"
 #include "core/parallel.h"
+#include "core/tape.h"
 
+// ==== CPU kernels ====
 namespace glimpse::cpu {
+
 namespace {
 
 using MatMap = Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
@@ -166,6 +173,7 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
   const ConvDims d = dims_of(x, w, opt);
   GLIMPSE_CHECK(out.shape() == (Shape{d.N, d.K, d.P, d.Q}), "conv2d_forward: out has shape ", shape_str(out.shape()),
                 ", expected ", shape_str({d.N, d.K, d.P, d.Q}));
+  if (out.numel() == 0) return;  // an empty batch (the blocking below divides by N)
   const float* px = x.data();
   const float* pw = w.data();
   const float* pb = b.defined() ? b.data() : nullptr;
@@ -213,9 +221,12 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
   const ConvDims d = dims_of(gx, w, opt);
   GLIMPSE_CHECK(gout.shape() == (Shape{d.N, d.K, d.P, d.Q}), "conv2d_backward_data: gout has shape ",
                 shape_str(gout.shape()), ", expected ", shape_str({d.N, d.K, d.P, d.Q}));
+  if (gx.numel() == 0) return;
   const float* pg = gout.data();
   const float* pw = w.data();
   float* px = gx.data();
+  // col2im adds overlapping receptive fields, and the 1x1 case adds in place: start from zeros.
+  parallel_for_range(gx.numel(), 1 << 16, [&](int64_t lo, int64_t hi) { std::fill(px + lo, px + hi, 0.f); });
   const bool direct = col_is_input(d, opt);
   // Blocks of one image write overlapping input rows (a filter spans R rows). Blocks at least
   // ceil((R-1)*dh / sh) rows tall only overlap their neighbours, so the even blocks run first,
@@ -267,7 +278,7 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
         const float* g = pg + (n * K + k) * PQ;
         for (int64_t i = 0; i < PQ; ++i) s += g[i];
       }
-      pb[k] += static_cast<float>(s);
+      pb[k] = static_cast<float>(s);
     }
   }
   if (!gw.defined()) return;
@@ -275,8 +286,10 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
   const ConvDims d = dims_of(x, gw, opt);
   GLIMPSE_CHECK(gout.shape() == (Shape{d.N, d.K, d.P, d.Q}), "conv2d_backward_filter: gout has shape ",
                 shape_str(gout.shape()), ", expected ", shape_str({d.N, d.K, d.P, d.Q}));
-  const float* px = x.data();
   float* pw = gw.data();
+  std::fill(pw, pw + gw.numel(), 0.f);  // summed over the batch below
+  if (x.numel() == 0) return;  // an empty batch, channel set or plane: a zero gradient
+  const float* px = x.data();
   const bool direct = col_is_input(d, opt);
   const int64_t wsize = d.K * d.crs();
   const Blocking bl = blocking(d, num_threads());
@@ -328,3 +341,94 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
 }
 
 }  // namespace glimpse::cpu
+
+// ==== the differentiable op: forward, and its backward on the tape ====
+namespace glimpse {
+
+namespace {
+
+void check_conv_args(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
+  GLIMPSE_CHECK(x.defined(), "conv2d: the input is undefined");
+  GLIMPSE_CHECK(w.defined(), "conv2d: the weight is undefined");
+  GLIMPSE_CHECK(x.dim() == 4, "conv2d: input must be [N, C, H, W], got shape ", shape_str(x.shape()));
+  GLIMPSE_CHECK(w.dim() == 4, "conv2d: weight must be [K, C/groups, R, S], got shape ", shape_str(w.shape()));
+  check_same_device(x, w, "conv2d");
+  GLIMPSE_CHECK(opt.groups >= 1, "conv2d: groups must be >= 1, got ", opt.groups);
+  GLIMPSE_CHECK(opt.stride_h >= 1 && opt.stride_w >= 1, "conv2d: stride must be >= 1, got (", opt.stride_h, ", ",
+                opt.stride_w, ")");
+  GLIMPSE_CHECK(opt.dilation_h >= 1 && opt.dilation_w >= 1, "conv2d: dilation must be >= 1, got (", opt.dilation_h,
+                ", ", opt.dilation_w, ")");
+  GLIMPSE_CHECK(opt.pad_h >= 0 && opt.pad_w >= 0, "conv2d: padding must be >= 0, got (", opt.pad_h, ", ", opt.pad_w,
+                ")");
+  const int64_t C = x.size(1), K = w.size(0), G = opt.groups;
+  GLIMPSE_CHECK(C % G == 0, "conv2d: input channels ", C, " (input ", shape_str(x.shape()),
+                ") are not divisible by groups=", G);
+  GLIMPSE_CHECK(K % G == 0, "conv2d: output channels ", K, " (weight ", shape_str(w.shape()),
+                ") are not divisible by groups=", G);
+  GLIMPSE_CHECK(w.size(1) * G == C, "conv2d: input has ", C, " channels but weight ", shape_str(w.shape()),
+                " expects ", w.size(1) * G, " (groups=", G, ")");
+  GLIMPSE_CHECK(w.size(2) >= 1 && w.size(3) >= 1 && K >= 1, "conv2d: empty weight ", shape_str(w.shape()));
+  if (b.defined()) {
+    check_same_device(x, b, "conv2d");
+    GLIMPSE_CHECK(b.dim() == 1 && b.size(0) == K, "conv2d: bias has shape ", shape_str(b.shape()), " but weight ",
+                  shape_str(w.shape()), " has ", K, " output channels; bias must be [", K, "]");
+  }
+  const int64_t P = window_out_size(x.size(2), w.size(2), opt.stride_h, opt.pad_h, opt.dilation_h);
+  const int64_t Q = window_out_size(x.size(3), w.size(3), opt.stride_w, opt.pad_w, opt.dilation_w);
+  GLIMPSE_CHECK(P >= 1 && Q >= 1, "conv2d: input ", shape_str(x.shape()), " with padding (", opt.pad_h, ", ",
+                opt.pad_w, ") is smaller than the kernel ", w.size(2), "x", w.size(3), " at dilation (",
+                opt.dilation_h, ", ", opt.dilation_w, ")");
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
+  check_conv_args(x, weight, bias, opt);
+  const Tensor xc = x.contiguous(), wc = weight.contiguous();
+  const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
+  const int64_t P = window_out_size(x.size(2), weight.size(2), opt.stride_h, opt.pad_h, opt.dilation_h);
+  const int64_t Q = window_out_size(x.size(3), weight.size(3), opt.stride_w, opt.pad_w, opt.dilation_w);
+  Tensor out = Tensor::empty({x.size(0), weight.size(0), P, Q}, x.device());
+  dispatch("conv2d", x.device(), GLIMPSE_KERNEL(conv2d_forward), out, xc, wc, bc, opt,
+           /*relu=*/false);
+
+  if (!grad_enabled() || !any_requires_grad({x, weight, bias})) return out;
+  // Save only what a wanted gradient reads: gx reads w, gw reads x, gb reads neither.
+  const Tensor x_saved = weight.requires_grad() ? xc.detach() : Tensor();
+  const Tensor w_saved = x.requires_grad() ? wc.detach() : Tensor();
+  const Shape x_shape = x.shape(), w_shape = weight.shape();
+  const bool has_bias = bias.defined();
+  return record("conv2d", out, {x, weight, bias},
+                [x_saved, w_saved, x_shape, w_shape, has_bias, opt](const Tensor& grad_out,
+                                                                   const std::vector<bool>& needs) {
+                  const Tensor g = grad_out.contiguous();
+                  std::vector<Tensor> grads(3);
+                  if (needs[0]) {
+                    grads[0] = Tensor::empty(x_shape, g.device());  // kernels overwrite (core/dispatch.h)
+                    dispatch("conv2d", g.device(), GLIMPSE_KERNEL(conv2d_backward_data),
+                             grads[0], g, w_saved, opt);
+                  }
+                  const bool want_b = has_bias && needs[2];
+                  if (needs[1] || want_b) {
+                    Tensor gw = needs[1] ? Tensor::empty(w_shape, g.device()) : Tensor();
+                    Tensor gb = want_b ? Tensor::empty({w_shape[0]}, g.device()) : Tensor();
+                    dispatch("conv2d", g.device(), GLIMPSE_KERNEL(conv2d_backward_filter), gw, gb, g, x_saved, opt);
+                    grads[1] = gw;
+                    grads[2] = gb;
+                  }
+                  return grads;
+                });
+}
+
+Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
+  if (grad_enabled() && any_requires_grad({x, weight, bias})) return relu(conv2d(x, weight, bias, opt));
+  check_conv_args(x, weight, bias, opt);
+  const int64_t P = window_out_size(x.size(2), weight.size(2), opt.stride_h, opt.pad_h, opt.dilation_h);
+  const int64_t Q = window_out_size(x.size(3), weight.size(3), opt.stride_w, opt.pad_w, opt.dilation_w);
+  Tensor out = Tensor::empty({x.size(0), weight.size(0), P, Q}, x.device());
+  dispatch("conv2d_relu", x.device(), GLIMPSE_KERNEL(conv2d_forward), out, x.contiguous(),
+           weight.contiguous(), bias.defined() ? bias.contiguous() : Tensor(), opt, /*relu=*/true);
+  return out;
+}
+
+}  // namespace glimpse

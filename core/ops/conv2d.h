@@ -1,5 +1,5 @@
 // 2-D convolution (cross-correlation, as every framework), CPU kernels. The CUDA twins live in
-// cuda/ under the same names in namespace glimpse::cuda; autograd/functions/conv.cpp dispatches.
+// core/ops/conv2d.cu under the same names in namespace glimpse::cuda; conv2d() dispatches.
 //
 // Shapes: x [N, C, H, W], w [K, C/G, R, S], b [K], out [N, K, P, Q] with G = groups and
 //   P = floor((H + 2*pad_h - dil_h*(R-1) - 1) / stride_h) + 1   (Q likewise, see window_out_size)
@@ -9,15 +9,20 @@
 // Method: im2col + GEMM. For one image and group, col [C/G*R*S, P*Q] holds the receptive fields, so
 //   out_g [K/G, P*Q]   = w_g [K/G, C/G*R*S] * col
 //   gcol               = w_g^T * gout_g        then col2im scatters gcol back onto gx
-//   gw_g [K/G, CRS/G] += gout_g * col^T        summed over the batch
+//   gw_g [K/G, CRS/G]  = sum over the batch of gout_g * col^T
 //
 // Contract: every tensor is on the CPU and contiguous with the shapes above; the caller (the
-// autograd op) validates shapes. Forward overwrites `out`; the backward kernels ACCUMULATE (+=)
-// into their outputs, so pass zeros for a fresh gradient. `b`, `gw`, `gb` may be undefined.
+// autograd op) validates shapes. As every kernel (core/dispatch.h): forward overwrites `out`, the
+// backward kernels overwrite the gradients they are given. `b`, `gw`, `gb` may be undefined.
+//
+// The differentiable ops conv2d and conv2d_relu are in core/ops/conv2d.cpp beside the kernels;
+// the CUDA twins (cuDNN) in core/ops/conv2d.cu.
 #pragma once
+
 #include "core/ops/conv_options.h"
 #include "core/tensor.h"
 
+// ---- CPU kernels (the CUDA twins: core/ops/*.cu, namespace glimpse::cuda, same names) ----
 namespace glimpse::cpu {
 
 // relu = true applies max(., 0) after the bias in the same pass over each output block, while it is
@@ -25,10 +30,22 @@ namespace glimpse::cpu {
 void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt,
                     bool relu = false);
 
-// gx [N, C, H, W] += d out / d x applied to gout [N, K, P, Q].
+// gx [N, C, H, W] = d out / d x applied to gout [N, K, P, Q].
 void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dOptions& opt);
 
-// gw [K, C/G, R, S] += sum_n gout_n * col(x_n)^T;  gb [K] += sum over n, p, q of gout.
+// gw [K, C/G, R, S] = sum_n gout_n * col(x_n)^T;  gb [K] = sum over n, p, q of gout.
 void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Tensor& x, const Conv2dOptions& opt);
 
 }  // namespace glimpse::cpu
+
+// ---- the differentiable op(s) ----
+namespace glimpse {
+
+// x [N, C, H, W], weight [K, C/groups, R, S], bias [K] or undefined -> [N, K, P, Q].
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt = {});
+// relu(conv2d(x, w, b)). When nothing is recorded (grad mode off, or no input requires grad) it is
+// one kernel: bias and ReLU are applied to each output block while it is in cache, saving a full
+// pass over the activation; otherwise it is exactly relu(conv2d(...)) on the tape.
+Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt = {});
+
+}  // namespace glimpse

@@ -1,13 +1,19 @@
+// matmul and linear: the CPU GEMM and kernels, then the differentiable ops (math: core/ops/gemm.h).
 #include "core/ops/gemm.h"
 
 #include <algorithm>
 
 #include <Eigen/Core>
 
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/parallel.h"
+#include "core/tape.h"
 
-namespace glimpse {
+// ==== CPU kernels ====
+namespace glimpse::cpu {
+
 namespace {
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Stride = Eigen::OuterStride<>;
@@ -105,6 +111,57 @@ void linear_backward(Tensor& gx, Tensor& gw, Tensor& gb, const Tensor& g, const 
     for (int64_t n = 0; n < N; ++n)
       for (int64_t o = 0; o < O; ++o) pb[o] += pg[n * O + o];
   }
+}
+
+}  // namespace glimpse::cpu
+
+// ==== the differentiable op: forward, and its backward on the tape ====
+namespace glimpse {
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  GLIMPSE_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "matmul: shapes ", shape_str(a.shape()),
+                " and ", shape_str(b.shape()), " do not multiply ([M,K] x [K,N])");
+  check_same_device(a, b, "matmul");
+  Tensor ac = a.contiguous(), bc = b.contiguous();
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  Tensor out = Tensor::empty({M, N}, a.device());
+  dispatch("matmul", a.device(), GLIMPSE_KERNEL(matmul_forward), out, ac, bc);
+  Tensor ad = ac.detach(), bd = bc.detach();
+  return record("matmul", out, {a, b}, [ad, bd, M, K, N](const Tensor& g, const std::vector<bool>& needs) -> std::vector<Tensor> {
+    Tensor ga = needs[0] ? Tensor::empty({M, K}, g.device()) : Tensor();
+    Tensor gb = needs[1] ? Tensor::empty({K, N}, g.device()) : Tensor();
+    dispatch("matmul", g.device(), GLIMPSE_KERNEL(matmul_backward), ga, gb, g.contiguous(), ad, bd);
+    return {ga, gb};
+  });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  GLIMPSE_CHECK(x.dim() == 2, "linear: input must be [N, in_features], got ", shape_str(x.shape()),
+                " (flatten it first)");
+  GLIMPSE_CHECK(weight.dim() == 2 && weight.size(1) == x.size(1), "linear: input ", shape_str(x.shape()),
+                " does not match weight ", shape_str(weight.shape()), " (expects [out_features, ", x.size(1), "])");
+  const int64_t N = x.size(0), I = x.size(1), O = weight.size(0);
+  if (bias.defined()) {
+    GLIMPSE_CHECK(bias.dim() == 1 && bias.size(0) == O, "linear: bias ", shape_str(bias.shape()), " does not match weight ",
+                  shape_str(weight.shape()));
+    check_same_device(x, bias, "linear");
+  }
+  check_same_device(x, weight, "linear");
+  Tensor xc = x.contiguous(), wc = weight.contiguous();
+  Tensor out = Tensor::empty({N, O}, x.device());
+  dispatch("linear", x.device(), GLIMPSE_KERNEL(linear_forward), out, xc, wc,
+           bias.defined() ? bias.contiguous() : Tensor());
+  Tensor xd = xc.detach(), wd = wc.detach();
+  return record("linear", out, {x, weight, bias},
+                [xd, wd, N, I, O](const Tensor& g, const std::vector<bool>& needs) -> std::vector<Tensor> {
+                  const Device dev = g.device();
+                  Tensor gx = needs[0] ? Tensor::empty({N, I}, dev) : Tensor();
+                  Tensor gw = needs[1] ? Tensor::empty({O, I}, dev) : Tensor();
+                  Tensor gb = needs[2] ? Tensor::empty({O}, dev) : Tensor();
+                  dispatch("linear", dev, GLIMPSE_KERNEL(linear_backward), gx, gw, gb, g.contiguous(),
+                           xd, wd);
+                  return {gx, gw, gb};
+                });
 }
 
 }  // namespace glimpse

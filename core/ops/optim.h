@@ -1,5 +1,5 @@
-// One optimizer update of one parameter, CPU kernels (CUDA twins: cuda/tensor_ops.cpp, same names,
-// fused kernels in cuda/optim.cu). The rules are PyTorch's; layers/optim.h documents them and owns
+// One optimizer update of one parameter, CPU kernels (CUDA twins, same names,
+// fused kernels in core/ops/optim.cu). The rules are PyTorch's; layers/optim.h documents them and owns
 // the state (moments, step counts). Every tensor is contiguous with p's shape; p and the state are
 // updated in place.
 #pragma once

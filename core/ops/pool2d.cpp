@@ -1,13 +1,19 @@
+// 2-D pooling: CPU kernels, then the differentiable ops (math: core/ops/pool2d.h).
 #include "core/ops/pool2d.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/parallel.h"
+#include "core/tape.h"
 
+// ==== CPU kernels ====
 namespace glimpse::cpu {
+
 namespace {
 
 struct PoolDims {
@@ -93,11 +99,11 @@ void max_pool_2x2_plane(float* o, const float* x, int64_t W, int64_t P, int64_t 
   }
 }
 
-// Each window's gradient goes to its argmax cell. accumulate: added there (gx keeps its contents
-// elsewhere); else every cell of the plane is written once -- the gradient at the argmax, 0 at the
-// other three and in the last row/column that an odd H or W leaves outside every window.
+// Each window's gradient goes to its argmax cell; every cell of the plane is written once -- the
+// gradient at the argmax, 0 at the other three and in the last row/column that an odd H or W leaves
+// outside every window -- so gx needs no zero fill first.
 void max_pool_2x2_backward_plane(float* gx, const float* g, const float* x, int64_t H, int64_t W, int64_t P,
-                                 int64_t Q, bool accumulate) {
+                                 int64_t Q) {
   for (int64_t p = 0; p < P; ++p) {
     const float* r0 = x + 2 * p * W;
     const float* r1 = r0 + W;
@@ -105,15 +111,11 @@ void max_pool_2x2_backward_plane(float* gx, const float* g, const float* x, int6
     for (int64_t q = 0; q < Q; ++q) {
       const float v = g[p * Q + q];
       const int a = argmax4(r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1]);
-      if (accumulate) {
-        cell[a][2 * q] += v;
-      } else {
-        for (int c = 0; c < 4; ++c) cell[c][2 * q] = c == a ? v : 0.f;
-      }
+      for (int c = 0; c < 4; ++c) cell[c][2 * q] = c == a ? v : 0.f;
     }
-    if (!accumulate && W > 2 * Q) cell[1][2 * Q - 1] = cell[3][2 * Q - 1] = 0.f;  // column W - 1
+    if (W > 2 * Q) cell[1][2 * Q - 1] = cell[3][2 * Q - 1] = 0.f;  // column W - 1
   }
-  if (!accumulate && H > 2 * P) std::fill(gx + 2 * P * W, gx + H * W, 0.f);
+  if (H > 2 * P) std::fill(gx + 2 * P * W, gx + H * W, 0.f);
 }
 
 }  // namespace
@@ -143,7 +145,7 @@ void max_pool2d_forward(Tensor& out, const Tensor& x, const Pool2dOptions& opt) 
   });
 }
 
-void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt, bool accumulate) {
+void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Pool2dOptions& opt) {
   check_cpu(gx, "max_pool2d_backward");
   check_cpu(gout, "max_pool2d_backward");
   check_cpu(x, "max_pool2d_backward");
@@ -160,10 +162,10 @@ void max_pool2d_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const 
       const float* g = pg + i * d.P * d.Q;
       float* gp = pgx + i * d.H * d.W;
       if (fast) {
-        max_pool_2x2_backward_plane(gp, g, plane, d.H, d.W, d.P, d.Q, accumulate);
+        max_pool_2x2_backward_plane(gp, g, plane, d.H, d.W, d.P, d.Q);
         continue;
       }
-      if (!accumulate) std::fill(gp, gp + d.H * d.W, 0.f);
+      std::fill(gp, gp + d.H * d.W, 0.f);
       for (int64_t p = 0; p < d.P; ++p)
         for (int64_t q = 0; q < d.Q; ++q) {
           const int64_t a = argmax_in(plane, window(p, q, d, opt), d.W);
@@ -280,6 +282,7 @@ void avg_pool2d_backward(Tensor& gx, const Tensor& gout, const Pool2dOptions& op
     for (int64_t i = lo; i < hi; ++i) {
       const float* g = pg + i * d.P * d.Q;
       float* gp = pgx + i * d.H * d.W;
+      std::fill(gp, gp + d.H * d.W, 0.f);  // overlapping windows add up below
       for (int64_t p = 0; p < d.P; ++p)
         for (int64_t q = 0; q < d.Q; ++q) {
           const Window win = window(p, q, d, opt);
@@ -322,9 +325,107 @@ void global_avg_pool_backward(Tensor& gx, const Tensor& gout) {
     for (int64_t i = lo; i < hi; ++i) {
       float* gp = pgx + i * HW;
       const float v = pg[i] * inv;
-      for (int64_t j = 0; j < HW; ++j) gp[j] += v;
+      for (int64_t j = 0; j < HW; ++j) gp[j] = v;
     }
   });
 }
 
 }  // namespace glimpse::cpu
+
+// ==== the differentiable op: forward, and its backward on the tape ====
+namespace glimpse {
+
+namespace {
+
+// Validates x and the window; returns the output shape [N, C, P, Q].
+Shape pool_out_shape(const Tensor& x, const Pool2dOptions& opt, const char* op) {
+  GLIMPSE_CHECK(x.defined(), op, ": the input is undefined");
+  GLIMPSE_CHECK(x.dim() == 4, op, ": input must be [N, C, H, W], got shape ", shape_str(x.shape()));
+  GLIMPSE_CHECK(opt.kernel_h >= 1 && opt.kernel_w >= 1, op, ": kernel must be >= 1, got ", opt.kernel_h, "x",
+                opt.kernel_w);
+  GLIMPSE_CHECK(opt.stride_h >= 1 && opt.stride_w >= 1, op, ": stride must be >= 1, got (", opt.stride_h, ", ",
+                opt.stride_w, ")");
+  // PyTorch's rule: a window must always hold at least one real cell.
+  GLIMPSE_CHECK(opt.pad_h >= 0 && opt.pad_w >= 0 && 2 * opt.pad_h <= opt.kernel_h && 2 * opt.pad_w <= opt.kernel_w,
+                op, ": padding (", opt.pad_h, ", ", opt.pad_w, ") must be >= 0 and at most half the kernel ",
+                opt.kernel_h, "x", opt.kernel_w);
+  const int64_t P = window_out_size(x.size(2), opt.kernel_h, opt.stride_h, opt.pad_h);
+  const int64_t Q = window_out_size(x.size(3), opt.kernel_w, opt.stride_w, opt.pad_w);
+  GLIMPSE_CHECK(P >= 1 && Q >= 1, op, ": input ", shape_str(x.shape()), " with padding (", opt.pad_h, ", ",
+                opt.pad_w, ") is smaller than the kernel ", opt.kernel_h, "x", opt.kernel_w);
+  return {x.size(0), x.size(1), P, Q};
+}
+
+}  // namespace
+
+// y = max over each window; the gradient goes to the window's first maximal cell.
+Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
+  const Shape os = pool_out_shape(x, opt, "max_pool2d");
+  const Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty(os, x.device());
+  dispatch("max_pool2d", x.device(), GLIMPSE_KERNEL(max_pool2d_forward), out, xc, opt);
+  if (!grad_enabled() || !x.requires_grad()) return out;
+  const Tensor x_saved = xc.detach();
+  return record("max_pool2d", out, {x}, [x_saved, opt](const Tensor& grad_out, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(x_saved.shape(), x_saved.device());
+    dispatch("max_pool2d", x_saved.device(), GLIMPSE_KERNEL(max_pool2d_backward), gx,
+             grad_out.contiguous(), x_saved, opt);
+    return std::vector<Tensor>{gx};
+  });
+}
+
+// The fused pair (core/ops/pool2d.h): saves x only; the ReLU rule is read when backward runs, as
+// relu() does, so deconvnet and guided backprop see the same gradients as through the two ops.
+Tensor relu_max_pool2x2(const Tensor& x) {
+  const Pool2dOptions opt = Pool2dOptions::square(2, 2);
+  const Shape os = pool_out_shape(x, opt, "relu_max_pool2x2");
+  const Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty(os, x.device());
+  dispatch("relu_max_pool2x2", x.device(), GLIMPSE_KERNEL(relu_max_pool2x2_forward),
+           out, xc);
+  if (!grad_enabled() || !x.requires_grad()) return out;
+  const Tensor x_saved = xc.detach();
+  return record("relu_max_pool2x2", out, {x}, [x_saved](const Tensor& grad_out, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(x_saved.shape(), x_saved.device());
+    dispatch("relu_max_pool2x2", x_saved.device(), GLIMPSE_KERNEL(relu_max_pool2x2_backward), gx, grad_out.contiguous(), x_saved, relu_rule());
+    return std::vector<Tensor>{gx};
+  });
+}
+
+// y = (sum over the window) / (kh*kw), padded cells counting; gx spreads gy/(kh*kw) over each window.
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
+  const Shape os = pool_out_shape(x, opt, "avg_pool2d");
+  Tensor out = Tensor::empty(os, x.device());
+  dispatch("avg_pool2d", x.device(), GLIMPSE_KERNEL(avg_pool2d_forward), out, x.contiguous(),
+           opt);
+  if (!grad_enabled() || !x.requires_grad()) return out;
+  const Shape x_shape = x.shape();
+  const Device dev = x.device();
+  return record("avg_pool2d", out, {x}, [x_shape, dev, opt](const Tensor& grad_out, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(x_shape, dev);  // the kernel writes every cell
+    dispatch("avg_pool2d", dev, GLIMPSE_KERNEL(avg_pool2d_backward), gx,
+             grad_out.contiguous(), opt);
+    return std::vector<Tensor>{gx};
+  });
+}
+
+// [N, C, H, W] -> [N, C]: y = mean over H, W; gx = gy / (H*W) everywhere.
+Tensor global_avg_pool(const Tensor& x) {
+  GLIMPSE_CHECK(x.defined(), "global_avg_pool: the input is undefined");
+  GLIMPSE_CHECK(x.dim() == 4, "global_avg_pool: input must be [N, C, H, W], got shape ", shape_str(x.shape()));
+  GLIMPSE_CHECK(x.size(2) * x.size(3) > 0, "global_avg_pool: input ", shape_str(x.shape()), " has no pixels");
+  Tensor out = Tensor::empty({x.size(0), x.size(1)}, x.device());
+  dispatch("global_avg_pool", x.device(), GLIMPSE_KERNEL(global_avg_pool_forward), out,
+           x.contiguous());
+  if (!grad_enabled() || !x.requires_grad()) return out;
+  const Shape x_shape = x.shape();
+  const Device dev = x.device();
+  return record("global_avg_pool", out, {x}, [x_shape, dev](const Tensor& grad_out, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(x_shape, dev);  // the kernel writes every cell
+    dispatch("global_avg_pool", dev, GLIMPSE_KERNEL(global_avg_pool_backward), gx,
+             grad_out.contiguous());
+    return std::vector<Tensor>{gx};
+  });
+}
+
+}  // namespace glimpse

@@ -1,6 +1,13 @@
-// Reductions and softmax along one dimension, CPU kernels. A tensor is seen as [outer, len, inner]
-// around the reduced dimension. Outputs first.
+// Reductions: sum and mean (over everything or one dimension), max (gradient to the first argmax).
+// A tensor is seen as [outer, len, inner] around the reduced dimension (DimSplit).
+//   sum : dx = g broadcast back over the reduced dim;  mean: dx = g / len;  max: dx = g at the
+//   first argmax (the first NaN wins), 0 elsewhere.
+// CPU kernels and the differentiable ops in core/ops/reduce.cpp, CUDA twins in core/ops/reduce.cu;
+// kernels follow the contract of core/dispatch.h.
 #pragma once
+#include <cstdint>
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace glimpse {
@@ -11,6 +18,11 @@ struct DimSplit {
 // Normalises a possibly negative dim and splits the shape around it; error names op and shape.
 DimSplit split_at(const Shape& shape, int64_t& dim, const char* op);
 
+}  // namespace glimpse
+
+// ---- CPU kernels (the CUDA twins: core/ops/*.cu, namespace glimpse::cuda, same names) ----
+namespace glimpse::cpu {
+
 void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s);                     // out [outer*inner]
 // gx [outer, len, inner] = scale * gout [outer, inner] spread over len (overwrites): the backward of
 // sum (scale 1) and mean (scale 1/len).
@@ -20,11 +32,17 @@ void sum_dim_backward(Tensor& gx, const Tensor& gout, const DimSplit& s, float s
 void max_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s);
 void max_dim_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const DimSplit& s);
 
-// y = softmax(x) along the dim; gx = y * (g - sum(g * y)).
-void softmax_forward(Tensor& y, const Tensor& x, const DimSplit& s);
-void softmax_backward(Tensor& gx, const Tensor& gy, const Tensor& y, const DimSplit& s);
-// y = x - logsumexp(x); gx = g - exp(y) * sum(g).
-void log_softmax_forward(Tensor& y, const Tensor& x, const DimSplit& s);
-void log_softmax_backward(Tensor& gx, const Tensor& gy, const Tensor& y, const DimSplit& s);
+}  // namespace glimpse::cpu
+
+// ---- the differentiable op(s) ----
+namespace glimpse {
+
+Tensor sum(const Tensor& x);   // all elements -> scalar (shape [])
+Tensor mean(const Tensor& x);
+Tensor sum(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor mean(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);  // gradient to the first argmax
+Tensor max(const Tensor& x);
+std::vector<int64_t> argmax_rows(const Tensor& x);  // [N, K] -> argmax of each row (no gradient)
 
 }  // namespace glimpse

@@ -1,12 +1,18 @@
+// Bilinear resize: CPU kernels, then the differentiable op (math: core/ops/upsample.h).
 #include "core/ops/upsample.h"
 
 #include <algorithm>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/parallel.h"
+#include "core/tape.h"
 
+// ==== CPU kernels ====
 namespace glimpse::cpu {
+
 namespace {
 
 // The two source indices and their weights for one output coordinate.
@@ -81,6 +87,7 @@ void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corne
   for (int64_t i = i0; i < i1; ++i) {
     float* plane = pgx + i * H * W;
     const float* g = pg + i * OH * OW;
+    std::fill(plane, plane + H * W, 0.f);  // the scatter below adds; the contract overwrites gx
     for (int64_t oh = 0; oh < OH; ++oh) {
       const Tap& a = th[oh];
       float* r0 = plane + a.i0 * W;
@@ -99,3 +106,31 @@ void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corne
 }
 
 }  // namespace glimpse::cpu
+
+// ==== the differentiable op: forward, and its backward on the tape ====
+namespace glimpse {
+
+// Bilinear resize (PyTorch's F.interpolate(mode='bilinear', size=...)); gx scatters gy with the
+// same interpolation weights.
+Tensor upsample_bilinear(const Tensor& x, int64_t out_h, int64_t out_w, bool align_corners) {
+  GLIMPSE_CHECK(x.defined(), "upsample_bilinear: the input is undefined");
+  GLIMPSE_CHECK(x.dim() == 4, "upsample_bilinear: input must be [N, C, H, W], got shape ", shape_str(x.shape()));
+  GLIMPSE_CHECK(x.size(2) >= 1 && x.size(3) >= 1, "upsample_bilinear: input ", shape_str(x.shape()),
+                " has no pixels");
+  GLIMPSE_CHECK(out_h >= 1 && out_w >= 1, "upsample_bilinear: output size must be positive, got ", out_h, "x", out_w,
+                " for input ", shape_str(x.shape()));
+  Tensor out = Tensor::empty({x.size(0), x.size(1), out_h, out_w}, x.device());
+  dispatch("upsample_bilinear", x.device(), GLIMPSE_KERNEL(upsample_bilinear_forward),
+           out, x.contiguous(), align_corners);
+  if (!grad_enabled() || !x.requires_grad()) return out;
+  const Shape x_shape = x.shape();
+  const Device dev = x.device();
+  return record("upsample_bilinear", out, {x},
+                [x_shape, dev, align_corners](const Tensor& grad_out, const std::vector<bool>&) {
+                  Tensor gx = Tensor::empty(x_shape, dev);  // the kernel writes every cell
+                  dispatch("upsample_bilinear", dev, GLIMPSE_KERNEL(upsample_bilinear_backward), gx, grad_out.contiguous(), align_corners);
+                  return std::vector<Tensor>{gx};
+                });
+}
+
+}  // namespace glimpse

@@ -5,7 +5,7 @@
 //     normalisation -- what `melanoma explain --image` and the upload page do;
 //   - the training loader's path: decode, then the random resized crop / flips / rotation / jitter
 //     / stickers / vignette, resampled to the model's size, with the mask transformed alongside;
-//   - attr::load_mask: the same bytes read as an expert mask.
+//   - io::load_mask: the same bytes read as an expert mask.
 // The pixel budget is lowered to 1 megapixel here so that the fuzzer spends its time on the code
 // and not on decoding the largest images the default budget (40) lets through; the budget check
 // itself is the same code either way, and 1 MP is still above the working size (512 px a side)
@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "attribution/image_io.h"
+#include "core/io/image.h"
 #include "core/rng.h"
 #include "data/data.h"
 #include "fuzz_support.h"
@@ -21,7 +21,7 @@
 using namespace glimpse;
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  attr::set_max_image_pixels(1'000'000);
+  io::set_max_image_pixels(1'000'000);
   return 0;
 }
 
@@ -33,8 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::refuse_or_succeed([&] { (void)data::load_for_model(file.path(), 24, pre); });
 
   fuzz::refuse_or_succeed([&] {
-    const attr::Image image = attr::decode_image(data, size, "fuzz input");
-    attr::Mask mask(image.width, image.height);
+    const io::Image image = io::decode_image(data, size, "fuzz input");
+    io::Mask mask(image.width, image.height);
     mask.at(image.width / 2, image.height / 2) = 1;
     data::AugmentOptions opt;
     opt.stickers = 0.5f;
@@ -44,8 +44,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   });
 
   fuzz::refuse_or_succeed([&] {
-    const attr::Mask m = attr::load_mask(file.path());
-    (void)attr::resize_mask(m, 16, 16);
+    const io::Mask m = io::load_mask(file.path());
+    (void)io::resize_mask(m, 16, 16);
   });
   return 0;
 }
