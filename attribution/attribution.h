@@ -22,6 +22,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -73,6 +74,20 @@ AttributionMap scorecam(Module& model, const Tensor& x, const Options& opt = {})
 // layer's summed activation with respect to the input.
 AttributionMap sam(Module& model, const Tensor& x, const Options& opt = {});
 
+// The inside of CAM and Grad-CAM, for one image (x [1, C, H, W]): both maps are weighted sums of
+// one layer's feature maps, raw = sum_k weights[k] A_k (Grad-CAM then takes the ReLU). CAM's weights
+// are the classifier's row of the target, w_k^c; Grad-CAM's are alpha_k^c, the spatial mean of
+// dy_c/dA_k. Computed by the code cam() and gradcam() run, so `raw` is their raw map. method: "cam"
+// or "gradcam"; opt.targets / opt.layer as for those.
+struct ChannelWeights {
+  std::string method, layer;
+  int64_t target = 0;
+  Tensor A;                    // [K, h, w], CPU
+  std::vector<float> weights;  // [K]
+  Tensor raw;                  // [h, w], CPU
+};
+ChannelWeights channel_weights(const std::string& method, Module& model, const Tensor& x, const Options& opt = {});
+
 // ---- gradient methods (input methods); attribution/gradients.cpp ----
 AttributionMap saliency(Module& model, const Tensor& x, const Options& opt = {});
 AttributionMap smoothgrad(Module& model, const Tensor& x, const Options& opt = {});
@@ -99,6 +114,10 @@ const std::vector<std::string>& method_names();
 // The last module (in named_modules order) whose output is 4-D with spatial size > 1, found by one
 // forward pass with hooks; Model::info.cam_layer when the model records one.
 std::string default_layer(Module& model, const Tensor& x);
+// Every module whose output is 4-D with spatial size > 1 for the input x, in named_modules order,
+// with that output's shape: the layers the CAM family and SAM can use (one forward pass, hooks
+// removed on return).
+std::vector<std::pair<std::string, Shape>> spatial_layers(Module& model, const Tensor& x);
 // Per image min-max to [0, 1]; a constant image gives zeros.
 Tensor normalize_maps(const Tensor& maps);
 // [N, h, w] -> [N, H, W] bilinear (align_corners=false).

@@ -117,19 +117,29 @@ CamHead find_cam_head(Module& model, const char* who) {
 
 }  // namespace detail
 
-AttributionMap cam(Module& model, const Tensor& x, const Options& opt) {
+namespace {
+// CAM's pieces: the GAP's input A [N, K, h, w] and, per image, the classifier's row of its target.
+struct CamParts {
+  std::string layer;
+  std::vector<int64_t> targets;
+  std::vector<float> scores;
+  Tensor A;
+  std::vector<float> w;  // [N * K]
+};
+
+CamParts cam_parts(Module& model, const Tensor& x, const Options& opt) {
   detail::check_input(model, x, "cam");
   detail::CamHead head = detail::find_cam_head(model, "cam");
   detail::EvalModeGuard eval(model);
   NoGradGuard no_grad;  // CAM needs no backward
 
   // The layer CAM reads is the GAP's input; a named layer must be exactly that tensor.
-  std::string layer = opt.layer;
-  if (layer.empty()) {
-    std::string d = default_layer(model, x);
-    layer = d;
+  CamParts p;
+  p.layer = opt.layer;
+  if (p.layer.empty()) {
+    p.layer = default_layer(model, x);
   } else {
-    model.find(layer);
+    model.find(p.layer);
   }
   Tensor gap_in, layer_out;
   Tensor logits;
@@ -138,7 +148,7 @@ AttributionMap cam(Module& model, const Tensor& x, const Options& opt) {
       gap_in = in;
       return Tensor();
     });
-    HookHandle h2 = register_forward_hook(model, layer, [&](Module&, const Tensor&, const Tensor& y) {
+    HookHandle h2 = register_forward_hook(model, p.layer, [&](Module&, const Tensor&, const Tensor& y) {
       layer_out = y;
       return Tensor();
     });
@@ -150,20 +160,26 @@ AttributionMap cam(Module& model, const Tensor& x, const Options& opt) {
   if (!layer_out.defined() || !layer_out.same(gap_in)) {
     GLIMPSE_CHECK(opt.layer.empty(), "cam: layer '", opt.layer, "' is not the input of the GlobalAvgPool '",
                   head.gap_name, "'; CAM is defined only there. Use Grad-CAM ('gradcam') for other layers");
-    layer = head.gap_name + ":input";
+    p.layer = head.gap_name + ":input";
   }
-  std::vector<int64_t> targets = detail::resolve_targets(logits, opt.targets, "cam");
-  std::vector<float> scores = detail::target_scores(logits, targets);
+  p.targets = detail::resolve_targets(logits, opt.targets, "cam");
+  p.scores = detail::target_scores(logits, p.targets);
 
-  Tensor A = cpu(gap_in);
+  p.A = cpu(gap_in);
   Tensor W = cpu(head.linear->weight);  // [classes, K]
-  const int64_t n = A.size(0), k = A.size(1);
+  const int64_t n = p.A.size(0), k = p.A.size(1);
   GLIMPSE_CHECK(W.size(1) == k, "cam: the GAP gives ", k, " features but the Linear expects ", W.size(1));
-  std::vector<float> w(n * k);
+  p.w.resize(n * k);
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < k; ++c) w[i * k + c] = W.data()[targets[i] * k + c];
-  Tensor raw = weighted_sum(A, w, /*relu=*/false);
-  AttributionMap r = detail::make_result("cam", layer, targets, scores, raw);
+    for (int64_t c = 0; c < k; ++c) p.w[i * k + c] = W.data()[p.targets[i] * k + c];
+  return p;
+}
+}  // namespace
+
+AttributionMap cam(Module& model, const Tensor& x, const Options& opt) {
+  CamParts p = cam_parts(model, x, opt);
+  Tensor raw = weighted_sum(p.A, p.w, /*relu=*/false);
+  AttributionMap r = detail::make_result("cam", p.layer, p.targets, p.scores, raw);
   detail::finish_map(r, raw, opt, x.size(2), x.size(3));
   return r;
 }
@@ -175,7 +191,7 @@ AttributionMap cam(Module& model, const Tensor& x, const Options& opt) {
 //     raw     = ReLU( sum_k alpha_k A_k )           [N, h, w]
 // On a GAP -> linear net dy_c/dA_k(x,y) = W[c,k]/hw, so before the ReLU Grad-CAM = CAM / (hw).
 namespace {
-Tensor gradcam_raw(const LayerGrads& g) {
+std::vector<float> gradcam_alpha(const LayerGrads& g) {
   const int64_t n = g.A.size(0), k = g.A.size(1), hw = g.A.size(2) * g.A.size(3);
   std::vector<float> alpha(n * k, 0.f);
   const float* gp = g.G.data();
@@ -184,8 +200,9 @@ Tensor gradcam_raw(const LayerGrads& g) {
     for (int64_t p = 0; p < hw; ++p) s += gp[j * hw + p];
     alpha[j] = static_cast<float>(s / hw);
   }
-  return weighted_sum(g.A, alpha, /*relu=*/true);
+  return alpha;
 }
+Tensor gradcam_raw(const LayerGrads& g) { return weighted_sum(g.A, gradcam_alpha(g), /*relu=*/true); }
 }  // namespace
 
 AttributionMap gradcam(Module& model, const Tensor& x, const Options& opt) {
@@ -340,6 +357,36 @@ AttributionMap sam(Module& model, const Tensor& x, const Options& opt) {
   Tensor raw = cpu(g);
   AttributionMap r = detail::make_result("sam", layer, targets, scores, raw);
   detail::finish_map(r, detail::max_abs_over_channels(raw), opt, x.size(2), x.size(3));
+  return r;
+}
+
+// ---- the inside of CAM and Grad-CAM -------------------------------------------------------------
+
+ChannelWeights channel_weights(const std::string& method, Module& model, const Tensor& x, const Options& opt) {
+  GLIMPSE_CHECK(method == "cam" || method == "gradcam", "channel_weights: '", method,
+                "' is not a weighted sum of feature maps with one weight per channel; use cam or gradcam");
+  GLIMPSE_CHECK(x.defined() && x.dim() == 4 && x.size(0) == 1, "channel_weights: expected one image [1, C, H, W], got ",
+                x.defined() ? shape_str(x.shape()) : std::string("an undefined tensor"));
+  ChannelWeights r;
+  r.method = method;
+  if (method == "cam") {
+    CamParts p = cam_parts(model, x, opt);
+    r.layer = p.layer;
+    r.target = p.targets[0];
+    r.weights = p.w;
+    r.A = p.A;
+    r.raw = weighted_sum(p.A, p.w, /*relu=*/false);
+  } else {
+    detail::EvalModeGuard eval(model);
+    LayerGrads g = layer_grads(model, x, opt, "gradcam");
+    r.layer = g.layer;
+    r.target = g.targets[0];
+    r.weights = gradcam_alpha(g);
+    r.A = g.A;
+    r.raw = weighted_sum(g.A, r.weights, /*relu=*/true);
+  }
+  r.A = r.A.contiguous().view({r.A.size(1), r.A.size(2), r.A.size(3)});
+  r.raw = r.raw.contiguous().view({r.raw.size(1), r.raw.size(2)});
   return r;
 }
 

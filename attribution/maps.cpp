@@ -24,7 +24,14 @@ std::string default_layer(Module& model, const Tensor& x) {
     model.find(m->info.cam_layer);  // throws, listing the valid names, if the record is stale
     return m->info.cam_layer;
   }
-  detail::check_input(model, x, "default_layer");
+  const std::vector<std::pair<std::string, Shape>> layers = spatial_layers(model, x);
+  if (!layers.empty()) return layers.back().first;
+  GLIMPSE_FAIL("default_layer: no module of ", model.type_name(), " has a 4-D output with spatial size > 1 for an input ",
+               "of shape ", shape_str(x.shape()), "; the CAM family needs a spatial layer (pass Options::layer)");
+}
+
+std::vector<std::pair<std::string, Shape>> spatial_layers(Module& model, const Tensor& x) {
+  detail::check_input(model, x, "spatial_layers");
   detail::EvalModeGuard eval(model);
   NoGradGuard no_grad;
   std::vector<std::pair<std::string, Module*>> modules = model.named_modules();
@@ -37,12 +44,12 @@ std::string default_layer(Module& model, const Tensor& x) {
     }));
   }
   model(x);
-  for (size_t i = modules.size(); i-- > 1;) {
+  std::vector<std::pair<std::string, Shape>> out;
+  for (size_t i = 1; i < modules.size(); ++i) {
     const Shape& s = shapes[i];
-    if (s.size() == 4 && s[2] * s[3] > 1) return modules[i].first;
+    if (s.size() == 4 && s[2] * s[3] > 1) out.emplace_back(modules[i].first, s);
   }
-  GLIMPSE_FAIL("default_layer: no module of ", model.type_name(), " has a 4-D output with spatial size > 1 for an input ",
-               "of shape ", shape_str(x.shape()), "; the CAM family needs a spatial layer (pass Options::layer)");
+  return out;
 }
 
 Tensor normalize_maps(const Tensor& maps) {

@@ -134,6 +134,9 @@ class DataLoader {
 
 // Loads one image as the loader would (resize, optional hair removal, normalization), [1, 3, S, S].
 Tensor load_for_model(const std::string& path, int64_t image_size, const Preprocess& pre = {}, bool normalize = true);
+// The same from an image already decoded (an upload through io::decode_image, say): load_for_model
+// is this on io::load_image(path), so both give the same tensor for the same pixels.
+Tensor image_for_model(const io::Image& image, int64_t image_size, const Preprocess& pre = {}, bool normalize = true);
 // Undo the loader's normalization for display: [1, 3, S, S] -> [0, 1].
 Tensor denormalize(const Tensor& images);
 

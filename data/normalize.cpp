@@ -26,8 +26,13 @@ void image_to_planar(const io::Image& image, float* dst, bool normalize) {
 
 Tensor load_for_model(const std::string& path, int64_t image_size, const Preprocess& pre, bool normalize) {
   GLIMPSE_CHECK(image_size > 0, "load_for_model: image_size ", image_size, " must be positive");
+  return image_for_model(io::load_image(path), image_size, pre, normalize);
+}
+
+Tensor image_for_model(const io::Image& image, int64_t image_size, const Preprocess& pre, bool normalize) {
+  GLIMPSE_CHECK(image_size > 0, "image_for_model: image_size ", image_size, " must be positive");
   // Shrunk to a working size before preprocessing, as the loader does (working_size.cpp).
-  io::Image im = detail::shrink_to_working_size(io::load_image(path), image_size);
+  io::Image im = detail::shrink_to_working_size(image, image_size);
   if (pre.any()) im = preprocess(im, pre);
   im = resize_area(im, image_size, image_size);
   Tensor t = Tensor::empty({1, 3, image_size, image_size});

@@ -3,6 +3,8 @@
 # Run as root (or with sudo available). nvcc and cuDNN are not Debian packages: the build finds
 # them under /usr/local/cuda when present (GLIMPSE_CUDA=AUTO) and builds the CPU backend otherwise.
 # clang and libclang-rt-14-dev (libFuzzer) are for the fuzz step of the tests (scripts/fuzz.sh) only.
+# libcpp-httplib-dev is the HTTP server of `melanoma serve`. chromium (and nodejs + npm where no node
+# is installed) are optional: the explorer's browser test (tests/browser) skips without them.
 # libonnx-dev + libprotobuf-dev build ONNX export (GLIMPSE_ONNX=AUTO builds without them, and `melanoma
 # export` then says so); libopencv-dnn-dev is the independent ONNX runtime test_onnx_export checks it with.
 set -euo pipefail
@@ -10,12 +12,14 @@ set -euo pipefail
 required=(
   build-essential cmake ninja-build
   libeigen3-dev libstb-dev libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-  libjpeg-dev libpng-dev
+  libjpeg-dev libpng-dev libcpp-httplib-dev
   dataset-fashion-mnist
   clang libclang-rt-14-dev
   libonnx-dev libprotobuf-dev libopencv-dnn-dev
 )
-optional=(ccache)
+optional=(ccache chromium)
+# npm for the browser test's playwright-core: Debian's, unless a node with its own npm is there.
+command -v npm >/dev/null 2>&1 || optional+=(nodejs npm)
 
 installed() {
   [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == "installed" ]]

@@ -19,6 +19,12 @@ ASAN_BUILD=${GLIMPSE_ASAN_BUILD_DIR:-build-asan}
 JOBS=${GLIMPSE_JOBS:-$(nproc)}
 
 bash scripts/deps.sh || { echo "test.sh: installing dependencies failed" >&2; exit 1; }
+# playwright-core for the explorer's browser test (Serve.ExplorerPageInChromium), at the version of
+# tests/browser/package-lock.json; without npm or the registry the test skips, saying so.
+if command -v npm >/dev/null 2>&1; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "test.sh: npm ci in tests/browser failed: the browser test will skip" >&2
+fi
 
 launcher=()
 if command -v ccache >/dev/null 2>&1; then

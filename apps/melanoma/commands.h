@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attribution/metrics.h"
+#include "attribution/regions.h"
 #include "common.h"
 #include "attribution/regions.h"
 #include "eval_stats.h"
@@ -139,22 +141,25 @@ struct ExplainResult {
   nlohmann::json json;
 };
 ExplainResult run_explain(const ExplainOptions& o);
-// One photo explained as `explain` does it (the photo decoded through io::load_image, i.e.
-// decode_image under the pixel budget): probabilities, the overlay at display size with the regions
-// drawn, and the JSON of explain without the model and overlay paths. target -1: the predicted class.
+// The options of explain checked (method, threshold, shape, colormap, alpha), with the errors
+// run_explain gives; `who` prefixes them.
+void check_explain_options(const ExplainOptions& o, const char* who = "explain");
+// The heart of run_explain, shared with `serve` and `predict`, so that all give the same regions for
+// the same photo (decoded by the caller, e.g. io::load_image: decode_image under the pixel budget):
+// the model's prediction, the map of o.method for class `target` (-1: the predicted class; callers
+// turn a name into an index with parse_target_class) at o.layer, the overlay at o.display size with
+// the regions drawn, and the JSON run_explain writes ("image", "model" and "overlay" are o.image,
+// o.model and o.out, names only: nothing is read or written here). The model runs where its
+// parameters are (model_device). Not thread-safe: the attribution methods hook the model's layers
+// while they run, so callers sharing a model serialize the calls.
 struct PhotoExplanation {
-  std::vector<float> probs;
-  int64_t predicted = 0, target = 0;
-  std::string layer;
-  glimpse::io::Image overlay;
-  std::vector<glimpse::attr::Region> regions;
-  nlohmann::json json;
+  ExplainResult result;                        // predicted, target, probabilities, explain's JSON
+  glimpse::attr::AttributionMap attribution;   // .map: [1, S, S] at the model's input, normalized
+  glimpse::io::Image overlay;                  // the photo at display size, heatmap and regions drawn
+  std::vector<glimpse::attr::Region> regions;  // in the overlay's pixels
 };
-PhotoExplanation explain_photo(glimpse::Model& model, const ModelMeta& meta, const glimpse::Device& device,
-                               const std::string& image, const ExplainOptions& o, int64_t target);
-// The method, threshold, shape, colour map and alpha of `o` checked before any work; `who` names
-// the command in the error.
-void check_explain_options(const ExplainOptions& o, const char* who);
+PhotoExplanation explain_photo(LoadedModel& lm, const glimpse::io::Image& photo, const ExplainOptions& o,
+                               int64_t target);
 
 // ---- predict: a model on unlabelled photos ----
 struct PredictOptions {
@@ -208,6 +213,11 @@ struct LocalizeResult {
   double mask_guidance = 0;  // the model's train --mask-guidance weight (0: unguided)
 };
 LocalizeResult run_localize(const LocalizeOptions& o);
+// One image's scores as localize computes them, shared with `serve`: the map [1, S, S] (normalized
+// to [0, 1]) against the expert mask resized to S x S by nearest neighbour, Dice and IoU at
+// `threshold`, the pointing-game tolerance a fraction of S.
+glimpse::attr::LocalizationScores score_against_mask(const Tensor& map, const glimpse::io::Mask& truth,
+                                                     const glimpse::attr::Threshold& threshold, double tolerance);
 std::string format_localize_table(const LocalizeResult& r);
 nlohmann::json localize_to_json(const LocalizeOptions& o, const LocalizeResult& r);
 

@@ -568,15 +568,17 @@ std::string base64(const std::string& in) {
 }
 }  // namespace
 
-std::string png_base64(const io::Image& image) {
-  GLIMPSE_CHECK(!image.empty(), "png_base64: empty image");
+std::string png_bytes(const io::Image& image) {
+  GLIMPSE_CHECK(!image.empty(), "png_bytes: empty image");
   std::string bytes;
   const int ok = stbi_write_png_to_func(append_bytes, &bytes, static_cast<int>(image.width),
                                         static_cast<int>(image.height), static_cast<int>(image.channels),
                                         image.pixels.data(), static_cast<int>(image.width * image.channels));
-  GLIMPSE_CHECK(ok, "png_base64: PNG encoding of a ", image.width, "x", image.height, " image failed");
-  return base64(bytes);
+  GLIMPSE_CHECK(ok, "png_bytes: PNG encoding of a ", image.width, "x", image.height, " image failed");
+  return bytes;
 }
+
+std::string png_base64(const io::Image& image) { return base64(png_bytes(image)); }
 
 io::Image display_image(const Tensor& input) { return io::tensor_to_image(data::denormalize(input)); }
 

@@ -151,7 +151,9 @@ std::string csv_field(const std::string& s);
 void ensure_dir(const std::string& dir);
 // Path with its extension replaced: ("a/b.safetensors", ".curve.json") -> "a/b.curve.json".
 std::string sibling(const std::string& path, const std::string& suffix);
-// PNG bytes of an image, base64 (for inline <img src="data:image/png;base64,...">).
+// PNG bytes of an image (encoded in memory), and the same in base64 (for inline
+// <img src="data:image/png;base64,...">).
+std::string png_bytes(const glimpse::io::Image& image);
 std::string png_base64(const glimpse::io::Image& image);
 
 // A model input [1, 3, S, S] (normalized as the loader does) -> a displayable RGB image.

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "serve.h"
 
 namespace fs = std::filesystem;
 
@@ -151,6 +152,7 @@ void run_demo(const DemoOptions& o) {
   std::printf("  localize.json         the localization table\n");
   for (const auto& e : explained) std::printf("  %s (+ .json)\n", fs::relative(e, o.out).string().c_str());
   std::printf("  report.html           everything in one page: open %s\n", fs::absolute(ro.out).string().c_str());
+  print_serve_command(fs::absolute(to.out).string(), fs::absolute(data_dir).string());
   std::fflush(stdout);
   (void)tr;
 }

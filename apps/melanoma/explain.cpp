@@ -31,56 +31,59 @@ void check_explain_options(const ExplainOptions& o, const char* who) {
   GLIMPSE_CHECK(o.alpha >= 0 && o.alpha <= 1, who, ": --alpha must be in [0, 1], got ", o.alpha);
 }
 
-PhotoExplanation explain_photo(Model& model, const ModelMeta& meta, const Device& device, const std::string& image,
-                               const ExplainOptions& o, int64_t target) {
+PhotoExplanation explain_photo(LoadedModel& lm, const io::Image& image, const ExplainOptions& o, int64_t target) {
+  check_explain_options(o);
   const attr::Threshold threshold = attr::parse_threshold(o.threshold);
-  // Decoded on the CPU (io::load_image: decode_image with the pixel budget), run on the device;
-  // the attribution map comes back on the CPU.
-  const Tensor x = data::load_for_model(image, meta.size, meta.preprocess).to(device);
-  PhotoExplanation r;
+  Model& model = *lm.model;
+  // Decoded on the CPU, run on the model's device; the attribution map comes back on the CPU.
+  const Tensor x = data::image_for_model(image, lm.meta.size, lm.meta.preprocess).to(model_device(model));
+
+  PhotoExplanation pe;
+  ExplainResult& r = pe.result;
   {
     NoGradGuard no_grad;
     r.probs = softmax_rows(model(x))[0];
   }
   r.predicted = std::max_element(r.probs.begin(), r.probs.end()) - r.probs.begin();
   r.target = target >= 0 ? target : r.predicted;
-  GLIMPSE_CHECK(r.target < meta.classes, "explain: target class ", r.target, " but the model has ", meta.classes,
-                " classes");
+  GLIMPSE_CHECK(r.target < lm.meta.classes, "explain: target class ", r.target, " but the model has ",
+                lm.meta.classes, " classes (0..", lm.meta.classes - 1, ")");
 
-  attr::Options opt = method_options(meta.size);
+  attr::Options opt = method_options(lm.meta.size);
   opt.targets = {r.target};
   opt.layer = o.layer;
   opt.seed = o.seed;
-  const attr::AttributionMap am = attr::explain(o.method, model, x, opt);
-  r.layer = am.layer;
+  pe.attribution = attr::explain(o.method, model, x, opt);
+  const attr::AttributionMap& am = pe.attribution;
 
   // The photo at display size, the map upsampled onto it.
-  io::Image photo = io::load_image(image);
+  io::Image photo = image;
   const int64_t pw = photo.width, ph = photo.height;
   if (o.display > 0) {
     const double s = static_cast<double>(o.display) / static_cast<double>(std::max(pw, ph));
     photo = io::resize_image(photo, std::max<int64_t>(1, std::llround(pw * s)), std::max<int64_t>(1, std::llround(ph * s)));
   }
   const Tensor map = attr::normalize_maps(attr::upsample_maps(am.map, photo.height, photo.width));
-  r.overlay = attr::overlay_heatmap(photo, map, attr::colormap_from_name(o.colormap), o.alpha);
+  pe.overlay = attr::overlay_heatmap(photo, map, attr::colormap_from_name(o.colormap), o.alpha);
   attr::RegionOptions ro;
   ro.threshold = threshold;
   ro.max_regions = o.max_regions;
   ro.min_area = std::max<int64_t>(1, std::llround(o.min_area * static_cast<double>(photo.width * photo.height)));
-  r.regions = attr::find_regions(map, ro);
+  pe.regions = attr::find_regions(map, ro);
   attr::RegionStyle style;
   style.shape = attr::region_shape_from_name(o.shape);
   style.colour = attr::kWhite;
   style.thickness = std::max<int>(2, static_cast<int>(std::max(photo.width, photo.height) / 170));
   style.margin = style.thickness;
-  attr::draw_regions(r.overlay, r.regions, photo.width, photo.height, style);
+  attr::draw_regions(pe.overlay, pe.regions, photo.width, photo.height, style);
 
-  const auto& names = meta.class_names;
+  const auto& names = lm.meta.class_names;
   nlohmann::json probs = nlohmann::json::object();
   for (size_t c = 0; c < r.probs.size(); ++c) probs[c < names.size() ? names[c] : std::to_string(c)] = r.probs[c];
-  r.json = {{"image", image},
-            {"arch", meta.arch},
-            {"model_mask_guidance", meta.mask_guidance},
+  r.json = {{"image", o.image},
+            {"model", o.model},
+            {"arch", lm.meta.arch},
+            {"model_mask_guidance", lm.meta.mask_guidance},
             {"method", o.method},
             {"layer", am.layer},
             {"predicted", r.predicted},
@@ -95,9 +98,11 @@ PhotoExplanation explain_photo(Model& model, const ModelMeta& meta, const Device
             {"image_height", ph},
             {"scale_to_image", {static_cast<double>(pw) / photo.width, static_cast<double>(ph) / photo.height}},
             {"threshold", attr::threshold_str(threshold)},
-            {"regions", attr::regions_to_json(r.regions, true)}};
+            {"overlay", o.out},
+            {"regions", attr::regions_to_json(pe.regions, true)}};
+  // Integrated Gradients: sum of attributions minus (f(x) - f(baseline)) (attribution.h).
   if (!am.completeness_gap.empty()) r.json["completeness_gap"] = am.completeness_gap[0];
-  return r;
+  return pe;
 }
 
 ExplainResult run_explain(const ExplainOptions& o) {
@@ -105,19 +110,17 @@ ExplainResult run_explain(const ExplainOptions& o) {
   const Device device = resolve_device(o.device);  // first: an unusable device fails at once
   GLIMPSE_CHECK(!o.image.empty(), "explain: no image given (--image FILE)");
   GLIMPSE_CHECK(fs::is_regular_file(o.image), "explain: the image '", o.image, "' does not exist");
-  check_explain_options(o, "explain");
+  check_explain_options(o);
 
   LoadedModel lm = load_model(o.model);
   lm.model->to(device);
   const int64_t target = parse_target_class(o.target, lm.meta.class_names, "explain");
-  PhotoExplanation pe = explain_photo(*lm.model, lm.meta, device, o.image, o, target);
-  ExplainResult r;
-  r.predicted = pe.predicted;
-  r.target = pe.target;
-  r.probs = pe.probs;
-  r.json = std::move(pe.json);
-  r.json["model"] = o.model;
-  r.json["overlay"] = o.out;
+  const PhotoExplanation pe = explain_photo(lm, io::load_image(o.image), o, target);
+  const ExplainResult& r = pe.result;
+  const attr::AttributionMap& am = pe.attribution;
+  const std::vector<attr::Region>& regions = pe.regions;
+  const auto& names = lm.meta.class_names;
+  const attr::Threshold threshold = attr::parse_threshold(o.threshold);
 
   if (!o.out.empty()) {
     const fs::path p(o.out);
@@ -126,14 +129,13 @@ ExplainResult run_explain(const ExplainOptions& o) {
   }
   if (!o.json.empty()) write_json(o.json, r.json);
 
-  const auto& names = lm.meta.class_names;
   std::printf("explain: %s -> %s (p = %.3f; ", o.image.c_str(), names[static_cast<size_t>(r.predicted)].c_str(),
               r.probs[static_cast<size_t>(r.predicted)]);
   for (size_t c = 0; c < r.probs.size(); ++c) std::printf("%s%s %.3f", c ? ", " : "", names[c].c_str(), r.probs[c]);
   std::printf("); %s of '%s' at layer %s: %zu region(s) at %s\n", o.method.c_str(),
-              names[static_cast<size_t>(r.target)].c_str(), pe.layer.empty() ? "(input)" : pe.layer.c_str(),
-              pe.regions.size(), r.json["threshold"].get<std::string>().c_str());
-  for (const auto& g : pe.regions)
+              names[static_cast<size_t>(r.target)].c_str(), am.layer.empty() ? "(input)" : am.layer.c_str(),
+              regions.size(), attr::threshold_str(threshold).c_str());
+  for (const auto& g : regions)
     std::printf("  region %d: centre (%.0f, %.0f) radius %.0f, area %lld px, peak %.2f, score %.1f\n", g.id, g.circle.cx,
                 g.circle.cy, g.circle.r, static_cast<long long>(g.area), g.peak, g.score);
   std::printf("  %s%s%s(%.2fs)\n", o.out.empty() ? "" : ("overlay " + o.out + "  ").c_str(),

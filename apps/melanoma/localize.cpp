@@ -94,7 +94,6 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
   res.images = static_cast<int64_t>(ds.size());
   res.resolution = S;
   for (int k = 1; k <= 19; ++k) res.thresholds.push_back(0.05 * k);
-  const double tol_px = o.tolerance * static_cast<double>(S);
   attr::CurveOptions co;
   co.steps = o.curve_steps;
   co.batch = o.curve_steps + 1;
@@ -158,7 +157,7 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
             acc.dice_t[k] += attr::dice(p, truth);
             acc.iou_t[k] += attr::iou(p, truth);
           }
-          const attr::LocalizationScores ls = attr::localization_scores(m, truth, fixed, tol_px);
+          const attr::LocalizationScores ls = score_against_mask(m, truth, fixed, o.tolerance);
           acc.dice += ls.dice;
           acc.iou += ls.iou;
           acc.energy += ls.energy;
@@ -214,6 +213,15 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
   std::fflush(stdout);
   if (!o.json.empty()) write_json(o.json, localize_to_json(o, res));
   return res;
+}
+
+attr::LocalizationScores score_against_mask(const Tensor& map, const io::Mask& truth, const attr::Threshold& threshold,
+                                            double tolerance) {
+  GLIMPSE_CHECK(map.defined() && map.dim() >= 2, "score_against_mask: expected a map [1, S, S], got ",
+                map.defined() ? shape_str(map.shape()) : std::string("an undefined tensor"));
+  const int64_t h = map.size(map.dim() - 2), w = map.size(map.dim() - 1);
+  if (truth.width == w && truth.height == h) return attr::localization_scores(map, truth, threshold, tolerance * static_cast<double>(w));
+  return attr::localization_scores(map, io::resize_mask(truth, w, h), threshold, tolerance * static_cast<double>(w));
 }
 
 std::string format_localize_table(const LocalizeResult& r) {

@@ -3,7 +3,7 @@
 // every attribution method what the network took for melanoma.
 //
 //   build/bin/melanoma demo --out demo            # the whole story in a few minutes
-//   build/bin/melanoma <subcommand> --help        # synth train eval explain predict sanity localize two-stage roar report demo
+//   build/bin/melanoma <subcommand> --help        # synth train eval explain predict sanity localize two-stage roar report demo serve export
 //
 // This file only parses flags (CLI11) into the option structs of commands.h; a bad flag prints the
 // error and the subcommand's usage; errors at run time print one line naming the value at fault.
@@ -21,6 +21,7 @@
 #include "export.h"
 #include "interrupt.h"
 #include "layers/models.h"
+#include "serve.h"
 
 namespace fs = std::filesystem;
 using namespace mel;
@@ -412,6 +413,24 @@ int main(int argc, char** argv) {
   demo->add_option("--gallery", dmo.gallery, "Report gallery images")->check(CLI::Range(int64_t(0), int64_t(1000)))->capture_default_str();
   add_common(demo, c);
 
+  // serve
+  ServeOptions sv;
+  double max_upload_mb = 32;
+  CLI::App* serve = app.add_subcommand("serve", "The explorer: a page in the browser to browse photos, classify them "
+                                                "and compare every method's map (docs/explorer.md)");
+  serve->add_option("--model", sv.model, "Checkpoint")->required()->check(CLI::ExistingFile);
+  serve->add_option("--data", sv.data, "Data directory to browse (ISIC layout; masks shown when present)")->check(CLI::ExistingDirectory);
+  serve->add_option("--host", sv.host, "Address to listen on (0.0.0.0: every interface -- the explorer has no login)")->capture_default_str();
+  serve->add_option("--port", sv.port, "Port (0: a free one)")->check(CLI::Range(0, 65535))->capture_default_str();
+  serve->add_option("--workers", sv.workers, "Threads answering requests (model work runs one request at a time)")
+      ->check(CLI::Range(1, 256))->capture_default_str();
+  serve->add_option("--queue", sv.queue, "Connections waiting for a worker; beyond them a request gets 503")
+      ->check(CLI::Range(0, 100000))->capture_default_str();
+  serve->add_option("--max-upload-mb", max_upload_mb, "Largest request body (an uploaded photo), in MB")
+      ->check(CLI::Range(0.01, 1024.0))->capture_default_str();
+  add_device(serve, sv.device);
+  add_common(serve, c);
+
   ExportOptions exo;
   CLI::App* exp = add_export_command(app, exo);
 
@@ -464,6 +483,10 @@ int main(int argc, char** argv) {
       run_roar(ro);
     } else if (*report) {
       run_report(po);
+    } else if (*serve) {
+      sv.seed = c.seed;
+      sv.max_body_bytes = std::llround(max_upload_mb * 1e6);
+      run_serve(sv);
     } else if (*demo) {
       dmo.seed = c.seed;
       run_demo(dmo);

@@ -60,14 +60,14 @@ PredictResult run_predict(const PredictOptions& o) {
   for (const fs::path& f : files) {
     const std::string file = f.filename().string();
     try {
-      const PhotoExplanation pe = explain_photo(*lm.model, lm.meta, device, f.string(), o.explain, -1);
+      const PhotoExplanation pe = explain_photo(lm, io::load_image(f.string()), o.explain, -1);
       std::string overlay;
       if (o.overlays) {
         overlay = f.stem().string() + ".overlay.png";
         io::save_png((fs::path(o.out) / overlay).string(), pe.overlay);
       }
-      csv += csv_field(file) + "," + csv_field(names[static_cast<size_t>(pe.predicted)]);
-      for (float p : pe.probs) csv += strf(",%.6f", p);
+      csv += csv_field(file) + "," + csv_field(names[static_cast<size_t>(pe.result.predicted)]);
+      for (float p : pe.result.probs) csv += strf(",%.6f", p);
       csv.append(",").append(csv_field(overlay)).append(",\n");
     } catch (const std::exception& e) {
       // One bad photo (truncated, too large, not an image) must not cost the others their rows.
