@@ -38,26 +38,26 @@ struct Options {
   uint64_t seed = 0;             // SmoothGrad noise, Score-CAM batching order: same seed, same map
 
   int smoothgrad_samples = 25;
-  float smoothgrad_noise = 0.15f;     // noise std as a fraction of (max - min) of each image
-  int ig_steps = 64;                  // Riemann steps (trapezoid) of Integrated Gradients
-  Tensor ig_baseline;                 // [1 or N, C, H, W]; undefined = zeros
-  int64_t occlusion_window = 8;       // square window side (pixels)
+  float smoothgrad_noise = 0.15f;  // noise std as a fraction of (max - min) of each image
+  int ig_steps = 64;               // Riemann steps (trapezoid) of Integrated Gradients
+  Tensor ig_baseline;              // [1 or N, C, H, W]; undefined = zeros
+  int64_t occlusion_window = 8;    // square window side (pixels)
   int64_t occlusion_stride = 4;
   float occlusion_fill = 0.f;
-  int64_t sliding_window = 32;        // window side for the sliding-window classification map
+  int64_t sliding_window = 32;  // window side for the sliding-window classification map
   int64_t sliding_stride = 16;
-  int64_t scorecam_batch = 32;        // masked inputs per forward pass in Score-CAM
-  float lrp_epsilon = 1e-6f;          // LRP-epsilon stabilizer
+  int64_t scorecam_batch = 32;            // masked inputs per forward pass in Score-CAM
+  float lrp_epsilon = 1e-6f;              // LRP-epsilon stabilizer
   float lrp_alpha = 1.f, lrp_beta = 0.f;  // LRP-alpha-beta (alpha - beta = 1); alpha=1, beta=0 is z+
 };
 
 struct AttributionMap {
   std::string method;
-  std::string layer;              // the layer used (layer methods), else empty
-  std::vector<int64_t> targets;   // the class explained for each image
-  std::vector<float> scores;      // the target logit of each image
-  Tensor raw;                     // see above
-  Tensor map;                     // [N, H, W] (when requested)
+  std::string layer;             // the layer used (layer methods), else empty
+  std::vector<int64_t> targets;  // the class explained for each image
+  std::vector<float> scores;     // the target logit of each image
+  Tensor raw;                    // see above
+  Tensor map;                    // [N, H, W] (when requested)
   // Integrated Gradients only (empty otherwise): per image, sum(raw) - (y_c(x) - y_c(baseline)),
   // the quadrature's completeness error, in logit units; compare it with the scores' scale.
   std::vector<float> completeness_gap;

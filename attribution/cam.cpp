@@ -15,8 +15,8 @@
 #include "attribution/internal.h"
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "layers/layers.h"
 
 namespace glimpse::attr {
@@ -41,8 +41,8 @@ LayerGrads layer_grads(Module& model, const Tensor& x, const Options& opt, const
   r.targets = detail::resolve_targets(f.logits, opt.targets, method);
   r.scores = detail::target_scores(f.logits, r.targets);
   if (with_grad) {
-    Tensor g = glimpse::grad({f.logits}, {detail::one_hot(r.targets, f.logits.size(1), f.logits.device())},
-                             {f.activation})[0];
+    Tensor g =
+        glimpse::grad({f.logits}, {detail::one_hot(r.targets, f.logits.size(1), f.logits.device())}, {f.activation})[0];
     r.G = cpu(g);
   }
   // A and G go to the CPU (when the model is on a device): the channel weights and sums below are a

@@ -14,8 +14,8 @@
 #include "attribution/internal.h"
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 
 namespace glimpse::attr {
 namespace {
@@ -37,8 +37,8 @@ InputGrad input_gradient(Module& model, const Tensor& x, const std::vector<int64
   r.targets = detail::resolve_targets(f.logits, requested, method);
   r.scores = detail::target_scores(f.logits, r.targets);
   ReluRuleGuard rule_guard(rule);
-  r.grad = cpu(glimpse::grad({f.logits}, {detail::one_hot(r.targets, f.logits.size(1), f.logits.device())},
-                             {f.input})[0]);
+  r.grad =
+      cpu(glimpse::grad({f.logits}, {detail::one_hot(r.targets, f.logits.size(1), f.logits.device())}, {f.input})[0]);
   return r;
 }
 
@@ -163,8 +163,8 @@ AttributionMap integrated_gradients(Module& model, const Tensor& x, const Option
         targets.push_back(g.targets[i]);
       }
     }
-    InputGrad gk = input_gradient(model, x.device().is_cpu() ? batch : batch.to(x.device()), targets,
-                                  "integrated-gradients");
+    InputGrad gk =
+        input_gradient(model, x.device().is_cpu() ? batch : batch.to(x.device()), targets, "integrated-gradients");
     if (k0 == 0) baseline_scores.assign(gk.scores.begin(), gk.scores.begin() + n);
     for (int64_t kk = 0; kk < nk; ++kk) {
       const int64_t k = k0 + kk;
@@ -247,7 +247,8 @@ AttributionMap guided_gradcam(Module& model, const Tensor& x, const Options& opt
   const float* m = gc.map.data();
   for (int64_t i = 0; i < n; ++i)
     for (int64_t c = 0; c < C; ++c)
-      for (int64_t p = 0; p < HW; ++p) raw.data()[(i * C + c) * HW + p] = g.grad.data()[(i * C + c) * HW + p] * m[i * HW + p];
+      for (int64_t p = 0; p < HW; ++p)
+        raw.data()[(i * C + c) * HW + p] = g.grad.data()[(i * C + c) * HW + p] * m[i * HW + p];
   AttributionMap r = detail::make_result("guided-gradcam", gc.layer, g.targets, g.scores, raw);
   detail::finish_map(r, detail::max_abs_over_channels(raw), opt, x.size(2), x.size(3));
   return r;

@@ -51,8 +51,8 @@ Tensor cam_outside_fraction(const Tensor& features, const Tensor& weight, const 
                 shape_str(features.shape()), ", got ", weight.defined() ? shape_str(weight.shape()) : "undefined");
   GLIMPSE_CHECK(grid.defined() && grid.shape() == Shape({n, 1, h, w}), "cam_outside_fraction: the mask grid must be ",
                 shape_str({n, 1, h, w}), ", got ", grid.defined() ? shape_str(grid.shape()) : "undefined");
-  GLIMPSE_CHECK(static_cast<int64_t>(classes.size()) == n, "cam_outside_fraction: ", classes.size(),
-                " classes for ", n, " images");
+  GLIMPSE_CHECK(static_cast<int64_t>(classes.size()) == n, "cam_outside_fraction: ", classes.size(), " classes for ", n,
+                " images");
   const int64_t num_classes = weight.size(0), hw = h * w;
   std::vector<float> one_hot(static_cast<size_t>(n * num_classes), 0.f);
   for (int64_t i = 0; i < n; ++i) {
@@ -98,8 +98,8 @@ MaskGuidance::MaskGuidance(Module& model, float tau) : tau_(tau) {
 Tensor MaskGuidance::loss(const std::vector<io::Mask>& masks, const std::vector<int64_t>& classes) const {
   GLIMPSE_CHECK(features_.defined(), "mask guidance: loss() before any forward pass of the model");
   const int64_t n = features_.size(0);
-  GLIMPSE_CHECK(static_cast<int64_t>(masks.size()) == n, "mask guidance: ", masks.size(),
-                " masks for a batch of ", n, " images");
+  GLIMPSE_CHECK(static_cast<int64_t>(masks.size()) == n, "mask guidance: ", masks.size(), " masks for a batch of ", n,
+                " images");
   // Only images whose mask has a lesion pixel: for the others every map is "outside".
   std::vector<bool> take(static_cast<size_t>(n), false);
   last_count_ = 0;

@@ -29,8 +29,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/io/image.h"
 #include "core/hook_handle.h"
+#include "core/io/image.h"
 #include "core/tensor.h"
 #include "layers/module.h"
 
@@ -59,8 +59,8 @@ class MaskGuidance {
   MaskGuidance(const MaskGuidance&) = delete;  // the hook refers to this object
   MaskGuidance& operator=(const MaskGuidance&) = delete;
   Tensor loss(const std::vector<io::Mask>& masks, const std::vector<int64_t>& classes) const;
-  int64_t last_count() const { return last_count_; }      // images that took part in the last loss()
-  double last_outside() const { return last_outside_; }   // their mean out_c
+  int64_t last_count() const { return last_count_; }     // images that took part in the last loss()
+  double last_outside() const { return last_outside_; }  // their mean out_c
 
  private:
   Tensor* weight_ = nullptr;

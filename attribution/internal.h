@@ -83,10 +83,10 @@ InputForward input_forward(Module& model, const Tensor& x);
 // once in one forward (ambiguous), an output that is not 4-D when need_spatial.
 enum class CaptureMode { Detach, Keep };
 struct LayerForward {
-  std::string layer;   // the resolved name
-  Tensor activation;   // the layer's output A [N, K, h, w]
-  Tensor input;        // the input leaf (Keep mode only)
-  Tensor logits;       // [N, classes]
+  std::string layer;  // the resolved name
+  Tensor activation;  // the layer's output A [N, K, h, w]
+  Tensor input;       // the input leaf (Keep mode only)
+  Tensor logits;      // [N, classes]
 };
 LayerForward layer_forward(Module& model, const Tensor& x, const std::string& layer, CaptureMode mode,
                            bool need_spatial, const char* method);

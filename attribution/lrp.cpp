@@ -46,8 +46,8 @@
 #include "attribution/attribution.h"
 #include "attribution/internal.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/pool2d.h"
 #include "layers/layers.h"
@@ -247,8 +247,9 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
       const Tensor& prev = i == 0 ? input : steps[i - 1].out;
       const bool linked = steps[i].in.same(prev) || shares_data(steps[i].in, prev);
       GLIMPSE_CHECK(linked, method, ": the input of layer '", steps[i].name, "' (", steps[i].module->describe(),
-                    ") is not the output of ", i == 0 ? std::string("the model's input") : "'" + steps[i - 1].name + "'",
-                    ": ", model.type_name(), "::forward is not a chain of its layers (a skip connection, or arithmetic ",
+                    ") is not the output of ",
+                    i == 0 ? std::string("the model's input") : "'" + steps[i - 1].name + "'", ": ", model.type_name(),
+                    "::forward is not a chain of its layers (a skip connection, or arithmetic ",
                     "between layers), which this LRP does not support");
     }
     GLIMPSE_CHECK(logits.same(steps.back().out) || shares_data(logits, steps.back().out), method,
@@ -271,9 +272,10 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
     R = R.contiguous().view(st.out.shape());
     if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) {
       Conv2d* conv = i > 0 ? dynamic_cast<Conv2d*>(steps[i - 1].module) : nullptr;
-      GLIMPSE_CHECK(conv != nullptr, method, ": BatchNorm2d '", st.name, "' does not follow a Conv2d (it follows ",
-                    i > 0 ? "'" + steps[i - 1].name + "' (" + steps[i - 1].module->describe() + ")" : std::string("the input"),
-                    "); LRP folds batch norm into the convolution before it");
+      GLIMPSE_CHECK(
+          conv != nullptr, method, ": BatchNorm2d '", st.name, "' does not follow a Conv2d (it follows ",
+          i > 0 ? "'" + steps[i - 1].name + "' (" + steps[i - 1].module->describe() + ")" : std::string("the input"),
+          "); LRP folds batch norm into the convolution before it");
       // Fold: w'_k = w_k g_k / sqrt(v_k + eps), b'_k = (b_k - mu_k) g_k / sqrt(v_k + eps) + beta_k.
       ConvLayer L;
       L.opt = conv->options;

@@ -10,8 +10,8 @@
 #include "attribution/attribution.h"
 #include "attribution/internal.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "layers/layers.h"
 #include "layers/models.h"
 
@@ -26,8 +26,9 @@ std::string default_layer(Module& model, const Tensor& x) {
   }
   const std::vector<std::pair<std::string, Shape>> layers = spatial_layers(model, x);
   if (!layers.empty()) return layers.back().first;
-  GLIMPSE_FAIL("default_layer: no module of ", model.type_name(), " has a 4-D output with spatial size > 1 for an input ",
-               "of shape ", shape_str(x.shape()), "; the CAM family needs a spatial layer (pass Options::layer)");
+  GLIMPSE_FAIL("default_layer: no module of ", model.type_name(),
+               " has a 4-D output with spatial size > 1 for an input ", "of shape ", shape_str(x.shape()),
+               "; the CAM family needs a spatial layer (pass Options::layer)");
 }
 
 std::vector<std::pair<std::string, Shape>> spatial_layers(Module& model, const Tensor& x) {
@@ -110,9 +111,9 @@ void check_input(Module& model, const Tensor& x, const char* method) {
   GLIMPSE_CHECK(x.size(0) >= 1, method, ": the input batch is empty (shape ", shape_str(x.shape()), ")");
   for (auto& [name, m] : model.named_modules()) {
     if (auto* conv = dynamic_cast<Conv2d*>(m)) {
-      GLIMPSE_CHECK(x.size(1) == conv->in_channels, method, ": the input has ", x.size(1),
-                    " channels (shape ", shape_str(x.shape()), ") but the model's first convolution '", name,
-                    "' expects ", conv->in_channels);
+      GLIMPSE_CHECK(x.size(1) == conv->in_channels, method, ": the input has ", x.size(1), " channels (shape ",
+                    shape_str(x.shape()), ") but the model's first convolution '", name, "' expects ",
+                    conv->in_channels);
       break;
     }
   }
@@ -124,14 +125,13 @@ void check_input(Module& model, const Tensor& x, const char* method) {
   }
 }
 
-std::vector<int64_t> resolve_targets(const Tensor& logits, const std::vector<int64_t>& requested,
-                                     const char* method) {
+std::vector<int64_t> resolve_targets(const Tensor& logits, const std::vector<int64_t>& requested, const char* method) {
   GLIMPSE_CHECK(logits.dim() == 2, method, ": the model's output must be logits [N, classes]; got shape ",
                 shape_str(logits.shape()));
   const int64_t n = logits.size(0), k = logits.size(1);
   if (requested.empty()) return argmax_rows(cpu(logits));
-  GLIMPSE_CHECK(static_cast<int64_t>(requested.size()) == n, method, ": ", requested.size(),
-                " targets for a batch of ", n, " images; give one class per image, or none for the predicted class");
+  GLIMPSE_CHECK(static_cast<int64_t>(requested.size()) == n, method, ": ", requested.size(), " targets for a batch of ",
+                n, " images; give one class per image, or none for the predicted class");
   for (size_t i = 0; i < requested.size(); ++i) {
     GLIMPSE_CHECK(requested[i] >= 0 && requested[i] < k, method, ": target class ", requested[i], " of image ", i,
                   " is out of range; the model has ", k, " classes (0..", k - 1, ")");
@@ -198,8 +198,8 @@ LayerForward layer_forward(Module& model, const Tensor& x, const std::string& la
   }  // the hook is gone here (and on any throw above)
   GLIMPSE_CHECK(fired > 0, method, ": the hook on layer '", layer, "' never fired: the module is not on the path ",
                 "of ", model.type_name(), "::forward for this input");
-  GLIMPSE_CHECK(fired == 1, method, ": layer '", layer, "' ran ", fired, " times in one forward pass (a shared module); ",
-                "choose a layer that runs once");
+  GLIMPSE_CHECK(fired == 1, method, ": layer '", layer, "' ran ", fired,
+                " times in one forward pass (a shared module); ", "choose a layer that runs once");
   if (need_spatial) {
     GLIMPSE_CHECK(first_shape.size() == 4, method, ": layer '", layer, "' has output shape ", shape_str(first_shape),
                   ", not a spatial map [N, K, h, w]; choose a convolutional layer (default: the last spatial one, '",

@@ -8,8 +8,8 @@
 
 #include "attribution/internal.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/rng.h"
 
 namespace glimpse::attr {
@@ -203,8 +203,8 @@ Curve rise_curve(Module& model, const Tensor& image, const Tensor& map, int64_t 
     Tensor logits = model(batch.to(image.device()));
     GLIMPSE_CHECK(logits.dim() == 2, what, ": the model's output must be logits [N, classes]; got ",
                   shape_str(logits.shape()));
-    GLIMPSE_CHECK(target >= 0 && target < logits.size(1), what, ": target class ", target, " is out of range; the model has ",
-                  logits.size(1), " classes");
+    GLIMPSE_CHECK(target >= 0 && target < logits.size(1), what, ": target class ", target,
+                  " is out of range; the model has ", logits.size(1), " classes");
     Tensor p = detail::cpu(softmax(logits, 1));
     for (int k = k0; k < k1; ++k) curve.probability[k] = p.data()[(k - k0) * p.size(1) + target];
   }

@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "core/io/image.h"
 #include "attribution/regions.h"
+#include "core/io/image.h"
 #include "core/tensor.h"
 #include "layers/module.h"
 
@@ -49,10 +49,10 @@ LocalizationScores localization_scores(const Tensor& map, const io::Mask& truth,
 enum class Baseline { Default, Zero, Blur, Mean };
 Baseline baseline_from_name(const std::string& name);  // "default", "zero", "blur", "mean"
 struct CurveOptions {
-  int steps = 32;            // S
+  int steps = 32;  // S
   Baseline baseline = Baseline::Default;
-  float blur_sigma = 5.f;    // for Baseline::Blur (RISE: a Gaussian with sigma 5, kernel 11)
-  int64_t batch = 33;        // perturbed images per forward pass
+  float blur_sigma = 5.f;  // for Baseline::Blur (RISE: a Gaussian with sigma 5, kernel 11)
+  int64_t batch = 33;      // perturbed images per forward pass
 };
 struct Curve {
   std::vector<double> fraction;     // k / S, k = 0..S

@@ -27,8 +27,8 @@
 #include "attribution/attribution.h"
 #include "attribution/internal.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 
 namespace glimpse::attr {
 
@@ -79,7 +79,8 @@ AttributionMap occlusion(Module& model, const Tensor& x, const Options& opt) {
   const std::vector<float> scores = detail::target_scores(logits, targets);
 
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), HW = H * W, w = opt.occlusion_window;
-  const std::vector<int64_t> ys = window_starts(H, w, opt.occlusion_stride), xs = window_starts(W, w, opt.occlusion_stride);
+  const std::vector<int64_t> ys = window_starts(H, w, opt.occlusion_stride),
+                             xs = window_starts(W, w, opt.occlusion_stride);
   const int64_t count = static_cast<int64_t>(ys.size() * xs.size());
   const Tensor X = detail::cpu(x);
   Tensor raw = Tensor::zeros({N, 1, H, W});

@@ -33,7 +33,8 @@ Threshold parse_threshold(const std::string& spec) {
   };
   if (kind == "fraction") return {ThresholdMethod::Fraction, number(0.f, 1.f)};
   if (kind == "percentile") return {ThresholdMethod::Percentile, number(0.f, 100.f)};
-  if (kind == "value") return {ThresholdMethod::Value, number(-std::numeric_limits<float>::max(), std::numeric_limits<float>::max())};
+  if (kind == "value")
+    return {ThresholdMethod::Value, number(-std::numeric_limits<float>::max(), std::numeric_limits<float>::max())};
   if (kind == "otsu" && arg.empty()) return {ThresholdMethod::Otsu, 0.f};
   GLIMPSE_FAIL("unknown threshold '", spec, "'; use fraction:F (F of the maximum, F in [0, 1]), percentile:P ",
                "(P in [0, 100]), otsu, or value:V");
@@ -41,10 +42,14 @@ Threshold parse_threshold(const std::string& spec) {
 
 std::string threshold_str(const Threshold& t) {
   switch (t.method) {
-    case ThresholdMethod::Fraction: return detail::concat("fraction:", t.param);
-    case ThresholdMethod::Percentile: return detail::concat("percentile:", t.param);
-    case ThresholdMethod::Otsu: return "otsu";
-    case ThresholdMethod::Value: return detail::concat("value:", t.param);
+    case ThresholdMethod::Fraction:
+      return detail::concat("fraction:", t.param);
+    case ThresholdMethod::Percentile:
+      return detail::concat("percentile:", t.param);
+    case ThresholdMethod::Otsu:
+      return "otsu";
+    case ThresholdMethod::Value:
+      return detail::concat("value:", t.param);
   }
   return "?";
 }
@@ -101,8 +106,10 @@ float threshold_value(const std::vector<float>& v, const Threshold& t) {
       std::nth_element(s.begin(), s.begin() + idx, s.end());
       return s[idx];
     }
-    case ThresholdMethod::Otsu: return otsu_threshold(v);
-    case ThresholdMethod::Value: return t.param;
+    case ThresholdMethod::Otsu:
+      return otsu_threshold(v);
+    case ThresholdMethod::Value:
+      return t.param;
   }
   return 0.f;
 }
@@ -220,9 +227,7 @@ namespace {
 
 using P2 = std::array<double, 2>;
 
-bool in_circle(const Circle& c, const P2& p) {
-  return std::hypot(p[0] - c.cx, p[1] - c.cy) <= c.r * (1 + 1e-9) + 1e-9;
-}
+bool in_circle(const Circle& c, const P2& p) { return std::hypot(p[0] - c.cx, p[1] - c.cy) <= c.r * (1 + 1e-9) + 1e-9; }
 Circle circle2(const P2& a, const P2& b) {
   return {(a[0] + b[0]) / 2, (a[1] + b[1]) / 2, std::hypot(a[0] - b[0], a[1] - b[1]) / 2};
 }
@@ -383,7 +388,10 @@ nlohmann::json regions_to_json(const std::vector<Region>& regions, bool with_con
     j["peak_at"] = {r.peak_at[0], r.peak_at[1]};
     j["bbox"] = {{"x0", r.bbox.x0}, {"y0", r.bbox.y0}, {"x1", r.bbox.x1}, {"y1", r.bbox.y1}};
     j["circle"] = {{"cx", r.circle.cx}, {"cy", r.circle.cy}, {"r", r.circle.r}};
-    j["ellipse"] = {{"cx", r.ellipse.cx}, {"cy", r.ellipse.cy}, {"a", r.ellipse.a}, {"b", r.ellipse.b},
+    j["ellipse"] = {{"cx", r.ellipse.cx},
+                    {"cy", r.ellipse.cy},
+                    {"a", r.ellipse.a},
+                    {"b", r.ellipse.b},
                     {"angle_deg", r.ellipse.angle * 180.0 / 3.14159265358979323846}};
     if (with_contours) {
       nlohmann::json c = nlohmann::json::array();

@@ -22,8 +22,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/io/image.h"
 #include "attribution/render.h"
+#include "core/io/image.h"
 #include "core/tensor.h"
 
 namespace glimpse::attr {
@@ -91,8 +91,8 @@ std::vector<Point> trace_contour(const Components& cc, int label);
 
 struct RegionOptions {
   Threshold threshold{};
-  int64_t min_area = 1;    // smaller components are dropped
-  int max_regions = 0;     // keep the best k (0 = all)
+  int64_t min_area = 1;  // smaller components are dropped
+  int max_regions = 0;   // keep the best k (0 = all)
 };
 // Threshold, components, per-region geometry and scores, sorted by score.
 std::vector<Region> find_regions(const Tensor& map, const RegionOptions& opt = {});

@@ -6,28 +6,43 @@
 #include <numbers>
 
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 
 namespace glimpse::attr {
 
 namespace {
 
 // 11 anchors at t = 0, 0.1, ..., 1 (matplotlib's viridis and inferno at those points).
-constexpr std::array<Rgb, 11> kViridis{{{68, 1, 84},    {72, 36, 117},  {65, 68, 135},  {53, 95, 141},
-                                        {42, 120, 142}, {33, 145, 140}, {34, 168, 132}, {68, 191, 112},
-                                        {122, 209, 81}, {189, 223, 38}, {253, 231, 37}}};
-constexpr std::array<Rgb, 11> kInferno{{{0, 0, 4},      {22, 11, 57},   {66, 10, 104},  {106, 23, 110},
-                                        {147, 38, 103}, {188, 55, 84},  {221, 81, 58},  {243, 120, 25},
-                                        {252, 165, 10}, {246, 215, 70}, {252, 255, 164}}};
+constexpr std::array<Rgb, 11> kViridis{{{68, 1, 84},
+                                        {72, 36, 117},
+                                        {65, 68, 135},
+                                        {53, 95, 141},
+                                        {42, 120, 142},
+                                        {33, 145, 140},
+                                        {34, 168, 132},
+                                        {68, 191, 112},
+                                        {122, 209, 81},
+                                        {189, 223, 38},
+                                        {253, 231, 37}}};
+constexpr std::array<Rgb, 11> kInferno{{{0, 0, 4},
+                                        {22, 11, 57},
+                                        {66, 10, 104},
+                                        {106, 23, 110},
+                                        {147, 38, 103},
+                                        {188, 55, 84},
+                                        {221, 81, 58},
+                                        {243, 120, 25},
+                                        {252, 165, 10},
+                                        {246, 215, 70},
+                                        {252, 255, 164}}};
 
 Rgb from_table(const std::array<Rgb, 11>& table, float t) {
   const float f = t * 10.f;
   const int i = std::min(9, static_cast<int>(f));
   const float u = f - i;
   Rgb c;
-  for (int k = 0; k < 3; ++k)
-    c[k] = static_cast<uint8_t>(std::lround((1.f - u) * table[i][k] + u * table[i + 1][k]));
+  for (int k = 0; k < 3; ++k) c[k] = static_cast<uint8_t>(std::lround((1.f - u) * table[i][k] + u * table[i + 1][k]));
   return c;
 }
 
@@ -75,10 +90,14 @@ Colormap colormap_from_name(const std::string& name) {
 
 std::string colormap_name(Colormap cmap) {
   switch (cmap) {
-    case Colormap::Jet: return "jet";
-    case Colormap::Viridis: return "viridis";
-    case Colormap::Inferno: return "inferno";
-    case Colormap::Grey: return "grey";
+    case Colormap::Jet:
+      return "jet";
+    case Colormap::Viridis:
+      return "viridis";
+    case Colormap::Inferno:
+      return "inferno";
+    case Colormap::Grey:
+      return "grey";
   }
   return "?";
 }
@@ -90,8 +109,10 @@ Rgb colormap(Colormap cmap, float t) {
     case Colormap::Jet:
       return {unit_to_byte(1.5f - std::fabs(4.f * t - 3.f)), unit_to_byte(1.5f - std::fabs(4.f * t - 2.f)),
               unit_to_byte(1.5f - std::fabs(4.f * t - 1.f))};
-    case Colormap::Viridis: return from_table(kViridis, t);
-    case Colormap::Inferno: return from_table(kInferno, t);
+    case Colormap::Viridis:
+      return from_table(kViridis, t);
+    case Colormap::Inferno:
+      return from_table(kInferno, t);
     case Colormap::Grey: {
       const uint8_t v = unit_to_byte(t);
       return {v, v, v};
@@ -120,7 +141,8 @@ io::Image blend(const io::Image& photo, const io::Image& overlay, float alpha) {
   io::Image out(photo.width, photo.height, 3);
   for (int64_t i = 0; i < photo.width * photo.height; ++i)
     for (int k = 0; k < 3; ++k) {
-      const float v = (1.f - alpha) * photo.pixels[i * photo.channels + k] + alpha * overlay.pixels[i * overlay.channels + k];
+      const float v =
+          (1.f - alpha) * photo.pixels[i * photo.channels + k] + alpha * overlay.pixels[i * overlay.channels + k];
       out.pixels[i * 3 + k] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
     }
   return out;

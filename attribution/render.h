@@ -52,7 +52,8 @@ void draw_box(io::Image& img, int64_t x0, int64_t y0, int64_t x1, int64_t y1, Rg
 // The ring of points at distance r (+- thickness/2) from (cx, cy).
 void draw_circle(io::Image& img, double cx, double cy, double r, Rgb colour, int thickness = 1);
 // Ellipse with semi-axes a (along `angle`, radians from the x axis towards +y) and b.
-void draw_ellipse(io::Image& img, double cx, double cy, double a, double b, double angle, Rgb colour, int thickness = 1);
+void draw_ellipse(io::Image& img, double cx, double cy, double a, double b, double angle, Rgb colour,
+                  int thickness = 1);
 // A closed polyline through the points (x, y), e.g. a region's contour.
 void draw_polygon(io::Image& img, const std::vector<std::array<int64_t, 2>>& points, Rgb colour, int thickness = 1);
 // The boundary of a mask: every set pixel with a 4-neighbour unset (or on the image border),
@@ -60,7 +61,7 @@ void draw_polygon(io::Image& img, const std::vector<std::array<int64_t, 2>>& poi
 void draw_mask_outline(io::Image& img, const io::Mask& mask, Rgb colour, int thickness = 1);
 
 // A few named colours for the apps.
-inline constexpr Rgb kRed{255, 0, 0}, kGreen{0, 255, 0}, kBlue{0, 0, 255}, kWhite{255, 255, 255},
-    kBlack{0, 0, 0}, kYellow{255, 255, 0}, kCyan{0, 255, 255}, kMagenta{255, 0, 255};
+inline constexpr Rgb kRed{255, 0, 0}, kGreen{0, 255, 0}, kBlue{0, 0, 255}, kWhite{255, 255, 255}, kBlack{0, 0, 0},
+    kYellow{255, 255, 0}, kCyan{0, 255, 255}, kMagenta{255, 0, 255};
 
 }  // namespace glimpse::attr

@@ -17,7 +17,8 @@ std::vector<double> cells(const Tensor& t, const char* who, int64_t& h, int64_t&
   GLIMPSE_CHECK(t.defined() && t.dim() >= 2, who, ": expected a map [H, W], got ",
                 t.defined() ? shape_str(t.shape()) : std::string("an undefined tensor"));
   for (int64_t d = 0; d + 2 < t.dim(); ++d)
-    GLIMPSE_CHECK(t.size(d) == 1, who, ": expected one map ([H, W], [1, H, W] or [1, 1, H, W]), got ", shape_str(t.shape()));
+    GLIMPSE_CHECK(t.size(d) == 1, who, ": expected one map ([H, W], [1, H, W] or [1, 1, H, W]), got ",
+                  shape_str(t.shape()));
   h = t.size(t.dim() - 2);
   w = t.size(t.dim() - 1);
   const Tensor c = t.to(Device::cpu()).contiguous();
@@ -43,8 +44,10 @@ std::vector<double> mid_ranks(const std::vector<double>& v) {
 
 double spearman_correlation(const Tensor& a, const Tensor& b) {
   int64_t ha = 0, wa = 0, hb = 0, wb = 0;
-  const std::vector<double> va = cells(a, "spearman_correlation", ha, wa), vb = cells(b, "spearman_correlation", hb, wb);
-  GLIMPSE_CHECK(va.size() == vb.size(), "spearman_correlation: the maps have ", va.size(), " and ", vb.size(), " cells");
+  const std::vector<double> va = cells(a, "spearman_correlation", ha, wa),
+                            vb = cells(b, "spearman_correlation", hb, wb);
+  GLIMPSE_CHECK(va.size() == vb.size(), "spearman_correlation: the maps have ", va.size(), " and ", vb.size(),
+                " cells");
   for (size_t i = 0; i < va.size(); ++i)
     GLIMPSE_CHECK(!std::isnan(va[i]) && !std::isnan(vb[i]), "spearman_correlation: cell ", i, " is NaN");
   const std::vector<double> ra = mid_ranks(va), rb = mid_ranks(vb);

@@ -4,9 +4,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/error.h"
 #include "core/grad_mode.h"
 #include "core/tape.h"
-#include "core/error.h"
 
 namespace glimpse {
 
@@ -73,7 +73,8 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& r = roots[i];
     GLIMPSE_CHECK(r.defined(), "backward: undefined output tensor");
-    GLIMPSE_CHECK(r.requires_grad(), "backward: the output does not require a gradient (no input had "
+    GLIMPSE_CHECK(r.requires_grad(),
+                  "backward: the output does not require a gradient (no input had "
                   "requires_grad, or it was computed under NoGradGuard)");
     Tensor g = i < root_grads.size() ? root_grads[i] : Tensor();
     if (!g.defined()) {
@@ -115,8 +116,10 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     acc.erase(it);
     if (target_set.count(t)) results[t] = g;
     if (targets.empty() && (t->retains_grad || !t->grad_fn) && t->requires_grad) {
-      if (!t->grad) t->grad = g.clone().impl_ptr();
-      else Tensor(t->grad).add_(g);
+      if (!t->grad)
+        t->grad = g.clone().impl_ptr();
+      else
+        Tensor(t->grad).add_(g);
     }
     Node* n = t->grad_fn.get();
     if (!n || !wanted[t]) continue;
@@ -127,11 +130,12 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
       any = any || needs[i];
     }
     if (!any) continue;
-    GLIMPSE_CHECK(n->backward, "backward through '", n->op, "': its tape was freed by an earlier backward; "
+    GLIMPSE_CHECK(n->backward, "backward through '", n->op,
+                  "': its tape was freed by an earlier backward; "
                   "pass retain_graph=true to the first backward to run it twice");
     std::vector<Tensor> gin = n->backward(g, needs);
-    GLIMPSE_CHECK(gin.size() == n->inputs.size(), "internal: '", n->op, "' returned ", gin.size(),
-                  " gradients for ", n->inputs.size(), " inputs");
+    GLIMPSE_CHECK(gin.size() == n->inputs.size(), "internal: '", n->op, "' returned ", gin.size(), " gradients for ",
+                  n->inputs.size(), " inputs");
     for (size_t i = 0; i < gin.size(); ++i) {
       if (!needs[i]) continue;
       GLIMPSE_CHECK(gin[i].defined(), "internal: '", n->op, "' gave no gradient for input ", i);
@@ -193,14 +197,14 @@ void Tensor::retain_grad() {
 
 HookHandle Tensor::register_hook(GradHook hook) const {
   check_defined("register_hook()");
-  GLIMPSE_CHECK(impl_->requires_grad, "register_hook(): the tensor does not require a gradient, so the hook "
+  GLIMPSE_CHECK(impl_->requires_grad,
+                "register_hook(): the tensor does not require a gradient, so the hook "
                 "could never fire");
   int id = impl_->next_hook_id++;
   impl_->hooks.emplace_back(id, std::move(hook));
   std::weak_ptr<TensorImpl> weak = impl_;
   return HookHandle([weak, id] {
-    if (auto t = weak.lock())
-      std::erase_if(t->hooks, [id](const auto& h) { return h.first == id; });
+    if (auto t = weak.lock()) std::erase_if(t->hooks, [id](const auto& h) { return h.first == id; });
   });
 }
 

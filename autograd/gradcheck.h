@@ -16,12 +16,12 @@
 namespace glimpse {
 
 struct GradcheckOptions {
-  float step = 1e-2f;            // h; float32 inputs need a coarse step
+  float step = 1e-2f;  // h; float32 inputs need a coarse step
   double rtol = 1e-2;
   double atol = 1e-3;
-  int64_t max_points = 256;      // per input; larger inputs are sampled
+  int64_t max_points = 256;  // per input; larger inputs are sampled
   uint64_t seed = 1234;
-  double kink_tolerance = 0.1;   // relative left/right slope disagreement that marks a kink
+  double kink_tolerance = 0.1;         // relative left/right slope disagreement that marks a kink
   int64_t max_kink_fraction_pct = 34;  // fail if more points than this are skipped: the check would be vacuous
 };
 

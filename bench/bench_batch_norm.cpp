@@ -32,7 +32,8 @@ void BM_BatchNormTrain(benchmark::State& state) {
       }
     if (std::fabs(s / M) > 1e-4 || std::fabs(s2 / M - 1) > 1e-3 || !close(gbeta.data()[c], gs, 1e-4)) {
       fail(state, "batch_norm: channel " + std::to_string(c) + " mean " + std::to_string(s / M) + ", var " +
-                      std::to_string(s2 / M) + ", dbeta " + std::to_string(gbeta.data()[c]) + " vs " + std::to_string(gs));
+                      std::to_string(s2 / M) + ", dbeta " + std::to_string(gbeta.data()[c]) + " vs " +
+                      std::to_string(gs));
       return;
     }
   }

@@ -18,10 +18,10 @@ struct ConvShape {
 };
 
 const std::vector<ConvShape> kShapes = {
-    {"w1_conv1_b32", 32, 3, 64, 32},   {"w1_conv2_b32", 32, 32, 32, 64},   {"w1_conv3_b32", 32, 64, 16, 128},
-    {"w1_conv1_b1", 1, 3, 64, 32},     {"w1_conv2_b1", 1, 32, 32, 64},     {"w1_conv3_b1", 1, 64, 16, 128},
-    {"w2_conv1_1", 1, 3, 224, 64},     {"w2_conv1_2", 1, 64, 224, 64},     {"w2_conv2_1", 1, 64, 112, 128},
-    {"w2_conv2_2", 1, 128, 112, 128},  {"w2_conv3_x", 1, 256, 56, 256},    {"w2_conv4_x", 1, 512, 28, 512},
+    {"w1_conv1_b32", 32, 3, 64, 32},  {"w1_conv2_b32", 32, 32, 32, 64}, {"w1_conv3_b32", 32, 64, 16, 128},
+    {"w1_conv1_b1", 1, 3, 64, 32},    {"w1_conv2_b1", 1, 32, 32, 64},   {"w1_conv3_b1", 1, 64, 16, 128},
+    {"w2_conv1_1", 1, 3, 224, 64},    {"w2_conv1_2", 1, 64, 224, 64},   {"w2_conv2_1", 1, 64, 112, 128},
+    {"w2_conv2_2", 1, 128, 112, 128}, {"w2_conv3_x", 1, 256, 56, 256},  {"w2_conv4_x", 1, 512, 28, 512},
     {"w2_conv5_x", 1, 512, 14, 512},
 };
 
@@ -49,7 +49,8 @@ double naive_out(const Problem& P, int64_t n, int64_t k, int64_t p, int64_t q) {
   double acc = P.b.data()[k];
   for (int64_t c = 0; c < P.s.C; ++c)
     for (int64_t r = 0; r < 3; ++r)
-      for (int64_t t = 0; t < 3; ++t) acc += double(P.w.data()[((k * P.s.C + c) * 3 + r) * 3 + t]) * P.xat(n, c, p + r - 1, q + t - 1);
+      for (int64_t t = 0; t < 3; ++t)
+        acc += double(P.w.data()[((k * P.s.C + c) * 3 + r) * 3 + t]) * P.xat(n, c, p + r - 1, q + t - 1);
   return acc;
 }
 // gx[n,c,h,w] = sum_{k,r,t} gout[n,k,h-r+1,w-t+1] w[k,c,r,t]
@@ -78,7 +79,8 @@ double naive_gw(const Problem& P, int64_t k, int64_t c, int64_t r, int64_t t) {
 
 // Entries to check: the corners (padding) and a few random ones.
 template <typename F>
-bool check_entries(benchmark::State& state, const char* what, int64_t d0, int64_t d1, int64_t d2, int64_t d3, F got_want) {
+bool check_entries(benchmark::State& state, const char* what, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                   F got_want) {
   Rng pick(11);
   for (int i = 0; i < 12; ++i) {
     int64_t a = pick.below(d0), b = pick.below(d1), c = i < 4 ? (i & 1) * (d2 - 1) : pick.below(d2),
@@ -144,9 +146,15 @@ void BM_ConvBackwardFilter(benchmark::State& state, ConvShape s) {
 const int registered = [] {
   for (const ConvShape& s : kShapes) {
     const std::string n = s.name;
-    benchmark::RegisterBenchmark(("BM_ConvForward/" + n).c_str(), BM_ConvForward, s)->UseRealTime()->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("BM_ConvBackwardData/" + n).c_str(), BM_ConvBackwardData, s)->UseRealTime()->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("BM_ConvBackwardFilter/" + n).c_str(), BM_ConvBackwardFilter, s)->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("BM_ConvForward/" + n).c_str(), BM_ConvForward, s)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("BM_ConvBackwardData/" + n).c_str(), BM_ConvBackwardData, s)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("BM_ConvBackwardFilter/" + n).c_str(), BM_ConvBackwardFilter, s)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
   }
   return 0;
 }();

@@ -24,8 +24,8 @@ void BM_Gemm(benchmark::State& state) {
     for (int64_t k = 0; k < n; ++k)
       s += double(ta ? a.data()[k * n + i] : a.data()[i * n + k]) * (tb ? b.data()[j * n + k] : b.data()[k * n + j]);
     if (!close(c.data()[i * n + j], s, 1e-4)) {
-      fail(state, "gemm: C[" + std::to_string(i) + "," + std::to_string(j) + "] = " +
-                      std::to_string(c.data()[i * n + j]) + ", naive " + std::to_string(s));
+      fail(state, "gemm: C[" + std::to_string(i) + "," + std::to_string(j) +
+                      "] = " + std::to_string(c.data()[i * n + j]) + ", naive " + std::to_string(s));
       return;
     }
   }
@@ -40,7 +40,13 @@ void BM_Gemm(benchmark::State& state) {
 }  // namespace
 
 // range(1): bit 0 = A transposed, bit 1 = B transposed.
-BENCHMARK(BM_Gemm)->ArgNames({"n", "trans"})->Args({256, 0})->Args({1024, 0})->Args({256, 1})->Args({256, 2})
-    ->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Gemm)
+    ->ArgNames({"n", "trans"})
+    ->Args({256, 0})
+    ->Args({1024, 0})
+    ->Args({256, 1})
+    ->Args({256, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -108,8 +108,10 @@ void BM_ReluMaxPool(benchmark::State& state, PoolShape s) {
     return;
   }
   for (auto _ : state) {
-    if (fused) one_op();
-    else two_ops();
+    if (fused)
+      one_op();
+    else
+      two_ops();
     benchmark::DoNotOptimize(gx.data());
   }
   state.SetBytesProcessed(state.iterations() * x.numel() * 4);
@@ -140,14 +142,23 @@ const int registered = [] {
   for (const PoolShape& s : kShapes) {
     const std::string n = s.name;
     if (n.find("gap") != std::string::npos) {
-      benchmark::RegisterBenchmark(("BM_GlobalAvgPool/" + n).c_str(), BM_GlobalAvgPool, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("BM_GlobalAvgPool/" + n).c_str(), BM_GlobalAvgPool, s)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
       continue;
     }
-    benchmark::RegisterBenchmark(("BM_MaxPoolForward/" + n).c_str(), BM_MaxPoolForward, s)->UseRealTime()->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("BM_MaxPoolForward/" + n).c_str(), BM_MaxPoolForward, s)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("BM_MaxPoolBackward/" + n).c_str(), BM_MaxPoolBackward, s)
-        ->UseRealTime()->Unit(benchmark::kMicrosecond);
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("BM_ReluMaxPool/" + n).c_str(), BM_ReluMaxPool, s)
-        ->ArgName("fused")->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond);
+        ->ArgName("fused")
+        ->Arg(0)
+        ->Arg(1)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
   }
   return 0;
 }();

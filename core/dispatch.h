@@ -47,22 +47,23 @@
 #include "core/tensor.h"
 
 // Every kernel with a device slot, grouped by op (core/ops/<op>.h declares each in glimpse::cpu).
-#define GLIMPSE_KERNELS(X)                                                                           \
-  /* elementwise */ X(binary_forward) X(unary_forward) X(affine_forward) X(reduce_sum_to) X(add_scaled) \
-  /* activation */ X(relu_forward) X(relu_backward) X(leaky_relu_forward) X(leaky_relu_backward)     \
-  /* reduce */ X(sum_dim_forward) X(sum_dim_backward) X(max_dim_forward) X(max_dim_backward)         \
-  /* softmax */ X(softmax_forward) X(softmax_backward) X(log_softmax_forward) X(log_softmax_backward) \
-  /* gemm */ X(matmul_forward) X(matmul_backward) X(linear_forward) X(linear_backward)               \
-  /* conv2d */ X(conv2d_forward) X(conv2d_backward_data) X(conv2d_backward_filter)                   \
-  /* batch_norm */ X(batch_norm_forward_train) X(batch_norm_forward_eval) X(batch_norm_backward)     \
-  /* pool2d */ X(max_pool2d_forward) X(max_pool2d_backward) X(relu_max_pool2x2_forward)              \
-      X(relu_max_pool2x2_backward) X(avg_pool2d_forward) X(avg_pool2d_backward)                      \
-      X(global_avg_pool_forward) X(global_avg_pool_backward)                                         \
-  /* upsample */ X(upsample_bilinear_forward) X(upsample_bilinear_backward)                          \
-  /* loss */ X(cross_entropy_forward) X(cross_entropy_backward) X(bce_with_logits_forward)           \
-      X(bce_with_logits_backward)                                                                    \
-  /* shape */ X(concat_forward) X(concat_backward) X(pad2d_forward) X(pad2d_backward)                \
-  /* optim */ X(sgd_step) X(adam_step)
+#define GLIMPSE_KERNELS(X)                                                                                         \
+  /* elementwise */ X(binary_forward) X(unary_forward) X(affine_forward) X(reduce_sum_to)                          \
+      X(add_scaled) /* activation */ X(relu_forward) X(relu_backward) X(leaky_relu_forward)                        \
+          X(leaky_relu_backward) /* reduce */ X(sum_dim_forward) X(sum_dim_backward) X(max_dim_forward)            \
+              X(max_dim_backward) /* softmax */ X(softmax_forward) X(softmax_backward) X(log_softmax_forward)      \
+                  X(log_softmax_backward) /* gemm */ X(matmul_forward) X(matmul_backward) X(linear_forward)        \
+                      X(linear_backward) /* conv2d */ X(conv2d_forward) X(conv2d_backward_data)                    \
+                          X(conv2d_backward_filter) /* batch_norm */ X(batch_norm_forward_train)                   \
+                              X(batch_norm_forward_eval) X(batch_norm_backward) /* pool2d */ X(max_pool2d_forward) \
+                                  X(max_pool2d_backward) X(relu_max_pool2x2_forward) X(relu_max_pool2x2_backward)  \
+                                      X(avg_pool2d_forward) X(avg_pool2d_backward) X(global_avg_pool_forward)      \
+                                          X(global_avg_pool_backward) /* upsample */ X(upsample_bilinear_forward)  \
+                                              X(upsample_bilinear_backward) /* loss */ X(cross_entropy_forward)    \
+                                                  X(cross_entropy_backward) X(bce_with_logits_forward)             \
+                                                      X(bce_with_logits_backward) /* shape */ X(concat_forward)    \
+                                                          X(concat_backward) X(pad2d_forward)                      \
+                                                              X(pad2d_backward) /* optim */ X(sgd_step) X(adam_step)
 
 namespace glimpse {
 

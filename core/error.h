@@ -25,8 +25,8 @@ std::string concat(const Args&... args) {
 }  // namespace glimpse
 
 // GLIMPSE_CHECK(cond, "message", value, ...): throws glimpse::Error naming file, line and the message.
-#define GLIMPSE_CHECK(cond, ...)                                                                      \
-  do {                                                                                                \
+#define GLIMPSE_CHECK(cond, ...)                                                                             \
+  do {                                                                                                       \
     if (!(cond)) ::glimpse::detail::fail(__FILE__, __LINE__, #cond, ::glimpse::detail::concat(__VA_ARGS__)); \
   } while (0)
 

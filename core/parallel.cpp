@@ -71,8 +71,10 @@ class Pool {
     in_parallel_for = false;
     // Wait only for items a helper has claimed and not finished.
     for (int spin = 0; job->done.load(std::memory_order_acquire) < count; ++spin) {
-      if (spin < 4096) cpu_relax();
-      else std::this_thread::yield();
+      if (spin < 4096)
+        cpu_relax();
+      else
+        std::this_thread::yield();
     }
     std::lock_guard<std::mutex> lock(mu_);
     if (job_ == job) job_.reset();

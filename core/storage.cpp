@@ -6,9 +6,9 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <string>
 #include <unordered_map>
 #include <vector>
-#include <string>
 
 #include "core/error.h"
 
@@ -77,7 +77,8 @@ class CpuAllocator final : public Allocator {
 
 struct Registry {
   Allocator* cuda = nullptr;
-  std::string cuda_why = "glimpse was built without the CUDA backend (configure with -DGLIMPSE_CUDA=ON on a machine with nvcc and cuDNN)";
+  std::string cuda_why =
+      "glimpse was built without the CUDA backend (configure with -DGLIMPSE_CUDA=ON on a machine with nvcc and cuDNN)";
 };
 Registry& registry() {
   static Registry r;

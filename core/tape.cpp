@@ -16,8 +16,10 @@ Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, Node::Back
   if (!grad_enabled()) return out;
   bool any = false;
   for (auto& in : inputs) {
-    if (in.defined() && in.requires_grad()) any = true;
-    else in = Tensor();  // no edge to inputs that take no gradient
+    if (in.defined() && in.requires_grad())
+      any = true;
+    else
+      in = Tensor();  // no edge to inputs that take no gradient
   }
   if (!any) return out;
   auto node = std::make_shared<Node>();

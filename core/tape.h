@@ -15,9 +15,9 @@ namespace glimpse {
 struct Node {
   using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out, const std::vector<bool>& needs)>;
 
-  std::string op;               // "conv2d", "relu", ... (named in errors)
-  std::vector<Tensor> inputs;   // differentiable inputs, undefined where an input takes no gradient
-  BackwardFn backward;          // null once the tape is freed
+  std::string op;              // "conv2d", "relu", ... (named in errors)
+  std::vector<Tensor> inputs;  // differentiable inputs, undefined where an input takes no gradient
+  BackwardFn backward;         // null once the tape is freed
 };
 
 // Attaches `out` to the tape: if grad mode is on and any input requires a gradient, out gets a

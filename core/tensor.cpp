@@ -52,7 +52,8 @@ bool poison_empty() { return poison_flag().load(std::memory_order_relaxed); }
 
 Tensor Tensor::empty(const Shape& shape, Device device) {
   Tensor t(make_impl(shape, device));
-  if (poison_empty()) [[unlikely]] t.fill_(std::numeric_limits<float>::quiet_NaN());
+  if (poison_empty()) [[unlikely]]
+    t.fill_(std::numeric_limits<float>::quiet_NaN());
   return t;
 }
 
@@ -122,7 +123,8 @@ std::string Tensor::str() const {
 float* Tensor::data() {
   check_defined("data()");
   GLIMPSE_CHECK(device().is_cpu(), "data(): the tensor is on ", device().str(), "; move it with .to(Device::cpu())");
-  GLIMPSE_CHECK(is_contiguous(), "data(): the tensor of shape ", shape_str(shape()), " is not contiguous; call contiguous()");
+  GLIMPSE_CHECK(is_contiguous(), "data(): the tensor of shape ", shape_str(shape()),
+                " is not contiguous; call contiguous()");
   return impl_->storage->data() + impl_->offset;
 }
 const float* Tensor::data() const { return const_cast<Tensor*>(this)->data(); }

@@ -35,9 +35,9 @@ struct TensorImpl {
 
   // autograd
   bool requires_grad = false;
-  bool retains_grad = false;               // keep .grad on a non-leaf after backward
-  std::shared_ptr<TensorImpl> grad;        // accumulated gradient (leaves, or retains_grad)
-  std::shared_ptr<Node> grad_fn;           // the op that produced this tensor (null for leaves)
+  bool retains_grad = false;         // keep .grad on a non-leaf after backward
+  std::shared_ptr<TensorImpl> grad;  // accumulated gradient (leaves, or retains_grad)
+  std::shared_ptr<Node> grad_fn;     // the op that produced this tensor (null for leaves)
   std::vector<std::pair<int, GradHook>> hooks;
   int next_hook_id = 0;
 };
@@ -79,13 +79,13 @@ class Tensor {
   std::vector<float> to_vector() const;
 
   // ---- views and copies (never recorded on the tape) ----
-  Tensor view(Shape shape) const;                 // shares storage; needs contiguous; one dim may be -1
+  Tensor view(Shape shape) const;                  // shares storage; needs contiguous; one dim may be -1
   Tensor slice(int64_t begin, int64_t end) const;  // rows [begin, end) of dim 0, shares storage
-  Tensor contiguous() const;                      // this if already contiguous, else a copy
-  Tensor clone() const;                           // deep copy, contiguous, no autograd history
-  Tensor detach() const;                          // same storage, no autograd history
-  Tensor to(Device device) const;                 // copy to another device (this if already there)
-  void copy_from(const Tensor& src);              // element-wise copy, shapes must match
+  Tensor contiguous() const;                       // this if already contiguous, else a copy
+  Tensor clone() const;                            // deep copy, contiguous, no autograd history
+  Tensor detach() const;                           // same storage, no autograd history
+  Tensor to(Device device) const;                  // copy to another device (this if already there)
+  void copy_from(const Tensor& src);               // element-wise copy, shapes must match
   void fill_(float value);
   void add_(const Tensor& other, float alpha = 1.f);  // this += alpha * other (no tape; optimizers, grads)
   void scale_(float s);

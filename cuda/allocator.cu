@@ -71,9 +71,8 @@ void* CachingAllocator::allocate(size_t bytes, Device device) {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) cudaGetLastError();
     GLIMPSE_FAIL("out of GPU memory on ", device.str(), ": asked for ", mib(size), " (", bytes, " bytes), ",
-                 mib(free_b), " free of ", mib(total_b), ", ", mib(st.in_use_bytes),
-                 " held by glimpse tensors (", cudaGetErrorName(err),
-                 "). Use a smaller batch or image size, or free other GPU work.");
+                 mib(free_b), " free of ", mib(total_b), ", ", mib(st.in_use_bytes), " held by glimpse tensors (",
+                 cudaGetErrorName(err), "). Use a smaller batch or image size, or free other GPU work.");
   }
   ++st.cuda_mallocs;
   live_[p] = {size, device.index};

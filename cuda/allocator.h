@@ -31,10 +31,10 @@ class CachingAllocator final : public Allocator {
   void fill(float* dst, Device device, float value, size_t count) override;
 
   struct Stats {
-    size_t in_use_bytes = 0;   // handed out, not yet returned
-    size_t cached_bytes = 0;   // returned, kept for reuse
+    size_t in_use_bytes = 0;  // handed out, not yet returned
+    size_t cached_bytes = 0;  // returned, kept for reuse
     size_t peak_in_use_bytes = 0;
-    size_t cuda_mallocs = 0;   // calls to cudaMalloc so far
+    size_t cuda_mallocs = 0;  // calls to cudaMalloc so far
     size_t cache_hits = 0;
   };
   Stats stats(int device) const;
@@ -56,7 +56,7 @@ class CachingAllocator final : public Allocator {
 
   mutable std::mutex mu_;
   PressureHook pressure_hook_ = nullptr;
-  std::unordered_map<void*, Block> live_;           // pointer -> block handed out
+  std::unordered_map<void*, Block> live_;             // pointer -> block handed out
   std::map<int, std::multimap<size_t, void*>> free_;  // device -> (size -> cached block)
   std::map<int, Stats> stats_;
 };

@@ -26,42 +26,42 @@ bool is_async_fault(cudaError_t err);
 void require_default_stream(cudaStream_t stream, const char* op);
 }  // namespace glimpse::cuda
 
-#define CUDA_CHECK(call)                                                                               \
-  do {                                                                                                 \
-    cudaError_t glimpse_err_ = (call);                                                                 \
-    if (glimpse_err_ != cudaSuccess)                                                                   \
-      ::glimpse::detail::fail(__FILE__, __LINE__, #call,                                               \
-                              ::glimpse::detail::concat("CUDA error ", cudaGetErrorName(glimpse_err_), ": ", \
-                                                        cudaGetErrorString(glimpse_err_), ". ",        \
-                                                        ::glimpse::cuda::hint_for(glimpse_err_)));     \
+#define CUDA_CHECK(call)                                                                                               \
+  do {                                                                                                                 \
+    cudaError_t glimpse_err_ = (call);                                                                                 \
+    if (glimpse_err_ != cudaSuccess)                                                                                   \
+      ::glimpse::detail::fail(                                                                                         \
+          __FILE__, __LINE__, #call,                                                                                   \
+          ::glimpse::detail::concat("CUDA error ", cudaGetErrorName(glimpse_err_), ": ",                               \
+                                    cudaGetErrorString(glimpse_err_), ". ", ::glimpse::cuda::hint_for(glimpse_err_))); \
   } while (0)
 
-#define CUDNN_CHECK(call)                                                                              \
-  do {                                                                                                 \
-    cudnnStatus_t glimpse_st_ = (call);                                                                \
-    if (glimpse_st_ != CUDNN_STATUS_SUCCESS)                                                           \
-      ::glimpse::detail::fail(__FILE__, __LINE__, #call,                                               \
-                              ::glimpse::detail::concat("cuDNN error ", static_cast<int>(glimpse_st_), \
-                                                        ": ", cudnnGetErrorString(glimpse_st_), ". ",  \
-                                                        ::glimpse::cuda::hint_for(glimpse_st_)));      \
+#define CUDNN_CHECK(call)                                                                                             \
+  do {                                                                                                                \
+    cudnnStatus_t glimpse_st_ = (call);                                                                               \
+    if (glimpse_st_ != CUDNN_STATUS_SUCCESS)                                                                          \
+      ::glimpse::detail::fail(                                                                                        \
+          __FILE__, __LINE__, #call,                                                                                  \
+          ::glimpse::detail::concat("cuDNN error ", static_cast<int>(glimpse_st_), ": ",                              \
+                                    cudnnGetErrorString(glimpse_st_), ". ", ::glimpse::cuda::hint_for(glimpse_st_))); \
   } while (0)
 
-#define CUBLAS_CHECK(call)                                                                             \
-  do {                                                                                                 \
-    cublasStatus_t glimpse_st_ = (call);                                                               \
-    if (glimpse_st_ != CUBLAS_STATUS_SUCCESS)                                                          \
-      ::glimpse::detail::fail(__FILE__, __LINE__, #call,                                               \
-                              ::glimpse::detail::concat("cuBLAS error ", cublasGetStatusName(glimpse_st_), \
-                                                        ": ", cublasGetStatusString(glimpse_st_), ". ", \
-                                                        ::glimpse::cuda::hint_for(glimpse_st_)));      \
+#define CUBLAS_CHECK(call)                                                                                       \
+  do {                                                                                                           \
+    cublasStatus_t glimpse_st_ = (call);                                                                         \
+    if (glimpse_st_ != CUBLAS_STATUS_SUCCESS)                                                                    \
+      ::glimpse::detail::fail(__FILE__, __LINE__, #call,                                                         \
+                              ::glimpse::detail::concat("cuBLAS error ", cublasGetStatusName(glimpse_st_), ": ", \
+                                                        cublasGetStatusString(glimpse_st_), ". ",                \
+                                                        ::glimpse::cuda::hint_for(glimpse_st_)));                \
   } while (0)
 
 // For the few places that must not throw (destructors): report and carry on.
-#define CUDA_WARN(call)                                                                                \
-  do {                                                                                                 \
-    cudaError_t glimpse_err_ = (call);                                                                 \
-    if (glimpse_err_ != cudaSuccess && glimpse_err_ != cudaErrorCudartUnloading)                       \
-      ::glimpse::cuda::detail::warn(__FILE__, __LINE__, #call, cudaGetErrorString(glimpse_err_));     \
+#define CUDA_WARN(call)                                                                           \
+  do {                                                                                            \
+    cudaError_t glimpse_err_ = (call);                                                            \
+    if (glimpse_err_ != cudaSuccess && glimpse_err_ != cudaErrorCudartUnloading)                  \
+      ::glimpse::cuda::detail::warn(__FILE__, __LINE__, #call, cudaGetErrorString(glimpse_err_)); \
   } while (0)
 
 namespace glimpse::cuda::detail {

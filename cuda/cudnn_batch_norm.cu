@@ -15,9 +15,7 @@
 namespace glimpse::cuda {
 namespace {
 
-__global__ void fill_kernel(float* p, int64_t n, float v) {
-  GLIMPSE_GRID_LOOP(i, n) p[i] = v;
-}
+__global__ void fill_kernel(float* p, int64_t n, float v) { GLIMPSE_GRID_LOOP(i, n) p[i] = v; }
 
 // Eval forward's saved statistics, as the CPU writes them: mean = running_mean,
 // invstd = 1/sqrt(running_var + eps) in float.
@@ -121,11 +119,10 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
   const float one = 1.f, zero = 0.f;
   // exponentialAverageFactor = momentum: running = (1 - momentum) running + momentum batch, with the
   // unbiased batch variance, which is PyTorch's (and core's) rule.
-  CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, call.data.get(),
-                                                     x, call.data.get(), y, call.param.get(),
-                                                     call.or_constant(gamma, 1.f), call.or_constant(beta, 0.f),
-                                                     static_cast<double>(momentum), running_mean, running_var,
-                                                     static_cast<double>(eps), save_mean, save_invstd));
+  CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
+      call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, call.data.get(), x, call.data.get(), y, call.param.get(),
+      call.or_constant(gamma, 1.f), call.or_constant(beta, 0.f), static_cast<double>(momentum), running_mean,
+      running_var, static_cast<double>(eps), save_mean, save_invstd));
 }
 
 void batch_norm_forward_eval(float* y, float* save_mean, float* save_invstd, const float* x, const float* gamma,
@@ -167,11 +164,10 @@ void batch_norm_backward(float* gx, float* ggamma, float* gbeta, const float* go
   // caller does not want goes to scratch.
   DeviceBuffer gx_scratch;
   if (!gx) gx = (gx_scratch = DeviceBuffer(N * C * L * sizeof(float), call.device)).as<float>();
-  CUDNN_CHECK(cudnnBatchNormalizationBackward(call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero,
-                                              call.data.get(), x, call.data.get(), gout, call.data.get(), gx,
-                                              call.param.get(), call.or_constant(gamma, 1.f),
-                                              call.or_constant(ggamma, 0.f), call.or_constant(gbeta, 0.f),
-                                              static_cast<double>(eps), save_mean, save_invstd));
+  CUDNN_CHECK(cudnnBatchNormalizationBackward(
+      call.handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, call.data.get(), x, call.data.get(), gout,
+      call.data.get(), gx, call.param.get(), call.or_constant(gamma, 1.f), call.or_constant(ggamma, 0.f),
+      call.or_constant(gbeta, 0.f), static_cast<double>(eps), save_mean, save_invstd));
 }
 
 }  // namespace glimpse::cuda

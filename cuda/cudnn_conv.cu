@@ -57,8 +57,22 @@ Cache& cache() {
 
 Key make_key(ConvPass pass, int device, const ConvGeometry& g, const ConvSettings& s) {
   const Conv2dOptions& o = g.opt;
-  return {static_cast<int64_t>(pass), device, g.N, g.C, g.H, g.W, g.K, g.R, g.S, o.stride_h, o.stride_w, o.pad_h,
-          o.pad_w, o.dilation_h, o.dilation_w, o.groups,
+  return {static_cast<int64_t>(pass),
+          device,
+          g.N,
+          g.C,
+          g.H,
+          g.W,
+          g.K,
+          g.R,
+          g.S,
+          o.stride_h,
+          o.stride_w,
+          o.pad_h,
+          o.pad_w,
+          o.dilation_h,
+          o.dilation_w,
+          o.groups,
           (s.benchmark ? 1 : 0) | (s.deterministic ? 2 : 0) | (s.allow_tf32 ? 4 : 0),
           static_cast<int64_t>(std::min<size_t>(s.max_workspace_bytes, INT64_MAX))};
 }
@@ -80,9 +94,9 @@ struct Descs {
     // The output size glimpse computed (window_out_size, as the CPU) must be cuDNN's own.
     int n = 0, k = 0, p = 0, q = 0;
     CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv.get(), x.get(), w.get(), &n, &k, &p, &q));
-    GLIMPSE_CHECK(n == g.N && k == g.K && p == g.P() && q == g.Q(), "cuda::conv2d: cuDNN computes the output [", n, ", ",
-                  k, ", ", p, ", ", q, "] where glimpse computes [", g.N, ", ", g.K, ", ", g.P(), ", ", g.Q(), "] for ",
-                  "x [", g.N, ", ", g.C, ", ", g.H, ", ", g.W, "]");
+    GLIMPSE_CHECK(n == g.N && k == g.K && p == g.P() && q == g.Q(), "cuda::conv2d: cuDNN computes the output [", n,
+                  ", ", k, ", ", p, ", ", q, "] where glimpse computes [", g.N, ", ", g.K, ", ", g.P(), ", ", g.Q(),
+                  "] for ", "x [", g.N, ", ", g.C, ", ", g.H, ", ", g.W, "]");
   }
 };
 
@@ -93,8 +107,9 @@ void validate(const ConvGeometry& g, const char* op) {
                 "/groups, ", g.R, ", ", g.S, "]");
   GLIMPSE_CHECK(o.groups > 0 && g.C % o.groups == 0 && g.K % o.groups == 0, "cuda::", op, ": groups = ", o.groups,
                 " must divide C = ", g.C, " and K = ", g.K);
-  GLIMPSE_CHECK(o.stride_h > 0 && o.stride_w > 0 && o.dilation_h > 0 && o.dilation_w > 0 && o.pad_h >= 0 && o.pad_w >= 0,
-                "cuda::", op, ": strides and dilations must be positive and padding >= 0");
+  GLIMPSE_CHECK(
+      o.stride_h > 0 && o.stride_w > 0 && o.dilation_h > 0 && o.dilation_w > 0 && o.pad_h >= 0 && o.pad_w >= 0,
+      "cuda::", op, ": strides and dilations must be positive and padding >= 0");
   GLIMPSE_CHECK(g.P() > 0 && g.Q() > 0, "cuda::", op, ": the ", g.R, "x", g.S, " kernel (dilation ", o.dilation_h, "x",
                 o.dilation_w, ") does not fit the padded ", g.H, "x", g.W, " input");
 }
@@ -119,27 +134,33 @@ std::vector<Candidate> query(ConvPass pass, cudnnHandle_t h, const Descs& d, boo
       cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
       const int want = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
       if (benchmark)
-        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), want, &n, perf));
+        CUDNN_CHECK(
+            cudnnFindConvolutionForwardAlgorithm(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), want, &n, perf));
       else
-        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), want, &n, perf));
+        CUDNN_CHECK(
+            cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), want, &n, perf));
       return to_candidates(perf, n);
     }
     case ConvPass::BackwardData: {
       cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
       const int want = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
       if (benchmark)
-        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), want, &n, perf));
+        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), want,
+                                                              &n, perf));
       else
-        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), want, &n, perf));
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), want,
+                                                                &n, perf));
       return to_candidates(perf, n);
     }
     case ConvPass::BackwardFilter: {
       cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
       const int want = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
       if (benchmark)
-        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), want, &n, perf));
+        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), want,
+                                                                &n, perf));
       else
-        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), want, &n, perf));
+        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
+                                                                  want, &n, perf));
       return to_candidates(perf, n);
     }
   }
@@ -183,7 +204,8 @@ cudnnStatus_t execute(ConvPass pass, cudnnHandle_t h, const Descs& d, int algo, 
   switch (pass) {
     case ConvPass::Forward:
       return cudnnConvolutionForward(h, &alpha, d.x.get(), o.in0, d.w.get(), o.in1, d.conv.get(),
-                                     static_cast<cudnnConvolutionFwdAlgo_t>(algo), ws, ws_bytes, &o.beta, d.y.get(), o.out);
+                                     static_cast<cudnnConvolutionFwdAlgo_t>(algo), ws, ws_bytes, &o.beta, d.y.get(),
+                                     o.out);
     case ConvPass::BackwardData:
       return cudnnConvolutionBackwardData(h, &alpha, d.w.get(), o.in0, d.y.get(), o.in1, d.conv.get(),
                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), ws, ws_bytes, &o.beta,
@@ -198,17 +220,21 @@ cudnnStatus_t execute(ConvPass pass, cudnnHandle_t h, const Descs& d, int algo, 
 
 const char* pass_name(ConvPass pass) {
   switch (pass) {
-    case ConvPass::Forward: return "conv2d_forward";
-    case ConvPass::BackwardData: return "conv2d_backward_data";
-    case ConvPass::BackwardFilter: return "conv2d_backward_filter";
+    case ConvPass::Forward:
+      return "conv2d_forward";
+    case ConvPass::BackwardData:
+      return "conv2d_backward_data";
+    case ConvPass::BackwardFilter:
+      return "conv2d_backward_filter";
   }
   return "conv2d";
 }
 
 std::string shape_of(const ConvGeometry& g) {
-  return ::glimpse::detail::concat("x [", g.N, ", ", g.C, ", ", g.H, ", ", g.W, "], w [", g.K, ", ", g.C / g.opt.groups, ", ", g.R,
-                        ", ", g.S, "], stride ", g.opt.stride_h, "x", g.opt.stride_w, ", pad ", g.opt.pad_h, "x",
-                        g.opt.pad_w, ", dilation ", g.opt.dilation_h, "x", g.opt.dilation_w, ", groups ", g.opt.groups);
+  return ::glimpse::detail::concat("x [", g.N, ", ", g.C, ", ", g.H, ", ", g.W, "], w [", g.K, ", ", g.C / g.opt.groups,
+                                   ", ", g.R, ", ", g.S, "], stride ", g.opt.stride_h, "x", g.opt.stride_w, ", pad ",
+                                   g.opt.pad_h, "x", g.opt.pad_w, ", dilation ", g.opt.dilation_h, "x",
+                                   g.opt.dilation_w, ", groups ", g.opt.groups);
 }
 
 // The cached entry of this key, selecting the candidates on first use: cuDNN's list filtered by the
@@ -236,13 +262,13 @@ Entry select(ConvPass pass, int device, cudnnHandle_t h, const Descs& d, const C
     }
     e.candidates.push_back(c);
   }
-  GLIMPSE_CHECK(!e.candidates.empty(), "cuda::", pass_name(pass), ": cuDNN offers no ",
-                s.deterministic ? "deterministic " : "", "algorithm for ", shape_of(g),
-                s.deterministic ? "; turn off ConvSettings::deterministic" : "",
-                smallest_over_limit ? ::glimpse::detail::concat("; the smallest workspace needed is ", smallest_over_limit,
-                                                                " bytes, above ConvSettings::max_workspace_bytes = ",
-                                                                s.max_workspace_bytes)
-                                    : std::string());
+  GLIMPSE_CHECK(
+      !e.candidates.empty(), "cuda::", pass_name(pass), ": cuDNN offers no ", s.deterministic ? "deterministic " : "",
+      "algorithm for ", shape_of(g), s.deterministic ? "; turn off ConvSettings::deterministic" : "",
+      smallest_over_limit
+          ? ::glimpse::detail::concat("; the smallest workspace needed is ", smallest_over_limit,
+                                      " bytes, above ConvSettings::max_workspace_bytes = ", s.max_workspace_bytes)
+          : std::string());
   std::lock_guard<std::mutex> lock(cache().mu);
   return cache().entries.emplace(key, std::move(e)).first->second;  // another thread may have won: keep its entry
 }
@@ -286,8 +312,10 @@ void run(ConvPass pass, const ConvGeometry& g, const Operands& ops, cudaStream_t
           break;
         }
       if (!zero)
-        GLIMPSE_FAIL(oom.what(), " (cuda::", pass_name(pass), " needed it as cuDNN workspace, and no zero-workspace "
-                     "algorithm is available for ", shape_of(g), ")");
+        GLIMPSE_FAIL(oom.what(), " (cuda::", pass_name(pass),
+                     " needed it as cuDNN workspace, and no zero-workspace "
+                     "algorithm is available for ",
+                     shape_of(g), ")");
       c = *zero;
     }
     if (s.allow_tf32) d.conv.set_math(c.math);  // run it with the math cuDNN benchmarked or ranked it with

@@ -64,7 +64,7 @@ void conv2d_backward_filter(float* gw, float* gb, const float* gy, const float* 
 // The algorithm the calls above use for this pass and shape under the current settings (selected
 // and cached if not yet), for tests and reports.
 struct ConvAlgoChoice {
-  int algo = -1;               // a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t value
+  int algo = -1;  // a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t value
   size_t workspace_bytes = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   bool deterministic = false;

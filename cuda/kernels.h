@@ -39,8 +39,7 @@ void unary_forward(float* out, const float* x, int64_t n, UnaryOp op, cudaStream
 void affine_forward(float* out, const float* x, int64_t n, float scale, float shift, cudaStream_t stream = 0);
 // out [out_shape] = sum of in [in_shape] over the dimensions in which out is broadcast to in (the
 // backward of broadcasting: d(a + b)/da = sum_to(g, a_shape)). Overwrites out.
-void reduce_sum_to(float* out, const Shape& out_shape, const float* in, const Shape& in_shape,
-                   cudaStream_t stream = 0);
+void reduce_sum_to(float* out, const Shape& out_shape, const float* in, const Shape& in_shape, cudaStream_t stream = 0);
 // Bias add over channels: y[n,c,l] = x[n,c,l] + b[c] (x [N, C, L], L = H*W, or L = 1 for [N, C]).
 // y may equal x (in place). Backward: gb[c] = sum_{n,l} gy[n,c,l]; gx = gy needs no kernel. Any
 // size may be 0.
@@ -55,8 +54,7 @@ void relu_forward(float* y, const float* x, int64_t n, cudaStream_t stream = 0);
 void relu_backward(float* gx, const float* gout, const float* x, int64_t n, ReluRule rule, cudaStream_t stream = 0);
 // leaky: y = x > 0 ? x : slope x;  gx = x > 0 ? g : slope g (overwrites).
 void leaky_relu_forward(float* y, const float* x, int64_t n, float slope, cudaStream_t stream = 0);
-void leaky_relu_backward(float* gx, const float* gout, const float* x, int64_t n, float slope,
-                         cudaStream_t stream = 0);
+void leaky_relu_backward(float* gx, const float* gout, const float* x, int64_t n, float slope, cudaStream_t stream = 0);
 
 // ---- pooling (core/ops/pool2d.cu) ------------------------------------------
 // x [N, C, H, W] -> out [N, C, P, Q] with P, Q = window_out_size(...) (floor mode), semantics of
@@ -91,10 +89,10 @@ void global_avg_pool_backward(float* gx, const float* gout, int64_t NC, int64_t 
 // x [NC, H, W] -> out [NC, OH, OW], source coordinates and taps exactly as core/ops/upsample.h
 // (align_corners both ways, float scales as PyTorch). Backward writes every cell of gx [NC, H, W], by
 // gathering over the outputs that read each input cell (deterministic, no atomics).
-void upsample_bilinear_forward(float* out, const float* x, int64_t NC, int64_t H, int64_t W, int64_t OH,
-                               int64_t OW, bool align_corners, cudaStream_t stream = 0);
-void upsample_bilinear_backward(float* gx, const float* gout, int64_t NC, int64_t H, int64_t W, int64_t OH,
-                                int64_t OW, bool align_corners, cudaStream_t stream = 0);
+void upsample_bilinear_forward(float* out, const float* x, int64_t NC, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                               bool align_corners, cudaStream_t stream = 0);
+void upsample_bilinear_backward(float* gx, const float* gout, int64_t NC, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                bool align_corners, cudaStream_t stream = 0);
 
 // ---- reductions and softmax (core/ops/reduce.cu, core/ops/softmax.cu) ----
 // A tensor seen as [outer, len, inner] around the reduced dimension (core/ops/reduce.h DimSplit).
@@ -114,8 +112,7 @@ void softmax_forward(float* y, const float* x, int64_t outer, int64_t len, int64
 void softmax_backward(float* gx, const float* gy, const float* y, int64_t outer, int64_t len, int64_t inner,
                       cudaStream_t stream = 0);
 // y = x - logsumexp(x) along len; gx = g - exp(y) sum(g) (overwrites).
-void log_softmax_forward(float* y, const float* x, int64_t outer, int64_t len, int64_t inner,
-                         cudaStream_t stream = 0);
+void log_softmax_forward(float* y, const float* x, int64_t outer, int64_t len, int64_t inner, cudaStream_t stream = 0);
 void log_softmax_backward(float* gx, const float* gy, const float* y, int64_t outer, int64_t len, int64_t inner,
                           cudaStream_t stream = 0);
 // out[a, c] = max_l x[a, l, c]: the first NaN, else the first maximum (len > 0, checked by the caller).
@@ -141,8 +138,8 @@ void cross_entropy_backward(float* glogits, const float* gloss, const float* log
 // pos_weight q [K] along the last dimension (null: all 1; element i has q[i % K]), s = sigmoid(x):
 //   loss (a device scalar) = (1/n) sum_i q y softplus(-x) + (1 - y) softplus(x)   (one block, in double)
 //   glogits = gloss[0] / n (s (q y + 1 - y) - q y)   (overwrites)
-void bce_with_logits_forward(float* loss, const float* logits, const float* targets, const float* pos_weight,
-                             int64_t n, int64_t K, cudaStream_t stream = 0);
+void bce_with_logits_forward(float* loss, const float* logits, const float* targets, const float* pos_weight, int64_t n,
+                             int64_t K, cudaStream_t stream = 0);
 void bce_with_logits_backward(float* glogits, const float* gloss, const float* logits, const float* targets,
                               const float* pos_weight, int64_t n, int64_t K, cudaStream_t stream = 0);
 
@@ -152,8 +149,8 @@ void bce_with_logits_backward(float* glogits, const float* gloss, const float* l
 // (overwrites gx). Both check at + len <= total.
 void concat_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, int64_t total, int64_t at,
                     cudaStream_t stream = 0);
-void concat_backward(float* gx, const float* gout, int64_t outer, int64_t len, int64_t inner, int64_t total,
-                     int64_t at, cudaStream_t stream = 0);
+void concat_backward(float* gx, const float* gout, int64_t outer, int64_t len, int64_t inner, int64_t total, int64_t at,
+                     cudaStream_t stream = 0);
 // pad2d: x [planes, H, W] at (top, left) of out [planes, OH, OW], `value` elsewhere (writes every cell).
 // Backward: gx[p, h, w] = gout[p, top + h, left + w] (overwrites).
 void pad2d_forward(float* out, const float* x, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
@@ -174,7 +171,7 @@ void sgd_step(float* p, float* momentum_buf, const float* g, int64_t n, float lr
 //   m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;  amsgrad (vmax not null): vmax = max(vmax, v), used for v
 //   p -= lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 // The bias corrections are computed on the host in double, then float, exactly as the CPU does.
-void adam_step(float* p, float* m, float* v, float* vmax, const float* g, int64_t n, float lr, float beta1,
-               float beta2, float eps, float weight_decay, bool decoupled, int64_t t, cudaStream_t stream = 0);
+void adam_step(float* p, float* m, float* v, float* vmax, const float* g, int64_t n, float lr, float beta1, float beta2,
+               float eps, float weight_decay, bool decoupled, int64_t t, cudaStream_t stream = 0);
 
 }  // namespace glimpse::cuda

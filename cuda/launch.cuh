@@ -29,8 +29,8 @@ inline void check_launch(const char* file, int line, const char* kernel) {
   if (err == cudaSuccess) return;
   if (is_async_fault(err))
     ::glimpse::detail::fail(file, line, kernel,
-                            ::glimpse::detail::concat("CUDA error ", cudaGetErrorName(err), ": ", cudaGetErrorString(err),
-                                                      ", reported at the launch of ", kernel,
+                            ::glimpse::detail::concat("CUDA error ", cudaGetErrorName(err), ": ",
+                                                      cudaGetErrorString(err), ", reported at the launch of ", kernel,
                                                       " but raised by a kernel that ran before it (kernel faults "
                                                       "arrive asynchronously). Run with CUDA_LAUNCH_BLOCKING=1 to stop "
                                                       "at the kernel at fault. ",
@@ -100,5 +100,5 @@ __device__ inline T block_sum(T v) {
 #define GLIMPSE_CHECK_LAUNCH(kernel) ::glimpse::cuda::detail::check_launch(__FILE__, __LINE__, kernel)
 
 // for (i = this thread's first index; i < n; i += all threads of the grid)
-#define GLIMPSE_GRID_LOOP(i, n)                                                                      \
+#define GLIMPSE_GRID_LOOP(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)

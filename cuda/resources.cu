@@ -143,7 +143,9 @@ void destroy_warn(cudnnStatus_t st, const char* call) {
 }  // namespace
 
 TensorDescriptor::TensorDescriptor() { CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc_)); }
-TensorDescriptor::~TensorDescriptor() { destroy_warn(cudnnDestroyTensorDescriptor(desc_), "cudnnDestroyTensorDescriptor"); }
+TensorDescriptor::~TensorDescriptor() {
+  destroy_warn(cudnnDestroyTensorDescriptor(desc_), "cudnnDestroyTensorDescriptor");
+}
 void TensorDescriptor::set4d(int64_t n, int64_t c, int64_t h, int64_t w) {
   CUDNN_CHECK(cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(n, "N"), as_int(c, "C"),
                                          as_int(h, "H"), as_int(w, "W")));
@@ -156,7 +158,9 @@ FilterDescriptor::FilterDescriptor(int64_t k, int64_t c, int64_t r, int64_t s) {
   if (st != CUDNN_STATUS_SUCCESS) cudnnDestroyFilterDescriptor(desc_);
   CUDNN_CHECK(st);
 }
-FilterDescriptor::~FilterDescriptor() { destroy_warn(cudnnDestroyFilterDescriptor(desc_), "cudnnDestroyFilterDescriptor"); }
+FilterDescriptor::~FilterDescriptor() {
+  destroy_warn(cudnnDestroyFilterDescriptor(desc_), "cudnnDestroyFilterDescriptor");
+}
 
 ConvolutionDescriptor::ConvolutionDescriptor(int64_t pad_h, int64_t pad_w, int64_t stride_h, int64_t stride_w,
                                              int64_t dil_h, int64_t dil_w, int64_t groups) {

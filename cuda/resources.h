@@ -28,7 +28,9 @@ class DeviceBuffer {
 
   void* data() const { return ptr_; }
   template <typename T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
   size_t bytes() const { return bytes_; }
   int device() const { return device_; }
   void reset();  // returns the memory to the cache
@@ -133,8 +135,8 @@ class FilterDescriptor {
 class ConvolutionDescriptor {
  public:
   // Cross-correlation (as every framework), float accumulation, `groups` groups.
-  ConvolutionDescriptor(int64_t pad_h, int64_t pad_w, int64_t stride_h, int64_t stride_w, int64_t dil_h,
-                        int64_t dil_w, int64_t groups);
+  ConvolutionDescriptor(int64_t pad_h, int64_t pad_w, int64_t stride_h, int64_t stride_w, int64_t dil_h, int64_t dil_w,
+                        int64_t groups);
   ~ConvolutionDescriptor();
   ConvolutionDescriptor(const ConvolutionDescriptor&) = delete;
   ConvolutionDescriptor& operator=(const ConvolutionDescriptor&) = delete;

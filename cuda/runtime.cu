@@ -15,34 +15,51 @@ namespace glimpse::cuda {
 
 const char* hint_for(cudaError_t err) {
   switch (err) {
-    case cudaErrorNoDevice: return "No CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and nvidia-smi).";
-    case cudaErrorInsufficientDriver: return "The NVIDIA driver is older than this CUDA runtime; update the driver.";
-    case cudaErrorMemoryAllocation: return "Out of GPU memory: use a smaller batch or free other GPU work.";
-    case cudaErrorInvalidDevice: return "No device with that index: see glimpse::cuda::device_count().";
+    case cudaErrorNoDevice:
+      return "No CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and nvidia-smi).";
+    case cudaErrorInsufficientDriver:
+      return "The NVIDIA driver is older than this CUDA runtime; update the driver.";
+    case cudaErrorMemoryAllocation:
+      return "Out of GPU memory: use a smaller batch or free other GPU work.";
+    case cudaErrorInvalidDevice:
+      return "No device with that index: see glimpse::cuda::device_count().";
     case cudaErrorNoKernelImageForDevice:
-      return "This GPU's architecture is not in CMAKE_CUDA_ARCHITECTURES; rebuild with it added (e.g. -DCMAKE_CUDA_ARCHITECTURES=\"80;90\").";
-    default: return "";
+      return "This GPU's architecture is not in CMAKE_CUDA_ARCHITECTURES; rebuild with it added (e.g. "
+             "-DCMAKE_CUDA_ARCHITECTURES=\"80;90\").";
+    default:
+      return "";
   }
 }
 
 const char* hint_for(cudnnStatus_t status) {
   switch (status) {
-    case CUDNN_STATUS_NOT_INITIALIZED: return "cuDNN could not initialise: is a GPU present and the driver loaded?";
-    case CUDNN_STATUS_ALLOC_FAILED: return "cuDNN ran out of GPU memory: use a smaller batch.";
-    case CUDNN_STATUS_BAD_PARAM: return "An argument (shape, stride, descriptor) is invalid for this cuDNN call.";
-    case CUDNN_STATUS_NOT_SUPPORTED: return "cuDNN does not support this configuration; the CPU path may.";
-    case CUDNN_STATUS_VERSION_MISMATCH: return "The cuDNN library loaded differs from the headers glimpse was built with.";
-    default: return "";
+    case CUDNN_STATUS_NOT_INITIALIZED:
+      return "cuDNN could not initialise: is a GPU present and the driver loaded?";
+    case CUDNN_STATUS_ALLOC_FAILED:
+      return "cuDNN ran out of GPU memory: use a smaller batch.";
+    case CUDNN_STATUS_BAD_PARAM:
+      return "An argument (shape, stride, descriptor) is invalid for this cuDNN call.";
+    case CUDNN_STATUS_NOT_SUPPORTED:
+      return "cuDNN does not support this configuration; the CPU path may.";
+    case CUDNN_STATUS_VERSION_MISMATCH:
+      return "The cuDNN library loaded differs from the headers glimpse was built with.";
+    default:
+      return "";
   }
 }
 
 const char* hint_for(cublasStatus_t status) {
   switch (status) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "cuBLAS could not initialise: is a GPU present and the driver loaded?";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "cuBLAS ran out of GPU memory: use a smaller batch.";
-    case CUBLAS_STATUS_INVALID_VALUE: return "An argument (size, leading dimension) is invalid for this cuBLAS call.";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "This GPU lacks a feature the call needs.";
-    default: return "";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "cuBLAS could not initialise: is a GPU present and the driver loaded?";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "cuBLAS ran out of GPU memory: use a smaller batch.";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "An argument (size, leading dimension) is invalid for this cuBLAS call.";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "This GPU lacks a feature the call needs.";
+    default:
+      return "";
   }
 }
 
@@ -107,7 +124,8 @@ std::string no_device_reason() {
   cudaGetLastError();
   if (err == cudaSuccess && n > 0) return "";
   if (err == cudaSuccess || err == cudaErrorNoDevice)
-    return "no CUDA GPU was found on this machine (the CUDA runtime reports 0 devices; check nvidia-smi and CUDA_VISIBLE_DEVICES)";
+    return "no CUDA GPU was found on this machine (the CUDA runtime reports 0 devices; check nvidia-smi and "
+           "CUDA_VISIBLE_DEVICES)";
   if (err == cudaErrorInsufficientDriver)
     return "no NVIDIA driver is loaded, or it is older than the CUDA runtime glimpse was built with (" +
            std::string(cudaGetErrorName(err)) + ")";
@@ -166,7 +184,9 @@ std::string device_name(int device) {
 }
 
 std::string version_string() {
-  auto cuda_ver = [](int v) { return v ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : std::string("none"); };
+  auto cuda_ver = [](int v) {
+    return v ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : std::string("none");
+  };
   auto cudnn_ver = [](int v) {
     return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." + std::to_string(v % 100);
   };

@@ -25,7 +25,8 @@ inline DeviceGuard on_device_of(const Tensor& t) { return DeviceGuard(t.device()
 
 // The ops with a CUDA twin, each registering its slots from core/ops/<op>.cu.
 #define GLIMPSE_CUDA_OPS(X) \
-  X(elementwise) X(activation) X(reduce) X(softmax) X(gemm) X(conv2d) X(batch_norm) X(pool2d) X(upsample) X(loss) X(shape) X(optim)
+  X(elementwise)            \
+  X(activation) X(reduce) X(softmax) X(gemm) X(conv2d) X(batch_norm) X(pool2d) X(upsample) X(loss) X(shape) X(optim)
 #define GLIMPSE_DECLARE_REGISTER(op) void register_##op(DeviceKernels& k);
 GLIMPSE_CUDA_OPS(GLIMPSE_DECLARE_REGISTER)
 #undef GLIMPSE_DECLARE_REGISTER

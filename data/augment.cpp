@@ -59,7 +59,8 @@ Mask crop_nearest(const Mask& m, float x0, float y0, float w, float h, int64_t o
   for (int64_t y = 0; y < oh; ++y) {
     const int64_t sy = std::clamp<int64_t>(static_cast<int64_t>(std::floor(y0 + (y + 0.5f) * h / oh)), 0, m.height - 1);
     for (int64_t x = 0; x < ow; ++x) {
-      const int64_t sx = std::clamp<int64_t>(static_cast<int64_t>(std::floor(x0 + (x + 0.5f) * w / ow)), 0, m.width - 1);
+      const int64_t sx =
+          std::clamp<int64_t>(static_cast<int64_t>(std::floor(x0 + (x + 0.5f) * w / ow)), 0, m.width - 1);
       out.at(x, y) = m.at(sx, sy);
     }
   }
@@ -84,7 +85,7 @@ std::vector<uint8_t> rot90_ccw(const std::vector<uint8_t>& p, int64_t w, int64_t
   const int64_t ow = h;
   for (int64_t y = 0; y < w; ++y)
     for (int64_t x = 0; x < ow; ++x)
-      std::copy_n(p.begin() + ((x) * w + (w - 1 - y)) * elem, elem, out.begin() + (y * ow + x) * elem);
+      std::copy_n(p.begin() + ((x)*w + (w - 1 - y)) * elem, elem, out.begin() + (y * ow + x) * elem);
   return out;
 }
 
@@ -111,7 +112,8 @@ void jitter_colours(Image& im, float b, float c, float s) {
 
 void draw_sticker(Image& im, Rng& rng) {
   // Colours of the real dots (blue, cyan, green, yellow, orange, pink), each jittered a little.
-  static const float palette[][3] = {{40, 120, 215}, {60, 190, 210}, {60, 170, 90}, {240, 205, 50}, {245, 140, 40}, {230, 90, 150}};
+  static const float palette[][3] = {{40, 120, 215}, {60, 190, 210}, {60, 170, 90},
+                                     {240, 205, 50}, {245, 140, 40}, {230, 90, 150}};
   const float* base = palette[rng.below(6)];
   float col[3];
   for (int k = 0; k < 3; ++k) col[k] = std::clamp(base[k] + rng.uniform(-20.f, 20.f), 0.f, 255.f);
@@ -130,8 +132,10 @@ void draw_sticker(Image& im, Rng& rng) {
     cx = -out_by, cy = t - 2 * w - h;
   }
   const float soft = std::max(1.f, 0.015f * side), speckle = rng.uniform(4.f, 14.f);
-  const int64_t x0 = std::max<int64_t>(0, static_cast<int64_t>(cx - r - soft)), x1 = std::min<int64_t>(im.width, static_cast<int64_t>(cx + r + soft) + 1);
-  const int64_t y0 = std::max<int64_t>(0, static_cast<int64_t>(cy - r - soft)), y1 = std::min<int64_t>(im.height, static_cast<int64_t>(cy + r + soft) + 1);
+  const int64_t x0 = std::max<int64_t>(0, static_cast<int64_t>(cx - r - soft)),
+                x1 = std::min<int64_t>(im.width, static_cast<int64_t>(cx + r + soft) + 1);
+  const int64_t y0 = std::max<int64_t>(0, static_cast<int64_t>(cy - r - soft)),
+                y1 = std::min<int64_t>(im.height, static_cast<int64_t>(cy + r + soft) + 1);
   for (int64_t y = y0; y < y1; ++y)
     for (int64_t x = x0; x < x1; ++x) {
       const float d = std::hypot(static_cast<float>(x) + 0.5f - cx, static_cast<float>(y) + 0.5f - cy);
@@ -151,7 +155,8 @@ Image resize_area(const Image& image, int64_t width, int64_t height) {
   if (width == image.width && height == image.height) return image;
   const float sx = static_cast<float>(image.width) / width, sy = static_cast<float>(image.height) / height;
   if (sx < 1.5f && sy < 1.5f) return io::resize_image(image, width, height);
-  return crop_resample(image, 0.f, 0.f, static_cast<float>(image.width), static_cast<float>(image.height), width, height);
+  return crop_resample(image, 0.f, 0.f, static_cast<float>(image.width), static_cast<float>(image.height), width,
+                       height);
 }
 
 Image augment_resized(const Image& image, Mask* mask, const AugmentOptions& opt, Rng& rng, int64_t ow, int64_t oh) {

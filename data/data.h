@@ -29,9 +29,9 @@ struct CsvTable {
 CsvTable read_csv(const std::string& path);
 
 struct Sample {
-  std::string id;          // "ISIC_0000000", or the file stem
+  std::string id;  // "ISIC_0000000", or the file stem
   std::string image_path;
-  std::string mask_path;   // empty when the dataset has no mask for it
+  std::string mask_path;  // empty when the dataset has no mask for it
   int64_t label = 0;
 };
 
@@ -62,12 +62,12 @@ struct Dataset {
 std::string find_isic2017();
 
 struct AugmentOptions {
-  bool flips = true;           // horizontal and vertical
-  bool rot90 = true;           // k * 90 degrees
-  float crop_min_scale = 0.6f; // random resized crop: area fraction in [min, 1]; 1 disables
-  float jitter = 0.1f;         // brightness/contrast/saturation jitter amplitude; 0 disables
-  float vignette = 0.f;        // probability of blacking out all but a random circle (a dermoscope's field)
-  float stickers = 0.f;        // probability of pasting a coloured dot cut by the border (ISIC's nevus stickers)
+  bool flips = true;            // horizontal and vertical
+  bool rot90 = true;            // k * 90 degrees
+  float crop_min_scale = 0.6f;  // random resized crop: area fraction in [min, 1]; 1 disables
+  float jitter = 0.1f;          // brightness/contrast/saturation jitter amplitude; 0 disables
+  float vignette = 0.f;         // probability of blacking out all but a random circle (a dermoscope's field)
+  float stickers = 0.f;         // probability of pasting a coloured dot cut by the border (ISIC's nevus stickers)
 };
 
 // Per-image preprocessing before resizing, the same at training and inference time (the melanoma
@@ -81,18 +81,18 @@ io::Image preprocess(const io::Image& image, const Preprocess& p);
 
 struct LoaderOptions {
   int64_t batch_size = 32;
-  int64_t image_size = 64;     // images (and masks) resized to image_size x image_size
+  int64_t image_size = 64;  // images (and masks) resized to image_size x image_size
   bool shuffle = true;
   bool augment = false;
   AugmentOptions augment_options;
   Preprocess preprocess;
-  bool with_masks = false;     // load masks (empty Mask where a sample has none)
+  bool with_masks = false;  // load masks (empty Mask where a sample has none)
   bool drop_last = false;
   bool fail_on_unreadable = false;  // else skip and count
-  int threads = 2;             // decoding workers
-  int prefetch = 4;            // batches decoded ahead
-  uint64_t seed = 0;           // shuffling and augmentation; same seed, same batches
-  bool normalize = true;       // subtract kNormMean / divide by kNormStd (below)
+  int threads = 2;                  // decoding workers
+  int prefetch = 4;                 // batches decoded ahead
+  uint64_t seed = 0;                // shuffling and augmentation; same seed, same batches
+  bool normalize = true;            // subtract kNormMean / divide by kNormStd (below)
   // Decoded images (after hair removal) and masks are kept in memory across epochs, up to this
   // many MiB in all, so that later epochs skip JPEG/PNG decoding (about as costly as a small-gap
   // training step at 64 px on 2 cores); 0 turns the cache off. ISIC's 2,000 images at 256 px: 0.5 GiB.
@@ -108,7 +108,7 @@ inline constexpr float kNormMean[3] = {0.485f, 0.456f, 0.406f};
 inline constexpr float kNormStd[3] = {0.229f, 0.224f, 0.225f};
 
 struct Batch {
-  Tensor images;                  // [B, 3, S, S]
+  Tensor images;  // [B, 3, S, S]
   std::vector<int64_t> labels;
   std::vector<std::string> ids;
   std::vector<io::Mask> masks;  // when with_masks
@@ -125,7 +125,7 @@ class DataLoader {
   void start_epoch(int64_t epoch);  // reshuffles deterministically from (seed, epoch)
   bool next(Batch& batch);          // false at the end of the epoch
   int64_t batches_per_epoch() const;
-  int64_t skipped() const;          // unreadable images skipped so far (paths reported on stderr)
+  int64_t skipped() const;  // unreadable images skipped so far (paths reported on stderr)
 
  private:
   struct Impl;
@@ -156,7 +156,7 @@ io::Image augment(const io::Image& image, io::Mask& mask, const AugmentOptions& 
 // As augment(), but the crop is resampled straight to out_width x out_height (one resampling, with
 // box-filter antialiasing when shrinking) -- what the loader does. mask may be null.
 io::Image augment_resized(const io::Image& image, io::Mask* mask, const AugmentOptions& opt, Rng& rng,
-                            int64_t out_width, int64_t out_height);
+                          int64_t out_width, int64_t out_height);
 // Resize with antialiasing: bilinear when enlarging or shrinking by < 1.5x (io::resize_image),
 // else each output pixel averages a grid of bilinear samples over its footprint.
 io::Image resize_area(const io::Image& image, int64_t width, int64_t height);
@@ -180,7 +180,7 @@ struct HairOptions {
   int threshold = 20;
   int min_component = 0;  // 0: line_length
   int dilate = 1;
-  int median = 5;         // odd window side; 1 disables
+  int median = 5;  // odd window side; 1 disables
 };
 io::Image remove_hair(const io::Image& image, io::Mask* hair_mask = nullptr);
 
@@ -197,19 +197,19 @@ io::Image remove_hair(const io::Image& image, const HairOptions& opt, io::Mask* 
 // ---- synthetic dermoscopy-like data, written in the ISIC layout ----
 struct SynthOptions {
   int64_t count = 300;
-  int64_t size = 128;          // image side
+  int64_t size = 128;  // image side
   uint64_t seed = 1;
   double melanoma_fraction = 1.0 / 3, keratosis_fraction = 1.0 / 3;
-  bool distractors = true;     // hairs, a ruler, a coloured sticker, a patterned cloth region
-  double val_fraction = 0.2;   // rows marked split=val in labels.csv (stratified by class)
-  bool progress = true;        // a progress bar on stderr
-  int threads = 2;             // writer threads (the output does not depend on it)
+  bool distractors = true;    // hairs, a ruler, a coloured sticker, a patterned cloth region
+  double val_fraction = 0.2;  // rows marked split=val in labels.csv (stratified by class)
+  bool progress = true;       // a progress bar on stderr
+  int threads = 2;            // writer threads (the output does not depend on it)
 };
 
 // One synthetic image with its ground truth. Deterministic from (seed, label, size, options).
 struct SynthImage {
   io::Image image;
-  io::Mask mask;    // the lesion (1), where not hidden by a ruler or sticker
+  io::Mask mask;      // the lesion (1), where not hidden by a ruler or sticker
   int64_t label = 0;  // 0 nevus, 1 melanoma, 2 seborrheic keratosis
   bool hairs = false, ruler = false, sticker = false, cloth = false;  // which distractors it has
 };

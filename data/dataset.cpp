@@ -86,7 +86,8 @@ std::vector<std::string> split_record(std::string line, std::istream& in, const 
       cur.clear();
     } else if (c == ',') {
       GLIMPSE_CHECK(fields.size() + 1 < max_fields, path, ":", start_line, ": more than ", max_fields, " fields",
-                    max_fields == kMaxColumns ? std::string(" (the limit of a header)") : " (the header has " + std::to_string(max_fields) + ")");
+                    max_fields == kMaxColumns ? std::string(" (the limit of a header)")
+                                              : " (the header has " + std::to_string(max_fields) + ")");
       fields.push_back(was_quoted ? cur : trim(cur));
       cur.clear();
       was_quoted = false;
@@ -120,8 +121,8 @@ CsvTable read_csv(const std::string& path) {
     if (!have_header) {
       t.header = std::move(f);
       for (size_t i = 0; i < t.header.size(); ++i) {
-        GLIMPSE_CHECK(!t.header[i].empty(), path, ":", row_line, ": empty column name in the header (column ",
-                      i + 1, ")");
+        GLIMPSE_CHECK(!t.header[i].empty(), path, ":", row_line, ": empty column name in the header (column ", i + 1,
+                      ")");
         for (size_t j = 0; j < i; ++j)
           GLIMPSE_CHECK(t.header[i] != t.header[j], path, ":", row_line, ": column '", shown(t.header[i]),
                         "' appears twice in the header");
@@ -129,13 +130,14 @@ CsvTable read_csv(const std::string& path) {
       have_header = true;
       continue;
     }
-    GLIMPSE_CHECK(f.size() == t.header.size(), path, ":", row_line, ": expected ", t.header.size(),
-                  " fields (", [&] {
-                    std::string h;
-                    for (size_t i = 0; i < t.header.size(); ++i) h += (i ? "," : "") + t.header[i];
-                    return h;
-                  }(),
-                  "), found ", f.size(), " in '", shown(trim(line)), "'");
+    GLIMPSE_CHECK(
+        f.size() == t.header.size(), path, ":", row_line, ": expected ", t.header.size(), " fields (",
+        [&] {
+          std::string h;
+          for (size_t i = 0; i < t.header.size(); ++i) h += (i ? "," : "") + t.header[i];
+          return h;
+        }(),
+        "), found ", f.size(), " in '", shown(trim(line)), "'");
     t.rows.push_back(std::move(f));
     t.lines.push_back(row_line);
   }
@@ -207,14 +209,17 @@ Dataset Dataset::open_isic(const std::string& root, const std::string& split, co
   GLIMPSE_CHECK(is_file(csv_path), "no labels file '", csv_path,
                 "' (the ISIC layout needs a CSV with image_id,melanoma,seborrheic_keratosis)");
   const CsvTable t = read_csv(csv_path);
-  const int64_t c_id = t.column("image_id"), c_mel = t.column("melanoma"),
-                c_sk = t.column("seborrheic_keratosis"), c_split = t.column("split");
-  GLIMPSE_CHECK(c_id >= 0 && c_mel >= 0 && c_sk >= 0, csv_path, ":1: the header needs the columns image_id, melanoma",
-                " and seborrheic_keratosis (the ISIC 2017 Part 3 columns); found '", [&] {
-                  std::string h;
-                  for (size_t i = 0; i < t.header.size(); ++i) h += (i ? "," : "") + t.header[i];
-                  return h;
-                }(), "'");
+  const int64_t c_id = t.column("image_id"), c_mel = t.column("melanoma"), c_sk = t.column("seborrheic_keratosis"),
+                c_split = t.column("split");
+  GLIMPSE_CHECK(
+      c_id >= 0 && c_mel >= 0 && c_sk >= 0, csv_path, ":1: the header needs the columns image_id, melanoma",
+      " and seborrheic_keratosis (the ISIC 2017 Part 3 columns); found '",
+      [&] {
+        std::string h;
+        for (size_t i = 0; i < t.header.size(); ++i) h += (i ? "," : "") + t.header[i];
+        return h;
+      }(),
+      "'");
   GLIMPSE_CHECK(split.empty() || c_split >= 0, csv_path, ": split '", split,
                 "' requested but the CSV has no 'split' column");
 

@@ -98,7 +98,8 @@ Image remove_hair(const Image& image, Mask* hair_mask) { return remove_hair(imag
 
 Image remove_hair(const Image& image, const HairOptions& opt, Mask* hair_mask) {
   GLIMPSE_CHECK(!image.empty(), "remove_hair: empty image");
-  GLIMPSE_CHECK(opt.median >= 1 && opt.median % 2 == 1, "remove_hair: median window ", opt.median, " must be odd and >= 1");
+  GLIMPSE_CHECK(opt.median >= 1 && opt.median % 2 == 1, "remove_hair: median window ", opt.median,
+                " must be odd and >= 1");
   const int64_t w = image.width, h = image.height, C = image.channels;
   int len = opt.line_length;
   if (len <= 0) {
@@ -120,7 +121,8 @@ Image remove_hair(const Image& image, const HairOptions& opt, Mask* hair_mask) {
   for (const auto& d : dirs) {
     // a diagonal step is sqrt(2) long: fewer steps keep the element's length about `len`
     const int rr = (d[0] != 0 && d[1] != 0) ? std::max(1, static_cast<int>(std::lround(r / std::sqrt(2.0)))) : r;
-    const std::vector<uint8_t> closed = line_filter(line_filter(grey, w, h, d[0], d[1], rr, true), w, h, d[0], d[1], rr, false);
+    const std::vector<uint8_t> closed =
+        line_filter(line_filter(grey, w, h, d[0], d[1], rr, true), w, h, d[0], d[1], rr, false);
     for (size_t i = 0; i < grey.size(); ++i)
       hat[i] = std::max<uint8_t>(hat[i], static_cast<uint8_t>(std::max(0, closed[i] - grey[i])));
   }

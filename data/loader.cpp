@@ -81,7 +81,8 @@ struct DataLoader::Impl {
     d->image = detail::shrink_to_working_size(std::move(d->image), opt.image_size, mask);
     if (opt.preprocess.any()) d->image = preprocess(d->image, opt.preprocess);
     if (opt.cache_mb > 0) {
-      const int64_t bytes = static_cast<int64_t>(d->image.pixels.size() + d->mask.data.size() * sizeof(d->mask.data[0]));
+      const int64_t bytes =
+          static_cast<int64_t>(d->image.pixels.size() + d->mask.data.size() * sizeof(d->mask.data[0]));
       std::lock_guard<std::mutex> lock(cache_mu);
       if (!cache[i] && cache_bytes + bytes <= opt.cache_mb * (int64_t(1) << 20)) {
         cache[i] = d;

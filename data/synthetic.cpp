@@ -51,7 +51,9 @@ constexpr float kPi = 3.14159265358979f;
 struct Rgb {
   float r, g, b;
 };
-Rgb lerp(const Rgb& a, const Rgb& b, float t) { return {a.r + (b.r - a.r) * t, a.g + (b.g - a.g) * t, a.b + (b.b - a.b) * t}; }
+Rgb lerp(const Rgb& a, const Rgb& b, float t) {
+  return {a.r + (b.r - a.r) * t, a.g + (b.g - a.g) * t, a.b + (b.b - a.b) * t};
+}
 Rgb scale(const Rgb& a, float s) { return {a.r * s, a.g * s, a.b * s}; }
 float smooth(float e0, float e1, float x) {
   const float t = std::clamp((x - e0) / (e1 - e0), 0.f, 1.f);
@@ -74,7 +76,8 @@ class ValueNoise {
     tx = tx * tx * (3 - 2 * tx);
     ty = ty * ty * (3 - 2 * ty);
     auto V = [&](int i, int j) { return v_[static_cast<size_t>(j * (g_ + 1) + i)]; };
-    return (1 - ty) * ((1 - tx) * V(x0, y0) + tx * V(x0 + 1, y0)) + ty * ((1 - tx) * V(x0, y0 + 1) + tx * V(x0 + 1, y0 + 1));
+    return (1 - ty) * ((1 - tx) * V(x0, y0) + tx * V(x0 + 1, y0)) +
+           ty * ((1 - tx) * V(x0, y0 + 1) + tx * V(x0 + 1, y0 + 1));
   }
 
  private:
@@ -247,7 +250,9 @@ void draw_lesion(Canvas& cv, Mask& mask, Rng& rng, int64_t label, const Blob& bl
     float x, y, r;
   };
   std::vector<Dot> dots;
-  const int ndots = label == 1 ? static_cast<int>(rng.below(10)) + 5 : label == 2 ? static_cast<int>(rng.below(9)) + 4 : 0;
+  const int ndots = label == 1   ? static_cast<int>(rng.below(10)) + 5
+                    : label == 2 ? static_cast<int>(rng.below(9)) + 4
+                                 : 0;
   for (int i = 0; i < ndots; ++i) {
     const float ang = rng.uniform(0.f, 2 * kPi), rad = std::sqrt(rng.uniform(0.f, 0.7f)) * blob.R;
     dots.push_back({blob.cx + rad * std::cos(ang), blob.cy + rad * std::sin(ang), rng.uniform(0.7f, 1.6f) * px_scale});
@@ -265,8 +270,10 @@ void draw_lesion(Canvas& cv, Mask& mask, Rng& rng, int64_t label, const Blob& bl
       const float d = blob.rel(px, py, &radius, &theta);
       if (d > 1.6f) continue;
       // melanoma: the edge is sharp in places and fades elsewhere
-      const float soft = label == 1 ? soft_base * (0.6f + 3.f * edge_noise.at(0.5f + 0.4f * std::cos(theta), 0.5f + 0.4f * std::sin(theta)))
-                                    : soft_base;
+      const float soft =
+          label == 1
+              ? soft_base * (0.6f + 3.f * edge_noise.at(0.5f + 0.4f * std::cos(theta), 0.5f + 0.4f * std::sin(theta)))
+              : soft_base;
       const float alpha = std::clamp((1.f - d) * radius / soft + 0.5f, 0.f, 1.f);
       if (d < 1.f) mask.at(x, y) = 1;
       if (alpha <= 0) continue;
@@ -344,10 +351,18 @@ void draw_ruler(Canvas& cv, Mask& mask, Rng& rng) {
       // a: distance from the ruler's outer edge (the image border) inward; b: position along it
       float a, b;
       switch (side) {
-        case 0: a = y + 0.5f, b = x + 0.5f; break;
-        case 1: a = N - y - 0.5f, b = x + 0.5f; break;
-        case 2: a = x + 0.5f, b = y + 0.5f; break;
-        default: a = N - x - 0.5f, b = y + 0.5f; break;
+        case 0:
+          a = y + 0.5f, b = x + 0.5f;
+          break;
+        case 1:
+          a = N - y - 0.5f, b = x + 0.5f;
+          break;
+        case 2:
+          a = x + 0.5f, b = y + 0.5f;
+          break;
+        default:
+          a = N - x - 0.5f, b = y + 0.5f;
+          break;
       }
       a -= inset;
       if (a < 0 || a > bw) continue;
@@ -379,7 +394,8 @@ void draw_sticker(Canvas& cv, Mask& mask, Rng& rng, int corner) {
       const float a = std::clamp(r - d + 0.5f, 0.f, 1.f);
       if (a <= 0) continue;
       Rgb c = lerp(col, ring, smooth(r * 0.72f, r * 0.8f, d));
-      c = scale(c, 1.f + 0.12f * std::clamp(1.f - std::hypot(x + 0.5f - (cx - r / 3), y + 0.5f - (cy - r / 3)) / r * 2, 0.f, 1.f));
+      c = scale(c, 1.f + 0.12f * std::clamp(1.f - std::hypot(x + 0.5f - (cx - r / 3), y + 0.5f - (cy - r / 3)) / r * 2,
+                                            0.f, 1.f));
       cv.blend(x, y, c, a);
       if (a >= 0.5f) mask.at(x, y) = 0;
     }
@@ -399,7 +415,8 @@ void draw_vignette(Canvas& cv, Rng& rng) {
 }  // namespace
 
 SynthImage synth_image(uint64_t seed, int64_t label, int64_t size, bool distractors, bool force_cloth) {
-  GLIMPSE_CHECK(label >= 0 && label <= 2, "synth_image: label ", label, " (0 nevus, 1 melanoma, 2 seborrheic keratosis)");
+  GLIMPSE_CHECK(label >= 0 && label <= 2, "synth_image: label ", label,
+                " (0 nevus, 1 melanoma, 2 seborrheic keratosis)");
   GLIMPSE_CHECK(size >= 16 && size <= 4096, "synth_image: size ", size, " (16..4096)");
   Rng rng(detail::mix_seed(seed, 0x5e7a11ULL));
   const int64_t N = size;
@@ -409,7 +426,9 @@ SynthImage synth_image(uint64_t seed, int64_t label, int64_t size, bool distract
   Canvas cv(N);
 
   // Decide everything first, so each choice draws from the Rng in a fixed order.
-  const float R = N * (label == 0 ? rng.uniform(0.11f, 0.19f) : label == 1 ? rng.uniform(0.2f, 0.31f) : rng.uniform(0.15f, 0.26f));
+  const float R = N * (label == 0   ? rng.uniform(0.11f, 0.19f)
+                       : label == 1 ? rng.uniform(0.2f, 0.31f)
+                                    : rng.uniform(0.15f, 0.26f));
   const float cx = N * (0.5f + std::clamp(rng.normal(0.f, 0.07f), -0.14f, 0.14f));
   const float cy = N * (0.5f + std::clamp(rng.normal(0.f, 0.07f), -0.14f, 0.14f));
   const float irregular = label == 0 ? 0.05f : label == 1 ? 0.32f : 0.12f;
@@ -489,7 +508,8 @@ void write_synthetic(const std::string& out_dir, const SynthOptions& opt) {
   std::mutex error_mu;
   auto do_one = [&](int64_t i) {
     try {
-      const SynthImage s = synth_image(detail::mix_seed(opt.seed, static_cast<uint64_t>(i)), labels[i], opt.size, opt.distractors);
+      const SynthImage s =
+          synth_image(detail::mix_seed(opt.seed, static_cast<uint64_t>(i)), labels[i], opt.size, opt.distractors);
       const std::string id = id_of(i);
       io::save_png((fs::path(out_dir) / "images" / (id + ".png")).string(), s.image);
       io::save_png((fs::path(out_dir) / "masks" / (id + "_segmentation.png")).string(), s.mask);

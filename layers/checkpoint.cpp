@@ -58,8 +58,10 @@ CheckpointLoad load_checkpoint(Module& module, const std::string& path, bool str
   const std::string prefix = kOptimizerPrefix;
   std::map<std::string, Tensor> optimizer_state;
   for (const auto& [name, t] : file.tensors) {
-    if (name.rfind(prefix, 0) == 0) optimizer_state.emplace(name.substr(prefix.size()), t);
-    else if (!module_names.count(name)) result.unexpected.push_back(name);
+    if (name.rfind(prefix, 0) == 0)
+      optimizer_state.emplace(name.substr(prefix.size()), t);
+    else if (!module_names.count(name))
+      result.unexpected.push_back(name);
   }
   result.has_optimizer_state = !optimizer_state.empty();
   if (strict && (!result.missing.empty() || !result.unexpected.empty())) {

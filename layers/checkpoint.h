@@ -37,7 +37,7 @@ struct CheckpointLoad {
   std::vector<std::string> missing;     // in the module, not in the file (left unchanged)
   std::vector<std::string> unexpected;  // in the file, not in the module (ignored)
   std::map<std::string, std::string> metadata;
-  bool checksum_verified = false;     // the file's glimpse.checksum matched (false: it has none)
+  bool checksum_verified = false;    // the file's glimpse.checksum matched (false: it has none)
   bool has_optimizer_state = false;  // the file holds "optimizer." entries
   bool optimizer_loaded = false;     // ...and they were loaded into the optimizer given
 };

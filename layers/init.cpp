@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 
 namespace glimpse::init {
 namespace {
@@ -53,15 +53,21 @@ int64_t fan_out(const Tensor& w) {
 float calculate_gain(Nonlinearity nl, float a) {
   switch (nl) {
     case Nonlinearity::Linear:
-    case Nonlinearity::Sigmoid: return 1.f;
-    case Nonlinearity::Tanh: return 5.f / 3.f;
-    case Nonlinearity::ReLU: return std::sqrt(2.f);
-    case Nonlinearity::LeakyReLU: return std::sqrt(2.f / (1.f + a * a));
+    case Nonlinearity::Sigmoid:
+      return 1.f;
+    case Nonlinearity::Tanh:
+      return 5.f / 3.f;
+    case Nonlinearity::ReLU:
+      return std::sqrt(2.f);
+    case Nonlinearity::LeakyReLU:
+      return std::sqrt(2.f / (1.f + a * a));
   }
   return 1.f;
 }
 
-void constant_(Tensor& t, float value) { fill_with(t, "constant_", [value] { return value; }); }
+void constant_(Tensor& t, float value) {
+  fill_with(t, "constant_", [value] { return value; });
+}
 void zeros_(Tensor& t) { constant_(t, 0.f); }
 void ones_(Tensor& t) { constant_(t, 1.f); }
 

@@ -20,8 +20,8 @@ void check_image(const Tensor& x, const std::string& layer, int64_t channels) {
 Pool2dOptions pool_options(const char* layer, int64_t kernel, int64_t stride, int64_t padding) {
   GLIMPSE_CHECK(kernel > 0, layer, ": kernel must be positive, got ", kernel);
   if (stride <= 0) stride = kernel;
-  GLIMPSE_CHECK(padding >= 0 && padding <= kernel / 2, layer, ": padding must be in [0, kernel/2] = [0, ",
-                kernel / 2, "], got ", padding);
+  GLIMPSE_CHECK(padding >= 0 && padding <= kernel / 2, layer, ": padding must be in [0, kernel/2] = [0, ", kernel / 2,
+                "], got ", padding);
   return Pool2dOptions::square(kernel, stride, padding);
 }
 
@@ -59,11 +59,15 @@ Tensor Conv2d::forward(const Tensor& x) {
 std::string Conv2d::describe() const {
   std::ostringstream os;
   os << "Conv2d(" << in_channels << ", " << out_channels << ", kernel=" << kernel << ", stride=";
-  if (options.stride_h == options.stride_w) os << options.stride_h;
-  else os << "(" << options.stride_h << ", " << options.stride_w << ")";
+  if (options.stride_h == options.stride_w)
+    os << options.stride_h;
+  else
+    os << "(" << options.stride_h << ", " << options.stride_w << ")";
   os << ", padding=";
-  if (options.pad_h == options.pad_w) os << options.pad_h;
-  else os << "(" << options.pad_h << ", " << options.pad_w << ")";
+  if (options.pad_h == options.pad_w)
+    os << options.pad_h;
+  else
+    os << "(" << options.pad_h << ", " << options.pad_w << ")";
   if (options.dilation_h != 1 || options.dilation_w != 1) os << ", dilation=" << options.dilation_h;
   if (options.groups != 1) os << ", groups=" << options.groups;
   if (!bias.defined()) os << ", bias=false";
@@ -111,8 +115,10 @@ BatchNorm2d::BatchNorm2d(int64_t c, float eps_, float momentum_)
 Tensor BatchNorm2d::forward(const Tensor& x) {
   check_image(x, "BatchNorm2d", num_features);
   if (training_)
-    GLIMPSE_CHECK(x.size(0) * x.size(2) * x.size(3) > 1, "BatchNorm2d: training needs more than one value per "
-                  "channel, got input shape ", shape_str(x.shape()), "; use eval() for single images");
+    GLIMPSE_CHECK(x.size(0) * x.size(2) * x.size(3) > 1,
+                  "BatchNorm2d: training needs more than one value per "
+                  "channel, got input shape ",
+                  shape_str(x.shape()), "; use eval() for single images");
   return batch_norm(x, weight, bias, running_mean, running_var, training_, momentum, eps);
 }
 
@@ -136,7 +142,8 @@ std::string LeakyReLU::describe() const { return detail::concat("LeakyReLU(negat
 
 // ---- pooling -------------------------------------------------------------------------------------
 
-MaxPool2d::MaxPool2d(int64_t k, int64_t s, int64_t p) : Module("MaxPool2d"), options(pool_options("MaxPool2d", k, s, p)) {}
+MaxPool2d::MaxPool2d(int64_t k, int64_t s, int64_t p)
+    : Module("MaxPool2d"), options(pool_options("MaxPool2d", k, s, p)) {}
 
 Tensor MaxPool2d::forward(const Tensor& x) {
   check_image(x, "MaxPool2d", 0);
@@ -148,7 +155,8 @@ Tensor MaxPool2d::forward(const Tensor& x) {
 
 std::string MaxPool2d::describe() const { return pool_describe("MaxPool2d", options); }
 
-AvgPool2d::AvgPool2d(int64_t k, int64_t s, int64_t p) : Module("AvgPool2d"), options(pool_options("AvgPool2d", k, s, p)) {}
+AvgPool2d::AvgPool2d(int64_t k, int64_t s, int64_t p)
+    : Module("AvgPool2d"), options(pool_options("AvgPool2d", k, s, p)) {}
 
 Tensor AvgPool2d::forward(const Tensor& x) {
   check_image(x, "AvgPool2d", 0);
@@ -233,7 +241,8 @@ BasicBlock::BasicBlock(int64_t in, int64_t out, int64_t s, Rng& rng)
     : Module("BasicBlock"), in_channels(in), out_channels(out), stride(s) {
   GLIMPSE_CHECK(in > 0 && out > 0, "BasicBlock: channel counts must be positive, got in=", in, ", out=", out);
   GLIMPSE_CHECK(s > 0, "BasicBlock: stride must be positive, got ", s);
-  conv1 = register_module("conv1", std::make_shared<Conv2d>(in, out, 3, Conv2dOptions().stride(s).padding(1), false, rng));
+  conv1 =
+      register_module("conv1", std::make_shared<Conv2d>(in, out, 3, Conv2dOptions().stride(s).padding(1), false, rng));
   bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(out));
   relu1 = register_module("relu1", std::make_shared<ReLU>());
   conv2 = register_module("conv2", std::make_shared<Conv2d>(out, out, 3, Conv2dOptions().padding(1), false, rng));

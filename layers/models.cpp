@@ -75,8 +75,8 @@ class BnGapNet : public GapClassifier {
         continue;
       }
       const int64_t dilation = fine && pools == 3 ? 2 : 1;
-      auto conv = features->add(std::make_shared<Conv2d>(
-          c, v, 3, Conv2dOptions().padding(dilation).dilation(dilation), false, rng));
+      auto conv = features->add(
+          std::make_shared<Conv2d>(c, v, 3, Conv2dOptions().padding(dilation).dilation(dilation), false, rng));
       init::kaiming_normal_(conv->weight, rng, 0.f, init::FanMode::FanOut, init::Nonlinearity::ReLU);
       features->add(std::make_shared<BatchNorm2d>(v));
       features->add(std::make_shared<ReLU>());
@@ -90,7 +90,8 @@ class BnGapNet : public GapClassifier {
 class Vgg16Gap : public GapClassifier {
  public:
   Vgg16Gap(int64_t num_classes, int64_t input_size, Rng& rng, bool extra_conv)
-      : GapClassifier("Vgg16Gap", {"vgg16-gap", num_classes, input_size, 3, 16, extra_conv ? "features.31" : "features.29"}) {
+      : GapClassifier("Vgg16Gap",
+                      {"vgg16-gap", num_classes, input_size, 3, 16, extra_conv ? "features.31" : "features.29"}) {
     // torchvision's cfg "D"; 0 = MaxPool2d(2). The final pool is replaced by the GAP.
     const int64_t cfg[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512};
     auto features = register_module("features", std::make_shared<Sequential>());
@@ -103,8 +104,10 @@ class Vgg16Gap : public GapClassifier {
       c = out;
     };
     for (int64_t v : cfg) {
-      if (v == 0) features->add(std::make_shared<MaxPool2d>(2));
-      else conv_relu(v);
+      if (v == 0)
+        features->add(std::make_shared<MaxPool2d>(2));
+      else
+        conv_relu(v);
     }
     if (extra_conv) conv_relu(512);
     register_module("gap", std::make_shared<GlobalAvgPool>());

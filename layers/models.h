@@ -18,9 +18,9 @@
 namespace glimpse {
 
 struct ModelInfo {
-  std::string name;          // "small-gap", "bn-gap", "vgg16-gap", "resnet18-gap"
+  std::string name;  // "small-gap", "bn-gap", "vgg16-gap", "resnet18-gap"
   int64_t num_classes = 0;
-  int64_t input_size = 0;    // image side the model was built for (H = W)
+  int64_t input_size = 0;  // image side the model was built for (H = W)
   int64_t in_channels = 3;
   int64_t total_stride = 1;  // input side / last feature map side
   std::string cam_layer;     // dotted name of the last spatial activation (conv+ReLU output)

@@ -130,8 +130,8 @@ Module& Module::find(const std::string& dotted_name) {
   }
   if (m) return *m;
   auto all = named_modules();
-  GLIMPSE_FAIL("find(): no module named '", dotted_name, "' under this ", type_name_, ". Valid names: ",
-               list_names(all, true));
+  GLIMPSE_FAIL("find(): no module named '", dotted_name, "' under this ", type_name_,
+               ". Valid names: ", list_names(all, true));
 }
 
 void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
@@ -151,8 +151,7 @@ Tensor& Module::register_parameter(const std::string& name, Tensor t) {
   GLIMPSE_CHECK(t.defined(), type_name_, ": parameter '", name, "' is an undefined tensor");
   GLIMPSE_CHECK(t.is_leaf(), type_name_, ": parameter '", name, "' must be a leaf tensor; pass x.detach()");
   for (auto* list : {&params_, &buffers_})
-    for (auto& [n, _] : *list)
-      GLIMPSE_CHECK(n != name, type_name_, ": '", name, "' is already a parameter or buffer");
+    for (auto& [n, _] : *list) GLIMPSE_CHECK(n != name, type_name_, ": '", name, "' is already a parameter or buffer");
   for (auto& [n, _] : children_) GLIMPSE_CHECK(n != name, type_name_, ": '", name, "' is already a child module");
   t.set_requires_grad(true);
   params_.emplace_back(name, std::move(t));
@@ -163,8 +162,7 @@ Tensor& Module::register_buffer(const std::string& name, Tensor t) {
   check_local_name(name, type_name_, "buffer");
   GLIMPSE_CHECK(t.defined(), type_name_, ": buffer '", name, "' is an undefined tensor");
   for (auto* list : {&params_, &buffers_})
-    for (auto& [n, _] : *list)
-      GLIMPSE_CHECK(n != name, type_name_, ": '", name, "' is already a parameter or buffer");
+    for (auto& [n, _] : *list) GLIMPSE_CHECK(n != name, type_name_, ": '", name, "' is already a parameter or buffer");
   for (auto& [n, _] : children_) GLIMPSE_CHECK(n != name, type_name_, ": '", name, "' is already a child module");
   buffers_.emplace_back(name, std::move(t));
   return buffers_.back().second;
@@ -199,8 +197,7 @@ HookHandle Module::register_forward_hook(ForwardHook hook) {
   return HookHandle([this, id, alive] {
     if (alive.expired()) return;
     auto& hooks = forward_hooks_;
-    hooks.erase(std::remove_if(hooks.begin(), hooks.end(), [id](const auto& h) { return h.first == id; }),
-                hooks.end());
+    hooks.erase(std::remove_if(hooks.begin(), hooks.end(), [id](const auto& h) { return h.first == id; }), hooks.end());
   });
 }
 
@@ -226,8 +223,10 @@ std::string Module::summary() {
     wd = std::max(wd, descs.back().size());
   }
   std::ostringstream os;
-  os << std::left << std::setw(static_cast<int>(wn)) << "name" << "  " << std::setw(static_cast<int>(wd)) << "layer"
-     << "  " << std::right << std::setw(12) << "params" << "\n";
+  os << std::left << std::setw(static_cast<int>(wn)) << "name"
+     << "  " << std::setw(static_cast<int>(wd)) << "layer"
+     << "  " << std::right << std::setw(12) << "params"
+     << "\n";
   os << std::string(wn + wd + 16, '-') << "\n";
   for (size_t i = 0; i < mods.size(); ++i)
     os << std::left << std::setw(static_cast<int>(wn)) << names[i] << "  " << std::setw(static_cast<int>(wd))

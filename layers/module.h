@@ -56,12 +56,12 @@ class Module {
   void train(bool on = true);  // recursive
   void eval() { train(false); }
   bool training() const { return training_; }
-  void zero_grad();            // clears every parameter's .grad
+  void zero_grad();  // clears every parameter's .grad
   // Moves every parameter and buffer to `device` in place: each tensor keeps its identity (layers,
   // optimizers and hooks holding it see the moved data), its gradient moves too. Build optimizers
   // after moving: their state is created on the parameters' device.
   void to(Device device);
-  int64_t num_parameters();    // total scalar count
+  int64_t num_parameters();  // total scalar count
 
   // ---- hooks ----
   [[nodiscard]] HookHandle register_forward_hook(ForwardHook hook);

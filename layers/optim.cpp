@@ -4,9 +4,9 @@
 #include <cmath>
 #include <set>
 
-#include "core/grad_mode.h"
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/ops/optim.h"
 
 namespace glimpse {
@@ -16,8 +16,8 @@ namespace {
 Tensor param_grad(const Tensor& p, const char* opt) {
   Tensor g = p.grad();
   if (!g.defined()) return g;
-  GLIMPSE_CHECK(g.shape() == p.shape(), opt, ": gradient shape ", shape_str(g.shape()), " differs from parameter shape ",
-                shape_str(p.shape()));
+  GLIMPSE_CHECK(g.shape() == p.shape(), opt, ": gradient shape ", shape_str(g.shape()),
+                " differs from parameter shape ", shape_str(p.shape()));
   return g.contiguous();
 }
 

@@ -62,8 +62,8 @@ inline double max_keep_nan(double a, double b) { return std::isnan(a) ? a : (std
 
 // The worst element of got against want: its index, both values and value_error.
 struct Mismatch {
-  double error = 0;   // value_error at `at`; infinite for a one-sided NaN
-  double scale = 0;   // max |want| over the finite reference values
+  double error = 0;  // value_error at `at`; infinite for a one-sided NaN
+  double scale = 0;  // max |want| over the finite reference values
   size_t at = 0;
   double got = 0, want = 0;
 };

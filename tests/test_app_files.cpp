@@ -66,7 +66,8 @@ class AppJson : public ::testing::Test {
 };
 
 TEST_F(AppJson, ReliabilityRoarRowWithoutMetrics) {
-  const std::string src = std::string(GLIMPSE_SOURCE_DIR) + "/tests/fuzz/corpus/json/roar-rows_without_metrics_min.json";
+  const std::string src =
+      std::string(GLIMPSE_SOURCE_DIR) + "/tests/fuzz/corpus/json/roar-rows_without_metrics_min.json";
   ASSERT_TRUE(fs::exists(src)) << src;
   std::string what;
   try {
@@ -133,9 +134,11 @@ TEST_F(AppJson, WellFormedFilesRender) {
         "auc_mean":null}},{"method":"cam","percent":50,"metrics":{"accuracy":0.4,"auc_mean":0.6}}]})"));
   EXPECT_TRUE(has(roar, "0.500 / &ndash;")) << roar;
   EXPECT_TRUE(has(mel::parse_app_json("eval", file("e.json", R"({"count":3,"auc_mean":0.75,"confusion":[[1,0],[0,2]],
-        "class_names":["a","b"]})")), "0.750"));
+        "class_names":["a","b"]})")),
+                  "0.750"));
   EXPECT_TRUE(has(mel::parse_app_json("localize", file("l.json", R"({"rows":[{"method":"cam","dice_best":0.4,
-        "images":2,"seconds":1},{"method":"lrp","error":"boom"}]})")), "failed: boom"));
+        "images":2,"seconds":1},{"method":"lrp","error":"boom"}]})")),
+                  "failed: boom"));
   EXPECT_TRUE(has(mel::parse_app_json("two_stage", file("t.json", R"({"stage1":{"auc_mean":0.8}})")), "0.800"));
 }
 
@@ -255,8 +258,9 @@ TEST_F(AppTraining, UnwritableOutFailsBeforeTheFirstEpoch) {
   bool mounted = false;
   if (::geteuid() == 0) {
     mounted = ::mount("glimpse-ro", ro.c_str(), "tmpfs", MS_RDONLY, "size=16k") == 0;
-    if (!mounted) GTEST_SKIP() << "running as root and cannot mount a read-only tmpfs (" << std::strerror(errno)
-                               << "); the file-as-directory case above ran";
+    if (!mounted)
+      GTEST_SKIP() << "running as root and cannot mount a read-only tmpfs (" << std::strerror(errno)
+                   << "); the file-as-directory case above ran";
   } else {
     fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read | fs::perms::others_read);
   }
@@ -264,8 +268,10 @@ TEST_F(AppTraining, UnwritableOutFailsBeforeTheFirstEpoch) {
     std::string dir;
     bool mounted;
     ~Restore() {
-      if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
-      else fs::permissions(dir, fs::perms::owner_all);
+      if (mounted)
+        ::umount2(dir.c_str(), MNT_DETACH);
+      else
+        fs::permissions(dir, fs::perms::owner_all);
     }
   } restore{ro, mounted};
   ASSERT_NE(::access(ro.c_str(), W_OK), 0) << ro << " is still writable";

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "attribution/attribution.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "layers/layers.h"
 #include "layers/models.h"
 #include "tests/support.h"
@@ -48,7 +48,8 @@ size_t total_forward_hooks(Module& m) {
 }
 
 void expect_no_param_grads(Module& m, const std::string& method) {
-  for (auto& [name, p] : m.named_parameters()) EXPECT_FALSE(p.grad().defined()) << method << " left a .grad on " << name;
+  for (auto& [name, p] : m.named_parameters())
+    EXPECT_FALSE(p.grad().defined()) << method << " left a .grad on " << name;
 }
 
 using glimpse::testing::error_of;
@@ -56,10 +57,24 @@ using glimpse::testing::error_of;
 }  // namespace
 
 TEST(AttributionApi, MethodNamesCoverTheHeader) {
-  std::vector<std::string> expect = {"cam", "gradcam", "gradcam++", "layercam", "hirescam", "scorecam",
-                                     "deconvnet", "guided-backprop", "guided-gradcam", "saliency", "smoothgrad",
-                                     "integrated-gradients", "gradient-x-input", "occlusion", "sliding-window",
-                                     "lrp-epsilon", "lrp-alphabeta", "sam"};
+  std::vector<std::string> expect = {"cam",
+                                     "gradcam",
+                                     "gradcam++",
+                                     "layercam",
+                                     "hirescam",
+                                     "scorecam",
+                                     "deconvnet",
+                                     "guided-backprop",
+                                     "guided-gradcam",
+                                     "saliency",
+                                     "smoothgrad",
+                                     "integrated-gradients",
+                                     "gradient-x-input",
+                                     "occlusion",
+                                     "sliding-window",
+                                     "lrp-epsilon",
+                                     "lrp-alphabeta",
+                                     "sam"};
   std::vector<std::string> got = attr::method_names();
   std::sort(expect.begin(), expect.end());
   std::sort(got.begin(), got.end());
@@ -153,9 +168,8 @@ TEST(AttributionApi, HooksRemovedOnException) {
     SCOPED_TRACE(name);
     {
       // A user hook above the target layer throws in the middle of the method's forward pass.
-      HookHandle boom = register_forward_hook(*model, "classifier", [](Module&, const Tensor&, const Tensor&) -> Tensor {
-        throw Error("boom");
-      });
+      HookHandle boom = register_forward_hook(
+          *model, "classifier", [](Module&, const Tensor&, const Tensor&) -> Tensor { throw Error("boom"); });
       EXPECT_THROW(attr::explain(name, *model, x, small_options()), Error);
     }
     EXPECT_EQ(model->find("features.7").num_forward_hooks(), 0u);
@@ -175,8 +189,10 @@ TEST(AttributionApi, ThousandGradCamCallsLeaveNoHooks) {
   for (int i = 0; i < 1000; ++i) {
     attr::AttributionMap m = attr::gradcam(*model, x, opt);
     ASSERT_EQ(model->find("features.7").num_forward_hooks(), 0u) << "call " << i;
-    if (i == 0) first = m.raw.to_vector();
-    else ASSERT_EQ(m.raw.to_vector(), first) << "call " << i;
+    if (i == 0)
+      first = m.raw.to_vector();
+    else
+      ASSERT_EQ(m.raw.to_vector(), first) << "call " << i;
   }
   EXPECT_EQ(total_forward_hooks(*model), 0u);
   expect_no_param_grads(*model, "gradcam");

@@ -277,9 +277,12 @@ TEST(AttributionIdentities, GuidedBackpropZeroWhereInputOrGradientNegative) {
   int zero_by_x = 0, zero_by_g = 0, passed = 0;
   for (int64_t j = 0; j < g_in.numel(); ++j) {
     float xv = relu_in.data()[j], gv = g_out.data()[j];
-    if (xv <= 0) ++zero_by_x;
-    else if (gv <= 0) ++zero_by_g;
-    else ++passed;
+    if (xv <= 0)
+      ++zero_by_x;
+    else if (gv <= 0)
+      ++zero_by_g;
+    else
+      ++passed;
     EXPECT_EQ(g_in.data()[j], (xv > 0 && gv > 0) ? gv : 0.f) << "at " << j;
   }
   EXPECT_GT(zero_by_x, 0);

@@ -128,8 +128,8 @@ TEST(AttributionLocalization, CamPeakInsideTheBlob) {
   ASSERT_EQ(c.map.shape(), (Shape{200, kSize, kSize}));
   const double cam_hits = pointing(c.map, blobs);
   const double gradcam_hits = pointing(attr::gradcam(model, x, o).map, blobs);
-  std::printf("  test accuracy %.3f; CAM peak inside the blob on %.1f%% of blob images, Grad-CAM %.1f%%\n",
-              accuracy, 100 * cam_hits, 100 * gradcam_hits);
+  std::printf("  test accuracy %.3f; CAM peak inside the blob on %.1f%% of blob images, Grad-CAM %.1f%%\n", accuracy,
+              100 * cam_hits, 100 * gradcam_hits);
   EXPECT_GE(accuracy, 0.95) << "the detector did not learn; the localization check would mean nothing";
   EXPECT_GE(cam_hits, 0.95);
   EXPECT_GE(gradcam_hits, 0.95);

@@ -26,7 +26,6 @@ namespace {
 const std::string kReference = std::string(GLIMPSE_TEST_FIXTURES) + "/attribution_reference.safetensors";
 constexpr double kTolerance = 1e-4;
 
-
 class AttributionReference : public ::testing::Test {
  protected:
   void SetUp() override {

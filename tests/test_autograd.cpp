@@ -4,10 +4,10 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
-#include "core/tape.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
+#include "core/tape.h"
 
 using namespace glimpse;
 
@@ -75,8 +75,8 @@ TEST(Engine, TapeFreedUnlessRetained) {
 TEST(Engine, GradWithTargetsStopsThereAndTouchesNoLeaf) {
   Tensor w = leaf({2}, {3, 4});
   Tensor x = leaf({2}, {1, 2});
-  Tensor a = mul(x, w);        // intermediate "activation"
-  Tensor y = sum(square(a));   // dy/da = 2a
+  Tensor a = mul(x, w);       // intermediate "activation"
+  Tensor y = sum(square(a));  // dy/da = 2a
   auto g = grad({y}, {}, {a});
   EXPECT_EQ(g[0].to_vector(), (std::vector<float>{6, 16}));
   EXPECT_FALSE(w.grad().defined());
@@ -173,8 +173,10 @@ TEST(ReluRules, GuidedIsZeroWhereInputOrGradientIsNegative) {
   auto gx = grad({y}, {g}, {x})[0].to_vector();
   auto xv = x.to_vector(), gv = g.to_vector();
   for (size_t i = 0; i < gx.size(); ++i) {
-    if (xv[i] <= 0 || gv[i] <= 0) EXPECT_EQ(gx[i], 0.f);
-    else EXPECT_EQ(gx[i], gv[i]);
+    if (xv[i] <= 0 || gv[i] <= 0)
+      EXPECT_EQ(gx[i], 0.f);
+    else
+      EXPECT_EQ(gx[i], gv[i]);
   }
 }
 

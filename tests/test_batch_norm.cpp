@@ -107,9 +107,9 @@ TEST(BatchNorm, GradcheckTrainMode) {
   Tensor rm = Tensor::zeros({2}), rv = Tensor::ones({2});
   GradcheckOptions go;
   go.max_points = 512;
-  GradcheckResult r = gradcheck(
-      [&](const std::vector<Tensor>& in) { return batch_norm(in[0], in[1], in[2], rm, rv, true); }, {x, gamma, beta},
-      go);
+  GradcheckResult r =
+      gradcheck([&](const std::vector<Tensor>& in) { return batch_norm(in[0], in[1], in[2], rm, rv, true); },
+                {x, gamma, beta}, go);
   EXPECT_TRUE(r.ok) << r.report;
   EXPECT_EQ(r.checked, x.numel() + 4);
 }

@@ -11,8 +11,8 @@
 #include <cmath>
 
 #include "attribution/attribution.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "layers/layers.h"
 #include "layers/models.h"
 

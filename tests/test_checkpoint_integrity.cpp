@@ -88,8 +88,10 @@ class CheckpointIntegrity : public ::testing::Test {
                      const std::string& name) {
     SafetensorsFile f = load_safetensors(src);
     for (const auto& [k, v] : edits) {
-      if (v.empty()) f.metadata.erase(k);
-      else f.metadata[k] = v;
+      if (v.empty())
+        f.metadata.erase(k);
+      else
+        f.metadata[k] = v;
     }
     save_safetensors(path(name), f.tensors, f.metadata, checksum);
     return path(name);
@@ -229,8 +231,11 @@ TEST_F(CheckpointIntegrity, ChecksumIsWrittenAndVerified) {
   auto net = make_model("small-gap", 3, 16, rng);
   EXPECT_TRUE(load_checkpoint(*net, p).checksum_verified);
   // The key is reserved.
-  expect_error([&] { save_safetensors(path("x"), {{"a", Tensor::ones({1})}}, {{"glimpse.checksum", "crc32:00000000"}}); },
-               {"glimpse.checksum", "reserved"});
+  expect_error(
+      [&] {
+        save_safetensors(path("x"), {{"a", Tensor::ones({1})}}, {{"glimpse.checksum", "crc32:00000000"}});
+      },
+      {"glimpse.checksum", "reserved"});
   expect_error([&] { save_checkpoint(*net, path("y"), {{"glimpse.checksum", "x"}}); }, {"reserved"});
 }
 
@@ -322,7 +327,8 @@ TEST_F(CheckpointIntegrity, FileWithoutChecksumLoadsWithANote) {
   mel::load_model(melanoma_checkpoint("verified.safetensors"));
   EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
   // The old fixtures, written before checksums, still load.
-  for (const char* fx : {"independent.safetensors", "small_gap_reference.safetensors", "attribution_reference.safetensors"}) {
+  for (const char* fx :
+       {"independent.safetensors", "small_gap_reference.safetensors", "attribution_reference.safetensors"}) {
     EXPECT_FALSE(load_safetensors(std::string(GLIMPSE_TEST_FIXTURES) + "/" + fx).has_checksum) << fx;
   }
 }
@@ -376,19 +382,30 @@ TEST_F(CheckpointIntegrity, MetadataOutOfBoundsIsRefusedFast) {
     }
   }
   // A missing key names it.
-  expect_error([&] { mel::load_model(edited(src, {{"classes", ""}}, true, "bounds.safetensors")); },
-               {"bounds.safetensors", "'classes'"});
+  expect_error(
+      [&] {
+        mel::load_model(edited(src, {{"classes", ""}}, true, "bounds.safetensors"));
+      },
+      {"bounds.safetensors", "'classes'"});
   // Values at the bounds pass the bounds (and then the weights decide).
-  const auto meta = mel::meta_from_map({{"arch", "small-gap"}, {"input_size", "4"}, {"classes", "10000"},
-                                        {"epoch", "0"}, {"optimizer_step", "0"}, {"seed", "18446744073709551615"},
+  const auto meta = mel::meta_from_map({{"arch", "small-gap"},
+                                        {"input_size", "4"},
+                                        {"classes", "10000"},
+                                        {"epoch", "0"},
+                                        {"optimizer_step", "0"},
+                                        {"seed", "18446744073709551615"},
                                         {"val_auc_mean", "nan"}},
                                        "m");
   EXPECT_EQ(meta.size, 4);
   EXPECT_EQ(meta.class_names.size(), 10000u);
   EXPECT_EQ(meta.seed, UINT64_MAX);
-  expect_error([&] { mel::meta_from_map({{"arch", "resnet18-gap"}, {"input_size", "16"}, {"classes", "3"},
-                                         {"epoch", "0"}, {"optimizer_step", "0"}}, "m"); },
-               {"'input_size'", "32..4096"});
+  expect_error(
+      [&] {
+        mel::meta_from_map(
+            {{"arch", "resnet18-gap"}, {"input_size", "16"}, {"classes", "3"}, {"epoch", "0"}, {"optimizer_step", "0"}},
+            "m");
+      },
+      {"'input_size'", "32..4096"});
 }
 
 // ---- metadata against the weights ---------------------------------------------------------------
@@ -408,19 +425,19 @@ TEST_F(CheckpointIntegrity, ClassesMustMatchTheClassifierBeforeAnythingIsBuilt) 
     }
   }
   // ResNet's head is "fc"; a file without the head of its arch is refused naming it.
-  save_safetensors(path("resnet.safetensors"), {{"fc.weight", Tensor::zeros({3, 512})}, {"fc.bias", Tensor::zeros({3})}},
-                   {{"arch", "resnet18-gap"}, {"input_size", "32"}, {"classes", "5"}, {"epoch", "0"},
-                    {"optimizer_step", "0"}});
+  save_safetensors(
+      path("resnet.safetensors"), {{"fc.weight", Tensor::zeros({3, 512})}, {"fc.bias", Tensor::zeros({3})}},
+      {{"arch", "resnet18-gap"}, {"input_size", "32"}, {"classes", "5"}, {"epoch", "0"}, {"optimizer_step", "0"}});
   expect_error([&] { mel::load_model(path("resnet.safetensors")); }, {"resnet.safetensors", "fc.weight", "[3, 512]"});
-  save_safetensors(path("headless.safetensors"), {{"x", Tensor::zeros({3})}},
-                   {{"arch", "small-gap"}, {"input_size", "16"}, {"classes", "3"}, {"epoch", "0"},
-                    {"optimizer_step", "0"}});
+  save_safetensors(
+      path("headless.safetensors"), {{"x", Tensor::zeros({3})}},
+      {{"arch", "small-gap"}, {"input_size", "16"}, {"classes", "3"}, {"epoch", "0"}, {"optimizer_step", "0"}});
   expect_error([&] { mel::load_model(path("headless.safetensors")); }, {"headless.safetensors", "classifier.weight"});
   // The bias is checked too.
-  save_safetensors(path("bias.safetensors"),
-                   {{"classifier.weight", Tensor::zeros({3, 128})}, {"classifier.bias", Tensor::zeros({4})}},
-                   {{"arch", "small-gap"}, {"input_size", "16"}, {"classes", "3"}, {"epoch", "0"},
-                    {"optimizer_step", "0"}});
+  save_safetensors(
+      path("bias.safetensors"),
+      {{"classifier.weight", Tensor::zeros({3, 128})}, {"classifier.bias", Tensor::zeros({4})}},
+      {{"arch", "small-gap"}, {"input_size", "16"}, {"classes", "3"}, {"epoch", "0"}, {"optimizer_step", "0"}});
   expect_error([&] { mel::load_model(path("bias.safetensors")); }, {"bias.safetensors", "classifier.bias", "[4]"});
 }
 

@@ -6,9 +6,9 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "tests/support.h"
 
 namespace glimpse {
@@ -221,10 +221,14 @@ TEST(Conv2d, ShapeErrorsNameTheOpAndShapes) {
   EXPECT_NE(m.find("bias has shape [4]"), std::string::npos) << m;
   EXPECT_NE(m.find("[8, 3, 3, 3]"), std::string::npos) << m;
 
-  m = error_of([&] { conv2d(Tensor::zeros({1, 6, 8, 8}), Tensor::zeros({8, 3, 3, 3}), Tensor(), Conv2dOptions().group(4)); });
+  m = error_of([&] {
+    conv2d(Tensor::zeros({1, 6, 8, 8}), Tensor::zeros({8, 3, 3, 3}), Tensor(), Conv2dOptions().group(4));
+  });
   EXPECT_NE(m.find("not divisible by groups=4"), std::string::npos) << m;
 
-  m = error_of([&] { conv2d(Tensor::zeros({1, 4, 8, 8}), Tensor::zeros({6, 1, 3, 3}), Tensor(), Conv2dOptions().group(4)); });
+  m = error_of([&] {
+    conv2d(Tensor::zeros({1, 4, 8, 8}), Tensor::zeros({6, 1, 3, 3}), Tensor(), Conv2dOptions().group(4));
+  });
   EXPECT_NE(m.find("output channels 6"), std::string::npos) << m;
 
   m = error_of([&] { conv2d(Tensor::zeros({3, 8, 8}), w, Tensor()); });

@@ -111,9 +111,9 @@ class CrashSafety : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "m");
-    const Outcome s = melanoma(
-        {"synth", "--out", (dir_ / "data").string(), "--count", "48", "--size", "32", "--progress", "none"},
-        dir_ / "synth.log");
+    const Outcome s =
+        melanoma({"synth", "--out", (dir_ / "data").string(), "--count", "48", "--size", "32", "--progress", "none"},
+                 dir_ / "synth.log");
     ASSERT_EQ(s.status, 0) << s.out;
   }
   void TearDown() override {
@@ -121,9 +121,23 @@ class CrashSafety : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
   std::vector<std::string> train_args(const std::string& out, int epochs, bool resume) const {
-    std::vector<std::string> a = {"train",  "--data",    (dir_ / "data").string(), "--out", out,
-                                  "--arch", "small-gap", "--size", "16", "--batch", "8", "--epochs",
-                                  std::to_string(epochs), "--threads", "1", "--progress", "none"};
+    std::vector<std::string> a = {"train",
+                                  "--data",
+                                  (dir_ / "data").string(),
+                                  "--out",
+                                  out,
+                                  "--arch",
+                                  "small-gap",
+                                  "--size",
+                                  "16",
+                                  "--batch",
+                                  "8",
+                                  "--epochs",
+                                  std::to_string(epochs),
+                                  "--threads",
+                                  "1",
+                                  "--progress",
+                                  "none"};
     if (resume) {
       a.push_back("--resume");
       a.push_back(out);

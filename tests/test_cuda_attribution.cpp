@@ -23,9 +23,9 @@
 #include "attribution/attribution.h"
 #include "attribution/metrics.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "layers/models.h"
 #include "layers/optim.h"
 #include "tests/host_stand_in.h"
@@ -62,8 +62,12 @@ void check_batch_norm(double tol) {
           Tensor x, gamma, beta, rm, rv, y;
         };
         auto run = [&](Device d) {
-          Run r{x.to(d).set_requires_grad(), affine ? gamma.to(d).set_requires_grad() : Tensor(),
-                affine ? beta.to(d).set_requires_grad() : Tensor(), rm.clone().to(d), rv.clone().to(d), Tensor()};
+          Run r{x.to(d).set_requires_grad(),
+                affine ? gamma.to(d).set_requires_grad() : Tensor(),
+                affine ? beta.to(d).set_requires_grad() : Tensor(),
+                rm.clone().to(d),
+                rv.clone().to(d),
+                Tensor()};
           r.y = batch_norm(r.x, r.gamma, r.beta, r.rm, r.rv, training, 0.1f, 1e-5f);
           r.y.backward(gy.to(d));
           return r;
@@ -96,8 +100,8 @@ void check_training(const MakeModel& make, const MakeOptimizer& make_opt, int64_
     const std::vector<int64_t> y = {0, 2, 1, 2};
     float losses[2];
     int i = 0;
-    for (auto [net, opt, dev] : {std::tuple{net_cpu.get(), opt_cpu.get(), Device::cpu()},
-                                 std::tuple{net_dev.get(), opt_dev.get(), kDev}}) {
+    for (auto [net, opt, dev] :
+         {std::tuple{net_cpu.get(), opt_cpu.get(), Device::cpu()}, std::tuple{net_dev.get(), opt_dev.get(), kDev}}) {
       opt->zero_grad();
       Tensor loss = cross_entropy((*net)(x.to(dev)), y);
       loss.backward();
@@ -117,10 +121,13 @@ void check_training(const MakeModel& make, const MakeOptimizer& make_opt, int64_
 void check_bn_gap_training(double tol) {
   const MakeModel bn_gap = [](Rng& r) { return bn_gap_net(3, 32, r); };
   check_training(
-      bn_gap, [](std::vector<Tensor> p) { return std::make_unique<SGD>(std::move(p), SGDOptions{.lr = 0.05f, .momentum = 0.9f}); },
+      bn_gap,
+      [](std::vector<Tensor> p) {
+        return std::make_unique<SGD>(std::move(p), SGDOptions{.lr = 0.05f, .momentum = 0.9f});
+      },
       32, 5, tol);
-  check_training(bn_gap, [](std::vector<Tensor> p) { return std::make_unique<Adam>(std::move(p), AdamOptions{}); }, 32,
-                 5, tol);
+  check_training(
+      bn_gap, [](std::vector<Tensor> p) { return std::make_unique<Adam>(std::move(p), AdamOptions{}); }, 32, 5, tol);
 }
 
 // Small settings, so that the perturbation methods stay quick on the CPU.

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
-#include <thread>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -51,8 +51,7 @@ TEST(CudaRuntime, VersionsAreConsistent) {
   EXPECT_GT(cuda::runtime_version(), 0);
   EXPECT_GE(cuda::cudnn_compiled_version(), 90000);  // cuDNN 9 headers
   // The library actually loaded must have the major version of the headers (init() refuses otherwise).
-  EXPECT_EQ(cuda::cudnn_runtime_version() / 10000, cuda::cudnn_compiled_version() / 10000)
-      << cuda::version_string();
+  EXPECT_EQ(cuda::cudnn_runtime_version() / 10000, cuda::cudnn_compiled_version() / 10000) << cuda::version_string();
   EXPECT_FALSE(cuda::version_string().empty());
 }
 
@@ -73,7 +72,8 @@ TEST(CudaRuntime, CheckedCallsNameTheCallAndHint) {
 TEST(CudaRuntime, OnlyTheDefaultStreamIsAccepted) {
   EXPECT_EQ(error_of([] { cuda::require_default_stream(nullptr, "relu_forward"); }), "(no error)");
   EXPECT_EQ(error_of([] { cuda::require_default_stream(cudaStreamLegacy, "relu_forward"); }), "(no error)");
-  const std::string msg = error_of([] { cuda::require_default_stream(reinterpret_cast<cudaStream_t>(0x10), "relu_forward"); });
+  const std::string msg =
+      error_of([] { cuda::require_default_stream(reinterpret_cast<cudaStream_t>(0x10), "relu_forward"); });
   EXPECT_NE(msg.find("cuda::relu_forward"), std::string::npos) << msg;
   EXPECT_NE(msg.find("only the default stream"), std::string::npos) << msg;
 }

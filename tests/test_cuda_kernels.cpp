@@ -16,13 +16,13 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
-#include "core/ops/conv2d.h"
 #include "autograd/functions.h"
+#include "core/ops/conv2d.h"
 #include "cuda/check.h"
 #include "cuda/cudnn_batch_norm.h"
 #include "cuda/cudnn_conv.h"
@@ -41,7 +41,8 @@ constexpr double kTol = 1e-4;
 class CudaKernels : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!cuda::init()) GTEST_SKIP() << "no usable CUDA device, so no CUDA kernel can run: " << cuda::unavailable_reason();
+    if (!cuda::init())
+      GTEST_SKIP() << "no usable CUDA device, so no CUDA kernel can run: " << cuda::unavailable_reason();
   }
 };
 
@@ -62,7 +63,9 @@ cuda::DeviceBuffer upload(const std::vector<T>& v) {
   return upload(v.data(), v.size());
 }
 // A device buffer for `numel` floats, uninitialised.
-cuda::DeviceBuffer device_floats(int64_t numel) { return cuda::DeviceBuffer(std::max<int64_t>(numel, 1) * sizeof(float), 0); }
+cuda::DeviceBuffer device_floats(int64_t numel) {
+  return cuda::DeviceBuffer(std::max<int64_t>(numel, 1) * sizeof(float), 0);
+}
 
 // Waits for the kernels (surfacing their errors) and copies back as a CPU tensor.
 Tensor download(const cuda::DeviceBuffer& b, const Shape& shape) {
@@ -107,7 +110,9 @@ TEST(CudaKernelsHost, LaunchersRefuseBadShapesNamingThem) {
   EXPECT_NE(msg.find("more than one value per channel"), std::string::npos) << msg;
   msg = error_of([] { cuda::max_pool2d_backward(nullptr, nullptr, nullptr, 1, 1, 4, 4, Pool2dOptions::square(2, 2)); });
   EXPECT_NE(msg.find("needs the argmax offsets"), std::string::npos) << msg;
-  msg = error_of([] { cuda::adam_step(nullptr, nullptr, nullptr, nullptr, nullptr, 4, 0.1f, 0.9f, 0.999f, 1e-8f, 0.f, false, 0); });
+  msg = error_of([] {
+    cuda::adam_step(nullptr, nullptr, nullptr, nullptr, nullptr, 4, 0.1f, 0.9f, 0.999f, 1e-8f, 0.f, false, 0);
+  });
   EXPECT_NE(msg.find("steps count from 1"), std::string::npos) << msg;
 }
 
@@ -169,7 +174,8 @@ TEST_F(CudaKernels, CudnnConvolutionDeterministicAndBenchmark) {
   for (const ConvCase& c : conv_cases()) {
     check_conv(c, "deterministic", seed += 10);
     cuda::ConvGeometry g{c.N, c.C, c.H, c.W, c.K, c.R, c.S, c.opt};
-    for (cuda::ConvPass pass : {cuda::ConvPass::Forward, cuda::ConvPass::BackwardData, cuda::ConvPass::BackwardFilter}) {
+    for (cuda::ConvPass pass :
+         {cuda::ConvPass::Forward, cuda::ConvPass::BackwardData, cuda::ConvPass::BackwardFilter}) {
       const cuda::ConvAlgoChoice a = cuda::conv_algorithm(pass, g);
       EXPECT_TRUE(a.deterministic) << "pass " << static_cast<int>(pass) << " algo " << a.algo;
       EXPECT_EQ(a.math, CUDNN_FMA_MATH);

@@ -24,9 +24,9 @@
 
 #include "attribution/attribution.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/ops/activation.h"
 #include "layers/models.h"
 #include "layers/optim.h"
@@ -74,9 +74,13 @@ TEST_F(DeviceDispatch, OpWithoutCudaKernelNamesOpAndDevice) {
   expect_has(error_of([&] { max_pool2d(x, Pool2dOptions::square(2, 2)); }), std::string("max_pool2d: ") + why);
   expect_has(error_of([&] { relu_max_pool2x2(x); }), std::string("relu_max_pool2x2: ") + why);
   expect_has(error_of([&] { global_avg_pool(x); }), std::string("global_avg_pool: ") + why);
-  expect_has(error_of([&] { conv2d(x, on_cuda({3, 2, 3, 3}, 0.5f), on_cuda({3}, 0.f)); }),
+  expect_has(error_of([&] {
+               conv2d(x, on_cuda({3, 2, 3, 3}, 0.5f), on_cuda({3}, 0.f));
+             }),
              std::string("conv2d: ") + why);
-  expect_has(error_of([&] { linear(on_cuda({2, 3}, 1.f), on_cuda({4, 3}, 1.f), on_cuda({4}, 0.f)); }),
+  expect_has(error_of([&] {
+               linear(on_cuda({2, 3}, 1.f), on_cuda({4, 3}, 1.f), on_cuda({4}, 0.f));
+             }),
              std::string("linear: ") + why);
   expect_has(error_of([&] { cross_entropy(on_cuda({2, 3}, 0.f), {0, 2}); }), std::string("cross_entropy: ") + why);
   expect_has(error_of([&] { add(x, x); }), std::string("add: ") + why);
@@ -86,7 +90,9 @@ TEST_F(DeviceDispatch, OpWithoutCudaKernelNamesOpAndDevice) {
   expect_has(error_of([&] { pad2d(x, 1, 1, 1, 1); }), std::string("pad2d: ") + why);
   expect_has(error_of([&] { concat({x, x}, 1); }), std::string("concat: ") + why);
   expect_has(error_of([&] { max(x, 1); }), std::string("max: ") + why);
-  expect_has(error_of([&] { bce_with_logits(x, on_cuda({1, 2, 4, 4}, 0.5f)); }),
+  expect_has(error_of([&] {
+               bce_with_logits(x, on_cuda({1, 2, 4, 4}, 0.5f));
+             }),
              std::string("bce_with_logits: ") + why);
   // The error says where the tensor is and what to do.
   expect_has(error_of([&] { relu(x); }), "the tensor is on cuda:0, move it with .to(Device::cpu())");
@@ -107,20 +113,24 @@ TEST_F(DeviceDispatch, OperandsOnTwoDevicesNameBoth) {
   expect_has(error_of([&] { mul(g, c); }), "mul: operands on cuda:0 and cpu");
   expect_has(error_of([&] { matmul(c, on_cuda({3, 2}, 1.f)); }), "matmul: operands on cpu and cuda:0");
   expect_has(error_of([&] { linear(c, on_cuda({4, 3}, 1.f), Tensor()); }), "linear: operands on cpu and cuda:0");
-  expect_has(error_of([&] { linear(c, Tensor::ones({4, 3}), on_cuda({4}, 1.f)); }),
+  expect_has(error_of([&] {
+               linear(c, Tensor::ones({4, 3}), on_cuda({4}, 1.f));
+             }),
              "linear: operands on cpu and cuda:0");
-  expect_has(error_of([&] { conv2d(Tensor::ones({1, 2, 4, 4}), on_cuda({3, 2, 3, 3}, 1.f), Tensor()); }),
+  expect_has(error_of([&] {
+               conv2d(Tensor::ones({1, 2, 4, 4}), on_cuda({3, 2, 3, 3}, 1.f), Tensor());
+             }),
              "conv2d: operands on cpu and cuda:0");
-  expect_has(error_of([&] { cross_entropy(Tensor::zeros({2, 3}), {0, 1}, on_cuda({3}, 1.f)); }),
+  expect_has(error_of([&] {
+               cross_entropy(Tensor::zeros({2, 3}), {0, 1}, on_cuda({3}, 1.f));
+             }),
              "cross_entropy: operands on cpu and cuda:0");
   // dispatch() itself, for a kernel whose op does not compare its operands: checked before the
   // kernel table is even consulted.
   Tensor out = on_cuda({2, 3}, 0.f);
-  expect_has(error_of([&] {
-               dispatch("relu", out.device(), GLIMPSE_KERNEL(relu_backward), out, c, g,
-                        ReluRule::Standard);
-             }),
-             "relu: operands on cuda:0 and cpu");
+  expect_has(
+      error_of([&] { dispatch("relu", out.device(), GLIMPSE_KERNEL(relu_backward), out, c, g, ReluRule::Standard); }),
+      "relu: operands on cuda:0 and cpu");
 }
 
 TEST_F(DeviceDispatch, ToRoundTripsValues) {
@@ -148,7 +158,9 @@ TEST_F(DeviceDispatch, ModuleToMovesParametersInPlace) {
   net->to(Device::cuda(0));
   for (auto& [name, t] : net->state()) EXPECT_EQ(t.device(), Device::cuda(0)) << name;
   for (auto& h : handles) EXPECT_EQ(h.device(), Device::cuda(0));
-  expect_has(error_of([&] { (*net)(Tensor::ones({1, 3, 16, 16}, Device::cuda(0))); }),
+  expect_has(error_of([&] {
+               (*net)(Tensor::ones({1, 3, 16, 16}, Device::cuda(0)));
+             }),
              "conv2d: no CUDA implementation registered");
   net->to(Device::cpu());
   size_t i = 0;

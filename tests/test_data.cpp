@@ -7,8 +7,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -76,7 +76,10 @@ void write_tiny_isic(const TempDir& dir, int n, int64_t size = 20) {
   for (int i = 0; i < n; ++i) {
     const std::string id = "ISIC_" + std::to_string(1000 + i);
     const int label = i % 3;
-    csv += std::string(i % 4 == 3 ? "val" : "train") + "," + id + "," + (label == 0 ? "nevus" : label == 1 ? "melanoma" : "seborrheic_keratosis") +
+    csv += std::string(i % 4 == 3 ? "val" : "train") + "," + id + "," +
+           (label == 0   ? "nevus"
+            : label == 1 ? "melanoma"
+                         : "seborrheic_keratosis") +
            "," + (label == 1 ? "1" : "0") + "," + (label == 2 ? "1.0" : "0.0") + ",0.25\n";
     write_image(dir / ("images/" + id + (i % 2 ? ".PNG" : ".png")), size, i);
     io::Mask m(size, size);
@@ -103,7 +106,8 @@ double mean_grey(const io::Image& im, const std::vector<std::pair<int64_t, int64
 
 TEST(Csv, ParsesQuotesCrlfAndBlankLines) {
   TempDir dir;
-  write_text(dir / "a.csv", "\xEF\xBB\xBFimage_id, melanoma ,note\r\n\r\nA,1,\"x, y\"\r\nB,0,\"say \"\"hi\"\"\"\n\nC,1,plain\n");
+  write_text(dir / "a.csv",
+             "\xEF\xBB\xBFimage_id, melanoma ,note\r\n\r\nA,1,\"x, y\"\r\nB,0,\"say \"\"hi\"\"\"\n\nC,1,plain\n");
   const CsvTable t = read_csv(dir / "a.csv");
   ASSERT_EQ(t.header, (std::vector<std::string>{"image_id", "melanoma", "note"}));
   ASSERT_EQ(t.rows.size(), 3u);
@@ -180,7 +184,8 @@ TEST(Dataset, IsicLayoutSplitColumnAndClassCounts) {
 TEST(Dataset, OfficialLayoutWithoutSplitAndMissingImage) {
   TempDir dir;
   write_tiny_isic(dir, 3);
-  write_text(dir / "gt.csv", "image_id,melanoma,seborrheic_keratosis\nISIC_1000,0.0,0.0\nISIC_1001,1.0,0.0\nISIC_9999,0.0,1.0\n");
+  write_text(dir / "gt.csv",
+             "image_id,melanoma,seborrheic_keratosis\nISIC_1000,0.0,0.0\nISIC_1001,1.0,0.0\nISIC_9999,0.0,1.0\n");
   const Dataset ds = Dataset::open_isic(dir.path.string(), "", dir / "gt.csv");
   ASSERT_EQ(ds.size(), 3u);
   EXPECT_EQ(ds.missing_images, 1);
@@ -481,8 +486,8 @@ TEST(Augment, StickerIsAColouredDotCutByTheBorder) {
       changed[i] = p[0] != 128 || p[1] != 128 || p[2] != 128;
       count += changed[i];
     }
-    ASSERT_GT(count, 60 * 60 / 100) << "seed " << seed;   // radius >= 0.12 side, at least half inside
-    ASSERT_LT(count, 60 * 60 / 3) << "seed " << seed;     // radius <= 0.38 side: at most half a disc
+    ASSERT_GT(count, 60 * 60 / 100) << "seed " << seed;      // radius >= 0.12 side, at least half inside
+    ASSERT_LT(count, 60 * 60 / 3) << "seed " << seed;        // radius <= 0.38 side: at most half a disc
     EXPECT_FALSE(changed[30 * 60 + 30]) << "seed " << seed;  // never reaches the middle
     std::vector<int64_t> stack;
     for (int64_t i = 0; i < 60 * 60; ++i) {
@@ -529,7 +534,8 @@ TEST(Augment, MaskFollowsTheImage) {
     const io::Image out = augment(im, mk, opt, rng);
     shapes.insert(std::string(mk.data.begin(), mk.data.end()));
     ASSERT_EQ(mk.count(), m.count());
-    for (int64_t i = 0; i < 24 * 24; ++i) ASSERT_EQ(mk.data[i] != 0, out.pixels[i * 3] > 200) << "seed " << seed << " pixel " << i;
+    for (int64_t i = 0; i < 24 * 24; ++i)
+      ASSERT_EQ(mk.data[i] != 0, out.pixels[i * 3] > 200) << "seed " << seed << " pixel " << i;
   }
   EXPECT_GE(shapes.size(), 6u);  // the 8 flip/rotation combinations mostly reached
 
@@ -559,8 +565,8 @@ TEST(ColorConstancy, TintIsRemovedAndGreyIsKept) {
   // A grey photo (equal channels, any texture) is left as it is.
   Rng rng(3);
   Image grey(16, 16, 3);
-  for (int64_t i = 0; i < 256; ++i) grey.pixels[i * 3] = grey.pixels[i * 3 + 1] = grey.pixels[i * 3 + 2] =
-      static_cast<uint8_t>(40 + rng.below(150));
+  for (int64_t i = 0; i < 256; ++i)
+    grey.pixels[i * 3] = grey.pixels[i * 3 + 1] = grey.pixels[i * 3 + 2] = static_cast<uint8_t>(40 + rng.below(150));
   EXPECT_EQ(shades_of_gray(grey).pixels, grey.pixels);
   // Von Kries invariance: tinting a textured photo (each channel scaled) changes the corrected
   // photo only by one overall brightness factor (the gain keeps |e|, which the tint lowered), up to
@@ -583,7 +589,8 @@ TEST(ColorConstancy, TintIsRemovedAndGreyIsKept) {
   for (size_t i = 0; i < a.pixels.size(); ++i) worst = std::max(worst, std::abs(b.pixels[i] - scale * a.pixels[i]));
   EXPECT_LE(worst, 2.0);
   int tinted_worst = 0;  // and the tint itself was far bigger than that
-  for (size_t i = 0; i < a.pixels.size(); ++i) tinted_worst = std::max(tinted_worst, std::abs(tex.pixels[i] - tinted.pixels[i]));
+  for (size_t i = 0; i < a.pixels.size(); ++i)
+    tinted_worst = std::max(tinted_worst, std::abs(tex.pixels[i] - tinted.pixels[i]));
   EXPECT_GT(tinted_worst, 50);
   EXPECT_NE(error_of([&] { shades_of_gray(tex, 0.5f); }).find("0.5"), std::string::npos);
   // Through the loader: the preprocessing runs before resizing, as load_for_model does it.

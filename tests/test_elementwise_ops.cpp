@@ -176,8 +176,10 @@ TEST(Dropout, ScalesAndIsIdentityInEval) {
   EXPECT_LT(zeros, 320);
   EXPECT_TRUE(dropout(x, 0.5f, false, rng).same(x));
   Tensor p = param({3, 4}, 16);
-  expect_grad_ok([](auto& v) {
-    Rng r(5);  // the same mask for every evaluation
-    return dropout(v[0], 0.3f, true, r);
-  }, {p});
+  expect_grad_ok(
+      [](auto& v) {
+        Rng r(5);  // the same mask for every evaluation
+        return dropout(v[0], 0.3f, true, r);
+      },
+      {p});
 }

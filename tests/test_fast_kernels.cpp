@@ -116,16 +116,16 @@ void check_case(const Case& c, int threads) {
 }
 
 const Case kCases[] = {
-    {32, 3, 16, 16, 8, 3, 3, Conv2dOptions().padding(1)},                       // a W1-like batch
-    {1, 16, 67, 61, 12, 3, 3, Conv2dOptions().padding(1)},                      // one image, many row blocks
-    {1, 16, 67, 61, 12, 3, 3, Conv2dOptions().stride(2)},                       // stride 2, pad 0, odd
-    {2, 5, 45, 37, 7, 5, 3, Conv2dOptions().padding(2).stride(2)},              // 5x3 filter, odd everything
-    {1, 9, 53, 41, 6, 3, 3, Conv2dOptions().dilation(2).padding(2)},            // dilation: wider overlap
-    {1, 8, 31, 29, 8, 3, 3, Conv2dOptions().group(4).padding(1)},               // groups
-    {3, 6, 25, 23, 10, 1, 1, Conv2dOptions()},                                  // 1x1 direct path
-    {1, 64, 40, 40, 32, 1, 1, Conv2dOptions()},                                 // 1x1 direct, split in rows
-    {1, 4, 7, 5, 3, 3, 3, Conv2dOptions()},                                     // tiny, pad 0
-    {1, 96, 20, 19, 16, 3, 3, Conv2dOptions().padding(1)},                      // deep im2col, few rows per block
+    {32, 3, 16, 16, 8, 3, 3, Conv2dOptions().padding(1)},             // a W1-like batch
+    {1, 16, 67, 61, 12, 3, 3, Conv2dOptions().padding(1)},            // one image, many row blocks
+    {1, 16, 67, 61, 12, 3, 3, Conv2dOptions().stride(2)},             // stride 2, pad 0, odd
+    {2, 5, 45, 37, 7, 5, 3, Conv2dOptions().padding(2).stride(2)},    // 5x3 filter, odd everything
+    {1, 9, 53, 41, 6, 3, 3, Conv2dOptions().dilation(2).padding(2)},  // dilation: wider overlap
+    {1, 8, 31, 29, 8, 3, 3, Conv2dOptions().group(4).padding(1)},     // groups
+    {3, 6, 25, 23, 10, 1, 1, Conv2dOptions()},                        // 1x1 direct path
+    {1, 64, 40, 40, 32, 1, 1, Conv2dOptions()},                       // 1x1 direct, split in rows
+    {1, 4, 7, 5, 3, 3, 3, Conv2dOptions()},                           // tiny, pad 0
+    {1, 96, 20, 19, 16, 3, 3, Conv2dOptions().padding(1)},            // deep im2col, few rows per block
 };
 
 TEST(FastKernels, ConvMatchesDefinitionOnRandomShapes) {
@@ -167,8 +167,10 @@ TEST(FastKernels, MaxPool2x2MatchesDefinition) {
                 }
               }
             const float got = out.data()[(pl * P + p) * Q + q];
-            if (std::isnan(px[best])) EXPECT_TRUE(std::isnan(got));
-            else EXPECT_EQ(got, px[best]) << "plane " << pl << " window " << p << "," << q;
+            if (std::isnan(px[best]))
+              EXPECT_TRUE(std::isnan(got));
+            else
+              EXPECT_EQ(got, px[best]) << "plane " << pl << " window " << p << "," << q;
             want_gx[best] += g.data()[(pl * P + p) * Q + q];
           }
       for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(gx.data()[i], float(want_gx[i])) << "gx entry " << i;
@@ -180,7 +182,8 @@ TEST(FastKernels, MaxPool2x2MatchesDefinition) {
       EXPECT_EQ(junk.to_vector(), gx.to_vector());
       const Pool2dOptions o3 = Pool2dOptions::square(3, 2);
       const Shape s3{N, C, window_out_size(H, 3, 2, 0), window_out_size(W, 3, 2, 0)};
-      Tensor g3 = Tensor::uniform(s3, rng, -1, 1), zero = Tensor::zeros(x.shape()), over = Tensor::full(x.shape(), -3.f);
+      Tensor g3 = Tensor::uniform(s3, rng, -1, 1), zero = Tensor::zeros(x.shape()),
+             over = Tensor::full(x.shape(), -3.f);
       cpu::max_pool2d_backward(zero, g3, x, o3);
       cpu::max_pool2d_backward(over, g3, x, o3);
       EXPECT_EQ(over.to_vector(), zero.to_vector());
@@ -230,7 +233,8 @@ TEST(FastKernels, GemmPanelsMatchNaiveProduct) {
               for (int64_t k = 0; k < K; ++k)
                 s += double(ta ? A.data()[k * lda + i] : A.data()[i * lda + k]) *
                      (tb ? B.data()[j * ldb + k] : B.data()[k * ldb + j]);
-              worst = std::max(worst, glimpse::testing::value_error(C.data()[i * ldc + j], 0.5 * s + 2.0 * C0[i * ldc + j]));
+              worst = std::max(worst,
+                               glimpse::testing::value_error(C.data()[i * ldc + j], 0.5 * s + 2.0 * C0[i * ldc + j]));
             }
           EXPECT_LE(worst, 1e-4) << "gemm " << M << "x" << N << "x" << K << " trans " << ta << tb << ", " << threads
                                  << " threads";

@@ -49,9 +49,9 @@ TEST(MasksOnGrid, CellsAreTheFractionOfLesionPixels) {
   const Tensor g = attr::masks_on_grid(masks, 2, 2);
   ASSERT_EQ(g.shape(), (Shape{3, 1, 2, 2}));
   const std::vector<float> v = g.to_vector();
-  const std::vector<float> want = {1, 0, 0, 0,                  // the top-left block exactly
-                                   4.f / 16, 8.f / 16, 0, 0,    // rows 0-1, columns 2-7
-                                   0, 0, 0, 0};                 // no mask: all zero
+  const std::vector<float> want = {1,        0,        0, 0,   // the top-left block exactly
+                                   4.f / 16, 8.f / 16, 0, 0,   // rows 0-1, columns 2-7
+                                   0,        0,        0, 0};  // no mask: all zero
   for (size_t i = 0; i < want.size(); ++i) EXPECT_FLOAT_EQ(v[i], want[i]) << "element " << i;
   // Uneven cells: 5 pixels onto 2 cells are 3 + 2 (pixel x goes to cell x * 2 / 5).
   const Tensor u = attr::masks_on_grid({box_mask(5, 1, 2, 0, 4, 1)}, 1, 2);
@@ -70,7 +70,7 @@ TEST(CamOutsideFraction, IsOneMinusTheEnergyOfTheNormalisedCam) {
   ASSERT_EQ(A.shape(), (Shape{3, 128, 4, 4}));
   // Binary masks at the grid's own size, so the soft mask is the mask itself.
   const std::vector<io::Mask> masks = {box_mask(4, 4, 0, 0, 2, 2), box_mask(4, 4, 1, 1, 4, 3),
-                                         box_mask(4, 4, 3, 0, 4, 4)};
+                                       box_mask(4, 4, 3, 0, 4, 4)};
   const std::vector<int64_t> classes = {2, 0, 1};
   std::vector<float> range;
   const Tensor got = attr::cam_outside_fraction(A, dynamic_cast<Linear&>(model->find("classifier")).weight,
@@ -102,8 +102,10 @@ TEST(CamOutsideFraction, GradientMatchesCentralDifferences) {
   GradcheckOptions go;
   go.step = 1e-3f;
   const GradcheckResult r = gradcheck(
-      [&](const std::vector<Tensor>& in) { return attr::cam_outside_fraction(in[0], in[1], grid, {1, 2}); }, {A, W},
-      go);
+      [&](const std::vector<Tensor>& in) {
+        return attr::cam_outside_fraction(in[0], in[1], grid, {1, 2});
+      },
+      {A, W}, go);
   std::printf("  checked %lld points, %lld kinks skipped\n", static_cast<long long>(r.checked),
               static_cast<long long>(r.skipped_kinks));
   EXPECT_TRUE(r.ok) << r.report;
@@ -113,11 +115,17 @@ TEST(CamOutsideFraction, GradientMatchesCentralDifferences) {
 TEST(CamOutsideFraction, BadShapesNameTheShape) {
   const Tensor A = Tensor::zeros({2, 4, 3, 3});
   const Tensor W = Tensor::zeros({3, 4}), grid = Tensor::zeros({2, 1, 3, 3});
-  EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, Tensor::zeros({3, 5}), grid, {0, 0}); }).find("must be [C, 4]"),
+  EXPECT_NE(error_of([&] {
+              attr::cam_outside_fraction(A, Tensor::zeros({3, 5}), grid, {0, 0});
+            }).find("must be [C, 4]"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, W, Tensor::zeros({2, 1, 4, 4}), {0, 0}); }).find("[2, 1, 3, 3]"),
+  EXPECT_NE(error_of([&] {
+              attr::cam_outside_fraction(A, W, Tensor::zeros({2, 1, 4, 4}), {0, 0});
+            }).find("[2, 1, 3, 3]"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, W, grid, {0, 3}); }).find("class 3 of image 1"),
+  EXPECT_NE(error_of([&] {
+              attr::cam_outside_fraction(A, W, grid, {0, 3});
+            }).find("class 3 of image 1"),
             std::string::npos);
   EXPECT_NE(error_of([&] { attr::cam_outside_fraction(A, W, grid, {0}); }).find("1 classes for 2 images"),
             std::string::npos);
@@ -136,7 +144,7 @@ TEST(MaskGuidance, AveragesOverImagesWithALesionWeighedByTheMapsRange) {
     model->eval();
     (*model)(x);
     const std::vector<io::Mask> masks = {box_mask(16, 16, 0, 0, 8, 8), io::Mask(), io::Mask(16, 16),
-                                           box_mask(16, 16, 4, 0, 16, 8)};
+                                         box_mask(16, 16, 4, 0, 16, 8)};
     const Tensor loss = guide.loss(masks, classes);
     EXPECT_EQ(guide.last_count(), 2);  // no mask, and a mask with no lesion pixel, do not count
     std::vector<float> range;

@@ -20,9 +20,9 @@
 
 #include <unistd.h>
 
-#include "core/io/image.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
+#include "core/io/image.h"
 #include "data/data.h"
 #include "data/internal.h"
 
@@ -50,7 +50,8 @@ std::vector<uint8_t> picture(int w, int h, int c) {
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x)
       for (int k = 0; k < c; ++k)
-        p[static_cast<size_t>((y * w + x) * c + k)] = static_cast<uint8_t>((x * 7 + y * 3 + k * 60 + (x * y) % 17) & 0xFF);
+        p[static_cast<size_t>((y * w + x) * c + k)] =
+            static_cast<uint8_t>((x * 7 + y * 3 + k * 60 + (x * y) % 17) & 0xFF);
   return p;
 }
 
@@ -95,7 +96,8 @@ std::string libpng_write(int w, int h, int colour_type, int bit_depth, const std
   if (interlace) png_set_interlace_handling(png);
   const size_t stride = rows.size() / static_cast<size_t>(h);
   std::vector<png_bytep> ptrs(static_cast<size_t>(h));
-  for (int y = 0; y < h; ++y) ptrs[static_cast<size_t>(y)] = const_cast<png_bytep>(rows.data() + stride * static_cast<size_t>(y));
+  for (int y = 0; y < h; ++y)
+    ptrs[static_cast<size_t>(y)] = const_cast<png_bytep>(rows.data() + stride * static_cast<size_t>(y));
   png_write_image(png, ptrs.data());
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
@@ -114,7 +116,7 @@ std::string decode_error(const std::string& bytes, const std::string& name, int 
 
 fs::path temp_dir(const char* name) {
   const fs::path d = fs::temp_directory_path() / (std::string("glimpse_image_decode_") + name + "_" +
-                                                   std::to_string(static_cast<long long>(::getpid())));
+                                                  std::to_string(static_cast<long long>(::getpid())));
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
@@ -203,7 +205,8 @@ TEST(ImageDecode, PngRoundTripRgbAndGreyReplicated) {
   const std::string s4 = stb_png(rgba, w, h, 4);
   const Image c = decode_image(bytes_of(s4), s4.size(), "rgba.png");
   for (int i = 0; i < w * h; ++i)
-    for (int k = 0; k < 3; ++k) ASSERT_EQ(c.pixels[static_cast<size_t>(3 * i + k)], rgba[static_cast<size_t>(4 * i + k)]);
+    for (int k = 0; k < 3; ++k)
+      ASSERT_EQ(c.pixels[static_cast<size_t>(3 * i + k)], rgba[static_cast<size_t>(4 * i + k)]);
 }
 
 TEST(ImageDecode, GreyFromRgbUsesStbLuminance) {
@@ -333,9 +336,7 @@ TEST(ImageDecode, FormatFromMagicBytesNotTheName) {
   const fs::path dir = temp_dir("magic");
   const int w = 16, h = 8;
   const std::string jpeg = stb_jpeg(picture(w, h, 3), w, h, 3);
-  {
-    std::ofstream(dir / "photo.png", std::ios::binary) << jpeg;
-  }
+  { std::ofstream(dir / "photo.png", std::ios::binary) << jpeg; }
   const Image im = load_image((dir / "photo.png").string());
   EXPECT_EQ(im.width, w);
   EXPECT_EQ(im.height, h);
@@ -346,13 +347,13 @@ TEST(ImageDecode, FormatFromMagicBytesNotTheName) {
   EXPECT_NE(what.find("GIF"), std::string::npos) << what;
   EXPECT_NE(what.find("JPEG, PNG and BMP"), std::string::npos) << what;
 
-  for (const auto& [magic, name] : std::vector<std::pair<std::string, std::string>>{
-           {std::string("II*\0", 4), "TIFF"},
-           {std::string("RIFF\x10\0\0\0WEBPVP8 ", 16), "WebP"},
-           {"P6\n2 2\n255\n", "PNM"},
-           {"P5\n2 2\n65535\n", "PNM"},
-           {std::string("8BPS\0\1", 6), "PSD"},
-           {"#?RADIANCE\n", "HDR"}}) {
+  for (const auto& [magic, name] :
+       std::vector<std::pair<std::string, std::string>>{{std::string("II*\0", 4), "TIFF"},
+                                                        {std::string("RIFF\x10\0\0\0WEBPVP8 ", 16), "WebP"},
+                                                        {"P6\n2 2\n255\n", "PNM"},
+                                                        {"P5\n2 2\n65535\n", "PNM"},
+                                                        {std::string("8BPS\0\1", 6), "PSD"},
+                                                        {"#?RADIANCE\n", "HDR"}}) {
     what = decode_error(magic + std::string(32, '\x01'), "x.png");
     EXPECT_NE(what.find(name), std::string::npos) << what;
     EXPECT_NE(what.find("x.png"), std::string::npos) << what;
@@ -470,9 +471,7 @@ TEST(ImageDecode, HugeImagesShrunkBeforePreprocessingSmallOnesUntouched) {
   const fs::path dir = temp_dir("preprocess");
   const int w = 4000, h = 3000;
   const std::string png = stb_png(picture(w, h, 3), w, h, 3);
-  {
-    std::ofstream(dir / "big.png", std::ios::binary) << png;
-  }
+  { std::ofstream(dir / "big.png", std::ios::binary) << png; }
   data::Preprocess pre;
   pre.hair_removal = true;
   pre.color_constancy = true;

@@ -73,8 +73,9 @@ TEST(Lrp, LearnersGuideTwoLayerExample) {
 // A 4-input linear model: y = sum_i w_i x_i with w = (3, -1, 2, 0.5), x = (1, 2, -1, 4):
 //   y = 3 - 2 - 2 + 2 = 1.
 //   eps (tiny): R_i = x_i w_i / y * y = (3, -2, -2, 2).
-//   z+ : z_i = x_i w_i = (3, -2, -2, 2); positive parts (3, 0, 0, 2) sum to 5, so R = (3, 0, 0, 2) / 5 * 1 = (0.6, 0, 0, 0.4).
-//   alpha=2, beta=1: negative parts (0, -2, -2, 0) sum to -4: R = 2*(0.6, 0, 0, 0.4) - (0, 0.5, 0.5, 0) = (1.2, -0.5, -0.5, 0.8).
+//   z+ : z_i = x_i w_i = (3, -2, -2, 2); positive parts (3, 0, 0, 2) sum to 5, so R = (3, 0, 0, 2) / 5 * 1 = (0.6, 0,
+//   0, 0.4). alpha=2, beta=1: negative parts (0, -2, -2, 0) sum to -4: R = 2*(0.6, 0, 0, 0.4) - (0, 0.5, 0.5, 0) =
+//   (1.2, -0.5, -0.5, 0.8).
 TEST(Lrp, HandComputedLinear) {
   auto net = std::make_shared<Sequential>();
   net->emplace<Flatten>();

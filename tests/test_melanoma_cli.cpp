@@ -10,8 +10,8 @@
 #include <set>
 #include <sstream>
 
-#include "core/io/image.h"
 #include "commands.h"
+#include "core/io/image.h"
 #include "core/io/safetensors.h"
 #include "data/data.h"
 #include "layers/checkpoint.h"
@@ -477,7 +477,7 @@ TEST_F(MelanomaApp, PredictWritesACsvRowAndOverlayPerPhoto) {
   EXPECT_EQ(r.failed, 1);
   // The CSV as the data reader reads it: every row has every field.
   const glimpse::data::CsvTable t = glimpse::data::read_csv(r.csv);
-  const std::vector<std::string> header = {"file", "predicted", "p_nevus", "p_melanoma", "p_seborrheic_keratosis",
+  const std::vector<std::string> header = {"file",    "predicted", "p_nevus", "p_melanoma", "p_seborrheic_keratosis",
                                            "overlay", "error"};
   EXPECT_EQ(t.header, header);
   ASSERT_EQ(t.rows.size(), 3u);

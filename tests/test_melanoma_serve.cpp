@@ -12,13 +12,13 @@
 //     circles drawn, regions equal run_explain's; a screenshot under the build directory.
 // Skips, saying why, when the build has no HTTP server (cpp-httplib absent), and the browser test
 // when Chromium or tests/browser/node_modules are absent.
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -30,8 +30,8 @@
 #include <sstream>
 #include <thread>
 
-#include "core/io/image.h"
 #include "commands.h"
+#include "core/io/image.h"
 #include "layers/layers.h"
 #include "serve.h"
 
@@ -123,8 +123,8 @@ class Serve : public ::testing::Test {
     return o;
   }
   // run_explain's JSON (`melanoma explain --json`) for a photo file, with the server's seed.
-  static json explain_json(const std::string& image, const std::string& method, const std::string& threshold = "fraction:0.5",
-                           int64_t display = 512) {
+  static json explain_json(const std::string& image, const std::string& method,
+                           const std::string& threshold = "fraction:0.5", int64_t display = 512) {
     mel::ExplainOptions x;
     x.model = dir_ + "/model.safetensors";
     x.image = image;
@@ -210,12 +210,16 @@ TEST_F(Serve, ExplainAndCompareGiveExplainsRegions) {
   EXPECT_EQ(cmp["results"][1]["regions"], explain_json(s.image_path, "gradcam")["regions"]);
 
   // Errors name the value.
-  EXPECT_NE(get_json(c, "/api/explain?split=val&id=" + s.id + "&method=nope", 400)["error"].get<std::string>().find("nope"),
-            std::string::npos);
-  EXPECT_NE(get_json(c, "/api/explain?split=val&id=" + s.id + "&threshold=fraction:7", 400)["error"].get<std::string>().find("fraction"),
-            std::string::npos);
-  EXPECT_NE(get_json(c, "/api/explain?split=val&id=" + s.id + "&target=9", 400)["error"].get<std::string>().find("target"),
-            std::string::npos);
+  EXPECT_NE(
+      get_json(c, "/api/explain?split=val&id=" + s.id + "&method=nope", 400)["error"].get<std::string>().find("nope"),
+      std::string::npos);
+  EXPECT_NE(
+      get_json(c, "/api/explain?split=val&id=" + s.id + "&threshold=fraction:7", 400)["error"].get<std::string>().find(
+          "fraction"),
+      std::string::npos);
+  EXPECT_NE(
+      get_json(c, "/api/explain?split=val&id=" + s.id + "&target=9", 400)["error"].get<std::string>().find("target"),
+      std::string::npos);
   get_json(c, "/api/explain?split=val&id=NOPE", 404);
   get_json(c, "/api/images?split=nope", 404);
 }
@@ -240,7 +244,8 @@ TEST_F(Serve, GlassBoxTakesCamApart) {
   for (size_t i = 0; i < 5; ++i) {
     const json& ch = g["channels"][i];
     EXPECT_FLOAT_EQ(ch["weight"].get<float>(), lin.weight.data()[target * K + ch["k"].get<int64_t>()]);
-    EXPECT_NEAR(ch["contribution"].get<double>(), ch["weight"].get<double>() * ch["mean_activation"].get<double>(), 1e-9);
+    EXPECT_NEAR(ch["contribution"].get<double>(), ch["weight"].get<double>() * ch["mean_activation"].get<double>(),
+                1e-9);
     if (i) {
       EXPECT_GE(g["channels"][i - 1]["contribution"].get<double>(), ch["contribution"].get<double>());
     }
@@ -266,7 +271,8 @@ TEST_F(Serve, LocalizationScoresAreLocalizesForTheSameImage) {
   ASSERT_EQ(res.rows.size(), 2u);  // the baseline, then gradcam
   const mel::LocalizeRow& row = res.rows[1];
   ASSERT_TRUE(row.error.empty()) << row.error;
-  const json got = get_json(c, "/api/localize?split=val&id=" + masked_[0].id + "&methods=gradcam&threshold=fraction:0.5");
+  const json got =
+      get_json(c, "/api/localize?split=val&id=" + masked_[0].id + "&methods=gradcam&threshold=fraction:0.5");
   ASSERT_EQ(got["rows"].size(), 1u);
   const json& l = got["rows"][0]["localization"];
   EXPECT_NEAR(l["dice"].get<double>(), row.dice_fixed, 1e-9);
@@ -288,7 +294,8 @@ TEST_F(Serve, NoRouteServesAFileOutsideItsFolder) {
         "/explorer.js/../../labels.csv", "/./../labels.csv", "/%252e%252e/labels.csv", "/index.html%00.png",
         "/api/photo?split=val&id=../labels.csv", "/api/photo?split=val&id=..%2flabels.csv",
         "/api/photo?split=..&id=labels.csv", "/api/photo?split=val&id=%2Fetc%2Fpasswd",
-        "/api/mask?split=val&id=../../labels.csv", "/api/nope/../../labels.csv", "/api/photo?split=val&id=%ff%fe..%2f"}) {
+        "/api/mask?split=val&id=../../labels.csv", "/api/nope/../../labels.csv",
+        "/api/photo?split=val&id=%ff%fe..%2f"}) {
     const auto [status, body] = raw_get(port, path);
     EXPECT_TRUE(status == 404 || status == 400) << path << " -> " << status;
     EXPECT_NE(body.find("\"error\""), std::string::npos) << path << ": " << body;
@@ -412,8 +419,8 @@ TEST_F(Serve, EightClientsFiveHundredRequestsMemoryFlat) {
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(wrong.load(), 0);
   const double growth_mib = static_cast<double>(after - before) / (1 << 20);
-  std::printf("[ load    ] %d clients, %d requests in %.2f s (%.0f req/s); RSS %.1f MiB -> %.1f MiB (%+.2f MiB)\n", kClients,
-              kRequests, secs, kRequests / secs, static_cast<double>(before) / (1 << 20),
+  std::printf("[ load    ] %d clients, %d requests in %.2f s (%.0f req/s); RSS %.1f MiB -> %.1f MiB (%+.2f MiB)\n",
+              kClients, kRequests, secs, kRequests / secs, static_cast<double>(before) / (1 << 20),
               static_cast<double>(after) / (1 << 20), growth_mib);
   RecordProperty("rss_growth_kib", static_cast<int>((after - before) / 1024));
 #if defined(__SANITIZE_ADDRESS__)
@@ -433,16 +440,18 @@ TEST_F(Serve, ExplorerPageInChromium) {
   const char* exe = "/usr/bin/chromium";
   if (!fs::exists(exe)) GTEST_SKIP() << exe << " is absent (Debian: apt-get install chromium; scripts/deps.sh)";
   if (!fs::exists(browser_dir / "node_modules" / "playwright-core"))
-    GTEST_SKIP() << browser_dir / "node_modules" << " is absent (cd tests/browser && npm ci; scripts/test.sh does it)";
-  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is absent (Debian: apt-get install nodejs)";
+    GTEST_SKIP() << browser_dir / "node_modules"
+                 << " is absent (cd tests/browser && npm ci; scripts/test.sh does it)";
+  if (std::system("node --version > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "node is absent (Debian: apt-get install nodejs)";
 
   mel::ExplorerServer server(options());
   server.start();
   const fs::path out = fs::path(GLIMPSE_BUILD_DIR) / "explorer-test";
   fs::create_directories(out);
   const std::string photo = masked_[1].image_path;
-  const std::string cmd = "cd '" + browser_dir.string() + "' && timeout 120 node explorer.mjs '" + server.url() + "' '" +
-                          photo + "' '" + out.string() + "' " + exe + " 2>&1";
+  const std::string cmd = "cd '" + browser_dir.string() + "' && timeout 120 node explorer.mjs '" + server.url() +
+                          "' '" + photo + "' '" + out.string() + "' " + exe + " 2>&1";
   std::string output;
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
@@ -491,8 +500,8 @@ TEST_F(Serve, BinaryStopsCleanlyOnCtrlC) {
     dup2(fd, 1);
     dup2(fd, 2);
     const std::string model = dir_ + "/model.safetensors", data = dir_ + "/data";
-    execl(GLIMPSE_MELANOMA_BIN, GLIMPSE_MELANOMA_BIN, "serve", "--model", model.c_str(), "--data", data.c_str(), "--port",
-          "0", "--threads", "1", static_cast<char*>(nullptr));
+    execl(GLIMPSE_MELANOMA_BIN, GLIMPSE_MELANOMA_BIN, "serve", "--model", model.c_str(), "--data", data.c_str(),
+          "--port", "0", "--threads", "1", static_cast<char*>(nullptr));
     _exit(127);
   }
   int port = 0;
@@ -506,7 +515,8 @@ TEST_F(Serve, BinaryStopsCleanlyOnCtrlC) {
   EXPECT_EQ(raw_get(port, "/api/info").first, 200);
   kill(pid, SIGINT);
   int st = 0;
-  for (int i = 0; i < 500 && waitpid(pid, &st, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 500 && waitpid(pid, &st, WNOHANG) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (waitpid(pid, &st, WNOHANG) == 0) {
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);

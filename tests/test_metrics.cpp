@@ -134,8 +134,8 @@ TEST(Metrics, DeletionAndInsertionAuc) {
   EXPECT_NEAR(deletion_curve(model, image, map, 1, opt).auc, 0.1875, 1e-5);
   Tensor flat = Tensor::full({1, 1, 2, 2}, 0.5f);
   EXPECT_NEAR(insertion_curve(model, flat, map, 1, opt).auc, 0.5, 1e-5);
-  EXPECT_THROW(deletion_curve(model, image, map, 2, opt), Error);                       // class out of range
-  EXPECT_THROW(deletion_curve(model, image, Tensor::zeros({3, 3}), 1, opt), Error);     // map size
+  EXPECT_THROW(deletion_curve(model, image, map, 2, opt), Error);                    // class out of range
+  EXPECT_THROW(deletion_curve(model, image, Tensor::zeros({3, 3}), 1, opt), Error);  // map size
 }
 
 TEST(Metrics, TrapezoidAndBlur) {

@@ -6,9 +6,9 @@
 #include <set>
 
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "layers/init.h"
 #include "layers/layers.h"
 #include "layers/models.h"
@@ -35,7 +35,7 @@ using glimpse::testing::error_of;
 TEST(Modules, SmallGapNetNamesMatchPyTorch) {
   Rng rng(1);
   auto m = small_gap_net(3, 64, rng);
-  const std::vector<std::string> expected = {"features.0.weight", "features.0.bias",  "features.3.weight",
+  const std::vector<std::string> expected = {"features.0.weight", "features.0.bias",   "features.3.weight",
                                              "features.3.bias",   "features.6.weight", "features.6.bias",
                                              "classifier.weight", "classifier.bias"};
   EXPECT_EQ(keys(m->named_parameters()), expected);
@@ -98,18 +98,18 @@ TEST(Modules, FindErrorListsEveryName) {
   }
   EXPECT_NE(error_of([&] { m->find("features."); }), "(no error)");
   EXPECT_NE(error_of([&] { m->find("gap.0"); }), "(no error)");
-  EXPECT_NE(error_of([&] { (void)register_forward_hook(*m, "nope", [](Module&, const Tensor&, const Tensor&) {
-              return Tensor();
-            }); }),
+  EXPECT_NE(error_of([&] {
+              (void)register_forward_hook(*m, "nope", [](Module&, const Tensor&, const Tensor&) { return Tensor(); });
+            }),
             "(no error)");
 }
 
 TEST(Modules, RegistrationErrors) {
   Sequential s;
   s.add(std::make_shared<ReLU>());
-  EXPECT_NE(error_of([&] { s.add("0", std::make_shared<ReLU>()); }), "(no error)");      // duplicate
-  EXPECT_NE(error_of([&] { s.add("a.b", std::make_shared<ReLU>()); }), "(no error)");    // dot
-  EXPECT_NE(error_of([&] { s.add(std::shared_ptr<ReLU>()); }), "(no error)");            // null
+  EXPECT_NE(error_of([&] { s.add("0", std::make_shared<ReLU>()); }), "(no error)");    // duplicate
+  EXPECT_NE(error_of([&] { s.add("a.b", std::make_shared<ReLU>()); }), "(no error)");  // dot
+  EXPECT_NE(error_of([&] { s.add(std::shared_ptr<ReLU>()); }), "(no error)");          // null
   s.add("head", std::make_shared<Flatten>());
   EXPECT_EQ(s.size(), 2u);
   EXPECT_EQ(s.children()[1].first, "head");
@@ -127,7 +127,8 @@ TEST(Modules, RegistrationErrors) {
   EXPECT_NE(error_of([] { vgg16_gap(3, 8); }), "(no error)");
   EXPECT_NE(error_of([] { resnet18_gap(0, 64); }), "(no error)");
   const std::string unknown = error_of([] { make_model("vgg19", 3, 64); });
-  for (const char* n : {"small-gap", "bn-gap", "vgg16-gap", "resnet18-gap"}) EXPECT_NE(unknown.find(n), std::string::npos);
+  for (const char* n : {"small-gap", "bn-gap", "vgg16-gap", "resnet18-gap"})
+    EXPECT_NE(unknown.find(n), std::string::npos);
 }
 
 TEST(Modules, Describe) {
@@ -341,7 +342,8 @@ TEST(Modules, ModelOutputShapes) {
   EXPECT_EQ(fine->num_parameters(), bn->num_parameters());
   EXPECT_EQ(fine->info.cam_layer, "features.22");
   EXPECT_EQ(fine->find("features.22").type_name(), "ReLU");
-  EXPECT_EQ(fine->find("features.20").describe(), "Conv2d(128, 128, kernel=3, stride=1, padding=2, dilation=2, bias=false)");
+  EXPECT_EQ(fine->find("features.20").describe(),
+            "Conv2d(128, 128, kernel=3, stride=1, padding=2, dilation=2, bias=false)");
   EXPECT_EQ(fine->info.feature_size(), 8);
   // Default input size from the registry; vgg16 without the extra conv has the 13 convs only.
   EXPECT_EQ(make_model("small-gap", 3)->info.input_size, 64);

@@ -86,11 +86,15 @@ TEST(Occlusion, LinearModelWindowsClosedFormAndFullCoverage) {
   auto r = attr::occlusion(*net, x, opt);
   std::vector<float> want = expected_linear_occlusion(*lin, x, 0, 1, 3, {0, 2, 4, 5}, 0.f);
   for (int64_t p = 0; p < 64; ++p) EXPECT_NEAR(r.raw.data()[p], want[p], 1e-5) << p;
-  EXPECT_NEAR(r.scores[0], lin->bias.data()[1] + [&] {
-    double s = 0;
-    for (int64_t k = 0; k < 192; ++k) s += lin->weight.at({1, k}) * x.data()[k];
-    return s;
-  }(), 1e-4);
+  EXPECT_NEAR(
+      r.scores[0],
+      lin->bias.data()[1] +
+          [&] {
+            double s = 0;
+            for (int64_t k = 0; k < 192; ++k) s += lin->weight.at({1, k}) * x.data()[k];
+            return s;
+          }(),
+      1e-4);
 }
 
 TEST(Occlusion, BatchEqualsOneAtATime) {

@@ -15,11 +15,11 @@
 
 #include "attribution/attribution.h"
 #include "autograd/functions.h"
+#include "common.h"
 #include "core/grad_mode.h"
 #include "core/rng.h"
 #include "data/data.h"
 #include "export.h"
-#include "common.h"
 #include "layers/checkpoint.h"
 #include "layers/interop/onnx_export.h"
 #include "layers/layers.h"
@@ -88,8 +88,9 @@ std::string temp_path(const std::string& name) {
 
 TEST(OnnxExport, RefusesWhatItCannotExport) {
   // An architecture outside the exportable list is refused by name, in every build.
-  EXPECT_NE(error_of([] { interop::check_onnx_exportable("lenet-gap"); }).find("architecture 'lenet-gap' cannot be exported"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { interop::check_onnx_exportable("lenet-gap"); }).find("architecture 'lenet-gap' cannot be exported"),
+      std::string::npos);
   auto model = make_test_model("small-gap", 16, 1);
   model->info.name = "my-own-net";
   const std::string e = error_of([&] { interop::onnx_model_bytes(*model); });
@@ -104,7 +105,8 @@ TEST(OnnxExport, RefusesWhatItCannotExport) {
   model->info.name = "small-gap";
   for (int opset : {12, 18}) {
     const std::string o = error_of([&] { interop::onnx_model_bytes(*model, {opset, {}}); });
-    EXPECT_NE(o.find("opset " + std::to_string(opset) + " is not supported; give one from 13 to 17"), std::string::npos) << o;
+    EXPECT_NE(o.find("opset " + std::to_string(opset) + " is not supported; give one from 13 to 17"), std::string::npos)
+        << o;
   }
   // A module with no ONNX translation is named by its dotted name.
   Rng rng(2);
@@ -241,10 +243,10 @@ void compare(cv::dnn::Net& net, const Tensor& x, const Tensor& probs_ref, const 
       ASSERT_EQ(cams.size(2), mref.size(1)) << what;
       ASSERT_EQ(cams.size(3), mref.size(2)) << what;
       const int64_t hw = mref.size(1) * mref.size(2);
-      Tensor got = Tensor::from_vector({hw}, std::vector<float>(cams.data() + (i * classes + c) * hw,
-                                                                cams.data() + (i * classes + c + 1) * hw));
-      Tensor want = Tensor::from_vector({hw}, std::vector<float>(mref.data() + (first + i) * hw,
-                                                                 mref.data() + (first + i + 1) * hw));
+      Tensor got = Tensor::from_vector(
+          {hw}, std::vector<float>(cams.data() + (i * classes + c) * hw, cams.data() + (i * classes + c + 1) * hw));
+      Tensor want = Tensor::from_vector(
+          {hw}, std::vector<float>(mref.data() + (first + i) * hw, mref.data() + (first + i + 1) * hw));
       c_err = std::max(c_err, glimpse::testing::relative_error(got, want));
     }
   std::printf("  %-30s probabilities rel err %.2e, CAMs rel err %.2e (cam %lldx%lld)\n", what.c_str(), p_err, c_err,
@@ -320,6 +322,6 @@ TEST(OnnxExport, OpenCvDnnMatchesGlimpseOnRandomInput) {
 #else
 TEST(OnnxExport, OpenCvDnnMatchesGlimpse) {
   GTEST_SKIP() << (interop::onnx_export_available() ? "OpenCV's dnn module (libopencv-dnn-dev) not found"
-                                                     : "ONNX export not built: " + interop::onnx_unavailable_reason());
+                                                    : "ONNX export not built: " + interop::onnx_unavailable_reason());
 }
 #endif

@@ -32,9 +32,9 @@
 #include <vector>
 
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "layers/optim.h"
 #include "tests/host_stand_in.h"
 #include "tests/support.h"
@@ -105,9 +105,12 @@ std::vector<OpCase> op_table() {
   auto add_case = [&t](OpCase c) { t.push_back(std::move(c)); };
 
   // element-wise, NumPy broadcasting; the gradient of the smaller operand is reduce_sum_to
-  for (auto [sa, sb] : std::vector<std::pair<Shape, Shape>>{{{3, 5, 7, 9}, {3, 5, 7, 9}}, {{3, 5, 7, 9}, {1, 5, 1, 1}},
-                                                           {{2, 1, 7, 1}, {1, 5, 1, 9}}, {{5, 7, 9}, {9}},
-                                                           {{1}, {4, 3}}, {{3, 5, 1, 9}, {5, 7, 1}}}) {
+  for (auto [sa, sb] : std::vector<std::pair<Shape, Shape>>{{{3, 5, 7, 9}, {3, 5, 7, 9}},
+                                                            {{3, 5, 7, 9}, {1, 5, 1, 1}},
+                                                            {{2, 1, 7, 1}, {1, 5, 1, 9}},
+                                                            {{5, 7, 9}, {9}},
+                                                            {{1}, {4, 3}},
+                                                            {{3, 5, 1, 9}, {5, 7, 1}}}) {
     const std::string s = " " + shape_str(sa) + " " + shape_str(sb);
     add_case({"add" + s, {sa, sb}, [](auto& v) { return add(v[0], v[1]); }});
     add_case({"sub" + s, {sa, sb}, [](auto& v) { return sub(v[0], v[1]); }});
@@ -124,17 +127,28 @@ std::vector<OpCase> op_table() {
   add_case({"abs", {u}, [](auto& v) { return abs(v[0]); }, {}, 0, ReluRule::Standard, false});
   add_case({"sigmoid", {u}, [](auto& v) { return sigmoid(v[0]); }});
   add_case({"tanh", {u}, [](auto& v) { return tanh(v[0]); }});
-  add_case({"affine (mul_scalar, add_scalar)", {u}, [](auto& v) { return add_scalar(mul_scalar(v[0], -1.5f), 0.25f); }});
+  add_case(
+      {"affine (mul_scalar, add_scalar)", {u}, [](auto& v) { return add_scalar(mul_scalar(v[0], -1.5f), 0.25f); }});
 
   // activations, under every ReLU backward rule
   for (ReluRule r : {ReluRule::Standard, ReluRule::Deconvnet, ReluRule::Guided}) {
     const std::string rn = r == ReluRule::Standard ? "standard" : r == ReluRule::Deconvnet ? "deconvnet" : "guided";
     add_case({"relu, " + rn, {{2, 3, 17, 19}}, [](auto& v) { return relu(v[0]); }, {}, 0, r, false});
-    add_case({"relu_max_pool2x2 (odd), " + rn, {{2, 3, 9, 7}}, [](auto& v) { return relu_max_pool2x2(v[0]); }, {}, 0,
-              r, false});
+    add_case({"relu_max_pool2x2 (odd), " + rn,
+              {{2, 3, 9, 7}},
+              [](auto& v) { return relu_max_pool2x2(v[0]); },
+              {},
+              0,
+              r,
+              false});
   }
-  add_case({"leaky_relu", {{2, 3, 17, 19}}, [](auto& v) { return leaky_relu(v[0], 0.07f); }, {}, 0,
-            ReluRule::Standard, false});
+  add_case({"leaky_relu",
+            {{2, 3, 17, 19}},
+            [](auto& v) { return leaky_relu(v[0], 0.07f); },
+            {},
+            0,
+            ReluRule::Standard,
+            false});
   for (int64_t dim : {0, 1, 3}) {
     const std::string d = " (dim " + std::to_string(dim) + ")";
     add_case({"softmax" + d, {{3, 7, 5, 11}}, [dim](auto& v) { return softmax(mul_scalar(v[0], 3.f), dim); }});
@@ -143,10 +157,20 @@ std::vector<OpCase> op_table() {
 
   // reductions
   for (int64_t n : {1, 255, 256, 257, 100003}) {
-    add_case({"sum (all) n=" + std::to_string(n), {{n}}, [](auto& v) { return sum(v[0]); }, {}, 0, ReluRule::Standard,
+    add_case({"sum (all) n=" + std::to_string(n),
+              {{n}},
+              [](auto& v) { return sum(v[0]); },
+              {},
+              0,
+              ReluRule::Standard,
               n < 1000});
-    add_case({"mean (all) n=" + std::to_string(n), {{n}}, [](auto& v) { return mean(v[0]); }, {}, 0,
-              ReluRule::Standard, n < 1000});
+    add_case({"mean (all) n=" + std::to_string(n),
+              {{n}},
+              [](auto& v) { return mean(v[0]); },
+              {},
+              0,
+              ReluRule::Standard,
+              n < 1000});
   }
   for (int64_t dim : {0, 1, 2, 3}) {
     const std::string d = " (dim " + std::to_string(dim) + ")";
@@ -154,8 +178,8 @@ std::vector<OpCase> op_table() {
     add_case({"mean" + d, {{3, 5, 7, 9}}, [dim](auto& v) { return mean(v[0], dim); }});
   }
   add_case({"max (dim 1)", {{3, 7, 5}}, [](auto& v) { return max(v[0], 1); }, {}, 0, ReluRule::Standard, false});
-  add_case({"max (dim 0, keepdim)", {{4, 6}}, [](auto& v) { return max(v[0], 0, true); }, {}, 0, ReluRule::Standard,
-            false});
+  add_case(
+      {"max (dim 0, keepdim)", {{4, 6}}, [](auto& v) { return max(v[0], 0, true); }, {}, 0, ReluRule::Standard, false});
   add_case({"max (all)", {{5, 3}}, [](auto& v) { return max(v[0]); }, {}, 0, ReluRule::Standard, false});
 
   // linear algebra
@@ -177,15 +201,20 @@ std::vector<OpCase> op_table() {
     const Conv2dOptions o = c.opt;
     add_case({"conv2d x" + shape_str(c.x) + " w" + shape_str(c.w) + " s" + std::to_string(o.stride_h) + " p" +
                   std::to_string(o.pad_h) + " d" + std::to_string(o.dilation_h) + " g" + std::to_string(o.groups),
-              {c.x, c.w, {c.w[0]}}, [o](auto& v) { return conv2d(v[0], mul_scalar(v[1], 0.3f), v[2], o); }});
+              {c.x, c.w, {c.w[0]}},
+              [o](auto& v) { return conv2d(v[0], mul_scalar(v[1], 0.3f), v[2], o); }});
   }
   const auto pad1 = Conv2dOptions().padding(1);
-  add_case({"conv2d_relu (inference)", {{2, 3, 8, 8}, {4, 3, 3, 3}, {4}},
+  add_case({"conv2d_relu (inference)",
+            {{2, 3, 8, 8}, {4, 3, 3, 3}, {4}},
             [pad1](auto& v) {
               NoGradGuard ng;
               return conv2d_relu(v[0], v[1], v[2], pad1);
             },
-            {}, 0, ReluRule::Standard, false});
+            {},
+            0,
+            ReluRule::Standard,
+            false});
 
   // pooling and resizing
   const std::vector<Pool2dOptions> pools = {Pool2dOptions::square(2, 2), Pool2dOptions::square(3, 2, 1),
@@ -193,37 +222,43 @@ std::vector<OpCase> op_table() {
                                             Pool2dOptions{3, 2, 2, 1, 1, 0}};
   for (const Shape& s : {Shape{2, 3, 11, 13}, Shape{1, 2, 7, 5}, Shape{3, 1, 8, 8}})
     for (const Pool2dOptions& o : pools) {
-      const std::string tag = " " + shape_str(s) + " k" + std::to_string(o.kernel_h) + "x" + std::to_string(o.kernel_w) +
-                              " s" + std::to_string(o.stride_h) + "x" + std::to_string(o.stride_w) + " p" +
-                              std::to_string(o.pad_h) + "x" + std::to_string(o.pad_w);
-      add_case({"max_pool2d" + tag, {s}, [o](auto& v) { return max_pool2d(v[0], o); }, {}, 0, ReluRule::Standard, false});
+      const std::string tag = " " + shape_str(s) + " k" + std::to_string(o.kernel_h) + "x" +
+                              std::to_string(o.kernel_w) + " s" + std::to_string(o.stride_h) + "x" +
+                              std::to_string(o.stride_w) + " p" + std::to_string(o.pad_h) + "x" +
+                              std::to_string(o.pad_w);
+      add_case(
+          {"max_pool2d" + tag, {s}, [o](auto& v) { return max_pool2d(v[0], o); }, {}, 0, ReluRule::Standard, false});
       add_case({"avg_pool2d" + tag, {s}, [o](auto& v) { return avg_pool2d(v[0], o); }});
     }
   add_case({"global_avg_pool", {{3, 5, 7, 9}}, [](auto& v) { return global_avg_pool(v[0]); }});
   struct Resize {
     int64_t H, W, OH, OW;
   };
-  for (Resize r : {Resize{5, 7, 11, 13}, {7, 7, 64, 64}, {13, 11, 5, 4}, {1, 1, 3, 3}, {4, 4, 1, 1}, {6, 9, 6, 9},
-                   {3, 5, 17, 2}})
+  for (Resize r :
+       {Resize{5, 7, 11, 13}, {7, 7, 64, 64}, {13, 11, 5, 4}, {1, 1, 3, 3}, {4, 4, 1, 1}, {6, 9, 6, 9}, {3, 5, 17, 2}})
     for (bool align : {false, true})
       add_case({"upsample_bilinear " + std::to_string(r.H) + "x" + std::to_string(r.W) + "->" + std::to_string(r.OH) +
                     "x" + std::to_string(r.OW) + (align ? " align" : ""),
-                {{2, 3, r.H, r.W}}, [r, align](auto& v) { return upsample_bilinear(v[0], r.OH, r.OW, align); }});
+                {{2, 3, r.H, r.W}},
+                [r, align](auto& v) { return upsample_bilinear(v[0], r.OH, r.OW, align); }});
 
   // normalization
   for (bool affine : {true, false}) {
     const std::string a = affine ? "" : " (no affine)";
     const std::vector<size_t> frozen = affine ? std::vector<size_t>{} : std::vector<size_t>{1, 2};  // unused
-    add_case({"batch_norm train" + a, {{3, 5, 7, 9}, {5}, {5}}, [affine](auto& v) { return bn(v, true, affine); }, frozen});
-    add_case({"batch_norm eval" + a, {{3, 5, 7, 9}, {5}, {5}}, [affine](auto& v) { return bn(v, false, affine); }, frozen});
-    add_case({"batch_norm train [N, C]" + a, {{8, 4}, {4}, {4}}, [affine](auto& v) { return bn(v, true, affine); },
-              frozen});
+    add_case(
+        {"batch_norm train" + a, {{3, 5, 7, 9}, {5}, {5}}, [affine](auto& v) { return bn(v, true, affine); }, frozen});
+    add_case(
+        {"batch_norm eval" + a, {{3, 5, 7, 9}, {5}, {5}}, [affine](auto& v) { return bn(v, false, affine); }, frozen});
+    add_case(
+        {"batch_norm train [N, C]" + a, {{8, 4}, {4}, {4}}, [affine](auto& v) { return bn(v, true, affine); }, frozen});
   }
   add_case({"batch_norm running statistics", {{3, 5, 7, 9}}, bn_running_stats, {0}, 0, ReluRule::Standard, false});
 
   // shape
-  add_case({"concat (dim 1, three inputs)", {{2, 3, 4}, {2, 1, 4}, {2, 5, 4}},
-            [](auto& v) { return concat({v[0], v[1], v[2]}, 1); }});
+  add_case({"concat (dim 1, three inputs)", {{2, 3, 4}, {2, 1, 4}, {2, 5, 4}}, [](auto& v) {
+              return concat({v[0], v[1], v[2]}, 1);
+            }});
   add_case({"concat (last dim)", {{3, 2}, {3, 4}}, [](auto& v) { return concat({v[0], v[1]}, -1); }});
   add_case({"pad2d", {{2, 3, 5, 4}}, [](auto& v) { return pad2d(v[0], 1, 2, 3, 0, -0.5f); }});
 
@@ -231,11 +266,16 @@ std::vector<OpCase> op_table() {
   std::vector<int64_t> targets(13);
   for (int64_t n = 0; n < 13; ++n) targets[n] = (n * 5 + 2) % 7;
   add_case({"cross_entropy", {{13, 7}}, [targets](auto& v) { return cross_entropy(mul_scalar(v[0], 2.f), targets); }});
-  add_case({"cross_entropy (class weights)", {{13, 7}, {7}},
-            [targets](auto& v) { return cross_entropy(mul_scalar(v[0], 2.f), targets, positive(v[1], 0.2f)); }, {1}});
-  add_case({"bce_with_logits", {{6, 3}, {6, 3}},
-            [](auto& v) { return bce_with_logits(v[0], mul_scalar(add_scalar(v[1], 1.f), 0.5f)); }, {1}});
-  add_case({"bce_with_logits (pos_weight)", {{6, 3}, {6, 3}, {3}},
+  add_case({"cross_entropy (class weights)",
+            {{13, 7}, {7}},
+            [targets](auto& v) { return cross_entropy(mul_scalar(v[0], 2.f), targets, positive(v[1], 0.2f)); },
+            {1}});
+  add_case({"bce_with_logits",
+            {{6, 3}, {6, 3}},
+            [](auto& v) { return bce_with_logits(v[0], mul_scalar(add_scalar(v[1], 1.f), 0.5f)); },
+            {1}});
+  add_case({"bce_with_logits (pos_weight)",
+            {{6, 3}, {6, 3}, {3}},
             [](auto& v) {
               return bce_with_logits(mul_scalar(v[0], 4.f), mul_scalar(add_scalar(v[1], 1.f), 0.5f), positive(v[2]));
             },
@@ -248,8 +288,12 @@ std::vector<OpCase> op_table() {
                                         {.lr = 0.1f, .momentum = 0.9f, .dampening = 0.3f, .weight_decay = 1e-3f},
                                         {.lr = 0.1f, .momentum = 0.8f, .nesterov = true, .weight_decay = 1e-2f}};
   for (size_t i = 0; i < sgds.size(); ++i)
-    add_case({"sgd variant " + std::to_string(i), {{1001}, {1001}, {1001}, {1001}},
-              [o = sgds[i]](auto& v) { return optimizer_steps<SGD>(v, o); }, {0, 1, 2, 3}, 0, ReluRule::Standard,
+    add_case({"sgd variant " + std::to_string(i),
+              {{1001}, {1001}, {1001}, {1001}},
+              [o = sgds[i]](auto& v) { return optimizer_steps<SGD>(v, o); },
+              {0, 1, 2, 3},
+              0,
+              ReluRule::Standard,
               false});
   for (bool decoupled : {false, true})
     for (bool amsgrad : {false, true}) {
@@ -258,24 +302,35 @@ std::vector<OpCase> op_table() {
       o.weight_decay = decoupled ? 0.05f : 0.01f;
       o.amsgrad = amsgrad;
       const std::string name = std::string(decoupled ? "adamw" : "adam") + (amsgrad ? " amsgrad" : "");
-      auto f = decoupled ? std::function<Tensor(const std::vector<Tensor>&)>(
-                               [o](auto& v) { return optimizer_steps<AdamW>(v, o); })
-                         : std::function<Tensor(const std::vector<Tensor>&)>(
-                               [o](auto& v) { return optimizer_steps<Adam>(v, o); });
+      auto f =
+          decoupled
+              ? std::function<Tensor(const std::vector<Tensor>&)>([o](auto& v) { return optimizer_steps<AdamW>(v, o); })
+              : std::function<Tensor(const std::vector<Tensor>&)>([o](auto& v) { return optimizer_steps<Adam>(v, o); });
       add_case({name, {{777}, {777}, {777}, {777}, {777}}, f, {0, 1, 2, 3, 4}, 0, ReluRule::Standard, false});
     }
 
   // Edge cases, where a device most often parts from the CPU: empty batches, channels and inner
   // dimensions (which cuDNN and cuBLAS refuse), NaN inputs, gradients not wanted.
-  add_case({"conv2d, empty batch", {{0, 3, 8, 8}, {4, 3, 3, 3}, {4}}, [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); }});
-  add_case({"conv2d, no input channels", {{2, 0, 5, 5}, {4, 0, 3, 3}, {4}},
-            [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); }});
-  add_case({"conv2d, empty plane with padding", {{2, 3, 0, 4}, {4, 3, 1, 1}, {4}},
-            [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); }});
-  add_case({"conv2d, bias gradient only", {{2, 3, 6, 6}, {4, 3, 3, 3}, {4}},
-            [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); }, {0, 1}});
-  add_case({"conv2d, NaN input", {{1, 2, 6, 6}, {3, 2, 3, 3}, {3}}, [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); },
-            {}, 17, ReluRule::Standard, false});
+  add_case({"conv2d, empty batch", {{0, 3, 8, 8}, {4, 3, 3, 3}, {4}}, [pad1](auto& v) {
+              return conv2d(v[0], v[1], v[2], pad1);
+            }});
+  add_case({"conv2d, no input channels", {{2, 0, 5, 5}, {4, 0, 3, 3}, {4}}, [pad1](auto& v) {
+              return conv2d(v[0], v[1], v[2], pad1);
+            }});
+  add_case({"conv2d, empty plane with padding", {{2, 3, 0, 4}, {4, 3, 1, 1}, {4}}, [pad1](auto& v) {
+              return conv2d(v[0], v[1], v[2], pad1);
+            }});
+  add_case({"conv2d, bias gradient only",
+            {{2, 3, 6, 6}, {4, 3, 3, 3}, {4}},
+            [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); },
+            {0, 1}});
+  add_case({"conv2d, NaN input",
+            {{1, 2, 6, 6}, {3, 2, 3, 3}, {3}},
+            [pad1](auto& v) { return conv2d(v[0], v[1], v[2], pad1); },
+            {},
+            17,
+            ReluRule::Standard,
+            false});
   add_case({"batch_norm train, 3-D input", {{4, 3, 5}, {3}, {3}}, [](auto& v) { return bn(v, true); }});
   add_case({"batch_norm train, no input gradient", {{4, 3, 3, 3}, {3}, {3}}, [](auto& v) { return bn(v, true); }, {0}});
   add_case({"batch_norm eval, empty batch", {{0, 3, 4, 4}, {3}, {3}}, [](auto& v) { return bn(v, false); }});
@@ -284,16 +339,35 @@ std::vector<OpCase> op_table() {
   add_case({"matmul, M = 0", {{0, 7}, {7, 3}}, [](auto& v) { return matmul(v[0], v[1]); }});
   add_case({"linear, empty batch", {{0, 8}, {3, 8}, {3}}, [](auto& v) { return linear(v[0], v[1], v[2]); }});
   add_case({"linear, no input features", {{4, 0}, {3, 0}, {3}}, [](auto& v) { return linear(v[0], v[1], v[2]); }});
-  add_case({"relu_max_pool2x2, NaN input", {{2, 3, 9, 7}}, [](auto& v) { return relu_max_pool2x2(v[0]); }, {}, 5,
-            ReluRule::Standard, false});
-  add_case({"max_pool2d, NaN input", {{2, 3, 8, 8}}, [](auto& v) { return max_pool2d(v[0], Pool2dOptions::square(2, 2)); },
-            {}, 7, ReluRule::Standard, false});
-  add_case({"max_pool2d, ties (the zeros of relu)", {{2, 3, 8, 8}},
-            [](auto& v) { return max_pool2d(relu(v[0]), Pool2dOptions::square(3, 2, 1)); }, {}, 0, ReluRule::Standard,
+  add_case({"relu_max_pool2x2, NaN input",
+            {{2, 3, 9, 7}},
+            [](auto& v) { return relu_max_pool2x2(v[0]); },
+            {},
+            5,
+            ReluRule::Standard,
+            false});
+  add_case({"max_pool2d, NaN input",
+            {{2, 3, 8, 8}},
+            [](auto& v) { return max_pool2d(v[0], Pool2dOptions::square(2, 2)); },
+            {},
+            7,
+            ReluRule::Standard,
+            false});
+  add_case({"max_pool2d, ties (the zeros of relu)",
+            {{2, 3, 8, 8}},
+            [](auto& v) { return max_pool2d(relu(v[0]), Pool2dOptions::square(3, 2, 1)); },
+            {},
+            0,
+            ReluRule::Standard,
             false});
   add_case({"relu, NaN input", {{3, 11}}, [](auto& v) { return relu(v[0]); }, {}, 4, ReluRule::Standard, false});
-  add_case({"global_avg_pool, NaN input", {{2, 3, 4, 4}}, [](auto& v) { return global_avg_pool(v[0]); }, {}, 21,
-            ReluRule::Standard, false});
+  add_case({"global_avg_pool, NaN input",
+            {{2, 3, 4, 4}},
+            [](auto& v) { return global_avg_pool(v[0]); },
+            {},
+            21,
+            ReluRule::Standard,
+            false});
   add_case({"sum (all), NaN input", {{4, 9}}, [](auto& v) { return sum(v[0]); }, {}, 13, ReluRule::Standard, false});
   add_case({"sum (dim 1), empty dim", {{3, 0, 4}}, [](auto& v) { return sum(v[0], 1); }});
   return t;

@@ -13,9 +13,9 @@
 #include <memory>
 
 #include "core/error.h"
-#include "tests/support.h"
 #include "layers/lr_schedule.h"
 #include "layers/optim.h"
+#include "tests/support.h"
 
 using namespace glimpse;
 
@@ -23,9 +23,7 @@ namespace {
 
 const std::vector<std::vector<float>> kGrads = {{0.5f, 0.25f}, {-0.3f, 1.f}, {0.2f, -0.1f}};
 
-void set_grad(Tensor& p, const std::vector<float>& g) {
-  p.impl()->grad = Tensor::from_vector(p.shape(), g).impl_ptr();
-}
+void set_grad(Tensor& p, const std::vector<float>& g) { p.impl()->grad = Tensor::from_vector(p.shape(), g).impl_ptr(); }
 
 Tensor make_param() { return Tensor::from_vector({2}, {1.f, -2.f}).set_requires_grad(); }
 
@@ -71,31 +69,39 @@ TEST(Optim, SGDDampening) {
 TEST(Optim, Adam) {
   Tensor p = make_param();
   Adam opt({p}, {.lr = 0.1f});
-  run_and_check(opt, p, {{0.900000002, -2.099999996}, {0.8808501989417752, -2.1884376438445123},
-                         {0.846107430790882, -2.250308732873817}});
+  run_and_check(opt, p,
+                {{0.900000002, -2.099999996},
+                 {0.8808501989417752, -2.1884376438445123},
+                 {0.846107430790882, -2.250308732873817}});
 }
 
 TEST(Optim, AdamL2WeightDecay) {
   Tensor p = make_param();
   Adam opt({p}, {.lr = 0.1f, .weight_decay = 0.1f});
-  run_and_check(opt, p, {{0.9000000016666666, -2.099999980000004}, {0.8613529972101512, -2.178495511577223},
-                         {0.8078745546785667, -2.2109853062709677}});
+  run_and_check(opt, p,
+                {{0.9000000016666666, -2.099999980000004},
+                 {0.8613529972101512, -2.178495511577223},
+                 {0.8078745546785667, -2.2109853062709677}});
 }
 
 TEST(Optim, AdamWDecoupled) {
   // Step 1: p *= 1 - 0.1 * 0.1 -> [0.99, -1.98], then the Adam step of -0.1 * sign(g1).
   Tensor p = make_param();
   AdamW opt({p}, {.lr = 0.1f, .weight_decay = 0.1f});
-  run_and_check(opt, p, {{0.890000002, -2.079999996}, {0.8619501989217752, -2.1476376438845124},
-                         {0.8185879287816642, -2.188032356474972}});
+  run_and_check(opt, p,
+                {{0.890000002, -2.079999996},
+                 {0.8619501989217752, -2.1476376438845124},
+                 {0.8185879287816642, -2.188032356474972}});
   EXPECT_FLOAT_EQ(AdamW::defaults().weight_decay, 0.01f);
 }
 
 TEST(Optim, AdamAmsgrad) {
   Tensor p = make_param();
   Adam opt({p}, {.lr = 0.1f, .beta2 = 0.99f, .amsgrad = true});
-  run_and_check(opt, p, {{0.900000002, -2.099999996}, {0.8808297731607283, -2.1882617028702533},
-                         {0.8459998372851023, -2.2501293957467277}});
+  run_and_check(opt, p,
+                {{0.900000002, -2.099999996},
+                 {0.8808297731607283, -2.1882617028702533},
+                 {0.8459998372851023, -2.2501293957467277}});
 }
 
 TEST(Optim, SkipsParamsWithoutGrad) {
@@ -123,14 +129,19 @@ TEST(Optim, SkipsParamsWithoutGrad) {
 TEST(Optim, StateDictContinuesTheRun) {
   using Make = std::function<std::unique_ptr<Optimizer>(Tensor&, Tensor&)>;
   const std::vector<std::pair<const char*, Make>> kinds = {
-      {"sgd-nesterov", [](Tensor& a, Tensor& b) -> std::unique_ptr<Optimizer> {
-         return std::make_unique<SGD>(std::vector<Tensor>{a, b}, SGDOptions{.lr = 0.1f, .momentum = 0.9f, .nesterov = true});
+      {"sgd-nesterov",
+       [](Tensor& a, Tensor& b) -> std::unique_ptr<Optimizer> {
+         return std::make_unique<SGD>(std::vector<Tensor>{a, b},
+                                      SGDOptions{.lr = 0.1f, .momentum = 0.9f, .nesterov = true});
        }},
-      {"adam", [](Tensor& a, Tensor& b) -> std::unique_ptr<Optimizer> {
+      {"adam",
+       [](Tensor& a, Tensor& b) -> std::unique_ptr<Optimizer> {
          return std::make_unique<Adam>(std::vector<Tensor>{a, b}, AdamOptions{.lr = 0.1f});
        }},
-      {"adamw-amsgrad", [](Tensor& a, Tensor& b) -> std::unique_ptr<Optimizer> {
-         return std::make_unique<AdamW>(std::vector<Tensor>{a, b}, AdamOptions{.lr = 0.1f, .weight_decay = 0.1f, .amsgrad = true});
+      {"adamw-amsgrad",
+       [](Tensor& a, Tensor& b) -> std::unique_ptr<Optimizer> {
+         return std::make_unique<AdamW>(std::vector<Tensor>{a, b},
+                                        AdamOptions{.lr = 0.1f, .weight_decay = 0.1f, .amsgrad = true});
        }},
   };
   for (const auto& [name, make] : kinds) {
@@ -203,7 +214,7 @@ TEST(Optim, Validation) {
   EXPECT_THROW(SGD({}, {}), Error);
   EXPECT_THROW(SGD({p}, {.lr = -1.f}), Error);
   EXPECT_THROW(SGD({p}, {.lr = 0.1f, .nesterov = true}), Error);  // nesterov without momentum
-  EXPECT_THROW(SGD({p, p}, {}), Error);                          // duplicate
+  EXPECT_THROW(SGD({p, p}, {}), Error);                           // duplicate
   EXPECT_THROW(Adam({p}, {.beta1 = 1.f}), Error);
   SGD opt({p}, {.lr = 0.5f});
   opt.set_lr(0.25f);
@@ -235,7 +246,7 @@ TEST(LrSchedule, Cosine) {
   CosineLR w(10, 0.01f, 2);
   EXPECT_FLOAT_EQ(w.lr_at(0.1f, 0), 0.05f);  // linear warm-up
   EXPECT_FLOAT_EQ(w.lr_at(0.1f, 1), 0.1f);
-  EXPECT_FLOAT_EQ(w.lr_at(0.1f, 2), 0.1f);   // cosine starts at base_lr
+  EXPECT_FLOAT_EQ(w.lr_at(0.1f, 2), 0.1f);  // cosine starts at base_lr
   EXPECT_NEAR(w.lr_at(0.1f, 6), 0.055f, 1e-7);
   EXPECT_NEAR(w.lr_at(0.1f, 10), 0.01f, 1e-7);
   for (int t = 3; t <= 10; ++t) EXPECT_LT(w.lr_at(0.1f, t), w.lr_at(0.1f, t - 1));

@@ -10,9 +10,9 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/ops/pool2d.h"
 #include "core/rng.h"
 #include "tests/support.h"
@@ -141,8 +141,8 @@ TEST(ReluMaxPool2x2, SameBitsAsReluThenMaxPool) {
     Rng rng(static_cast<uint64_t>(H * 10 + W));
     Tensor x = Tensor::uniform({2, 3, H, W}, rng, -1.f, 1.f);
     float* px = x.data();
-    for (int64_t i = 0; i < x.numel(); i += 3) px[i] = std::round(px[i]);    // ties and zeros
-    for (int64_t i = 0; i < 8; ++i) px[i] = -0.5f - static_cast<float>(i);   // all-negative windows
+    for (int64_t i = 0; i < x.numel(); i += 3) px[i] = std::round(px[i]);   // ties and zeros
+    for (int64_t i = 0; i < 8; ++i) px[i] = -0.5f - static_cast<float>(i);  // all-negative windows
     px[x.numel() / 2] = std::nanf("");
     px[x.numel() / 3] = -0.f;
     const Shape os{2, 3, H / 2, W / 2};
@@ -157,7 +157,8 @@ TEST(ReluMaxPool2x2, SameBitsAsReluThenMaxPool) {
       ASSERT_EQ(va.size(), vb.size());
       for (size_t i = 0; i < va.size(); ++i)
         ASSERT_TRUE(va[i] == vb[i] || (std::isnan(va[i]) && std::isnan(vb[i])))
-            << "rule " << static_cast<int>(rule) << " " << H << "x" << W << " entry " << i << ": " << va[i] << " vs " << vb[i];
+            << "rule " << static_cast<int>(rule) << " " << H << "x" << W << " entry " << i << ": " << va[i] << " vs "
+            << vb[i];
     }
   }
   Rng rng(5);
@@ -227,9 +228,8 @@ TEST(GlobalAvgPool, ForwardAndGradient) {
 // PyTorch's F.interpolate(x, size=(4, 4), mode='bilinear') of [[1, 2], [3, 4]].
 TEST(UpsampleBilinear, HandValuesAlignCornersFalse) {
   Tensor x = Tensor::from_vector({1, 1, 2, 2}, {1, 2, 3, 4});
-  expect_values(upsample_bilinear(x, 4, 4, false),
-                {1.00f, 1.25f, 1.75f, 2.00f, 1.50f, 1.75f, 2.25f, 2.50f,
-                 2.50f, 2.75f, 3.25f, 3.50f, 3.00f, 3.25f, 3.75f, 4.00f});
+  expect_values(upsample_bilinear(x, 4, 4, false), {1.00f, 1.25f, 1.75f, 2.00f, 1.50f, 1.75f, 2.25f, 2.50f, 2.50f,
+                                                    2.75f, 3.25f, 3.50f, 3.00f, 3.25f, 3.75f, 4.00f});
   // 3 -> 5 columns: source x = max(0, (o + 0.5) * 0.6 - 0.5) = 0, 0.4, 1.0, 1.6, 2.2 (clamped to 2).
   expect_values(upsample_bilinear(Tensor::from_vector({1, 1, 1, 3}, {0, 10, 20}), 1, 5, false), {0, 4, 10, 16, 20});
   // Downsampling 2x4 -> 1x2: sources (0.5, 0.5) and (0.5, 2.5).
@@ -240,9 +240,8 @@ TEST(UpsampleBilinear, HandValuesAlignCornersFalse) {
 TEST(UpsampleBilinear, HandValuesAlignCornersTrue) {
   Tensor x = Tensor::from_vector({1, 1, 2, 2}, {1, 2, 3, 4});
   const float t = 1.f / 3;
-  expect_values(upsample_bilinear(x, 4, 4, true),
-                {1, 1 + t, 1 + 2 * t, 2, 1 + 2 * t, 2, 2 + t, 2 + 2 * t,
-                 2 + t, 2 + 2 * t, 3, 3 + t, 3, 3 + t, 3 + 2 * t, 4});
+  expect_values(upsample_bilinear(x, 4, 4, true), {1, 1 + t, 1 + 2 * t, 2, 1 + 2 * t, 2, 2 + t, 2 + 2 * t, 2 + t,
+                                                   2 + 2 * t, 3, 3 + t, 3, 3 + t, 3 + 2 * t, 4});
   // One output row reads source row 0; columns 0 and 3.
   Tensor d = Tensor::from_vector({1, 1, 2, 4}, {0, 1, 2, 3, 4, 5, 6, 7});
   expect_values(upsample_bilinear(d, 1, 2, true), {0, 3});
@@ -260,8 +259,8 @@ TEST(UpsampleBilinear, GradcheckBothModes) {
   for (bool ac : {false, true})
     for (auto [oh, ow] : {std::pair<int64_t, int64_t>{7, 9}, {2, 3}, {1, 1}, {5, 2}}) {
       Tensor x = Tensor::randn({2, 2, 3, 4}, rng).set_requires_grad();
-      GradcheckResult r = gradcheck(
-          [=](const std::vector<Tensor>& in) { return upsample_bilinear(in[0], oh, ow, ac); }, {x});
+      GradcheckResult r =
+          gradcheck([=](const std::vector<Tensor>& in) { return upsample_bilinear(in[0], oh, ow, ac); }, {x});
       EXPECT_TRUE(r.ok) << "align_corners=" << ac << " out " << oh << "x" << ow << "\n" << r.report;
     }
 }

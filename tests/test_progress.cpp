@@ -55,7 +55,10 @@ TEST(ProgressBar, TtyModeRedrawsInPlace) {
 
 TEST(ProgressBar, FinishesOnDestructionAndRefusesEmptyJobs) {
   std::ostringstream os;
-  { ProgressBar bar("job", 2, "it", ProgressBar::Mode::Plain, &os); bar.step(); }
+  {
+    ProgressBar bar("job", 2, "it", ProgressBar::Mode::Plain, &os);
+    bar.step();
+  }
   EXPECT_NE(os.str().find("1/2"), std::string::npos);
   EXPECT_THROW(ProgressBar("job", 0), glimpse::Error);
 }

@@ -2,11 +2,11 @@
 // ellipses, JSON and drawing.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <unistd.h>
 
 #include "attribution/regions.h"
 #include "core/error.h"
@@ -212,7 +212,8 @@ TEST(Regions, JsonHasTheFieldsAndIsWritten) {
   EXPECT_EQ(j[1]["area"], 9);
   EXPECT_GT(j[0]["score"].get<double>(), j[1]["score"].get<double>());
 
-  const auto path = std::filesystem::temp_directory_path() / ("glimpse_regions_" + std::to_string(::getpid()) + ".json");
+  const auto path =
+      std::filesystem::temp_directory_path() / ("glimpse_regions_" + std::to_string(::getpid()) + ".json");
   write_regions_json(path.string(), r, 20, 20, opt, {{"method", "cam"}});
   std::ifstream f(path);
   nlohmann::json back = nlohmann::json::parse(f);

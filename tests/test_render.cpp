@@ -1,13 +1,13 @@
 // Rendering and image I/O (attribution/render.cpp, core/io/image.cpp).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
-#include "core/io/image.h"
 #include "attribution/render.h"
 #include "core/error.h"
+#include "core/io/image.h"
 
 using namespace glimpse;
 using namespace glimpse::attr;
@@ -21,8 +21,8 @@ std::filesystem::path temp_path(const std::string& name) {
 
 TEST(Render, ColormapEndpoints) {
   // jet: r = clamp(1.5 - |4t - 3|), g = clamp(1.5 - |4t - 2|), b = clamp(1.5 - |4t - 1|)
-  EXPECT_EQ(colormap(Colormap::Jet, 0.f), (Rgb{0, 0, 128}));      // (0, 0, 0.5)
-  EXPECT_EQ(colormap(Colormap::Jet, 1.f), (Rgb{128, 0, 0}));      // (0.5, 0, 0)
+  EXPECT_EQ(colormap(Colormap::Jet, 0.f), (Rgb{0, 0, 128}));       // (0, 0, 0.5)
+  EXPECT_EQ(colormap(Colormap::Jet, 1.f), (Rgb{128, 0, 0}));       // (0.5, 0, 0)
   EXPECT_EQ(colormap(Colormap::Jet, 0.5f), (Rgb{128, 255, 128}));  // (0.5, 1, 0.5)
   EXPECT_EQ(colormap(Colormap::Viridis, 0.f), (Rgb{68, 1, 84}));
   EXPECT_EQ(colormap(Colormap::Viridis, 1.f), (Rgb{253, 231, 37}));

@@ -126,8 +126,8 @@ TEST(ClassificationMetrics, FindsMelanomaByNameInAlphabeticalOrder) {
 
 TEST(ClassificationMetrics, AbsentClassIsNullWithTheReason) {
   // No seborrheic keratosis class at all (a two-class model).
-  const mel::ClassificationMetrics two = mel::classification_metrics({{0.8f, 0.2f}, {0.3f, 0.7f}, {0.6f, 0.4f}},
-                                                                     {0, 1, 1}, {"Melanoma", "Nevus"});
+  const mel::ClassificationMetrics two =
+      mel::classification_metrics({{0.8f, 0.2f}, {0.3f, 0.7f}, {0.6f, 0.4f}}, {0, 1, 1}, {"Melanoma", "Nevus"});
   EXPECT_EQ(two.melanoma_class, 0);  // matched ignoring case
   // Melanoma: positive 0.8 vs negatives 0.3, 0.6 -> 1.
   EXPECT_DOUBLE_EQ(two.auc_melanoma, 1.0);
@@ -139,9 +139,11 @@ TEST(ClassificationMetrics, AbsentClassIsNullWithTheReason) {
   EXPECT_NE(j["auc_seborrheic_keratosis_note"].get<std::string>().find("seborrheic_keratosis"), std::string::npos);
   EXPECT_TRUE(j["auc_mean"].is_null());
   EXPECT_TRUE(j.contains("auc_mean_note"));
-  EXPECT_NE(mel::format_metrics(two, {"Melanoma", "Nevus"}).find("seborrheic keratosis AUC undefined"), std::string::npos);
+  EXPECT_NE(mel::format_metrics(two, {"Melanoma", "Nevus"}).find("seborrheic keratosis AUC undefined"),
+            std::string::npos);
   // The class exists but no image of it was scored.
-  const mel::ClassificationMetrics none = mel::classification_metrics({{0.2f, 0.7f, 0.1f}, {0.1f, 0.1f, 0.8f}}, {0, 2}, kIsic);
+  const mel::ClassificationMetrics none =
+      mel::classification_metrics({{0.2f, 0.7f, 0.1f}, {0.1f, 0.1f, 0.8f}}, {0, 2}, kIsic);
   EXPECT_TRUE(std::isnan(none.auc_melanoma));
   EXPECT_NE(none.auc_melanoma_note.find("no melanoma image among the 2 scored"), std::string::npos);
 }

@@ -35,8 +35,7 @@ class SafetensorsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("glimpse_st_" + std::to_string(getpid()) + "_" + info->name());
+    dir_ = fs::temp_directory_path() / ("glimpse_st_" + std::to_string(getpid()) + "_" + info->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -101,8 +100,8 @@ void expect_bit_equal(const Tensor& a, const Tensor& b) {
 TEST_F(SafetensorsTest, ReadsIndependentPythonFixture) {
   SafetensorsFile f = load_safetensors(kFixtures + "/independent.safetensors");
   // Header order, although the data section is laid out in the reverse order.
-  EXPECT_EQ(f.names(), (std::vector<std::string>{"matrix", "specials", "image", "scalar", "empty", "half",
-                                                 "bfloat", "double"}));
+  EXPECT_EQ(f.names(),
+            (std::vector<std::string>{"matrix", "specials", "image", "scalar", "empty", "half", "bfloat", "double"}));
   EXPECT_EQ(f.metadata.at("source"), "tools/make_safetensors_fixture.py");
   EXPECT_EQ(f.metadata.at("note"), "UTF-8 ok: \xc3\xa9\xc3\xa8 \xce\xbb");
 
@@ -142,13 +141,20 @@ TEST_F(SafetensorsTest, ReadsIndependentPythonFixture) {
 // ---- round trip --------------------------------------------------------------------------------
 
 TEST_F(SafetensorsTest, RoundTripIsBitExact) {
-  std::vector<float> special = {
-      std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
-      std::numeric_limits<float>::quiet_NaN(), from_bits(0xffc00001u) /* negative NaN with payload */,
-      from_bits(0x7f800001u) /* signalling NaN bits */, from_bits(0x00000001u) /* min subnormal */,
-      from_bits(0x807fffffu) /* largest negative subnormal */, -0.f, 0.f,
-      std::numeric_limits<float>::max(), std::numeric_limits<float>::lowest(),
-      std::numeric_limits<float>::min(), 0.1f, 1.f / 3.f};
+  std::vector<float> special = {std::numeric_limits<float>::infinity(),
+                                -std::numeric_limits<float>::infinity(),
+                                std::numeric_limits<float>::quiet_NaN(),
+                                from_bits(0xffc00001u) /* negative NaN with payload */,
+                                from_bits(0x7f800001u) /* signalling NaN bits */,
+                                from_bits(0x00000001u) /* min subnormal */,
+                                from_bits(0x807fffffu) /* largest negative subnormal */,
+                                -0.f,
+                                0.f,
+                                std::numeric_limits<float>::max(),
+                                std::numeric_limits<float>::lowest(),
+                                std::numeric_limits<float>::min(),
+                                0.1f,
+                                1.f / 3.f};
   Rng rng(123);
   Tensor big = Tensor::randn({7, 5, 3}, rng);
   Tensor rows = Tensor::randn({6, 4}, rng).slice(2, 5);  // a view with a storage offset
@@ -193,12 +199,14 @@ TEST_F(SafetensorsTest, RoundTripIsBitExact) {
 
 TEST_F(SafetensorsTest, SaveRefusesBadInput) {
   const std::string p = path("bad.safetensors");
-  expect_error([&] { save_safetensors(p, {{"a", Tensor::ones({1})}, {"a", Tensor::ones({2})}}); },
-               {"'a'", "twice"});
+  expect_error([&] { save_safetensors(p, {{"a", Tensor::ones({1})}, {"a", Tensor::ones({2})}}); }, {"'a'", "twice"});
   expect_error([&] { save_safetensors(p, {{"__metadata__", Tensor::ones({1})}}); }, {"__metadata__"});
   expect_error([&] { save_safetensors(p, {{"u", Tensor()}}); }, {"'u'", "undefined"});
-  expect_error([&] { save_safetensors(path("no/such/dir/x.safetensors"), {{"a", Tensor::ones({1})}}); },
-               {"no/such/dir/x.safetensors", "creating the temporary file", "does the directory exist"});
+  expect_error(
+      [&] {
+        save_safetensors(path("no/such/dir/x.safetensors"), {{"a", Tensor::ones({1})}});
+      },
+      {"no/such/dir/x.safetensors", "creating the temporary file", "does the directory exist"});
   EXPECT_TRUE(listing().empty());
 }
 
@@ -273,23 +281,28 @@ TEST_F(SafetensorsTest, EveryJsonAndShapeFaultIsAnError) {
   expect_error([&] { load_safetensors(path("e400")); }, {"e400", "1e400", "out_of_range"});
   write_bytes(path("e400meta"), make_file(R"({"__metadata__":{"k":-1e999}})", ""));
   expect_error([&] { load_safetensors(path("e400meta")); }, {"e400meta", "1e999"});
-  write_bytes(path("u64"), make_file(R"({"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}})", data));
+  write_bytes(path("u64"),
+              make_file(R"({"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}})", data));
   expect_error([&] { load_safetensors(path("u64")); }, {"u64", "'a'", "non-negative integers"});
-  write_bytes(path("big"), make_file(R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,4]}})", data));
+  write_bytes(path("big"),
+              make_file(R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,4]}})", data));
   expect_error([&] { load_safetensors(path("big")); }, {"big", "'a'", "above 2^63 - 1"});
   write_bytes(path("frac"), make_file(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", data));
   expect_error([&] { load_safetensors(path("frac")); }, {"frac", "'a'", "non-negative integers"});
   write_bytes(path("zerodim"),
               make_file(R"({"z":{"dtype":"F32","shape":[0,4611686018427387904,4],"data_offsets":[0,0]}})", ""));
-  expect_error([&] { load_safetensors(path("zerodim")); }, {"zerodim", "'z'", "[0, 4611686018427387904, 4]", "too large"});
-  write_bytes(path("f64big"), make_file(R"({"z":{"dtype":"F64","shape":[2305843009213693952,2],"data_offsets":[0,0]}})", ""));
+  expect_error([&] { load_safetensors(path("zerodim")); },
+               {"zerodim", "'z'", "[0, 4611686018427387904, 4]", "too large"});
+  write_bytes(path("f64big"),
+              make_file(R"({"z":{"dtype":"F64","shape":[2305843009213693952,2],"data_offsets":[0,0]}})", ""));
   expect_error([&] { load_safetensors(path("f64big")); }, {"f64big", "'z'"});
   // Deep nesting would overflow the stack of any recursive walk (dump, compare): refused.
   const std::string deep = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
   write_bytes(path("deep"), make_file(deep, ""));
   expect_error([&] { load_safetensors(path("deep")); }, {"deep", "levels deep"});
   // An empty shape in a zero dim is fine, and so is a header with nothing but metadata.
-  write_bytes(path("ok"), make_file(R"({"__metadata__":{"k":"v"},"z":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}})", ""));
+  write_bytes(path("ok"),
+              make_file(R"({"__metadata__":{"k":"v"},"z":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}})", ""));
   EXPECT_EQ(load_safetensors(path("ok")).at("z").shape(), (Shape{0, 3}));
 }
 
@@ -305,7 +318,7 @@ TEST_F(SafetensorsTest, ChecksumRoundTripsAndCoversEveryTensor) {
   EXPECT_FALSE(load_safetensors(path("p")).has_checksum);
   // Renaming a tensor (same length) is refused: names are covered.
   std::string bytes = read_bytes(path("c"));
-  bytes[bytes.find("\"e\":")+ 1] = 'f';
+  bytes[bytes.find("\"e\":") + 1] = 'f';
   write_bytes(path("renamed"), bytes);
   expect_error([&] { load_safetensors(path("renamed")); }, {"renamed", "checksum mismatch"});
 }
@@ -322,8 +335,8 @@ TEST_F(SafetensorsTest, RefusesUnsupportedDtypes) {
 
 TEST_F(SafetensorsTest, RefusesOffsetsThatDoNotFit) {
   // Shape [2, 3] of F32 needs 24 bytes, the offsets give 20.
-  write_bytes(path("size"), make_file(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})",
-                                      std::string(20, '\0')));
+  write_bytes(path("size"),
+              make_file(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", std::string(20, '\0')));
   expect_error([&] { load_safetensors(path("size")); }, {"tensor 'w'", "[2, 3]", "needs 24 bytes", "span 20"});
   // Overlap.
   write_bytes(path("overlap"), make_file(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
@@ -336,20 +349,20 @@ TEST_F(SafetensorsTest, RefusesOffsetsThatDoNotFit) {
                                       std::string(20, '\0')));
   expect_error([&] { load_safetensors(path("hole")); }, {"tensor 'b'", "hole of 4 bytes"});
   // Out of bounds.
-  write_bytes(path("oob"), make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
-                                     std::string(4, '\0')));
+  write_bytes(path("oob"),
+              make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(4, '\0')));
   expect_error([&] { load_safetensors(path("oob")); }, {"tensor 'a'", "beyond the data section of 4 bytes"});
   // Reversed offsets.
-  write_bytes(path("rev"), make_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})",
-                                     std::string(8, '\0')));
+  write_bytes(path("rev"),
+              make_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", std::string(8, '\0')));
   expect_error([&] { load_safetensors(path("rev")); }, {"tensor 'a'", "end before they begin"});
   // Trailing garbage after the last tensor.
   save_safetensors(path("good"), {{"a", Tensor::ones({2})}});
   write_bytes(path("trailing"), read_bytes(path("good")) + "junk");
   expect_error([&] { load_safetensors(path("trailing")); }, {"trailing", "4 bytes of trailing data"});
   // A shape whose byte count overflows 64 bits.
-  write_bytes(path("huge"), make_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})",
-                                      ""));
+  write_bytes(path("huge"),
+              make_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", ""));
   expect_error([&] { load_safetensors(path("huge")); }, {"tensor 'a'", "too large"});
 }
 

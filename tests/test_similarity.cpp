@@ -50,8 +50,9 @@ TEST(Ssim, HandComputedWindows) {
   std::vector<float> inv(72);
   for (size_t i = 0; i < inv.size(); ++i) inv[i] = 1.f - ramp[i];
   EXPECT_LT(glimpse::attr::ssim(r, map_of(inv, 9, 8)), 0.0);
-  EXPECT_THROW(glimpse::attr::ssim(map_of(std::vector<float>(36, 0.f), 6, 6), map_of(std::vector<float>(36, 0.f), 6, 6)),
-               std::exception);
+  EXPECT_THROW(
+      glimpse::attr::ssim(map_of(std::vector<float>(36, 0.f), 6, 6), map_of(std::vector<float>(36, 0.f), 6, 6)),
+      std::exception);
   EXPECT_THROW(glimpse::attr::ssim(r, s), std::exception);
 }
 

@@ -10,10 +10,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "core/grad_mode.h"
 #include "commands.h"
-#include "init_weights.h"
+#include "core/grad_mode.h"
 #include "core/io/safetensors.h"
+#include "init_weights.h"
 #include "layers/interop/torch_import.h"
 #include "layers/models.h"
 #include "support.h"
@@ -67,12 +67,18 @@ Tensor fill(const std::string& key, const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   std::vector<float> v = uniform(key, n);
-  auto ends = [&](const char* s) { return key.size() >= std::strlen(s) && key.compare(key.size() - std::strlen(s), std::strlen(s), s) == 0; };
+  auto ends = [&](const char* s) {
+    return key.size() >= std::strlen(s) && key.compare(key.size() - std::strlen(s), std::strlen(s), s) == 0;
+  };
   for (float& x : v) {
-    if (ends("running_var")) x = 1.f + 0.25f * (x + 1.f);
-    else if (ends("running_mean") || ends("bias")) x = 0.1f * x;
-    else if (shape.size() == 1) x = 1.f + 0.2f * x;
-    else x = x * static_cast<float>(std::sqrt(6.0 / double(n / shape[0])));
+    if (ends("running_var"))
+      x = 1.f + 0.25f * (x + 1.f);
+    else if (ends("running_mean") || ends("bias"))
+      x = 0.1f * x;
+    else if (shape.size() == 1)
+      x = 1.f + 0.2f * x;
+    else
+      x = x * static_cast<float>(std::sqrt(6.0 / double(n / shape[0])));
   }
   return Tensor::from_vector(shape, v);
 }
@@ -163,7 +169,8 @@ TEST(TorchImport, RefusesWrongShapeMissingAndUnexpectedKeys) {
   auto model = resnet18_gap(3, 64, rng);
   const auto good = fixture().state("resnet18");
   const Tensor before = model->state()[0].second.clone();
-  auto try_with = [&](const std::function<void(std::vector<std::pair<std::string, Tensor>>&)>& edit, bool new_head = false) {
+  auto try_with = [&](const std::function<void(std::vector<std::pair<std::string, Tensor>>&)>& edit,
+                      bool new_head = false) {
     auto s = good;
     edit(s);
     const std::string path = temp_file("bad.safetensors");
@@ -177,8 +184,11 @@ TEST(TorchImport, RefusesWrongShapeMissingAndUnexpectedKeys) {
       if (kv.first == key) kv.second = t;
   };
   std::string e = try_with([&](auto& s) { set(s, "layer1.0.conv1.weight", Tensor::zeros({64, 64, 1, 1})); });
-  EXPECT_NE(e.find("key 'layer1.0.conv1.weight': expected shape [64, 64, 3, 3], found [64, 64, 1, 1]"), std::string::npos) << e;
-  e = try_with([](auto& s) { std::erase_if(s, [](const auto& kv) { return kv.first == "layer2.0.bn1.running_var"; }); });
+  EXPECT_NE(e.find("key 'layer1.0.conv1.weight': expected shape [64, 64, 3, 3], found [64, 64, 1, 1]"),
+            std::string::npos)
+      << e;
+  e = try_with(
+      [](auto& s) { std::erase_if(s, [](const auto& kv) { return kv.first == "layer2.0.bn1.running_var"; }); });
   EXPECT_NE(e.find("missing key 'layer2.0.bn1.running_var' (expected shape [128])"), std::string::npos) << e;
   e = try_with([](auto& s) { s.emplace_back("layer5.0.conv1.weight", Tensor::zeros({8, 8, 3, 3})); });
   EXPECT_NE(e.find("unexpected key 'layer5.0.conv1.weight' (shape [8, 8, 3, 3])"), std::string::npos) << e;
@@ -188,7 +198,9 @@ TEST(TorchImport, RefusesWrongShapeMissingAndUnexpectedKeys) {
     set(s, "fc.bias", Tensor::zeros({1000}));
   };
   e = try_with(imagenet_fc);
-  EXPECT_NE(e.find("key 'fc.weight': expected shape [3, 512], found [1000, 512] (a different class count"), std::string::npos) << e;
+  EXPECT_NE(e.find("key 'fc.weight': expected shape [3, 512], found [1000, 512] (a different class count"),
+            std::string::npos)
+      << e;
   // Nothing was copied by the refused loads.
   EXPECT_EQ(glimpse::testing::relative_error(model->state()[0].second, before), 0.0);
   EXPECT_EQ(try_with(imagenet_fc, /*new_head=*/true), "(no error)");
@@ -274,7 +286,8 @@ TEST(TorchImport, TrainInitAndFreeze) {
 // weights under glimpse's names, compute what glimpse computes -- so a glimpse checkpoint loaded
 // there (its strict load_state_dict) is the same network.
 TEST(TorchImport, PyTorchTwinsOfEveryArchitectureGiveGlimpsesLogits) {
-  const SafetensorsFile f = load_safetensors(std::string(GLIMPSE_TEST_FIXTURES) + "/glimpse_torch_round_trip.safetensors");
+  const SafetensorsFile f =
+      load_safetensors(std::string(GLIMPSE_TEST_FIXTURES) + "/glimpse_torch_round_trip.safetensors");
   auto get = [&](const std::string& name) {
     for (const auto& [n, t] : f.tensors)
       if (n == name) return t;

@@ -83,8 +83,8 @@ IdxImages read_idx_images(const std::string& path) {
   out.rows = read_be32(f.get(), path, "header (rows)");
   out.cols = read_be32(f.get(), path, "header (columns)");
   GLIMPSE_CHECK(out.count > 0 && out.count <= 100'000'000, path, ": implausible image count ", out.count);
-  GLIMPSE_CHECK(out.rows > 0 && out.rows <= 4096 && out.cols > 0 && out.cols <= 4096, path,
-                ": implausible image size ", out.rows, "x", out.cols);
+  GLIMPSE_CHECK(out.rows > 0 && out.rows <= 4096 && out.cols > 0 && out.cols <= 4096, path, ": implausible image size ",
+                out.rows, "x", out.cols);
   out.pixels.resize(static_cast<size_t>(out.count * out.rows * out.cols));
   read_exact(f.get(), path, out.pixels.data(), out.pixels.size(), "pixel data");
   expect_end(f.get(), path);

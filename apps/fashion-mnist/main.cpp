@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/io/atomic_file.h"
 #include "core/parallel.h"
 #include "core/progress.h"
@@ -73,8 +73,8 @@ Split load_split(const std::string& dir, const std::string& prefix, int64_t limi
   s.labels = fmnist::read_idx_labels(labels, 10);
   GLIMPSE_CHECK(static_cast<int64_t>(s.labels.size()) == s.images.count, images, " holds ", s.images.count,
                 " images but ", labels, " holds ", s.labels.size(), " labels");
-  GLIMPSE_CHECK(s.images.rows == 28 && s.images.cols == 28, images, ": expected 28x28 images, found ",
-                s.images.rows, "x", s.images.cols);
+  GLIMPSE_CHECK(s.images.rows == 28 && s.images.cols == 28, images, ": expected 28x28 images, found ", s.images.rows,
+                "x", s.images.cols);
   if (limit > 0 && limit < s.images.count) {
     s.images.count = limit;
     s.images.pixels.resize(static_cast<size_t>(limit * 28 * 28));
@@ -86,8 +86,8 @@ Split load_split(const std::string& dir, const std::string& prefix, int64_t limi
 // Builds the batch of images idx[begin, end) as a normalised [B, 1, 28, 28] tensor. With
 // augmentation: a random horizontal flip (clothes are left-right symmetric in this data set) and,
 // for "flip-crop", a random shift of up to 2 pixels (zero padding then a 28x28 crop).
-Tensor make_batch(const Split& s, const std::vector<int64_t>& idx, int64_t begin, int64_t end, const std::string& augment,
-                  Rng& rng, std::vector<int64_t>& targets) {
+Tensor make_batch(const Split& s, const std::vector<int64_t>& idx, int64_t begin, int64_t end,
+                  const std::string& augment, Rng& rng, std::vector<int64_t>& targets) {
   const int64_t B = end - begin, HW = 28;
   Tensor x = Tensor::empty({B, 1, HW, HW});
   float* dst = x.data();
@@ -132,7 +132,8 @@ EvalResult evaluate(Module& model, const Split& test, ProgressBar::Mode mode) {
   std::vector<int64_t> targets;
   EvalResult r;
   int64_t correct = 0;
-  ProgressBar bar("  test", (n + batch - 1) / batch, "img", mode == ProgressBar::Mode::Tty ? mode : ProgressBar::Mode::Silent);
+  ProgressBar bar("  test", (n + batch - 1) / batch, "img",
+                  mode == ProgressBar::Mode::Tty ? mode : ProgressBar::Mode::Silent);
   for (int64_t begin = 0; begin < n; begin += batch) {
     const int64_t end = std::min(n, begin + batch);
     Tensor x = make_batch(test, idx, begin, end, "none", unused, targets);
@@ -210,11 +211,12 @@ int run(const Options& o) {
   // in the first steps without it), then cosine to zero.
   const CosineLR schedule(total_steps, 0.f, std::min<int64_t>(200, total_steps / 10));
 
-  std::printf("fashion-mnist: %s (%lld parameters), %s lr %g, batch %d, %d epoch(s), %lld train / %lld test images, "
-              "augment %s, %d thread(s), seed %llu\n",
-              o.model.c_str(), static_cast<long long>(model->num_parameters()), o.optimizer.c_str(), o.lr, o.batch,
-              o.epochs, static_cast<long long>(n), static_cast<long long>(test.size()), o.augment.c_str(), threads,
-              static_cast<unsigned long long>(o.seed));
+  std::printf(
+      "fashion-mnist: %s (%lld parameters), %s lr %g, batch %d, %d epoch(s), %lld train / %lld test images, "
+      "augment %s, %d thread(s), seed %llu\n",
+      o.model.c_str(), static_cast<long long>(model->num_parameters()), o.optimizer.c_str(), o.lr, o.batch, o.epochs,
+      static_cast<long long>(n), static_cast<long long>(test.size()), o.augment.c_str(), threads,
+      static_cast<unsigned long long>(o.seed));
   std::fflush(stdout);
 
   const ProgressBar::Mode mode = o.progress == "tty"     ? ProgressBar::Mode::Tty
@@ -262,8 +264,9 @@ int run(const Options& o) {
     train_seconds += std::chrono::duration<double>(Clock::now() - te).count();
     last = evaluate(*model, test, mode);
     std::printf("epoch %d/%d: train loss %.4f acc %s | test loss %.4f acc %s | %s elapsed\n", epoch, o.epochs,
-                loss_sum / static_cast<double>(seen), percent(static_cast<double>(correct) / static_cast<double>(seen)).c_str(),
-                last.loss, percent(last.accuracy).c_str(),
+                loss_sum / static_cast<double>(seen),
+                percent(static_cast<double>(correct) / static_cast<double>(seen)).c_str(), last.loss,
+                percent(last.accuracy).c_str(),
                 ProgressBar::format_duration(std::chrono::duration<double>(Clock::now() - t0).count()).c_str());
     std::fflush(stdout);
   }
@@ -301,12 +304,15 @@ int main(int argc, char** argv) {
   CLI::App app{"Trains a GAP classifier (CAM-ready) on Fashion-MNIST and reports the test accuracy.", "fashion-mnist"};
   app.add_option("--data", o.data, "Directory with the four Fashion-MNIST IDX files (.gz)")->capture_default_str();
   app.add_option("--model", o.model, "Network")->check(CLI::IsMember(fmnist::net_names()))->capture_default_str();
-  app.add_option("--epochs", o.epochs, "Passes over the training set")->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--epochs", o.epochs, "Passes over the training set")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   app.add_option("--batch", o.batch, "Images per step")->check(CLI::Range(1, 60000))->capture_default_str();
   app.add_option("--optimizer", o.optimizer, "sgd (momentum, Nesterov), adam or adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
-  app.add_option("--lr", o.lr, "Peak learning rate of the cosine schedule (default: 0.05 for sgd, 0.002 for adam/adamw)")
+  app.add_option("--lr", o.lr,
+                 "Peak learning rate of the cosine schedule (default: 0.05 for sgd, 0.002 for adam/adamw)")
       ->check(CLI::Validator(
           [](std::string& v) -> std::string {
             const double lr = std::strtod(v.c_str(), nullptr);
@@ -320,7 +326,9 @@ int main(int argc, char** argv) {
   app.add_option("--augment", o.augment, "Training augmentation")
       ->check(CLI::IsMember({"none", "flip", "flip-crop"}))
       ->capture_default_str();
-  app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
+  app.add_option("--threads", o.threads, "CPU threads (0: all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   app.add_option("--seed", o.seed, "Seed of initialisation, shuffling and augmentation")->capture_default_str();
   app.add_option("--limit", o.limit, "Train on the first N training images only (0: all 60000)")
       ->check(CLI::Range(int64_t(0), int64_t(60000)))
@@ -328,7 +336,9 @@ int main(int argc, char** argv) {
   app.add_option("--test-limit", o.test_limit, "Evaluate on the first N test images only (0: all 10000)")
       ->check(CLI::Range(int64_t(0), int64_t(10000)))
       ->capture_default_str();
-  app.add_option("--progress", o.progress, "Progress display on stderr: auto (redraw on a terminal, one line per epoch otherwise), tty, plain, none")
+  app.add_option(
+         "--progress", o.progress,
+         "Progress display on stderr: auto (redraw on a terminal, one line per epoch otherwise), tty, plain, none")
       ->check(CLI::IsMember({"auto", "tty", "plain", "none"}))
       ->capture_default_str();
   app.add_option("--out", o.out, "Write the trained model here (safetensors; written atomically)")

@@ -35,8 +35,8 @@
 #include "attribution/attribution.h"
 #include "autograd/engine.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/io/atomic_file.h"
 #include "core/parallel.h"
 #include "layers/layers.h"
@@ -81,7 +81,8 @@ Stat measure(const Plan& plan, const std::function<void()>& fn, const std::funct
 }
 
 Stat measure_ms(const Plan& p, const std::function<void()>& fn) {
-  return measure(p, fn, [&](double s) { return 1e3 * s / p.iters; }, "ms");
+  return measure(
+      p, fn, [&](double s) { return 1e3 * s / p.iters; }, "ms");
 }
 
 double peak_rss_mb() {
@@ -197,7 +198,8 @@ int main(int argc, char** argv) {
         opt.step();
       };
       Plan tp = quick ? Plan{5, 3, 20} : Plan{20, 7, 20};
-      results["w1_train_ips"] = measure(tp, train_step, [&](double s) { return 20.0 * 32 / s; }, "img/s");
+      results["w1_train_ips"] = measure(
+          tp, train_step, [&](double s) { return 20.0 * 32 / s; }, "img/s");
       print_row("w1_train_ips", results["w1_train_ips"]);
       checks["w1_train_peak_rss_mb"] = peak_rss_mb();
 
@@ -209,7 +211,8 @@ int main(int argc, char** argv) {
         Tensor p = softmax((*net)(batches[ib++ % 20]), 1);
         (void)p;
       };
-      results["w1_infer_ips"] = measure(tp, infer, [&](double s) { return 20.0 * 32 / s; }, "img/s");
+      results["w1_infer_ips"] = measure(
+          tp, infer, [&](double s) { return 20.0 * 32 / s; }, "img/s");
       print_row("w1_infer_ips", results["w1_infer_ips"]);
 
       // Attribution, one image.

@@ -13,7 +13,6 @@
 #include "attribution/metrics.h"
 #include "attribution/regions.h"
 #include "common.h"
-#include "attribution/regions.h"
 #include "eval_stats.h"
 #include "roc.h"
 
@@ -32,8 +31,8 @@ void run_synth(const SynthOptions& o);
 
 // ---- train ----
 struct TrainOptions {
-  std::string data;               // ISIC-layout directory (or empty with synthetic > 0)
-  int64_t synthetic = 0;          // generate this many synthetic images into <out dir>/synthetic
+  std::string data;       // ISIC-layout directory (or empty with synthetic > 0)
+  int64_t synthetic = 0;  // generate this many synthetic images into <out dir>/synthetic
   std::string train_split = "train", val_split = "val";
   std::string arch = "small-gap";
   int64_t size = 64;
@@ -43,21 +42,21 @@ struct TrainOptions {
   float lr = 0;                    // 0: 0.02 for sgd; adam/adamw: 3e-3 small-gap, 1e-3 others
   float weight_decay = -1;         // <0: 5e-4 for sgd and adam, 1e-2 for adamw
   float momentum = 0.9f;
-  std::string schedule = "cosine";  // cosine | step
+  std::string schedule = "cosine";     // cosine | step
   std::string class_weights = "auto";  // auto (inverse frequency) | none
   bool augment = true;
-  float vignette = 0.f;            // augmentation: dermoscope-field circle probability
-  float stickers = 0.f;            // augmentation: coloured-dot (nevus sticker) probability
-  float mask_guidance = 0.f;       // weight of the CAM-outside-the-mask loss (attribution/guidance.h); 0: off
-  glimpse::data::Preprocess preprocess;  // hair removal, colour constancy
+  float vignette = 0.f;                      // augmentation: dermoscope-field circle probability
+  float stickers = 0.f;                      // augmentation: coloured-dot (nevus sticker) probability
+  float mask_guidance = 0.f;                 // weight of the CAM-outside-the-mask loss (attribution/guidance.h); 0: off
+  glimpse::data::Preprocess preprocess;      // hair removal, colour constancy
   std::string out = "melanoma.safetensors";  // checkpoint, rewritten atomically every epoch
-  std::string resume;                         // checkpoint to continue from
-  std::string init;    // weights to start from (glimpse checkpoint or converted torchvision file)
-  std::string freeze;  // comma-separated dotted prefixes whose parameters stay fixed
+  std::string resume;                        // checkpoint to continue from
+  std::string init;                          // weights to start from (glimpse checkpoint or converted torchvision file)
+  std::string freeze;                        // comma-separated dotted prefixes whose parameters stay fixed
   uint64_t seed = 1;
-  bool quiet = false;              // no per-epoch lines (used by roar's many retrainings)
-  std::string device = "cpu";      // cpu | cuda | cuda:N (resolve_device); the returned model is on the CPU
-  std::string label = "train";     // prefix of the progress bar
+  bool quiet = false;           // no per-epoch lines (used by roar's many retrainings)
+  std::string device = "cpu";   // cpu | cuda | cuda:N (resolve_device); the returned model is on the CPU
+  std::string label = "train";  // prefix of the progress bar
   // Called after every optimizer step with (epoch, step within the epoch); tests use it to raise a
   // signal at a known point. Empty: nothing.
   std::function<void(int64_t, int64_t)> on_step;
@@ -104,7 +103,7 @@ CurveRead read_curve(const std::string& path);
 // ---- eval ----
 struct EvalOptions {
   std::string model, data, split = "val", json;
-  bool tta = false;  // average over the 8 flips/rotations of each image
+  bool tta = false;            // average over the 8 flips/rotations of each image
   std::string device = "cpu";  // where the model runs (resolve_device)
   EvalStatsOptions stats;      // bootstrap resamples and seed, sensitivity target, calibration bins
   // Reliability diagrams (PNG): this file for P(melanoma) (the top label's when there is no
@@ -124,16 +123,16 @@ nlohmann::json eval_to_json(const EvalOptions& o, const EvalResult& r);
 // ---- explain ----
 struct ExplainOptions {
   std::string model, image, method = "gradcam", layer, out, json;
-  std::string target = "predicted";     // class to explain by name (parse_target_class); "predicted"
+  std::string target = "predicted";  // class to explain by name (parse_target_class); "predicted"
   std::string threshold = "fraction:0.5";
-  std::string shape = "circle";         // circle | ellipse | box | contour
+  std::string shape = "circle";  // circle | ellipse | box | contour
   int max_regions = 3;
-  double min_area = 0.002;              // of the image area
+  double min_area = 0.002;  // of the image area
   std::string colormap = "jet";
   float alpha = 0.45f;
-  int64_t display = 512;                // longer side of the written overlay (0: the photo's own size)
+  int64_t display = 512;  // longer side of the written overlay (0: the photo's own size)
   uint64_t seed = 0;
-  std::string device = "cpu";           // where the model runs (resolve_device)
+  std::string device = "cpu";  // where the model runs (resolve_device)
 };
 struct ExplainResult {
   int64_t predicted = 0, target = 0;
@@ -163,14 +162,14 @@ PhotoExplanation explain_photo(LoadedModel& lm, const glimpse::io::Image& photo,
 
 // ---- predict: a model on unlabelled photos ----
 struct PredictOptions {
-  std::string model, images, out;      // a folder of photos in, a folder out
-  ExplainOptions explain;              // method, threshold, shape... of the overlays (image/out/json unused)
-  bool overlays = true;                // also write <out>/<stem>.overlay.png per photo
+  std::string model, images, out;  // a folder of photos in, a folder out
+  ExplainOptions explain;          // method, threshold, shape... of the overlays (image/out/json unused)
+  bool overlays = true;            // also write <out>/<stem>.overlay.png per photo
   std::string device = "cpu";
 };
 struct PredictResult {
-  int64_t images = 0, failed = 0;      // photos found; photos that could not be read (a row with the error)
-  std::string csv;                     // <out>/predictions.csv
+  int64_t images = 0, failed = 0;  // photos found; photos that could not be read (a row with the error)
+  std::string csv;                 // <out>/predictions.csv
 };
 // Every image file (.jpg .jpeg .png .bmp, any case) directly in `images`, sorted by name: one CSV row
 // each (file, predicted class, one probability column per class, error), written atomically, and
@@ -181,22 +180,22 @@ PredictResult run_predict(const PredictOptions& o);
 // ---- localize ----
 struct LocalizeOptions {
   std::string model, data, split = "val", methods = "all", layer, json;
-  int64_t limit = 0;                   // first N images with masks (0: all)
-  std::string threshold = "value:0.5"; // the fixed threshold of the Dice/IoU@fixed columns
-  double tolerance = 15.0 / 224.0;     // pointing-game tolerance as a fraction of the image side
+  int64_t limit = 0;                    // first N images with masks (0: all)
+  std::string threshold = "value:0.5";  // the fixed threshold of the Dice/IoU@fixed columns
+  double tolerance = 15.0 / 224.0;      // pointing-game tolerance as a fraction of the image side
   // Baseline's sigma as a fraction of the image side. 0.15 reproduces the anchors of the mission
   // (ISIC 2017 val: Dice* 0.487, energy 0.45); 0.25 gives the same Dice* but energy 0.29.
   double gaussian_sigma = 0.15;
-  int curve_steps = 16;                // deletion/insertion steps
-  bool curves = true;                  // compute deletion/insertion AUC (needs the model)
-  std::string target = "predicted";    // predicted | true
+  int curve_steps = 16;              // deletion/insertion steps
+  bool curves = true;                // compute deletion/insertion AUC (needs the model)
+  std::string target = "predicted";  // predicted | true
   int64_t batch = 16;
   uint64_t seed = 0;
-  std::string device = "cpu";          // where the model runs (resolve_device)
+  std::string device = "cpu";  // where the model runs (resolve_device)
 };
 struct LocalizeRow {
   std::string method;
-  std::string error;                   // non-empty if the method failed on this model
+  std::string error;  // non-empty if the method failed on this model
   int64_t images = 0;
   double dice_best = 0, best_threshold = 0, iou_best = 0;
   double dice_fixed = 0, iou_fixed = 0;
@@ -206,7 +205,7 @@ struct LocalizeRow {
   std::vector<double> dice_by_threshold;
 };
 struct LocalizeResult {
-  std::vector<LocalizeRow> rows;       // the Gaussian baseline first
+  std::vector<LocalizeRow> rows;  // the Gaussian baseline first
   std::vector<double> thresholds;
   int64_t images = 0, resolution = 0;
   double seconds = 0;
@@ -223,12 +222,12 @@ nlohmann::json localize_to_json(const LocalizeOptions& o, const LocalizeResult& 
 
 // ---- two-stage (Jia & Shen) ----
 struct TwoStageOptions {
-  TrainOptions train;                  // data, arch, size, epochs... for both stages
-  std::string model;                   // stage-1 checkpoint; empty: train it
-  std::string out = "two-stage";       // directory
+  TrainOptions train;             // data, arch, size, epochs... for both stages
+  std::string model;              // stage-1 checkpoint; empty: train it
+  std::string out = "two-stage";  // directory
   std::string method = "cam";
-  float crop_threshold = 0.3f;         // fraction of the map's maximum
-  float margin = 0.15f;                // of the box side, on each side
+  float crop_threshold = 0.3f;  // fraction of the map's maximum
+  float margin = 0.15f;         // of the box side, on each side
   std::string json;
 };
 struct TwoStageResult {
@@ -239,13 +238,13 @@ TwoStageResult run_two_stage(const TwoStageOptions& o);
 
 // ---- roar ----
 struct RoarOptions {
-  TrainOptions train;                  // retraining settings
-  std::string model;                   // the model whose maps rank the pixels; empty: train it
+  TrainOptions train;  // retraining settings
+  std::string model;   // the model whose maps rank the pixels; empty: train it
   std::string out = "roar";
   std::string methods = "gradcam,saliency";
   std::vector<int> percents = {10, 30, 50, 70, 90};
   bool random_control = true;
-  bool keep = false;                   // keep the top pixels and remove the rest instead
+  bool keep = false;  // keep the top pixels and remove the rest instead
   std::string json;
 };
 struct RoarRow {
@@ -264,21 +263,22 @@ RoarResult run_roar(const RoarOptions& o);
 struct ReportOptions {
   std::string model, data, split = "val", out = "report.html";
   std::string methods = "all";
-  int64_t count = 6;                   // gallery images
-  int64_t thumb = 128;                 // gallery thumbnail side
+  int64_t count = 6;                                                       // gallery images
+  int64_t thumb = 128;                                                     // gallery thumbnail side
   std::string curve, eval_json, localize_json, two_stage_json, roar_json;  // default: beside the model
   std::string title = "glimpse melanoma report";
 };
 void run_report(const ReportOptions& o);
-// Parses one JSON file the app reads, as the app would, and returns what it renders from it (HTML or a summary); throws glimpse::Error naming the file and key on malformed input. kind: "curve", "eval", "localize", "two_stage", "roar".
+// Parses one JSON file the app reads, as the app would, and returns what it renders from it (HTML or a summary); throws
+// glimpse::Error naming the file and key on malformed input. kind: "curve", "eval", "localize", "two_stage", "roar".
 std::string parse_app_json(const std::string& kind, const std::string& path);
 
 // ---- sanity (Adebayo et al. 2018, cascading model randomization) ----
 struct SanityOptions {
   std::string model, data, split = "val", json, figure;
   std::string methods = "cam,gradcam,saliency,guided-backprop,integrated-gradients";
-  int64_t limit = 8;              // images (the first of the split)
-  double flag_spearman = 0.5;     // flagged when Spearman >= this with every layer random
+  int64_t limit = 8;           // images (the first of the split)
+  double flag_spearman = 0.5;  // flagged when Spearman >= this with every layer random
   uint64_t seed = 1;
 };
 struct SanityRow {
@@ -289,7 +289,7 @@ struct SanityRow {
   bool flagged = false;
 };
 struct SanityResult {
-  std::vector<std::string> layers;     // re-initialized in this order (top first)
+  std::vector<std::string> layers;  // re-initialized in this order (top first)
   std::vector<SanityRow> rows;
   int64_t images = 0;
   double seconds = 0;
@@ -299,9 +299,9 @@ SanityResult run_sanity(const SanityOptions& o);
 // ---- demo ----
 struct DemoOptions {
   std::string out = "melanoma-demo";
-  std::string data;                    // ISIC folder; empty: synthetic
+  std::string data;  // ISIC folder; empty: synthetic
   std::string train_split = "train", split = "val";
-  int64_t count = 480;                 // synthetic images
+  int64_t count = 480;  // synthetic images
   int64_t synth_size = 96;
   std::string arch = "small-gap";
   int64_t size = 64;
@@ -311,8 +311,8 @@ struct DemoOptions {
   float vignette = 0.f;                  // train's dermoscope-vignette augmentation
   float stickers = 0.f;                  // train's coloured-dot augmentation
   float mask_guidance = 0.f;             // train's --mask-guidance
-  std::string methods = "all";         // all | fast (all but sliding-window) | a,b,c
-  int64_t localize_limit = 0;          // 0: every masked image of the split
+  std::string methods = "all";           // all | fast (all but sliding-window) | a,b,c
+  int64_t localize_limit = 0;            // 0: every masked image of the split
   int64_t explain_count = 3;
   int64_t gallery = 6;
   uint64_t seed = 1;

@@ -21,13 +21,13 @@
 
 #include "attribution/attribution.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/io/atomic_file.h"
+#include "core/io/safetensors.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "layers/checkpoint.h"
-#include "core/io/safetensors.h"
 
 #ifdef GLIMPSE_WITH_CUDA
 #include "cuda/runtime.h"
@@ -72,8 +72,8 @@ ProgressBar::Mode progress_mode(const std::string& name) {
 void set_progress(const std::string& name) { g_progress = progress_mode(name); }
 ProgressBar::Mode progress(bool inner) {
   if (!inner) return g_progress;
-  const bool tty = g_progress == ProgressBar::Mode::Tty ||
-                   (g_progress == ProgressBar::Mode::Auto && ProgressBar::stderr_is_tty());
+  const bool tty =
+      g_progress == ProgressBar::Mode::Tty || (g_progress == ProgressBar::Mode::Auto && ProgressBar::stderr_is_tty());
   return tty ? ProgressBar::Mode::Tty : ProgressBar::Mode::Silent;
 }
 
@@ -107,9 +107,12 @@ namespace {
 // Checkpoint metadata comes from a file: every value is parsed strictly (the whole string, no
 // spaces, no sign where none belongs, no overflow) and bounded before anything is sized by it.
 // Errors name the file, the key and the value (cut short: a hostile value may be megabytes).
-std::string shown(const std::string& v) { return v.size() <= 40 ? v : v.substr(0, 40) + "... (" + std::to_string(v.size()) + " chars)"; }
+std::string shown(const std::string& v) {
+  return v.size() <= 40 ? v : v.substr(0, 40) + "... (" + std::to_string(v.size()) + " chars)";
+}
 
-[[noreturn]] void bad_meta(const std::string& path, const std::string& key, const std::string& v, const std::string& why) {
+[[noreturn]] void bad_meta(const std::string& path, const std::string& key, const std::string& v,
+                           const std::string& why) {
   GLIMPSE_FAIL(path, ": metadata '", key, "' = '", shown(v), "' ", why,
                " (a damaged or hand-edited checkpoint? re-train, or restore the file written by `melanoma train`)");
 }
@@ -130,11 +133,12 @@ int64_t parse_int(const std::string& v, const std::string& key, const std::strin
   int64_t x = 0;
   const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
   if (v.empty() || ec != std::errc() || end != v.data() + v.size()) {
-    bad_meta(path, key, v, ec == std::errc::result_out_of_range ? "is out of the range of a 64-bit integer"
-                                                                 : "is not an integer");
+    bad_meta(path, key, v,
+             ec == std::errc::result_out_of_range ? "is out of the range of a 64-bit integer" : "is not an integer");
   }
   if (x < lo || x > hi) {
-    bad_meta(path, key, v, "is out of range: it must be in " + std::to_string(lo) + ".." + std::to_string(hi) + range_why);
+    bad_meta(path, key, v,
+             "is out of range: it must be in " + std::to_string(lo) + ".." + std::to_string(hi) + range_why);
   }
   return x;
 }
@@ -151,7 +155,8 @@ double opt_double(const std::map<std::string, std::string>& m, const std::string
   const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), x);
   if (v->empty() || ec != std::errc() || end != v->data() + v->size()) bad_meta(path, key, *v, "is not a number");
   if (std::isnan(x) && nan_ok) return x;
-  if (!std::isfinite(x) || x < lo || x > hi) bad_meta(path, key, *v, "is out of range: it must be finite, in " + strf("%g..%g", lo, hi));
+  if (!std::isfinite(x) || x < lo || x > hi)
+    bad_meta(path, key, *v, "is out of range: it must be finite, in " + strf("%g..%g", lo, hi));
   return x;
 }
 bool opt_flag(const std::map<std::string, std::string>& m, const std::string& key, const std::string& path) {
@@ -236,10 +241,11 @@ Device resolve_device(const std::string& spec) {
   GLIMPSE_CHECK(parsed, "--device: '", spec, "' is not a device; use cpu, cuda or cuda:N");
   if (parsed->is_cpu()) return *parsed;
 #ifdef GLIMPSE_WITH_CUDA
-  GLIMPSE_CHECK(glimpse::cuda::init(), "--device ", spec, ": CUDA is unavailable: ", glimpse::cuda::unavailable_reason());
+  GLIMPSE_CHECK(glimpse::cuda::init(), "--device ", spec,
+                ": CUDA is unavailable: ", glimpse::cuda::unavailable_reason());
   const int count = glimpse::cuda::device_count();
-  GLIMPSE_CHECK(parsed->index < count, "--device ", spec, ": this machine has ", count, " CUDA device(s), cuda:0..cuda:",
-                count - 1);
+  GLIMPSE_CHECK(parsed->index < count, "--device ", spec, ": this machine has ", count,
+                " CUDA device(s), cuda:0..cuda:", count - 1);
   return *parsed;
 #else
   GLIMPSE_FAIL("--device ", spec, ": CUDA is unavailable: this build has no CUDA backend (configured with ",
@@ -280,7 +286,8 @@ LoadedModel load_model(const std::string& path) {
   // The metadata first (reading the file once more is cheap next to training), then the model.
   const SafetensorsFile file = load_safetensors(path);  // verifies the checksum, when there is one
   if (!file.has_checksum) {
-    std::fprintf(stderr, "note: %s has no checksum (written by PyTorch or a glimpse before checksums): loaded unverified\n",
+    std::fprintf(stderr,
+                 "note: %s has no checksum (written by PyTorch or a glimpse before checksums): loaded unverified\n",
                  path.c_str());
   }
   LoadedModel lm;
@@ -311,7 +318,8 @@ void align_dataset_to_model(const ModelMeta& meta, data::Dataset& ds, const std:
     reordered |= to_model[c] != static_cast<int64_t>(c);
   }
   if (!reordered) return;
-  std::fprintf(stderr, "note: the classes of %s (%s) are in another order than the model's (%s); labels matched by name\n",
+  std::fprintf(stderr,
+               "note: the classes of %s (%s) are in another order than the model's (%s); labels matched by name\n",
                ds.root.c_str(), list(ds.class_names).c_str(), list(meta.class_names).c_str());
   for (auto& s : ds.samples) s.label = to_model[static_cast<size_t>(s.label)];
   ds.class_names = meta.class_names;
@@ -322,7 +330,8 @@ std::string isic_label_columns(const std::vector<std::string>& class_names, int6
          (label == find_class(class_names, kKeratosis) ? "1" : "0");
 }
 
-int64_t parse_target_class(const std::string& spec, const std::vector<std::string>& class_names, const std::string& who) {
+int64_t parse_target_class(const std::string& spec, const std::vector<std::string>& class_names,
+                           const std::string& who) {
   if (spec == "predicted" || spec == "-1") return -1;
   if (const int64_t c = find_class(class_names, spec); c >= 0) return c;
   std::string known;
@@ -370,8 +379,8 @@ std::vector<std::vector<float>> softmax_rows(const Tensor& logits) {
 }
 
 Tensor dihedral(const Tensor& images, int k) {
-  GLIMPSE_CHECK(images.dim() == 4 && images.size(2) == images.size(3), "dihedral: expects square images [N, C, S, S], got ",
-                shape_str(images.shape()));
+  GLIMPSE_CHECK(images.dim() == 4 && images.size(2) == images.size(3),
+                "dihedral: expects square images [N, C, S, S], got ", shape_str(images.shape()));
   GLIMPSE_CHECK(k >= 0 && k < 8, "dihedral: k must be in 0..7, got ", k);
   const Tensor x = images.contiguous();
   const int64_t planes = x.size(0) * x.size(1), S = x.size(2);
@@ -398,8 +407,8 @@ Tensor dihedral(const Tensor& images, int k) {
   return y;
 }
 
-Predictions predict(Model& model, const data::Dataset& ds, int64_t size, const data::Preprocess& pre, const std::string& label,
-                    bool tta) {
+Predictions predict(Model& model, const data::Dataset& ds, int64_t size, const data::Preprocess& pre,
+                    const std::string& label, bool tta) {
   NoGradGuard no_grad;
   const bool was_training = model.training();
   model.eval();
@@ -597,9 +606,7 @@ std::string strf(const char* fmt, ...) {
   return s;
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 double seconds_since(double start) { return now_s() - start; }
 
 }  // namespace mel

@@ -56,17 +56,17 @@ struct ModelMeta {
   int64_t size = 64;
   int64_t classes = 3;
   std::vector<std::string> class_names;
-  int64_t epoch = 0;          // epochs completed
-  int64_t epochs = 0;         // epochs planned
-  int64_t step = 0;           // optimizer steps taken
+  int64_t epoch = 0;   // epochs completed
+  int64_t epochs = 0;  // epochs planned
+  int64_t step = 0;    // optimizer steps taken
   std::string optimizer, schedule;
   double lr = 0;
   uint64_t seed = 0;
-  std::string data;           // training data directory
+  std::string data;                      // training data directory
   glimpse::data::Preprocess preprocess;  // what the model was trained with
-  double val_auc_mean = -1;   // last validation score, if any
-  double mask_guidance = 0;   // weight of train's --mask-guidance (0: CAM never saw a mask)
-  std::string init, freeze;   // train --init (where the weights came from) and --freeze
+  double val_auc_mean = -1;              // last validation score, if any
+  double mask_guidance = 0;              // weight of train's --mask-guidance (0: CAM never saw a mask)
+  std::string init, freeze;              // train --init (where the weights came from) and --freeze
 };
 // Bounds of checkpoint metadata (a checkpoint is untrusted input).
 inline constexpr int64_t kMaxInputSize = 4096;
@@ -97,7 +97,8 @@ void align_dataset_to_model(const ModelMeta& meta, glimpse::data::Dataset& ds, c
 // --target as every command reads it: "predicted" (or "-1", kept for old scripts) -> -1; a class
 // name (matched as find_class does) -> its index; a non-negative integer -> that index (backwards
 // compatible). Anything else is an error naming the value and the model's classes.
-int64_t parse_target_class(const std::string& spec, const std::vector<std::string>& class_names, const std::string& who);
+int64_t parse_target_class(const std::string& spec, const std::vector<std::string>& class_names,
+                           const std::string& who);
 
 // The melanoma and seborrheic_keratosis columns of an ISIC labels.csv row ("1,0", "0,1", "0,0") for
 // a label of a data set with these class names (found by name).
@@ -120,8 +121,8 @@ struct Predictions {
 // Runs the model (eval mode, no tape) over the whole data set. With tta, each image's probabilities
 // are the mean over its 8 flips and 90-degree rotations (the dihedral group the training
 // augmentation draws from), and the loss is the cross-entropy of that mean.
-Predictions predict(glimpse::Model& model, const glimpse::data::Dataset& ds, int64_t size, const glimpse::data::Preprocess& pre,
-                    const std::string& label = "  eval", bool tta = false);
+Predictions predict(glimpse::Model& model, const glimpse::data::Dataset& ds, int64_t size,
+                    const glimpse::data::Preprocess& pre, const std::string& label = "  eval", bool tta = false);
 // Element k (0..7) of the dihedral group applied to square NCHW images: a horizontal flip when
 // k & 1, then k >> 1 quarter turns counter-clockwise.
 Tensor dihedral(const Tensor& images, int k);

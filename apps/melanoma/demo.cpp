@@ -130,18 +130,21 @@ void run_demo(const DemoOptions& o) {
   const LocalizeRow* best = nullptr;
   for (const auto& r : lr.rows) {
     if (!r.error.empty()) continue;
-    if (r.method == "centred-gaussian") base = &r;
-    else if (!best || r.dice_best > best->dice_best) best = &r;
+    if (r.method == "centred-gaussian")
+      base = &r;
+    else if (!best || r.dice_best > best->dice_best)
+      best = &r;
   }
   std::printf("\n== summary ==\n");
   std::printf("classifier: %s at %lld px, %d epochs; val mean AUC %.3f (melanoma %.3f, SK %.3f), accuracy %.3f\n",
               o.arch.c_str(), static_cast<long long>(o.size), o.epochs, er.metrics.auc_mean, er.metrics.auc_melanoma,
               er.metrics.auc_keratosis, er.metrics.accuracy);
   if (best && base)
-    std::printf("localization: best method %s, Dice %.3f / energy %.3f / pointing %.3f vs centred Gaussian %.3f / "
-                "%.3f / %.3f\n",
-                best->method.c_str(), best->dice_best, best->energy, best->pointing, base->dice_best, base->energy,
-                base->pointing);
+    std::printf(
+        "localization: best method %s, Dice %.3f / energy %.3f / pointing %.3f vs centred Gaussian %.3f / "
+        "%.3f / %.3f\n",
+        best->method.c_str(), best->dice_best, best->energy, best->pointing, base->dice_best, base->energy,
+        base->pointing);
   std::printf("time:");
   for (const auto& [name, s] : times) std::printf(" %s %.1fs,", name.c_str(), s);
   std::printf(" total %.1fs\n", total);

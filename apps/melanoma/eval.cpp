@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/io/image.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/io/image.h"
 
 namespace mel {
 
@@ -62,7 +62,8 @@ nlohmann::json eval_to_json(const EvalOptions& o, const EvalResult& r) {
   j["seconds"] = r.seconds;
   nlohmann::json preds = nlohmann::json::array();
   for (size_t i = 0; i < r.predictions.ids.size(); ++i)
-    preds.push_back({{"id", r.predictions.ids[i]}, {"label", r.predictions.labels[i]}, {"probs", r.predictions.probs[i]}});
+    preds.push_back(
+        {{"id", r.predictions.ids[i]}, {"label", r.predictions.labels[i]}, {"probs", r.predictions.probs[i]}});
   j["predictions"] = preds;
   return j;
 }

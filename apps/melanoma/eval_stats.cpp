@@ -40,8 +40,10 @@ OperatingPoint operating_point(const std::vector<double>& scores, const std::vec
   p.threshold = threshold;
   for (size_t i = 0; i < scores.size(); ++i) {
     const bool called = scores[i] >= threshold;
-    if (positive[i]) (called ? p.tp : p.fn) += 1;
-    else (called ? p.fp : p.tn) += 1;
+    if (positive[i])
+      (called ? p.tp : p.fn) += 1;
+    else
+      (called ? p.fp : p.tn) += 1;
   }
   p.sensitivity = p.tp + p.fn ? static_cast<double>(p.tp) / static_cast<double>(p.tp + p.fn) : kNaN;
   p.specificity = p.tn + p.fp ? static_cast<double>(p.tn) / static_cast<double>(p.tn + p.fp) : kNaN;
@@ -195,7 +197,8 @@ nlohmann::json to_json(const EvalStats& s) {
   auto cal = [](const Calibration& c, const char* what) {
     nlohmann::json bins = nlohmann::json::array();
     for (const auto& b : c.bins)
-      bins.push_back({{"lo", b.lo}, {"hi", b.hi}, {"count", b.count}, {"confidence", b.confidence}, {"accuracy", b.accuracy}});
+      bins.push_back(
+          {{"lo", b.lo}, {"hi", b.hi}, {"count", b.count}, {"confidence", b.confidence}, {"accuracy", b.accuracy}});
     return nlohmann::json{{"ece", num(c.ece)}, {"what", what}, {"bins", bins}};
   };
   nlohmann::json j;
@@ -219,12 +222,14 @@ nlohmann::json to_json(const EvalStats& s) {
     j["melanoma_operating_points_note"] = "needs a class named melanoma and images of it and of another class";
   }
   const std::string binning = "equal-width bins on [0, 1]";
-  j["calibration"] = {{"bins", s.top_label.bins.size()},
-                      {"binning", binning},
-                      {"top_label", cal(s.top_label, "confidence = largest probability; correct = argmax is the true class")},
-                      {"melanoma", s.melanoma.bins.empty() ? nlohmann::json(nullptr)
-                                                           : cal(s.melanoma, "confidence = P(melanoma); "
-                                                                             "outcome = the image is a melanoma")}};
+  j["calibration"] = {
+      {"bins", s.top_label.bins.size()},
+      {"binning", binning},
+      {"top_label", cal(s.top_label, "confidence = largest probability; correct = argmax is the true class")},
+      {"melanoma", s.melanoma.bins.empty() ? nlohmann::json(nullptr)
+                                           : cal(s.melanoma,
+                                                 "confidence = P(melanoma); "
+                                                 "outcome = the image is a melanoma")}};
   return j;
 }
 
@@ -242,8 +247,8 @@ std::string format_eval_stats(const EvalStats& s, const ClassificationMetrics& m
      << ci(m.auc_keratosis, s.auc_keratosis) << "  mean " << ci(m.auc_mean, s.auc_mean) << "\n";
   if (s.has_melanoma) {
     auto line = [&](const char* name, const OperatingPoint& p, const Interval& se, const Interval& sp) {
-      os << strf("    melanoma at P >= %.3f (%s): sensitivity ", p.threshold, name) << ci(p.sensitivity, se)
-         << " (" << p.tp << "/" << p.tp + p.fn << "), specificity " << ci(p.specificity, sp) << " (" << p.tn << "/"
+      os << strf("    melanoma at P >= %.3f (%s): sensitivity ", p.threshold, name) << ci(p.sensitivity, se) << " ("
+         << p.tp << "/" << p.tp + p.fn << "), specificity " << ci(p.specificity, sp) << " (" << p.tn << "/"
          << p.tn + p.fp << ")\n";
     };
     line("0.5", s.at_half, s.half_sensitivity, s.half_specificity);

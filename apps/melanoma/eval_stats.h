@@ -45,14 +45,14 @@ OperatingPoint operating_point(const std::vector<double>& scores, const std::vec
 double threshold_for_sensitivity(const std::vector<double>& scores, const std::vector<bool>& positive, double target);
 
 struct CalibrationBin {
-  double lo = 0, hi = 0;       // the bin's edges
+  double lo = 0, hi = 0;  // the bin's edges
   int64_t count = 0;
-  double confidence = 0;       // mean confidence in the bin (0 when empty)
-  double accuracy = 0;         // fraction correct in the bin (0 when empty)
+  double confidence = 0;  // mean confidence in the bin (0 when empty)
+  double accuracy = 0;    // fraction correct in the bin (0 when empty)
 };
 struct Calibration {
   std::vector<CalibrationBin> bins;
-  double ece = 0;              // expected calibration error, NaN when there is no sample
+  double ece = 0;  // expected calibration error, NaN when there is no sample
 };
 Calibration calibration(const std::vector<double>& confidence, const std::vector<bool>& correct, int bins = 10);
 
@@ -70,7 +70,7 @@ struct EvalStats {
   int resamples = 0;
   uint64_t seed = 0;
   Interval accuracy, balanced_accuracy, auc_melanoma, auc_keratosis, auc_mean;
-  bool has_melanoma = false;   // a melanoma class and at least one melanoma and one other image
+  bool has_melanoma = false;  // a melanoma class and at least one melanoma and one other image
   OperatingPoint at_half, at_target;
   double sensitivity_target = 0;
   Interval half_sensitivity, half_specificity, target_sensitivity, target_specificity;

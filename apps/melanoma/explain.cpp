@@ -13,9 +13,9 @@
 #include "attribution/attribution.h"
 #include "attribution/regions.h"
 #include "attribution/render.h"
-#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -46,8 +46,8 @@ PhotoExplanation explain_photo(LoadedModel& lm, const io::Image& image, const Ex
   }
   r.predicted = std::max_element(r.probs.begin(), r.probs.end()) - r.probs.begin();
   r.target = target >= 0 ? target : r.predicted;
-  GLIMPSE_CHECK(r.target < lm.meta.classes, "explain: target class ", r.target, " but the model has ",
-                lm.meta.classes, " classes (0..", lm.meta.classes - 1, ")");
+  GLIMPSE_CHECK(r.target < lm.meta.classes, "explain: target class ", r.target, " but the model has ", lm.meta.classes,
+                " classes (0..", lm.meta.classes - 1, ")");
 
   attr::Options opt = method_options(lm.meta.size);
   opt.targets = {r.target};
@@ -61,7 +61,8 @@ PhotoExplanation explain_photo(LoadedModel& lm, const io::Image& image, const Ex
   const int64_t pw = photo.width, ph = photo.height;
   if (o.display > 0) {
     const double s = static_cast<double>(o.display) / static_cast<double>(std::max(pw, ph));
-    photo = io::resize_image(photo, std::max<int64_t>(1, std::llround(pw * s)), std::max<int64_t>(1, std::llround(ph * s)));
+    photo =
+        io::resize_image(photo, std::max<int64_t>(1, std::llround(pw * s)), std::max<int64_t>(1, std::llround(ph * s)));
   }
   const Tensor map = attr::normalize_maps(attr::upsample_maps(am.map, photo.height, photo.width));
   pe.overlay = attr::overlay_heatmap(photo, map, attr::colormap_from_name(o.colormap), o.alpha);
@@ -136,8 +137,8 @@ ExplainResult run_explain(const ExplainOptions& o) {
               names[static_cast<size_t>(r.target)].c_str(), am.layer.empty() ? "(input)" : am.layer.c_str(),
               regions.size(), attr::threshold_str(threshold).c_str());
   for (const auto& g : regions)
-    std::printf("  region %d: centre (%.0f, %.0f) radius %.0f, area %lld px, peak %.2f, score %.1f\n", g.id, g.circle.cx,
-                g.circle.cy, g.circle.r, static_cast<long long>(g.area), g.peak, g.score);
+    std::printf("  region %d: centre (%.0f, %.0f) radius %.0f, area %lld px, peak %.2f, score %.1f\n", g.id,
+                g.circle.cx, g.circle.cy, g.circle.r, static_cast<long long>(g.area), g.peak, g.score);
   std::printf("  %s%s%s(%.2fs)\n", o.out.empty() ? "" : ("overlay " + o.out + "  ").c_str(),
               o.json.empty() ? "" : ("json " + o.json + "  ").c_str(), "", seconds_since(t0));
   std::fflush(stdout);

@@ -12,8 +12,8 @@ namespace mel {
 using namespace glimpse;
 
 interop::OnnxExportInfo run_export(const ExportOptions& o) {
-  GLIMPSE_CHECK(interop::onnx_export_available(), "melanoma export: ONNX export is unavailable: ",
-                interop::onnx_unavailable_reason());
+  GLIMPSE_CHECK(interop::onnx_export_available(),
+                "melanoma export: ONNX export is unavailable: ", interop::onnx_unavailable_reason());
   {
     // The architecture by name first: an unexportable one is refused before anything is built.
     const SafetensorsFile file = load_safetensors(o.model);
@@ -32,11 +32,12 @@ interop::OnnxExportInfo run_export(const ExportOptions& o) {
   opt.metadata["normalize_mean"] = strf("%g,%g,%g", data::kNormMean[0], data::kNormMean[1], data::kNormMean[2]);
   opt.metadata["normalize_std"] = strf("%g,%g,%g", data::kNormStd[0], data::kNormStd[1], data::kNormStd[2]);
   opt.metadata["cam_layer"] = lm.model->info.cam_layer;
-  opt.metadata["cam_postprocess"] = "bilinear upsampling to the input (half-pixel centres), then per image min-max "
-                                    "to [0, 1]; regions: threshold at 0.5 of the maximum";
+  opt.metadata["cam_postprocess"] =
+      "bilinear upsampling to the input (half-pixel centres), then per image min-max "
+      "to [0, 1]; regions: threshold at 0.5 of the maximum";
   const interop::OnnxExportInfo info = interop::export_onnx(*lm.model, o.onnx, opt);
-  std::printf("wrote %s: %s, opset %d (IR %lld), %lld nodes, %.1f MB\n", o.onnx.c_str(), lm.meta.arch.c_str(), info.opset,
-              (long long)info.ir_version, (long long)info.nodes, info.bytes / 1e6);
+  std::printf("wrote %s: %s, opset %d (IR %lld), %lld nodes, %.1f MB\n", o.onnx.c_str(), lm.meta.arch.c_str(),
+              info.opset, (long long)info.ir_version, (long long)info.nodes, info.bytes / 1e6);
   std::printf("  input  image         [N, 3, %lld, %lld]\n", (long long)info.input_size, (long long)info.input_size);
   std::printf("  output probabilities [N, %lld]\n", (long long)lm.meta.classes);
   std::printf("  output cam           [N, %lld, %lld, %lld]  (layer %s)\n", (long long)lm.meta.classes,
@@ -45,8 +46,9 @@ interop::OnnxExportInfo run_export(const ExportOptions& o) {
 }
 
 CLI::App* add_export_command(CLI::App& app, ExportOptions& o) {
-  CLI::App* sub = app.add_subcommand("export", "Write a checkpoint as an ONNX model with two outputs: the class "
-                                               "probabilities and every class's activation map (CAM)");
+  CLI::App* sub = app.add_subcommand("export",
+                                     "Write a checkpoint as an ONNX model with two outputs: the class "
+                                     "probabilities and every class's activation map (CAM)");
   sub->add_option("--model", o.model, "Checkpoint written by `melanoma train`")->required()->check(CLI::ExistingFile);
   sub->add_option("--onnx", o.onnx, "ONNX file to write (atomically)")->required();
   sub->add_option("--opset", o.opset, "ONNX opset")

@@ -33,8 +33,8 @@ int64_t freeze_layers(Model& model, const std::string& prefixes) {
     if (!matched) {
       std::string top;
       for (const auto& [name, m] : model.children()) top += (top.empty() ? "" : ", ") + name;
-      GLIMPSE_FAIL("--freeze: '", prefix, "' names no layer with parameters in ", model.info.name, " (dotted names, e.g. ",
-                   top, ")");
+      GLIMPSE_FAIL("--freeze: '", prefix, "' names no layer with parameters in ", model.info.name,
+                   " (dotted names, e.g. ", top, ")");
     }
   }
   std::printf("train: frozen %s: %lld of %lld parameters\n", prefixes.c_str(), (long long)frozen,

@@ -9,15 +9,22 @@ namespace mel {
 
 std::string json_kind(const nlohmann::json& j) {
   switch (j.type()) {
-    case nlohmann::json::value_t::null: return "null";
-    case nlohmann::json::value_t::object: return "an object";
-    case nlohmann::json::value_t::array: return "an array of " + std::to_string(j.size());
-    case nlohmann::json::value_t::string: return "a string";
-    case nlohmann::json::value_t::boolean: return j.get<bool>() ? "true" : "false";
+    case nlohmann::json::value_t::null:
+      return "null";
+    case nlohmann::json::value_t::object:
+      return "an object";
+    case nlohmann::json::value_t::array:
+      return "an array of " + std::to_string(j.size());
+    case nlohmann::json::value_t::string:
+      return "a string";
+    case nlohmann::json::value_t::boolean:
+      return j.get<bool>() ? "true" : "false";
     case nlohmann::json::value_t::number_integer:
     case nlohmann::json::value_t::number_unsigned:
-    case nlohmann::json::value_t::number_float: return "the number " + j.dump();
-    default: return "a binary value";
+    case nlohmann::json::value_t::number_float:
+      return "the number " + j.dump();
+    default:
+      return "a binary value";
   }
 }
 
@@ -27,8 +34,10 @@ void check_json_depth(const std::string& text, const std::string& file, int max_
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (in_string) {
-      if (c == '\\') ++i;  // skip the escaped character (an escaped quote does not end the string)
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;  // skip the escaped character (an escaped quote does not end the string)
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {

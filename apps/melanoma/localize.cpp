@@ -24,9 +24,9 @@
 #include "attribution/metrics.h"
 #include "attribution/regions.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 
 using namespace glimpse;
 
@@ -99,15 +99,17 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
   co.batch = o.curve_steps + 1;
   co.blur_sigma = std::max(1.f, 5.f * static_cast<float>(S) / 224.f);
 
-  std::printf("localize: %s (%s, %lld px) on %lld masked images of %s [%s]; %zu method(s) + baseline; "
-              "target %s class\n",
-              o.model.c_str(), lm.meta.arch.c_str(), static_cast<long long>(S), static_cast<long long>(res.images),
-              o.data.c_str(), o.split.c_str(), methods.size(), o.target.c_str());
+  std::printf(
+      "localize: %s (%s, %lld px) on %lld masked images of %s [%s]; %zu method(s) + baseline; "
+      "target %s class\n",
+      o.model.c_str(), lm.meta.arch.c_str(), static_cast<long long>(S), static_cast<long long>(res.images),
+      o.data.c_str(), o.split.c_str(), methods.size(), o.target.c_str());
   if (lm.meta.mask_guidance > 0)
-    std::printf("localize: note: %s was trained with --mask-guidance %g: its CAM was taught to lie inside the "
-                "training masks, so the CAM-family rows measure how well that learned, not where an unguided "
-                "network looks\n",
-                o.model.c_str(), lm.meta.mask_guidance);
+    std::printf(
+        "localize: note: %s was trained with --mask-guidance %g: its CAM was taught to lie inside the "
+        "training masks, so the CAM-family rows measure how well that learned, not where an unguided "
+        "network looks\n",
+        o.model.c_str(), lm.meta.mask_guidance);
   res.mask_guidance = lm.meta.mask_guidance;
   std::fflush(stdout);
 
@@ -220,7 +222,8 @@ attr::LocalizationScores score_against_mask(const Tensor& map, const io::Mask& t
   GLIMPSE_CHECK(map.defined() && map.dim() >= 2, "score_against_mask: expected a map [1, S, S], got ",
                 map.defined() ? shape_str(map.shape()) : std::string("an undefined tensor"));
   const int64_t h = map.size(map.dim() - 2), w = map.size(map.dim() - 1);
-  if (truth.width == w && truth.height == h) return attr::localization_scores(map, truth, threshold, tolerance * static_cast<double>(w));
+  if (truth.width == w && truth.height == h)
+    return attr::localization_scores(map, truth, threshold, tolerance * static_cast<double>(w));
   return attr::localization_scores(map, io::resize_mask(truth, w, h), threshold, tolerance * static_cast<double>(w));
 }
 
@@ -238,9 +241,10 @@ std::string format_localize_table(const LocalizeResult& r) {
               row.best_threshold, row.iou_best, row.dice_fixed, row.iou_fixed, row.energy, row.pointing, del.c_str(),
               ins.c_str(), row.images ? row.seconds / static_cast<double>(row.images) : 0.0);
   }
-  s += strf("(%lld images at %lld px; dice*/iou*: best shared threshold t* of the normalized map; dice/iou at the "
-            "fixed threshold; %.1fs)\n",
-            static_cast<long long>(r.images), static_cast<long long>(r.resolution), r.seconds);
+  s += strf(
+      "(%lld images at %lld px; dice*/iou*: best shared threshold t* of the normalized map; dice/iou at the "
+      "fixed threshold; %.1fs)\n",
+      static_cast<long long>(r.images), static_cast<long long>(r.resolution), r.seconds);
   return s;
 }
 

@@ -8,9 +8,9 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/io/image.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/io/image.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -73,7 +73,7 @@ PredictResult run_predict(const PredictOptions& o) {
       // One bad photo (truncated, too large, not an image) must not cost the others their rows.
       ++r.failed;
       std::fprintf(stderr, "predict: %s: %s\n", f.string().c_str(), e.what());
-      csv += csv_field(file) + ",";                       // no predicted class
+      csv += csv_field(file) + ",";                          // no predicted class
       for (size_t c = 0; c < names.size(); ++c) csv += ",";  // no probabilities
       csv += ",," + csv_field(e.what()) + "\n";              // no overlay, the error
     }
@@ -81,12 +81,12 @@ PredictResult run_predict(const PredictOptions& o) {
   }
   bar.finish();
   write_text(r.csv, csv);  // atomic and checked
-  std::printf("predict: %lld photo(s) of %s with %s (%s, %lld px): %s%s%s (%.1fs)\n",
-              static_cast<long long>(r.images), o.images.c_str(), o.model.c_str(), lm.meta.arch.c_str(),
-              static_cast<long long>(lm.meta.size), r.csv.c_str(),
-              o.overlays ? strf(", overlays of %s in %s", o.explain.method.c_str(), o.out.c_str()).c_str() : "",
-              r.failed ? strf("; %lld could not be read (their rows say why)", static_cast<long long>(r.failed)).c_str() : "",
-              seconds_since(t0));
+  std::printf(
+      "predict: %lld photo(s) of %s with %s (%s, %lld px): %s%s%s (%.1fs)\n", static_cast<long long>(r.images),
+      o.images.c_str(), o.model.c_str(), lm.meta.arch.c_str(), static_cast<long long>(lm.meta.size), r.csv.c_str(),
+      o.overlays ? strf(", overlays of %s in %s", o.explain.method.c_str(), o.out.c_str()).c_str() : "",
+      r.failed ? strf("; %lld could not be read (their rows say why)", static_cast<long long>(r.failed)).c_str() : "",
+      seconds_since(t0));
   std::fflush(stdout);
   return r;
 }

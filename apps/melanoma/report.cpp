@@ -14,9 +14,9 @@
 #include "attribution/regions.h"
 #include "attribution/render.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "json_in.h"
 
 namespace fs = std::filesystem;
@@ -30,11 +30,20 @@ std::string esc(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -78,7 +87,8 @@ std::string svg_chart(const std::string& title, const std::vector<Series>& serie
   std::ostringstream os;
   os << strf("<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' class='chart'>", W, H);
   os << strf("<text x='%.0f' y='18' font-size='14' font-weight='bold'>%s</text>", L, esc(title).c_str());
-  os << strf("<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='#fafafa' stroke='#ccc'/>", L, T, W - L - R, H - T - B);
+  os << strf("<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='#fafafa' stroke='#ccc'/>", L, T, W - L - R,
+             H - T - B);
   for (int k = 0; k <= 4; ++k) {
     const double y = ymin + (ymax - ymin) * k / 4;
     os << strf("<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='#e4e4e4'/>", L, W - R, py(y), py(y));
@@ -98,7 +108,8 @@ std::string svg_chart(const std::string& title, const std::vector<Series>& serie
     os << "<polyline fill='none' stroke-width='2' stroke='" << s.colour << "' points='" << pts << "'/>";
     for (auto [x, y] : s.points)
       if (std::isfinite(y))
-        os << strf("<circle cx='%.1f' cy='%.1f' r='2.5' fill='%s'/>", px(x), py(std::clamp(y, ymin, ymax)), s.colour.c_str());
+        os << strf("<circle cx='%.1f' cy='%.1f' r='2.5' fill='%s'/>", px(x), py(std::clamp(y, ymin, ymax)),
+                   s.colour.c_str());
     os << strf("<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='%s' stroke-width='3'/>", W - R + 8, W - R + 24,
                ly - 4, ly - 4, s.colour.c_str());
     os << strf("<text x='%.1f' y='%.1f' font-size='11'>%s</text>", W - R + 28, ly, esc(s.name).c_str());
@@ -187,11 +198,14 @@ std::string localize_html(const JsonIn& l) {
     const bool base = m == "centred-gaussian";
     const bool top = r.number_or_nan("dice_best") == best;
     const int64_t images = r.integer("images", 0, 0, kMaxCount);
-    os << "<tr" << (base ? " class='baseline'" : top ? " class='best'" : "") << "><td>" << esc(m) << "</td><td>"
-       << num(r, "dice_best") << "</td><td>" << num(r, "best_threshold", "%.2f") << "</td><td>" << num(r, "iou_best")
-       << "</td><td>" << num(r, "dice_fixed") << "</td><td>" << num(r, "iou_fixed") << "</td><td>"
-       << num(r, "energy_inside") << "</td><td>" << num(r, "pointing_game") << "</td><td>" << num(r, "deletion_auc")
-       << "</td><td>" << num(r, "insertion_auc") << "</td><td>"
+    os << "<tr"
+       << (base  ? " class='baseline'"
+           : top ? " class='best'"
+                 : "")
+       << "><td>" << esc(m) << "</td><td>" << num(r, "dice_best") << "</td><td>" << num(r, "best_threshold", "%.2f")
+       << "</td><td>" << num(r, "iou_best") << "</td><td>" << num(r, "dice_fixed") << "</td><td>" << num(r, "iou_fixed")
+       << "</td><td>" << num(r, "energy_inside") << "</td><td>" << num(r, "pointing_game") << "</td><td>"
+       << num(r, "deletion_auc") << "</td><td>" << num(r, "insertion_auc") << "</td><td>"
        << (images ? strf("%.3f", r.number("seconds", 0.0) / static_cast<double>(images)) : "") << "</td></tr>";
   }
   os << "</table>";
@@ -205,8 +219,9 @@ std::string two_stage_html(const JsonIn& t) {
            {"stage1", "stage 1"}, {"stage2", "stage 2 (crops) alone"}, {"combined", "stages 1+2"}}) {
     if (!t.has(key.c_str())) continue;
     const JsonIn m = t.at(key.c_str());
-    os << "<tr><td>" << name << "</td><td>" << num(m, "auc_melanoma") << "</td><td>" << num(m, "auc_seborrheic_keratosis")
-       << "</td><td><b>" << num(m, "auc_mean") << "</b></td><td>" << num(m, "accuracy") << "</td></tr>";
+    os << "<tr><td>" << name << "</td><td>" << num(m, "auc_melanoma") << "</td><td>"
+       << num(m, "auc_seborrheic_keratosis") << "</td><td><b>" << num(m, "auc_mean") << "</b></td><td>"
+       << num(m, "accuracy") << "</td></tr>";
   }
   os << "</table><p>Crops: bounding box of the " << esc(t.string("method", "cam")) << " map above "
      << strf("%g", t.number("crop_threshold", 0.0)) << " of its maximum, margin " << strf("%g", t.number("margin", 0.0))
@@ -229,13 +244,14 @@ std::string roar_html(const JsonIn& r) {
     const std::string method = row.at("method").string();
     const JsonIn met = row.at("metrics");
     met.expect_object();
-    by_method[method].push_back({row.at("percent").integer(0, 100), met.number_or_nan("accuracy"),
-                                 met.number_or_nan("auc_mean")});
+    by_method[method].push_back(
+        {row.at("percent").integer(0, 100), met.number_or_nan("accuracy"), met.number_or_nan("auc_mean")});
   }
   auto cell = [](double v) { return std::isfinite(v) ? strf("%.3f", v) : std::string("&ndash;"); };
   std::ostringstream os;
   os << "<p>" << (r.boolean("keep", false) ? "Kept" : "Removed")
-     << " the top t% pixels of each map, retrained from scratch; val accuracy / mean AUC.</p><table><tr><th>method</th>";
+     << " the top t% pixels of each map, retrained from scratch; val accuracy / mean "
+        "AUC.</p><table><tr><th>method</th>";
   for (int64_t p : percents) os << "<th>t=" << p << "%</th>";
   os << "</tr>";
   for (const auto& [m, cells] : by_method) {
@@ -311,12 +327,12 @@ void run_report(const ReportOptions& o) {
   };
   // The JSON files beside the model: each read by parse_app_json (the fuzzed code path); a malformed
   // one costs its own section, with a note in the page, never the whole report.
-  const std::string curve_html = optional_section("curve", !o.curve.empty() ? o.curve : sibling(o.model, ".curve.json"),
-                                                  "Training curves");
-  const std::string loc_html = optional_section("localize", beside(o.localize_json, "localize.json"),
-                                                "Localization against the expert masks");
-  const std::string two_html = optional_section("two_stage", beside(o.two_stage_json, "two-stage.json"),
-                                                "Two-stage (CAM crop, Jia &amp; Shen)");
+  const std::string curve_html =
+      optional_section("curve", !o.curve.empty() ? o.curve : sibling(o.model, ".curve.json"), "Training curves");
+  const std::string loc_html =
+      optional_section("localize", beside(o.localize_json, "localize.json"), "Localization against the expert masks");
+  const std::string two_html =
+      optional_section("two_stage", beside(o.two_stage_json, "two-stage.json"), "Two-stage (CAM crop, Jia &amp; Shen)");
   const std::string roar_html = optional_section("roar", beside(o.roar_json, "roar.json"), "Remove and retrain (ROAR)");
   std::string eval_html;
   const std::string eval_path = beside(o.eval_json, "eval.json");
@@ -368,10 +384,11 @@ void run_report(const ReportOptions& o) {
     if (!s->mask_path.empty()) mask = io::resize_mask(io::load_mask(s->mask_path), T, T);
     io::Image base = photo;
     if (!mask.data.empty()) attr::draw_mask_outline(base, mask, attr::kGreen, 1);
-    g << "<div class='row'><div class='cell'><img src='data:image/png;base64," << png_base64(base) << "'><div class='cap'><b>"
-      << esc(s->id) << "</b><br>true: " << esc(meta.class_names[static_cast<size_t>(s->label)]) << "<br>pred: "
-      << esc(meta.class_names[static_cast<size_t>(pred)]) << strf(" (%.2f)", probs[static_cast<size_t>(pred)])
-      << "</div></div>";
+    g << "<div class='row'><div class='cell'><img src='data:image/png;base64," << png_base64(base)
+      << "'><div class='cap'><b>" << esc(s->id)
+      << "</b><br>true: " << esc(meta.class_names[static_cast<size_t>(s->label)])
+      << "<br>pred: " << esc(meta.class_names[static_cast<size_t>(pred)])
+      << strf(" (%.2f)", probs[static_cast<size_t>(pred)]) << "</div></div>";
     for (const auto& m : methods) {
       std::string cell;
       try {
@@ -408,7 +425,8 @@ void run_report(const ReportOptions& o) {
     << "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;"
     << "font-size:13px}th{background:#f0f0f0}td:first-child{text-align:left}"
     << "tr.baseline td{background:#fff6e0;font-style:italic}tr.best td{background:#e6f5e6;font-weight:bold}"
-    << "td.diag{background:#e6f5e6}.gallery{overflow-x:auto}.row{display:flex;flex-wrap:nowrap;gap:4px;margin-bottom:10px}"
+    << "td.diag{background:#e6f5e6}.gallery{overflow-x:auto}.row{display:flex;flex-wrap:nowrap;gap:4px;margin-bottom:"
+       "10px}"
     << ".cell{width:" << T << "px;flex:none;font-size:11px;text-align:center}.cell img{width:" << T << "px;height:" << T
     << "px;image-rendering:auto}.cap{margin-top:2px}.err{width:" << T << "px;height:" << T
     << "px;background:#fee;font-size:10px;overflow:hidden}.chart{margin-right:16px}.meta{color:#555;font-size:13px}"

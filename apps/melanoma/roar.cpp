@@ -12,9 +12,9 @@
 #include "attribution/attribution.h"
 #include "attribution/metrics.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -45,7 +45,8 @@ SplitImages load_split(Model& model, const ModelMeta& meta, const data::Dataset&
     const std::vector<int64_t> pred = argmax_rows(model(b.images));
     for (size_t i = 0; i < b.ids.size(); ++i, ++at) {
       GLIMPSE_CHECK(at < N, "roar: the loader returned more images than ", ds.root, " [", split, "] holds");
-      s.images.slice(at, at + 1).copy_from(data::denormalize(b.images.slice(static_cast<int64_t>(i), static_cast<int64_t>(i) + 1)));
+      s.images.slice(at, at + 1)
+          .copy_from(data::denormalize(b.images.slice(static_cast<int64_t>(i), static_cast<int64_t>(i) + 1)));
       s.ids.push_back(b.ids[i]);
       s.labels.push_back(b.labels[i]);
       s.predicted.push_back(pred[i]);
@@ -83,8 +84,8 @@ Tensor split_maps(Model& model, const std::string& method, const ModelMeta& meta
   return maps;
 }
 
-void write_split(const std::string& dir, const SplitImages& s, const Tensor& images, const std::vector<std::string>& names,
-                 std::string& csv) {
+void write_split(const std::string& dir, const SplitImages& s, const Tensor& images,
+                 const std::vector<std::string>& names, std::string& csv) {
   for (size_t i = 0; i < s.ids.size(); ++i) {
     const int64_t k = static_cast<int64_t>(i);
     io::save_png(dir + "/images/" + s.ids[i] + ".png", images.slice(k, k + 1));
@@ -120,11 +121,12 @@ RoarResult run_roar(const RoarOptions& o) {
   const SplitImages tr = load_split(*model, meta, train_ds, o.train.train_split);
   const SplitImages va = load_split(*model, meta, val_ds, o.train.val_split);
 
-  std::printf("roar: %s on %s, %lld train / %lld val images at %lld px; %s the top t%% of each map, retrain "
-              "%d epoch(s) each\n  original model: val acc %.3f, AUC mean %.3f\n",
-              meta.arch.c_str(), data_dir.c_str(), static_cast<long long>(tr.ids.size()),
-              static_cast<long long>(va.ids.size()), static_cast<long long>(meta.size), o.keep ? "keep" : "remove",
-              o.train.epochs, res.original.accuracy, res.original.auc_mean);
+  std::printf(
+      "roar: %s on %s, %lld train / %lld val images at %lld px; %s the top t%% of each map, retrain "
+      "%d epoch(s) each\n  original model: val acc %.3f, AUC mean %.3f\n",
+      meta.arch.c_str(), data_dir.c_str(), static_cast<long long>(tr.ids.size()), static_cast<long long>(va.ids.size()),
+      static_cast<long long>(meta.size), o.keep ? "keep" : "remove", o.train.epochs, res.original.accuracy,
+      res.original.auc_mean);
   std::printf("  %-20s %5s %8s %8s %8s %8s\n", "method", "t%", "acc", "AUC mel", "AUC sk", "mean");
   std::fflush(stdout);
   for (const std::string& method : methods) {

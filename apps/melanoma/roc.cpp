@@ -17,8 +17,7 @@ double roc_auc(const std::vector<double>& scores, const std::vector<bool>& posit
   GLIMPSE_CHECK(scores.size() == positive.size(), "roc_auc: ", scores.size(), " scores but ", positive.size(),
                 " labels");
   const size_t n = scores.size();
-  for (size_t i = 0; i < n; ++i)
-    GLIMPSE_CHECK(!std::isnan(scores[i]), "roc_auc: score ", i, " is NaN");
+  for (size_t i = 0; i < n; ++i) GLIMPSE_CHECK(!std::isnan(scores[i]), "roc_auc: score ", i, " is NaN");
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), size_t{0});
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
@@ -78,7 +77,8 @@ double curve_area(const RocCurve& c) {
 namespace {
 std::string class_key(const std::string& name) {
   std::string k;
-  for (char ch : name) k += (ch == ' ' || ch == '-') ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (char ch : name)
+    k += (ch == ' ' || ch == '-') ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   return k;
 }
 
@@ -128,8 +128,8 @@ ClassificationMetrics classification_metrics(const std::vector<std::vector<float
     const auto& p = probs[i];
     GLIMPSE_CHECK(static_cast<int64_t>(p.size()) == classes, "classification_metrics: prediction ", i, " has ",
                   p.size(), " probabilities, expected ", classes, " (one per class name)");
-    GLIMPSE_CHECK(labels[i] >= 0 && labels[i] < classes, "classification_metrics: label ", labels[i], " of sample ",
-                  i, " is not in [0, ", classes, ")");
+    GLIMPSE_CHECK(labels[i] >= 0 && labels[i] < classes, "classification_metrics: label ", labels[i], " of sample ", i,
+                  " is not in [0, ", classes, ")");
     for (size_t c = 0; c < p.size(); ++c)
       GLIMPSE_CHECK(!std::isnan(p[c]), "classification_metrics: probability ", c, " of sample ", i, " is NaN");
     const int64_t pred = std::max_element(p.begin(), p.end()) - p.begin();
@@ -203,7 +203,8 @@ std::string format_metrics(const ClassificationMetrics& m, const std::vector<std
   }
   os << "\n";
   for (size_t r = 0; r < m.confusion.size(); ++r) {
-    std::snprintf(buf, sizeof buf, "  %-*s", static_cast<int>(w), r < class_names.size() ? class_names[r].c_str() : "?");
+    std::snprintf(buf, sizeof buf, "  %-*s", static_cast<int>(w),
+                  r < class_names.size() ? class_names[r].c_str() : "?");
     os << buf;
     for (size_t c = 0; c < m.confusion[r].size(); ++c) {
       std::snprintf(buf, sizeof buf, " %*lld", static_cast<int>(cw), static_cast<long long>(m.confusion[r][c]));

@@ -44,13 +44,13 @@ int64_t find_class(const std::vector<std::string>& names, const std::string& wan
 struct ClassificationMetrics {
   int64_t count = 0;
   double accuracy = 0;
-  double balanced_accuracy = 0;  // mean per-class recall over the classes present
-  double auc_melanoma = 0;       // P(melanoma) of melanoma vs the rest
-  double auc_keratosis = 0;      // P(seborrheic keratosis) of SK vs the rest
-  double auc_mean = 0;           // the ISIC 2017 part-3 score
+  double balanced_accuracy = 0;                       // mean per-class recall over the classes present
+  double auc_melanoma = 0;                            // P(melanoma) of melanoma vs the rest
+  double auc_keratosis = 0;                           // P(seborrheic keratosis) of SK vs the rest
+  double auc_mean = 0;                                // the ISIC 2017 part-3 score
   std::string auc_melanoma_note, auc_keratosis_note;  // why the AUC is undefined; "" when it is not
   int64_t melanoma_class = -1, keratosis_class = -1;  // their indices in class_names, -1 if absent
-  std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
+  std::vector<std::vector<int64_t>> confusion;        // [true][predicted]
   std::vector<int64_t> class_counts;
 };
 ClassificationMetrics classification_metrics(const std::vector<std::vector<float>>& probs,

@@ -141,10 +141,11 @@ SanityResult run_sanity(const SanityOptions& o) {
   }
   r.seconds = seconds_since(t0);
 
-  std::printf("sanity: %s (%s, %lld px), %lld image(s) of %s [%s]; layers re-initialized cumulatively from the top\n"
-              "  mean Spearman rank correlation / SSIM of each method's maps with the trained model's:\n  %-22s",
-              o.model.c_str(), lm.meta.arch.c_str(), static_cast<long long>(S), static_cast<long long>(N),
-              o.data.c_str(), o.split.c_str(), "method");
+  std::printf(
+      "sanity: %s (%s, %lld px), %lld image(s) of %s [%s]; layers re-initialized cumulatively from the top\n"
+      "  mean Spearman rank correlation / SSIM of each method's maps with the trained model's:\n  %-22s",
+      o.model.c_str(), lm.meta.arch.c_str(), static_cast<long long>(S), static_cast<long long>(N), o.data.c_str(),
+      o.split.c_str(), "method");
   for (size_t l = 0; l < r.layers.size(); ++l) std::printf(" %13s", ("+" + r.layers[l]).substr(0, 13).c_str());
   std::printf("\n");
   for (const auto& row : r.rows) {
@@ -154,8 +155,10 @@ SanityResult run_sanity(const SanityOptions& o) {
                   row.ssim[l]);
     std::printf("%s\n", row.flagged ? "  <- FLAG: barely changes with every layer random" : "");
   }
-  std::printf("  (const: every map of that step was constant, e.g. all cut to 0 by a ReLU -- no ranking left, which\n"
-              "  is a change; flag: Spearman >= %.2f with every layer re-initialized; %.1fs)\n", o.flag_spearman, r.seconds);
+  std::printf(
+      "  (const: every map of that step was constant, e.g. all cut to 0 by a ReLU -- no ranking left, which\n"
+      "  is a change; flag: Spearman >= %.2f with every layer re-initialized; %.1fs)\n",
+      o.flag_spearman, r.seconds);
   std::fflush(stdout);
 
   if (!o.figure.empty()) {
@@ -166,7 +169,8 @@ SanityResult run_sanity(const SanityOptions& o) {
       for (int64_t c = 0; c < cols; ++c) {
         const io::Image t = io::resize_image(attr::colorize(strip[k][static_cast<size_t>(c)]), tile, tile);
         for (int64_t y = 0; y < tile; ++y)
-          std::copy(t.at(0, y), t.at(0, y) + tile * 3, fig.at(c * (tile + gap), static_cast<int64_t>(k) * (tile + gap) + y));
+          std::copy(t.at(0, y), t.at(0, y) + tile * 3,
+                    fig.at(c * (tile + gap), static_cast<int64_t>(k) * (tile + gap) + y));
       }
     if (const fs::path p(o.figure); p.has_parent_path()) ensure_dir(p.parent_path().string());
     io::save_png(o.figure, fig);
@@ -184,10 +188,12 @@ SanityResult run_sanity(const SanityOptions& o) {
                         {"split", o.split},
                         {"images", r.images},
                         {"layers_randomized_in_order", r.layers},
-                        {"reinitialization", "each parameter tensor: Gaussian with its own mean and std, seeded; "
-                                             "cumulative from the top"},
-                        {"similarity", "mean over images of Spearman rank correlation and SSIM (7x7 uniform "
-                                       "windows, L = 1) between normalized maps"},
+                        {"reinitialization",
+                         "each parameter tensor: Gaussian with its own mean and std, seeded; "
+                         "cumulative from the top"},
+                        {"similarity",
+                         "mean over images of Spearman rank correlation and SSIM (7x7 uniform "
+                         "windows, L = 1) between normalized maps"},
                         {"flag_spearman", o.flag_spearman},
                         {"spearman_null", "every map of that step was constant (no ranking to compare)"},
                         {"seed", o.seed},

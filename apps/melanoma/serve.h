@@ -37,9 +37,9 @@ class ExplorerServer {
   void stop();              // stops accepting, lets the requests under way finish
 
   struct Stats {
-    int busy = 0;           // workers answering a request
-    int queued = 0;         // connections waiting for a worker
-    int64_t rejected = 0;   // answered 503 since the start
+    int busy = 0;          // workers answering a request
+    int queued = 0;        // connections waiting for a worker
+    int64_t rejected = 0;  // answered 503 since the start
   };
   Stats stats() const;
   ExplorerApi& api();

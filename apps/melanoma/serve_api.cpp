@@ -8,12 +8,12 @@
 #include <set>
 #include <sstream>
 
-#include "core/io/image.h"
-#include "attribution/render.h"
 #include "attribution/metrics.h"
 #include "attribution/regions.h"
-#include "core/grad_mode.h"
+#include "attribution/render.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
+#include "core/io/image.h"
 #include "data/data.h"
 
 namespace fs = std::filesystem;
@@ -41,7 +41,8 @@ int64_t int_param(const Params& p, const std::string& name, int64_t fallback, in
   if (ec != std::errc() || end != v.data() + v.size())
     throw ApiError(400, "parameter '" + name + "' = '" + v.substr(0, 40) + "' is not an integer");
   if (x < lo || x > hi)
-    throw ApiError(400, "parameter '" + name + "' = " + v + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+    throw ApiError(
+        400, "parameter '" + name + "' = " + v + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
   return x;
 }
 
@@ -53,7 +54,8 @@ double real_param(const Params& p, const std::string& name, double fallback, dou
   const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
   if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(x))
     throw ApiError(400, "parameter '" + name + "' = '" + v.substr(0, 40) + "' is not a number");
-  if (x < lo || x > hi) throw ApiError(400, "parameter '" + name + "' = " + v + " is out of range " + strf("%g..%g", lo, hi));
+  if (x < lo || x > hi)
+    throw ApiError(400, "parameter '" + name + "' = " + v + " is out of range " + strf("%g..%g", lo, hi));
   return x;
 }
 
@@ -88,8 +90,9 @@ struct ExplorerApi::Impl {
     if (s == splits.end()) {
       std::string known;
       for (const auto& n : split_names) known += (known.empty() ? "" : ", ") + n;
-      throw ApiError(404, "no split '" + split.substr(0, 40) + "'" +
-                              (splits.empty() ? std::string(" (the server was started without --data)") : "; known: " + known));
+      throw ApiError(
+          404, "no split '" + split.substr(0, 40) + "'" +
+                   (splits.empty() ? std::string(" (the server was started without --data)") : "; known: " + known));
     }
     auto i = s->second.by_id.find(id);
     if (i == s->second.by_id.end()) throw ApiError(404, "no image '" + id.substr(0, 80) + "' in split '" + split + "'");
@@ -162,15 +165,16 @@ struct ExplorerApi::Impl {
     }
     nlohmann::json j = pe.result.json;
     if (ph.has_mask) {
-      const attr::LocalizationScores s =
-          score_against_mask(pe.attribution.map, ph.mask, attr::parse_threshold(o.threshold), LocalizeOptions{}.tolerance);
-      j["localization"] = {{"dice", s.dice},
-                           {"iou", s.iou},
-                           {"energy", s.energy},
-                           {"pointing", s.hit},
-                           {"peak_distance", std::isfinite(s.peak_distance) ? nlohmann::json(s.peak_distance) : nlohmann::json()},
-                           {"resolution", lm.meta.size},
-                           {"tolerance_px", LocalizeOptions{}.tolerance * static_cast<double>(lm.meta.size)}};
+      const attr::LocalizationScores s = score_against_mask(
+          pe.attribution.map, ph.mask, attr::parse_threshold(o.threshold), LocalizeOptions{}.tolerance);
+      j["localization"] = {
+          {"dice", s.dice},
+          {"iou", s.iou},
+          {"energy", s.energy},
+          {"pointing", s.hit},
+          {"peak_distance", std::isfinite(s.peak_distance) ? nlohmann::json(s.peak_distance) : nlohmann::json()},
+          {"resolution", lm.meta.size},
+          {"tolerance_px", LocalizeOptions{}.tolerance * static_cast<double>(lm.meta.size)}};
     }
     if (with_overlay) j["overlay_png"] = png_base64(pe.overlay);
     j["seconds"] = seconds_since(t0);
@@ -181,7 +185,8 @@ struct ExplorerApi::Impl {
     const std::string list = param(p, "methods");
     if (list.empty()) throw ApiError(400, "no methods given (methods=a,b,c or all)");
     std::vector<std::string> ms = parse_methods(list);
-    if (ms.size() > kMaxCompared) throw ApiError(400, "at most " + std::to_string(kMaxCompared) + " methods per request");
+    if (ms.size() > kMaxCompared)
+      throw ApiError(400, "at most " + std::to_string(kMaxCompared) + " methods per request");
     return ms;
   }
 };
@@ -285,7 +290,8 @@ namespace {
 io::Image fit(const io::Image& im, int64_t size) {
   if (size <= 0 || std::max(im.width, im.height) == size) return im;
   const double s = static_cast<double>(size) / static_cast<double>(std::max(im.width, im.height));
-  return io::resize_image(im, std::max<int64_t>(1, std::llround(im.width * s)), std::max<int64_t>(1, std::llround(im.height * s)));
+  return io::resize_image(im, std::max<int64_t>(1, std::llround(im.width * s)),
+                          std::max<int64_t>(1, std::llround(im.height * s)));
 }
 }  // namespace
 
@@ -304,7 +310,7 @@ std::string ExplorerApi::mask_png(const Params& p) {
   if (size > 0 && size != std::max(mask.width, mask.height)) {
     const double k = static_cast<double>(size) / static_cast<double>(std::max(mask.width, mask.height));
     const io::Mask r = io::resize_mask(mask, std::max<int64_t>(1, std::llround(mask.width * k)),
-                                           std::max<int64_t>(1, std::llround(mask.height * k)));
+                                       std::max<int64_t>(1, std::llround(mask.height * k)));
     im = io::Image(r.width, r.height, 1);
     for (size_t i = 0; i < r.data.size(); ++i) im.pixels[i] = r.data[i] ? 255 : 0;
   }
@@ -366,7 +372,10 @@ nlohmann::json ExplorerApi::localize(const Params& p, const std::string& body) {
     o.method = method;
     try {
       const nlohmann::json j = m.explain_one(ph, o, false);
-      rows.push_back({{"method", method}, {"threshold", j["threshold"]}, {"target_class", j["target_class"]}, {"localization", j["localization"]}});
+      rows.push_back({{"method", method},
+                      {"threshold", j["threshold"]},
+                      {"target_class", j["target_class"]},
+                      {"localization", j["localization"]}});
     } catch (const glimpse::Error& e) {
       rows.push_back({{"method", method}, {"error", e.what()}});
     }
@@ -386,7 +395,8 @@ nlohmann::json ExplorerApi::glassbox(const Params& p, const std::string& body) {
   Impl& m = *impl_;
   const std::string method = param(p, "method", "cam");
   if (method != "cam" && method != "gradcam")
-    throw ApiError(400, "the glass box takes method cam or gradcam (weighted sums of feature maps), got '" + method.substr(0, 40) + "'");
+    throw ApiError(400, "the glass box takes method cam or gradcam (weighted sums of feature maps), got '" +
+                            method.substr(0, 40) + "'");
   const int64_t top = int_param(p, "top", 6, 1, 32);
   const Photo ph = m.photo(p, body, false);
   const attr::Colormap cmap = attr::colormap_from_name(param(p, "colormap", "jet"));
@@ -436,21 +446,22 @@ nlohmann::json ExplorerApi::glassbox(const Params& p, const std::string& body) {
   }
   const auto& names = m.lm.meta.class_names;
   const bool cam = method == "cam";
-  return {{"method", method},
-          {"layer", cw.layer},
-          {"target", cw.target},
-          {"target_class", names[static_cast<size_t>(cw.target)]},
-          {"channels_total", K},
-          {"height", h},
-          {"width", w},
-          {"weight_symbol", cam ? "w_k^c" : "alpha_k^c"},
-          {"formula", cam ? "M_c(x,y) = sum_k w_k^c A_k(x,y); w_k^c = the classifier's weight of channel k for class c; "
-                            "y_c = mean_xy M_c + b_c"
-                          : "L_c(x,y) = ReLU(sum_k alpha_k^c A_k(x,y)); alpha_k^c = mean_xy dy_c/dA_k(x,y)"},
-          {"score_total", total},
-          {"channels", channels},
-          {"steps", steps},
-          {"map_png", map_png(cw.raw, cmap)}};
+  return {
+      {"method", method},
+      {"layer", cw.layer},
+      {"target", cw.target},
+      {"target_class", names[static_cast<size_t>(cw.target)]},
+      {"channels_total", K},
+      {"height", h},
+      {"width", w},
+      {"weight_symbol", cam ? "w_k^c" : "alpha_k^c"},
+      {"formula", cam ? "M_c(x,y) = sum_k w_k^c A_k(x,y); w_k^c = the classifier's weight of channel k for class c; "
+                        "y_c = mean_xy M_c + b_c"
+                      : "L_c(x,y) = ReLU(sum_k alpha_k^c A_k(x,y)); alpha_k^c = mean_xy dy_c/dA_k(x,y)"},
+      {"score_total", total},
+      {"channels", channels},
+      {"steps", steps},
+      {"map_png", map_png(cw.raw, cmap)}};
 }
 
 }  // namespace mel

@@ -27,13 +27,13 @@ namespace mel {
 
 struct ServeOptions {
   std::string model;
-  std::string data;              // ISIC-layout (or class-folder) data set to browse; empty: uploads only
+  std::string data;  // ISIC-layout (or class-folder) data set to browse; empty: uploads only
   std::string host = "127.0.0.1";
-  int port = 8080;               // 0: a free port chosen by the system
-  int workers = 4;               // threads answering requests
-  int queue = 32;                // connections waiting for a worker; beyond that, 503
+  int port = 8080;                             // 0: a free port chosen by the system
+  int workers = 4;                             // threads answering requests
+  int queue = 32;                              // connections waiting for a worker; beyond that, 503
   int64_t max_body_bytes = int64_t(32) << 20;  // request bodies (uploads) larger than this: 413
-  uint64_t seed = 1;             // of the methods that draw noise (explain's --seed)
+  uint64_t seed = 1;                           // of the methods that draw noise (explain's --seed)
   std::string device = "cpu";
 };
 
@@ -56,10 +56,10 @@ class ExplorerApi {
   explicit ExplorerApi(const ServeOptions& o);
   ~ExplorerApi();
 
-  nlohmann::json info();                                  // GET /api/info
-  nlohmann::json images(const Params& p);                 // GET /api/images?split=&offset=&limit=
-  std::string photo_png(const Params& p);                 // GET /api/photo?split=&id=&size=
-  std::string mask_png(const Params& p);                  // GET /api/mask?split=&id=&size=
+  nlohmann::json info();                   // GET /api/info
+  nlohmann::json images(const Params& p);  // GET /api/images?split=&offset=&limit=
+  std::string photo_png(const Params& p);  // GET /api/photo?split=&id=&size=
+  std::string mask_png(const Params& p);   // GET /api/mask?split=&id=&size=
   // POST /api/<name> with the photo as the body, or split + id in the query.
   nlohmann::json classify(const Params& p, const std::string& body);
   nlohmann::json explain(const Params& p, const std::string& body);

@@ -45,7 +45,8 @@ thread_local bool t_overloaded = false;
 // worker between requests.
 class BoundedPool : public httplib::TaskQueue {
  public:
-  BoundedPool(int workers, int queue, PoolCounters& counters) : max_queue_(static_cast<size_t>(queue)), counters_(counters) {
+  BoundedPool(int workers, int queue, PoolCounters& counters)
+      : max_queue_(static_cast<size_t>(queue)), counters_(counters) {
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { work(); });
   }
   ~BoundedPool() override = default;
@@ -162,8 +163,9 @@ struct ExplorerServer::Impl {
     svr.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
       if (!res.body.empty()) return;
       if (res.status == 413)
-        send_error(res, 413, "the request body is larger than the server's limit of " + std::to_string(opt.max_body_bytes) +
-                                 " bytes (serve --max-upload-mb)");
+        send_error(res, 413,
+                   "the request body is larger than the server's limit of " + std::to_string(opt.max_body_bytes) +
+                       " bytes (serve --max-upload-mb)");
       else if (res.status == 404)
         send_error(res, 404, "no such page or API route");
       else
@@ -231,7 +233,8 @@ ExplorerServer::ExplorerServer(const ServeOptions& o) : impl_(std::make_unique<I
   impl_->routes();
   if (o.port == 0) {
     impl_->port = impl_->svr.bind_to_any_port(o.host);
-    GLIMPSE_CHECK(impl_->port > 0, "serve: cannot bind a free port on ", o.host, " (is the address one of this machine?)");
+    GLIMPSE_CHECK(impl_->port > 0, "serve: cannot bind a free port on ", o.host,
+                  " (is the address one of this machine?)");
   } else {
     GLIMPSE_CHECK(impl_->svr.bind_to_port(o.host, o.port), "serve: cannot bind ", o.host, ":", o.port,
                   " (in use by another program? try --port 0 for a free one, or another --port)");
@@ -309,8 +312,9 @@ void print_serve_command(const std::string& model, const std::string& data) {
   std::error_code ec;
   const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
   const std::string bin = !ec && self.filename() == "melanoma" ? self.string() : "melanoma";
-  std::printf("explore it in the browser:\n  %s serve --model %s%s\n  (then open http://127.0.0.1:8080/; Ctrl-C stops)\n",
-              bin.c_str(), model.c_str(), data.empty() ? "" : (" --data " + data).c_str());
+  std::printf(
+      "explore it in the browser:\n  %s serve --model %s%s\n  (then open http://127.0.0.1:8080/; Ctrl-C stops)\n",
+      bin.c_str(), model.c_str(), data.empty() ? "" : (" --data " + data).c_str());
 }
 
 void run_serve(const ServeOptions& o) {
@@ -323,7 +327,8 @@ void run_serve(const ServeOptions& o) {
   std::printf("serve: %s on %s -- open %s in a browser (Ctrl-C stops)\n", o.model.c_str(),
               o.data.empty() ? "uploads only" : o.data.c_str(), server.url().c_str());
   if (o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1")
-    std::printf("serve: note: bound to %s, so other machines can reach it; the explorer has no login\n", o.host.c_str());
+    std::printf("serve: note: bound to %s, so other machines can reach it; the explorer has no login\n",
+                o.host.c_str());
   std::fflush(stdout);
   while (!interrupt_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::printf("serve: stopping (signal %d); waiting for the requests under way\n", interrupt_signal());

@@ -19,10 +19,11 @@ void run_synth(const SynthOptions& o) {
   s.val_fraction = o.val_fraction;
   s.distractors = o.distractors;
   glimpse::data::write_synthetic(o.out, s);
-  std::printf("synth: %lld images of %lldx%lld (seed %llu, %.0f%% val) written to %s in %.1fs "
-              "(images/, masks/, labels.csv)\n",
-              static_cast<long long>(o.count), static_cast<long long>(o.size), static_cast<long long>(o.size),
-              static_cast<unsigned long long>(o.seed), 100 * o.val_fraction, o.out.c_str(), seconds_since(t0));
+  std::printf(
+      "synth: %lld images of %lldx%lld (seed %llu, %.0f%% val) written to %s in %.1fs "
+      "(images/, masks/, labels.csv)\n",
+      static_cast<long long>(o.count), static_cast<long long>(o.size), static_cast<long long>(o.size),
+      static_cast<unsigned long long>(o.seed), 100 * o.val_fraction, o.out.c_str(), seconds_since(t0));
   std::fflush(stdout);
 }
 

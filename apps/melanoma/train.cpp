@@ -15,11 +15,11 @@
 
 #include "attribution/guidance.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "commands.h"
-#include "init_weights.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 #include "core/io/atomic_file.h"
+#include "init_weights.h"
 #include "interrupt.h"
 #include "json_in.h"
 #include "layers/checkpoint.h"
@@ -64,8 +64,11 @@ Tensor class_weight_tensor(const std::vector<int64_t>& counts) {
 }
 
 nlohmann::json epoch_json(const EpochRecord& e) {
-  nlohmann::json j = {{"epoch", e.epoch},           {"train_loss", e.train_loss}, {"train_accuracy", e.train_accuracy},
-                      {"lr", e.lr},                 {"seconds", e.seconds}};
+  nlohmann::json j = {{"epoch", e.epoch},
+                      {"train_loss", e.train_loss},
+                      {"train_accuracy", e.train_accuracy},
+                      {"lr", e.lr},
+                      {"seconds", e.seconds}};
   if (e.train_cam_outside >= 0) j["train_cam_outside"] = e.train_cam_outside;
   if (e.has_val) {
     j["val_loss"] = e.val_loss;
@@ -169,7 +172,8 @@ CurveRead read_curve(const std::string& path) {
     if (i + 1 < c.epochs.size() && c.epochs[i + 1].epoch == c.epochs[i].epoch) {
       ++c.skipped;
       if (c.problems.size() < 5)
-        c.problems.push_back("'" + path + "': epoch " + std::to_string(c.epochs[i].epoch) + " appears twice; the last is kept");
+        c.problems.push_back("'" + path + "': epoch " + std::to_string(c.epochs[i].epoch) +
+                             " appears twice; the last is kept");
       continue;
     }
     unique.push_back(c.epochs[i]);
@@ -298,8 +302,9 @@ TrainResult train_model(const TrainOptions& o_in) {
     GLIMPSE_CHECK(with_mask > 0, "train: --mask-guidance needs lesion masks, and split '", o.train_split, "' of ",
                   o.data, " has none (expected masks/<id>_segmentation.png)");
     if (with_mask < static_cast<int64_t>(train_ds.size()))
-      std::fprintf(stderr, "train: --mask-guidance: %lld of %lld training images have no mask; they train on the "
-                           "classification loss only\n",
+      std::fprintf(stderr,
+                   "train: --mask-guidance: %lld of %lld training images have no mask; they train on the "
+                   "classification loss only\n",
                    static_cast<long long>(static_cast<int64_t>(train_ds.size()) - with_mask),
                    static_cast<long long>(train_ds.size()));
     guide = std::make_unique<attr::MaskGuidance>(model);
@@ -346,23 +351,28 @@ TrainResult train_model(const TrainOptions& o_in) {
         const CurveRead c = read_curve(old_curve);
         int64_t beyond = 0;
         for (const EpochRecord& e : c.epochs) {
-          if (e.epoch <= meta.epoch) r.history.push_back(e);
-          else ++beyond;
+          if (e.epoch <= meta.epoch)
+            r.history.push_back(e);
+          else
+            ++beyond;
         }
         if (c.skipped > 0)
           std::fprintf(stderr, "train: %lld epoch record(s) of %s could not be read and are dropped (first: %s)\n",
                        static_cast<long long>(c.skipped), old_curve.c_str(), c.problems.front().c_str());
         if (beyond > 0)
-          std::fprintf(stderr, "train: %lld epoch(s) of %s lie beyond the checkpoint's epoch %lld (a run stopped "
-                               "between the two writes) and are dropped\n",
+          std::fprintf(stderr,
+                       "train: %lld epoch(s) of %s lie beyond the checkpoint's epoch %lld (a run stopped "
+                       "between the two writes) and are dropped\n",
                        static_cast<long long>(beyond), old_curve.c_str(), static_cast<long long>(meta.epoch));
         if (static_cast<int64_t>(r.history.size()) < meta.epoch)
-          std::fprintf(stderr, "train: %s holds %zu of the checkpoint's %lld finished epoch(s); the chart will lack "
-                               "the others\n",
+          std::fprintf(stderr,
+                       "train: %s holds %zu of the checkpoint's %lld finished epoch(s); the chart will lack "
+                       "the others\n",
                        old_curve.c_str(), r.history.size(), static_cast<long long>(meta.epoch));
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "train: the curve cannot be read (%s); resuming from the checkpoint, the curve "
-                             "restarts at epoch %lld\n",
+        std::fprintf(stderr,
+                     "train: the curve cannot be read (%s); resuming from the checkpoint, the curve "
+                     "restarts at epoch %lld\n",
                      e.what(), static_cast<long long>(meta.epoch + 1));
       }
     }
@@ -371,18 +381,19 @@ TrainResult train_model(const TrainOptions& o_in) {
   if (!o.quiet) {
     std::string w;
     if (weights.defined())
-      for (size_t c = 0; c < counts.size(); ++c) w += strf("%s%s %lld (w %.2f)", c ? ", " : "", train_ds.class_names[c].c_str(),
-                                                           static_cast<long long>(counts[c]), weights.data()[c]);
+      for (size_t c = 0; c < counts.size(); ++c)
+        w += strf("%s%s %lld (w %.2f)", c ? ", " : "", train_ds.class_names[c].c_str(),
+                  static_cast<long long>(counts[c]), weights.data()[c]);
     else
       for (size_t c = 0; c < counts.size(); ++c)
         w += strf("%s%s %lld", c ? ", " : "", train_ds.class_names[c].c_str(), static_cast<long long>(counts[c]));
-    std::printf("train: %s at %lld px (%lld parameters) on %s [%s: %s]; val %lld images; %s lr %g, %s schedule, "
-                "batch %lld, epochs %lld..%d, %d thread(s), seed %llu\n",
-                meta.arch.c_str(), static_cast<long long>(meta.size), static_cast<long long>(model.num_parameters()),
-                o.data.c_str(), o.train_split.c_str(), w.c_str(), static_cast<long long>(has_val ? val_ds.size() : 0),
-                o.optimizer.c_str(), lr, o.schedule.c_str(), static_cast<long long>(o.batch),
-                static_cast<long long>(meta.epoch + 1), o.epochs, runtime_threads(),
-                static_cast<unsigned long long>(o.seed));
+    std::printf(
+        "train: %s at %lld px (%lld parameters) on %s [%s: %s]; val %lld images; %s lr %g, %s schedule, "
+        "batch %lld, epochs %lld..%d, %d thread(s), seed %llu\n",
+        meta.arch.c_str(), static_cast<long long>(meta.size), static_cast<long long>(model.num_parameters()),
+        o.data.c_str(), o.train_split.c_str(), w.c_str(), static_cast<long long>(has_val ? val_ds.size() : 0),
+        o.optimizer.c_str(), lr, o.schedule.c_str(), static_cast<long long>(o.batch),
+        static_cast<long long>(meta.epoch + 1), o.epochs, runtime_threads(), static_cast<unsigned long long>(o.seed));
     if (!o.resume.empty())
       std::printf("train: resuming after epoch %lld (step %lld); %s\n", static_cast<long long>(meta.epoch),
                   static_cast<long long>(meta.step), optimizer_resume.c_str());
@@ -400,8 +411,8 @@ TrainResult train_model(const TrainOptions& o_in) {
     std::string msg = strf("train: interrupted at epoch %lld (step %lld/%lld); ", static_cast<long long>(epoch),
                            static_cast<long long>(s), static_cast<long long>(steps_per_epoch));
     if (last_checkpoint.empty())
-      msg += "no checkpoint was written yet; start again with: melanoma train --out " + shell_word(o.out) +
-             " --arch " + shell_word(o.arch) + " --size " + std::to_string(o.size) + continue_flags(o);
+      msg += "no checkpoint was written yet; start again with: melanoma train --out " + shell_word(o.out) + " --arch " +
+             shell_word(o.arch) + " --size " + std::to_string(o.size) + continue_flags(o);
     else
       msg += strf("the last checkpoint (epoch %lld) is %s; resume with: melanoma train --resume ",
                   static_cast<long long>(last_epoch), last_checkpoint.c_str()) +
@@ -436,8 +447,8 @@ TrainResult train_model(const TrainOptions& o_in) {
       }
       const float lv = loss.item();
       GLIMPSE_CHECK(std::isfinite(lv), "train: the loss became ", lv, " at epoch ", epoch, ", step ", s, "/",
-                    steps_per_epoch, " (global step ", step + 1, ", lr ", opt->lr(),
-                    "); the last good checkpoint is ", o.out, "; try a smaller --lr");
+                    steps_per_epoch, " (global step ", step + 1, ", lr ", opt->lr(), "); the last good checkpoint is ",
+                    o.out, "; try a smaller --lr");
       opt->zero_grad();
       loss.backward();
       opt->step();
@@ -531,8 +542,10 @@ StartingModel load_or_train(const std::string& model_path, const TrainOptions& t
   }
   GLIMPSE_CHECK(m.meta.classes == 3 && find_class(m.meta.class_names, kMelanoma) >= 0 &&
                     find_class(m.meta.class_names, kKeratosis) >= 0,
-                who, ": the ISIC scoring needs a 3-class model with classes melanoma, seborrheic_keratosis and nevus; "
-                "this one has ", m.meta.classes, " (", m.meta.class_names.empty() ? "" : m.meta.class_names[0],
+                who,
+                ": the ISIC scoring needs a 3-class model with classes melanoma, seborrheic_keratosis and nevus; "
+                "this one has ",
+                m.meta.classes, " (", m.meta.class_names.empty() ? "" : m.meta.class_names[0],
                 m.meta.classes > 1 ? ", " + m.meta.class_names[1] : "", m.meta.classes > 2 ? ", ..." : "", ")");
   return m;
 }

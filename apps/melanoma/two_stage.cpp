@@ -12,9 +12,9 @@
 #include "attribution/attribution.h"
 #include "attribution/regions.h"
 #include "autograd/functions.h"
-#include "core/grad_mode.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/grad_mode.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -87,7 +87,7 @@ int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds
         const io::Mask m = io::load_mask(s.mask_path);
         if (m.width == photo.width && m.height == photo.height)
           io::save_png(dir + "/masks/" + s.id + "_segmentation.png",
-                         io::resize_mask(crop_mask(m, x0, y0, x1, y1), out_side, out_side));
+                       io::resize_mask(crop_mask(m, x0, y0, x1, y1), out_side, out_side));
       }
       csv += csv_field(split) + "," + csv_field(s.id) + "," + isic_label_columns(meta.class_names, s.label) + "\n";
     }
@@ -132,10 +132,11 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
     fallback += write_crops(*stage1, meta, train_ds, o.train.train_split, o, crops, csv);
     fallback += write_crops(*stage1, meta, val_ds, o.train.val_split, o, crops, csv);
     write_text(crops + "/labels.csv", csv);  // atomic and checked
-    std::printf("two-stage: %zu crops (%s map > %.2f max, margin %.2f) in %s, %lld without a region kept whole "
-                "(%.1fs)\n",
-                train_ds.size() + val_ds.size(), o.method.c_str(), o.crop_threshold, o.margin, crops.c_str(),
-                static_cast<long long>(fallback), seconds_since(tc));
+    std::printf(
+        "two-stage: %zu crops (%s map > %.2f max, margin %.2f) in %s, %lld without a region kept whole "
+        "(%.1fs)\n",
+        train_ds.size() + val_ds.size(), o.method.c_str(), o.crop_threshold, o.margin, crops.c_str(),
+        static_cast<long long>(fallback), seconds_since(tc));
     std::fflush(stdout);
   }
 

@@ -81,7 +81,7 @@ void AtomicFile::fail(const char* step, int err) {
   fd_ = -1;
   ::unlink(tmp_.c_str());
   GLIMPSE_FAIL("writing '", path_, "' failed at ", step, ": ", std::strerror(err),
-               err == ENOSPC ? " (the disk is full; nothing was written, an existing file is unchanged)"
+               err == ENOSPC   ? " (the disk is full; nothing was written, an existing file is unchanged)"
                : err == EDQUOT ? " (disk quota exceeded; nothing was written, an existing file is unchanged)"
                                : " (nothing was written; an existing file is unchanged)");
 }
@@ -145,7 +145,8 @@ std::string read_file(const std::string& path, uint64_t max_bytes) {
   if (!S_ISREG(st.st_mode)) GLIMPSE_FAIL("cannot read '", path, "': not a regular file");
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size > max_bytes)
-    GLIMPSE_FAIL("'", path, "' is ", size, " bytes, more than the limit of ", max_bytes, " bytes for this kind of file");
+    GLIMPSE_FAIL("'", path, "' is ", size, " bytes, more than the limit of ", max_bytes,
+                 " bytes for this kind of file");
   std::string out(static_cast<size_t>(size), '\0');
   size_t got = 0;
   while (got < out.size()) {

@@ -28,8 +28,8 @@ void checked_assign(std::vector<uint8_t>& v, int64_t w, int64_t h, int64_t c, ui
 }  // namespace
 
 Image::Image(int64_t w, int64_t h, int64_t c, uint8_t value) : width(w), height(h), channels(c) {
-  GLIMPSE_CHECK(w > 0 && h > 0 && w <= kMaxImageSide && h <= kMaxImageSide && c >= 1 && c <= 4, "Image: bad size ",
-                w, "x", h, "x", c, " (width and height must be in 1..", kMaxImageSide, ", channels 1..4)");
+  GLIMPSE_CHECK(w > 0 && h > 0 && w <= kMaxImageSide && h <= kMaxImageSide && c >= 1 && c <= 4, "Image: bad size ", w,
+                "x", h, "x", c, " (width and height must be in 1..", kMaxImageSide, ", channels 1..4)");
   checked_assign(pixels, w, h, c, value, "Image");
 }
 

@@ -26,13 +26,13 @@
 #include <new>
 #include <vector>
 
-#include <jpeglib.h>
 #include <jerror.h>
+#include <jpeglib.h>
 #include <png.h>
 #include <stb_image.h>
 
-#include "core/io/image.h"
 #include "core/error.h"
+#include "core/io/image.h"
 
 namespace glimpse::io {
 
@@ -63,21 +63,32 @@ Format sniff(const uint8_t* d, size_t n, const std::string& name) {
   if (starts_with(d, n, "\x89PNG\r\n\x1A\n", 8)) return Format::png;
   if (starts_with(d, n, "BM", 2)) return Format::bmp;
   const char* what = nullptr;
-  if (starts_with(d, n, "GIF87a", 6) || starts_with(d, n, "GIF89a", 6)) what = "a GIF";
-  else if (starts_with(d, n, "II*\0", 4) || starts_with(d, n, "MM\0*", 4)) what = "a TIFF";
-  else if (n >= 12 && starts_with(d, n, "RIFF", 4) && std::memcmp(d + 8, "WEBP", 4) == 0) what = "a WebP";
+  if (starts_with(d, n, "GIF87a", 6) || starts_with(d, n, "GIF89a", 6))
+    what = "a GIF";
+  else if (starts_with(d, n, "II*\0", 4) || starts_with(d, n, "MM\0*", 4))
+    what = "a TIFF";
+  else if (n >= 12 && starts_with(d, n, "RIFF", 4) && std::memcmp(d + 8, "WEBP", 4) == 0)
+    what = "a WebP";
   else if (n >= 2 && d[0] == 'P' && ((d[1] >= '1' && d[1] <= '7') || d[1] == 'F' || d[1] == 'f'))
     what = "a PNM (PBM/PGM/PPM/PAM/PFM)";
-  else if (starts_with(d, n, "8BPS", 4)) what = "a Photoshop (PSD)";
-  else if (starts_with(d, n, "#?RADIANCE", 10) || starts_with(d, n, "#?RGBE", 6)) what = "a Radiance HDR";
+  else if (starts_with(d, n, "8BPS", 4))
+    what = "a Photoshop (PSD)";
+  else if (starts_with(d, n, "#?RADIANCE", 10) || starts_with(d, n, "#?RGBE", 6))
+    what = "a Radiance HDR";
   else if (starts_with(d, n, "\x00\x00\x00\x0CjP  ", 8) || starts_with(d, n, "\xFF\x4F\xFF\x51", 4))
     what = "a JPEG 2000";
-  else if (starts_with(d, n, "\xFF\x0A", 2) || starts_with(d, n, "\x00\x00\x00\x0CJXL ", 8)) what = "a JPEG XL";
-  else if (n >= 12 && std::memcmp(d + 4, "ftyp", 4) == 0) what = "a HEIF/AVIF (or other ISO media)";
-  else if (starts_with(d, n, "qoif", 4)) what = "a QOI";
-  else if (starts_with(d, n, "\x00\x00\x01\x00", 4)) what = "an ICO";
-  else if (starts_with(d, n, "S\x80\xF6\x34", 4)) what = "a Softimage PIC";
-  else if (starts_with(d, n, "%PDF", 4)) what = "a PDF";
+  else if (starts_with(d, n, "\xFF\x0A", 2) || starts_with(d, n, "\x00\x00\x00\x0CJXL ", 8))
+    what = "a JPEG XL";
+  else if (n >= 12 && std::memcmp(d + 4, "ftyp", 4) == 0)
+    what = "a HEIF/AVIF (or other ISO media)";
+  else if (starts_with(d, n, "qoif", 4))
+    what = "a QOI";
+  else if (starts_with(d, n, "\x00\x00\x01\x00", 4))
+    what = "an ICO";
+  else if (starts_with(d, n, "S\x80\xF6\x34", 4))
+    what = "a Softimage PIC";
+  else if (starts_with(d, n, "%PDF", 4))
+    what = "a PDF";
   if (what)
     GLIMPSE_FAIL("cannot read image '", name, "': it is ", what, " file; ", kFormats,
                  " (convert it, e.g. `convert in out.png` with ImageMagick)");
@@ -97,7 +108,8 @@ void check_declared_size(int64_t w, int64_t h, const std::string& name, const ch
     std::snprintf(mp, sizeof mp, "%.1f", static_cast<double>(w * h) / 1e6);
     std::snprintf(lim, sizeof lim, "%g", static_cast<double>(limit) / 1e6);
     GLIMPSE_FAIL("cannot read image '", name, "': its ", format, " header declares ", w, "x", h, " pixels (", mp,
-                 " megapixels), over the limit of ", lim, " megapixels; if the image is genuine, raise the limit "
+                 " megapixels), over the limit of ", lim,
+                 " megapixels; if the image is genuine, raise the limit "
                  "with --max-megapixels (io::set_max_image_pixels in code)");
   }
 }
@@ -214,15 +226,15 @@ bool jpeg_pixels_c(JpegCtx* c, uint8_t* out, size_t out_size) {
   const size_t stride = static_cast<size_t>(c->cinfo.output_width) * static_cast<size_t>(c->cinfo.output_components);
   if (c->cinfo.output_components != c->out_components ||
       stride * static_cast<size_t>(c->cinfo.output_height) != out_size) {
-    std::snprintf(c->err.message, sizeof c->err.message, "unexpected output layout %ux%ux%d",
-                  c->cinfo.output_width, c->cinfo.output_height, c->cinfo.output_components);
+    std::snprintf(c->err.message, sizeof c->err.message, "unexpected output layout %ux%ux%d", c->cinfo.output_width,
+                  c->cinfo.output_height, c->cinfo.output_components);
     return false;
   }
   while (c->cinfo.output_scanline < c->cinfo.output_height) {
     JSAMPROW row = out + stride * c->cinfo.output_scanline;
     if (jpeg_read_scanlines(&c->cinfo, &row, 1) != 1) {
-      std::snprintf(c->err.message, sizeof c->err.message, "decoding stopped at row %u of %u",
-                    c->cinfo.output_scanline, c->cinfo.output_height);
+      std::snprintf(c->err.message, sizeof c->err.message, "decoding stopped at row %u of %u", c->cinfo.output_scanline,
+                    c->cinfo.output_height);
       return false;
     }
   }
@@ -254,8 +266,7 @@ Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name, int
   check_declared_size(w, h, name, "JPEG");
   std::vector<uint8_t> raw = allocate_pixels(w, h, ctx.out_components, name);
   if (!jpeg_pixels_c(&ctx, raw.data(), raw.size()))
-    GLIMPSE_FAIL("cannot read image '", name, "': corrupt or truncated JPEG data (", w, "x", h,
-                 "): ", ctx.err.message);
+    GLIMPSE_FAIL("cannot read image '", name, "': corrupt or truncated JPEG data (", w, "x", h, "): ", ctx.err.message);
   Image img;
   img.width = w;
   img.height = h;
@@ -446,7 +457,8 @@ Image decode_bmp(const uint8_t* data, size_t size, const std::string& name, int 
   img.width = w;
   img.height = h;
   img.channels = channels;
-  img.pixels.assign(px.get(), px.get() + static_cast<size_t>(w) * static_cast<size_t>(h) * static_cast<size_t>(channels));
+  img.pixels.assign(px.get(),
+                    px.get() + static_cast<size_t>(w) * static_cast<size_t>(h) * static_cast<size_t>(channels));
   return img;
 }
 

@@ -48,9 +48,8 @@ struct DtypeInfo {
 constexpr DtypeInfo kReadable[] = {
     {"F32", Dtype::F32, 4}, {"F64", Dtype::F64, 8}, {"F16", Dtype::F16, 2}, {"BF16", Dtype::BF16, 2}};
 // Valid safetensors dtypes that glimpse (float32 only) refuses to convert.
-constexpr const char* kRefused[] = {"BOOL", "U8",  "I8",  "U16", "I16",      "U32",      "I32",    "U64",
-                                    "I64",  "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",
-                                    "C64"};
+constexpr const char* kRefused[] = {"BOOL", "U8",      "I8",      "U16",     "I16",     "U32",     "I32", "U64",
+                                    "I64",  "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",  "C64"};
 
 std::string file_fault(const std::string& path) { return "safetensors file '" + path + "': "; }
 
@@ -230,15 +229,16 @@ Entry parse_entry(const std::string& name, const ordered_json& v, const std::str
   e.name = name;
 
   const auto& dt = v["dtype"];
-  if (!dt.is_string()) GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': dtype must be a string, found ", short_dump(dt));
+  if (!dt.is_string())
+    GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': dtype must be a string, found ", short_dump(dt));
   const std::string dts = dt.get<std::string>();
   e.dtype = nullptr;
   for (const auto& info : kReadable) {
     if (dts == info.name) e.dtype = &info;
   }
   if (!e.dtype) {
-    bool known = std::find_if(std::begin(kRefused), std::end(kRefused),
-                              [&](const char* s) { return dts == s; }) != std::end(kRefused);
+    bool known = std::find_if(std::begin(kRefused), std::end(kRefused), [&](const char* s) { return dts == s; }) !=
+                 std::end(kRefused);
     if (known) {
       GLIMPSE_FAIL(file_fault(path), "tensor '", name, "' has dtype ", dts,
                    ", which glimpse does not load (it reads F32 and converts F64, F16 and BF16 to float32)");
@@ -249,7 +249,8 @@ Entry parse_entry(const std::string& name, const ordered_json& v, const std::str
   }
 
   const auto& sh = v["shape"];
-  if (!sh.is_array()) GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': shape must be an array, found ", short_dump(sh));
+  if (!sh.is_array())
+    GLIMPSE_FAIL(file_fault(path), "tensor '", name, "': shape must be an array, found ", short_dump(sh));
   // Element count and byte size, refusing overflow (a hostile header must not wrap around): each
   // dim fits int64, the shape obeys the Tensor rule of core/shape.h (the product of max(dim, 1)
   // fits int64, so [0, 2^62, 4] is refused although it has no elements), and the byte size fits.
@@ -329,8 +330,8 @@ SafetensorsFile load_safetensors(const std::string& path) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
   if (n > file_size - 8) {
-    GLIMPSE_FAIL(file_fault(path), "the header length field says ", n, " bytes but the file has only ",
-                 file_size - 8, " bytes after it (truncated file, or not a safetensors file)");
+    GLIMPSE_FAIL(file_fault(path), "the header length field says ", n, " bytes but the file has only ", file_size - 8,
+                 " bytes after it (truncated file, or not a safetensors file)");
   }
   if (n > kMaxHeaderBytes) {
     GLIMPSE_FAIL(file_fault(path), "the header length ", n, " exceeds the limit of ", kMaxHeaderBytes, " bytes");
@@ -405,8 +406,10 @@ SafetensorsFile load_safetensors(const std::string& path) {
           if (!mv.is_string()) {
             GLIMPSE_FAIL(file_fault(path), "__metadata__ values must be strings; '", mk, "' is ", short_dump(mv));
           }
-          if (mk == kSafetensorsChecksumKey) checksum = mv.get<std::string>();
-          else out.metadata[mk] = mv.get<std::string>();
+          if (mk == kSafetensorsChecksumKey)
+            checksum = mv.get<std::string>();
+          else
+            out.metadata[mk] = mv.get<std::string>();
         }
         if (value.contains(kSafetensorsChecksumKey)) out.has_checksum = true;
         continue;
@@ -545,8 +548,8 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   try {
     text = header.dump();
   } catch (const nlohmann::json::exception& e) {
-    GLIMPSE_FAIL(file_fault(path), "cannot encode the header (tensor and metadata names must be valid UTF-8): ",
-                 e.what());
+    GLIMPSE_FAIL(file_fault(path),
+                 "cannot encode the header (tensor and metadata names must be valid UTF-8): ", e.what());
   }
   // Pad with spaces so that the data section starts on an 8-byte boundary, as the reference writer does.
   text.append((8 - text.size() % 8) % 8, ' ');

@@ -20,8 +20,8 @@ void relu_forward(Tensor& out, const Tensor& x) {
   const float* p = x.data();
   float* o = out.data();
   const int64_t n = x.numel();
-parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
-  for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? p[i] : 0.f;
+  parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+    for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? p[i] : 0.f;
   });
 }
 
@@ -33,18 +33,18 @@ void relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rul
   const int64_t n = x.numel();
   switch (rule) {
     case ReluRule::Standard:
-parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
-      for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? g[i] : 0.f;
+      parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+        for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? g[i] : 0.f;
       });
       break;
     case ReluRule::Deconvnet:
-parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
-      for (int64_t i = i_begin; i < i_end; ++i) o[i] = g[i] > 0.f ? g[i] : 0.f;
+      parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+        for (int64_t i = i_begin; i < i_end; ++i) o[i] = g[i] > 0.f ? g[i] : 0.f;
       });
       break;
     case ReluRule::Guided:
-parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
-      for (int64_t i = i_begin; i < i_end; ++i) o[i] = (p[i] > 0.f && g[i] > 0.f) ? g[i] : 0.f;
+      parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+        for (int64_t i = i_begin; i < i_end; ++i) o[i] = (p[i] > 0.f && g[i] > 0.f) ? g[i] : 0.f;
       });
       break;
   }
@@ -55,8 +55,8 @@ void leaky_relu_forward(Tensor& out, const Tensor& x, float slope) {
   const float* p = x.data();
   float* o = out.data();
   const int64_t n = x.numel();
-parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
-  for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? p[i] : slope * p[i];
+  parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+    for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? p[i] : slope * p[i];
   });
 }
 
@@ -66,8 +66,8 @@ void leaky_relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, float 
   const float* g = gout.data();
   float* o = gx.data();
   const int64_t n = x.numel();
-parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
-  for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? g[i] : slope * g[i];
+  parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+    for (int64_t i = i_begin; i < i_end; ++i) o[i] = p[i] > 0.f ? g[i] : slope * g[i];
   });
 }
 
@@ -97,8 +97,7 @@ Tensor leaky_relu(const Tensor& x, float slope) {
   Tensor xd = xc.detach();
   return record("leaky_relu", out, {x}, [xd, slope](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
     Tensor gx = Tensor::empty(xd.shape(), xd.device());
-    dispatch("leaky_relu", xd.device(), GLIMPSE_KERNEL(leaky_relu_backward), gx, g.contiguous(),
-             xd, slope);
+    dispatch("leaky_relu", xd.device(), GLIMPSE_KERNEL(leaky_relu_backward), gx, g.contiguous(), xd, slope);
     return {gx};
   });
 }
@@ -116,8 +115,7 @@ Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
   if (!x.device().is_cpu()) mask = mask.to(x.device());
   auto times_mask = [](const Tensor& t, const Tensor& mk) {
     Tensor out = Tensor::empty(mk.shape(), mk.device());
-    dispatch("dropout", t.device(), GLIMPSE_KERNEL(binary_forward), out, t.contiguous(), mk,
-             BinaryOp::Mul);
+    dispatch("dropout", t.device(), GLIMPSE_KERNEL(binary_forward), out, t.contiguous(), mk, BinaryOp::Mul);
     return out;
   };
   return record("dropout", times_mask(x, mask), {x},

@@ -29,9 +29,12 @@ __global__ void relu_backward_kernel(float* gx, const float* g, const float* x, 
   GLIMPSE_GRID_LOOP(i, n) {
     const float gi = g[i];
     bool pass;
-    if constexpr (rule == ReluRule::Standard) pass = x[i] > 0.f;
-    else if constexpr (rule == ReluRule::Deconvnet) pass = gi > 0.f;
-    else pass = x[i] > 0.f && gi > 0.f;
+    if constexpr (rule == ReluRule::Standard)
+      pass = x[i] > 0.f;
+    else if constexpr (rule == ReluRule::Deconvnet)
+      pass = gi > 0.f;
+    else
+      pass = x[i] > 0.f && gi > 0.f;
     gx[i] = pass ? gi : 0.f;
   }
 }

@@ -21,9 +21,9 @@ enum class ReluRule { Standard, Deconvnet, Guided };
 // ---- CPU kernels (the CUDA twins: core/ops/*.cu, namespace glimpse::cuda, same names) ----
 namespace glimpse::cpu {
 
-void relu_forward(Tensor& out, const Tensor& x);                                  // max(x, 0)
+void relu_forward(Tensor& out, const Tensor& x);  // max(x, 0)
 void relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, ReluRule rule);
-void leaky_relu_forward(Tensor& out, const Tensor& x, float slope);               // x > 0 ? x : slope x
+void leaky_relu_forward(Tensor& out, const Tensor& x, float slope);  // x > 0 ? x : slope x
 void leaky_relu_backward(Tensor& gx, const Tensor& gout, const Tensor& x, float slope);
 
 }  // namespace glimpse::cpu

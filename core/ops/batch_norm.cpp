@@ -35,8 +35,8 @@ const float* ptr_or_null(const Tensor& t) { return t.defined() ? t.data() : null
 float* ptr_or_null(Tensor& t) { return t.defined() ? t.data() : nullptr; }
 
 // y = (x - mean) * invstd * gamma + beta, channel by channel.
-void normalize(float* y, const float* x, const float* mean, const float* invstd, const float* gamma,
-               const float* beta, const BnDims& d) {
+void normalize(float* y, const float* x, const float* mean, const float* invstd, const float* gamma, const float* beta,
+               const BnDims& d) {
   parallel_for_range(d.N * d.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(d.L, 1)), [&](int64_t b0, int64_t b1) {
     for (int64_t nc = b0; nc < b1; ++nc) {
       const int64_t n = nc / d.C, c = nc % d.C;
@@ -56,7 +56,8 @@ void batch_norm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
                               float momentum, float eps) {
   const char* op = "batch_norm_forward_train";
   for (const Tensor* t : std::initializer_list<const Tensor*>{&y, &save_mean, &save_invstd, &x}) check_cpu(*t, op);
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&running_mean, &running_var, &gamma, &beta}) check_cpu_if(*t, op);
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&running_mean, &running_var, &gamma, &beta})
+    check_cpu_if(*t, op);
   const BnDims d = bn_dims(x);
   GLIMPSE_CHECK(d.M() > 1, "batch_norm: training needs more than one value per channel, got input ",
                 shape_str(x.shape()));
@@ -68,38 +69,39 @@ void batch_norm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
 
   // Two passes in double per channel: the mean, then the centred sum of squares (no cancellation).
   parallel_for_range(d.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(d.N * d.L, 1)), [&](int64_t c0, int64_t c1) {
-  for (int64_t c = c0; c < c1; ++c) {
-    double s = 0;
-    for (int64_t n = 0; n < d.N; ++n) {
-      const float* xs = px + (n * d.C + c) * d.L;
-      for (int64_t i = 0; i < d.L; ++i) s += xs[i];
-    }
-    const double mu = s / static_cast<double>(d.M());
-    double ss = 0;
-    for (int64_t n = 0; n < d.N; ++n) {
-      const float* xs = px + (n * d.C + c) * d.L;
-      for (int64_t i = 0; i < d.L; ++i) {
-        const double dx = xs[i] - mu;
-        ss += dx * dx;
+    for (int64_t c = c0; c < c1; ++c) {
+      double s = 0;
+      for (int64_t n = 0; n < d.N; ++n) {
+        const float* xs = px + (n * d.C + c) * d.L;
+        for (int64_t i = 0; i < d.L; ++i) s += xs[i];
       }
+      const double mu = s / static_cast<double>(d.M());
+      double ss = 0;
+      for (int64_t n = 0; n < d.N; ++n) {
+        const float* xs = px + (n * d.C + c) * d.L;
+        for (int64_t i = 0; i < d.L; ++i) {
+          const double dx = xs[i] - mu;
+          ss += dx * dx;
+        }
+      }
+      const double var = ss / static_cast<double>(d.M());
+      mean[c] = static_cast<float>(mu);
+      invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
+      if (rm) rm[c] = (1.f - momentum) * rm[c] + momentum * static_cast<float>(mu);
+      if (rv)
+        rv[c] = (1.f - momentum) * rv[c] +
+                momentum * static_cast<float>(var * static_cast<double>(d.M()) / static_cast<double>(d.M() - 1));
     }
-    const double var = ss / static_cast<double>(d.M());
-    mean[c] = static_cast<float>(mu);
-    invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
-    if (rm) rm[c] = (1.f - momentum) * rm[c] + momentum * static_cast<float>(mu);
-    if (rv)
-      rv[c] = (1.f - momentum) * rv[c] +
-              momentum * static_cast<float>(var * static_cast<double>(d.M()) / static_cast<double>(d.M() - 1));
-  }
   });
   normalize(y.data(), px, mean, invstd, ptr_or_null(gamma), ptr_or_null(beta), d);
 }
 
-void batch_norm_forward_eval(Tensor& y, Tensor& save_mean, Tensor& save_invstd, const Tensor& x,
-                             const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                             const Tensor& running_var, float eps) {
+void batch_norm_forward_eval(Tensor& y, Tensor& save_mean, Tensor& save_invstd, const Tensor& x, const Tensor& gamma,
+                             const Tensor& beta, const Tensor& running_mean, const Tensor& running_var, float eps) {
   const char* op = "batch_norm_forward_eval";
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&y, &save_mean, &save_invstd, &x, &running_mean, &running_var}) check_cpu(*t, op);
+  for (const Tensor* t :
+       std::initializer_list<const Tensor*>{&y, &save_mean, &save_invstd, &x, &running_mean, &running_var})
+    check_cpu(*t, op);
   check_cpu_if(gamma, op);
   check_cpu_if(beta, op);
   const BnDims d = bn_dims(x);
@@ -132,40 +134,40 @@ void batch_norm_backward(Tensor& gx, Tensor& ggamma, Tensor& gbeta, const Tensor
   const bool need_sums = pgg || pgb || (pgx && training);
 
   parallel_for_range(d.C, std::max<int64_t>(1, 65536 / std::max<int64_t>(d.N * d.L, 1)), [&](int64_t c0, int64_t c1) {
-  for (int64_t c = c0; c < c1; ++c) {
-    const float mu = mean[c], is = invstd[c];
-    double sum_g = 0, sum_gxhat = 0;  // sum g, sum g * xhat
-    if (need_sums)
+    for (int64_t c = c0; c < c1; ++c) {
+      const float mu = mean[c], is = invstd[c];
+      double sum_g = 0, sum_gxhat = 0;  // sum g, sum g * xhat
+      if (need_sums)
+        for (int64_t n = 0; n < d.N; ++n) {
+          const float* gs = pg + (n * d.C + c) * d.L;
+          const float* xs = px + (n * d.C + c) * d.L;
+          for (int64_t i = 0; i < d.L; ++i) {
+            sum_g += gs[i];
+            sum_gxhat += static_cast<double>(gs[i]) * ((xs[i] - mu) * is);
+          }
+        }
+      if (pgg) pgg[c] = static_cast<float>(sum_gxhat);
+      if (pgb) pgb[c] = static_cast<float>(sum_g);
+      if (!pgx) continue;
+      const float a = is * (pgamma ? pgamma[c] : 1.f);
+      if (!training) {
+        for (int64_t n = 0; n < d.N; ++n) {
+          const float* gs = pg + (n * d.C + c) * d.L;
+          float* out = pgx + (n * d.C + c) * d.L;
+          for (int64_t i = 0; i < d.L; ++i) out[i] = a * gs[i];
+        }
+        continue;
+      }
+      // dx = a * (g - mean(g) - xhat * mean(g * xhat))
+      const float mg = static_cast<float>(sum_g / static_cast<double>(d.M()));
+      const float mgx = static_cast<float>(sum_gxhat / static_cast<double>(d.M()));
       for (int64_t n = 0; n < d.N; ++n) {
         const float* gs = pg + (n * d.C + c) * d.L;
         const float* xs = px + (n * d.C + c) * d.L;
-        for (int64_t i = 0; i < d.L; ++i) {
-          sum_g += gs[i];
-          sum_gxhat += static_cast<double>(gs[i]) * ((xs[i] - mu) * is);
-        }
-      }
-    if (pgg) pgg[c] = static_cast<float>(sum_gxhat);
-    if (pgb) pgb[c] = static_cast<float>(sum_g);
-    if (!pgx) continue;
-    const float a = is * (pgamma ? pgamma[c] : 1.f);
-    if (!training) {
-      for (int64_t n = 0; n < d.N; ++n) {
-        const float* gs = pg + (n * d.C + c) * d.L;
         float* out = pgx + (n * d.C + c) * d.L;
-        for (int64_t i = 0; i < d.L; ++i) out[i] = a * gs[i];
+        for (int64_t i = 0; i < d.L; ++i) out[i] = a * (gs[i] - mg - (xs[i] - mu) * is * mgx);
       }
-      continue;
     }
-    // dx = a * (g - mean(g) - xhat * mean(g * xhat))
-    const float mg = static_cast<float>(sum_g / static_cast<double>(d.M()));
-    const float mgx = static_cast<float>(sum_gxhat / static_cast<double>(d.M()));
-    for (int64_t n = 0; n < d.N; ++n) {
-      const float* gs = pg + (n * d.C + c) * d.L;
-      const float* xs = px + (n * d.C + c) * d.L;
-      float* out = pgx + (n * d.C + c) * d.L;
-      for (int64_t i = 0; i < d.L; ++i) out[i] = a * (gs[i] - mg - (xs[i] - mu) * is * mgx);
-    }
-  }
   });
 }
 
@@ -185,8 +187,8 @@ void check_channel_vector(const Tensor& t, const Tensor& x, const char* what) {
 
 }  // namespace
 
-Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                  Tensor& running_var, bool training, float momentum, float eps) {
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
+                  bool training, float momentum, float eps) {
   GLIMPSE_CHECK(x.defined(), "batch_norm: the input is undefined");
   GLIMPSE_CHECK(x.dim() >= 2, "batch_norm: input must be [N, C, ...], got shape ", shape_str(x.shape()));
   check_channel_vector(gamma, x, "gamma");
@@ -211,28 +213,29 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   Tensor out = Tensor::empty(x.shape(), x.device());
   Tensor mean = Tensor::empty({C}, x.device()), invstd = Tensor::empty({C}, x.device());
   if (training)
-    dispatch("batch_norm", x.device(), GLIMPSE_KERNEL(batch_norm_forward_train), out,
-             mean, invstd, running_mean, running_var, xc, gc, bc, momentum, eps);
+    dispatch("batch_norm", x.device(), GLIMPSE_KERNEL(batch_norm_forward_train), out, mean, invstd, running_mean,
+             running_var, xc, gc, bc, momentum, eps);
   else
-    dispatch("batch_norm", x.device(), GLIMPSE_KERNEL(batch_norm_forward_eval), out,
-             mean, invstd, xc, gc, bc, running_mean, running_var, eps);
+    dispatch("batch_norm", x.device(), GLIMPSE_KERNEL(batch_norm_forward_eval), out, mean, invstd, xc, gc, bc,
+             running_mean, running_var, eps);
 
   if (!grad_enabled() || !any_requires_grad({x, gamma, beta})) return out;
   const Tensor x_saved = xc.detach();
   const Tensor g_saved = gc.defined() ? gc.detach() : Tensor();
-  return record("batch_norm", out, {x, gamma, beta},
-                [x_saved, g_saved, mean, invstd, training, eps](const Tensor& grad_out, const std::vector<bool>& needs) {
-                  const Tensor g = grad_out.contiguous();
-                  std::vector<Tensor> grads(3);
-                  const Shape cs{x_saved.size(1)};
-                  // The kernel overwrites every gradient it is given (core/dispatch.h).
-                  if (needs[0]) grads[0] = Tensor::empty(x_saved.shape(), g.device());
-                  if (needs[1]) grads[1] = Tensor::empty(cs, g.device());
-                  if (needs[2]) grads[2] = Tensor::empty(cs, g.device());
-                  dispatch("batch_norm", g.device(), GLIMPSE_KERNEL(batch_norm_backward),
-                           grads[0], grads[1], grads[2], g, x_saved, g_saved, mean, invstd, training, eps);
-                  return grads;
-                });
+  return record(
+      "batch_norm", out, {x, gamma, beta},
+      [x_saved, g_saved, mean, invstd, training, eps](const Tensor& grad_out, const std::vector<bool>& needs) {
+        const Tensor g = grad_out.contiguous();
+        std::vector<Tensor> grads(3);
+        const Shape cs{x_saved.size(1)};
+        // The kernel overwrites every gradient it is given (core/dispatch.h).
+        if (needs[0]) grads[0] = Tensor::empty(x_saved.shape(), g.device());
+        if (needs[1]) grads[1] = Tensor::empty(cs, g.device());
+        if (needs[2]) grads[2] = Tensor::empty(cs, g.device());
+        dispatch("batch_norm", g.device(), GLIMPSE_KERNEL(batch_norm_backward), grads[0], grads[1], grads[2], g,
+                 x_saved, g_saved, mean, invstd, training, eps);
+        return grads;
+      });
 }
 
 }  // namespace glimpse

@@ -31,9 +31,8 @@ void batch_norm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
                               Tensor& running_var, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                               float momentum, float eps);
 
-void batch_norm_forward_eval(Tensor& y, Tensor& save_mean, Tensor& save_invstd, const Tensor& x,
-                             const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                             const Tensor& running_var, float eps);
+void batch_norm_forward_eval(Tensor& y, Tensor& save_mean, Tensor& save_invstd, const Tensor& x, const Tensor& gamma,
+                             const Tensor& beta, const Tensor& running_mean, const Tensor& running_var, float eps);
 
 // training: whether the forward used batch statistics (adds the terms through mean and var).
 // eps: the forward's. The CPU kernel does not read it (save_invstd already holds it), but the cuDNN
@@ -50,7 +49,7 @@ namespace glimpse {
 // Batch norm over N, H, W per channel. training: uses batch statistics and updates running_mean /
 // running_var in place (running = (1-momentum)*running + momentum*batch, unbiased variance);
 // eval: uses the running statistics. gamma/beta [C] may be undefined (no affine transform).
-Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                  Tensor& running_var, bool training, float momentum = 0.1f, float eps = 1e-5f);
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
+                  bool training, float momentum = 0.1f, float eps = 1e-5f);
 
 }  // namespace glimpse

@@ -24,10 +24,10 @@ using ConstMatMap = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen:
 
 // The sizes of one convolution, read once from the tensors.
 struct ConvDims {
-  int64_t N, C, H, W;  // input
-  int64_t K, R, S;     // filters
-  int64_t P, Q;        // output
-  int64_t G, Cg, Kg;   // groups, channels and filters per group
+  int64_t N, C, H, W;                         // input
+  int64_t K, R, S;                            // filters
+  int64_t P, Q;                               // output
+  int64_t G, Cg, Kg;                          // groups, channels and filters per group
   int64_t crs() const { return Cg * R * S; }  // rows of col (one group)
   int64_t pq() const { return P * Q; }        // columns of col
 };
@@ -79,7 +79,8 @@ void im2col(float* col, const float* x, const ConvDims& d, const Conv2dOptions& 
           }
           const float* row = x + (c * d.H + ih) * d.W + off;
           std::fill(out, out + lo, 0.f);
-          if (sw == 1) std::memcpy(out + lo, row + lo, sizeof(float) * (hi - lo));
+          if (sw == 1)
+            std::memcpy(out + lo, row + lo, sizeof(float) * (hi - lo));
           else
             for (int64_t q = lo; q < hi; ++q) out[q] = row[q * sw];
           std::fill(out + hi, out + d.Q, 0.f);
@@ -116,9 +117,9 @@ void col2im_add(float* gx, const float* col, const ConvDims& d, const Conv2dOpti
 // The unit of work is an item = (image n, group g, block of output rows [p0, p1)). Every item is
 // independent in the forward and the filter gradient, so one parallel_for over the items (core/
 // parallel.h) is the only synchronization of a call: no nested threading, no Eigen-internal
-// threads (whose busy-waiting collapses on a loaded machine, see bench/NOTES.md). Blocks keep an item's im2col buffer near
-// kColBytes (cache-resident, reused through a per-thread scratch buffer) and make a single image
-// split into enough items for the threads.
+// threads (whose busy-waiting collapses on a loaded machine, see bench/NOTES.md). Blocks keep an item's im2col buffer
+// near kColBytes (cache-resident, reused through a per-thread scratch buffer) and make a single image split into enough
+// items for the threads.
 constexpr int64_t kColBytes = 512 * 1024;
 
 struct Blocking {
@@ -183,37 +184,40 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& w, const Tensor&
   const int64_t items = bl.items(d);
   const int nt = threads_for(items, 2.0 * d.N * d.K * d.crs() * d.pq());
 
-  parallel_for(items, [&](int64_t item) {
-    const int64_t blk = item % bl.blocks, ng = item / bl.blocks;
-    const int64_t n = ng / d.G, g = ng % d.G;
-    const int64_t p0 = blk * bl.rows, p1 = std::min(d.P, p0 + bl.rows), cols = (p1 - p0) * d.Q;
-    const float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
-    const float* bsrc;
-    int64_t bstride;
-    if (direct) {
-      bsrc = xg + p0 * d.Q;  // the 1x1 case: x rows are already col's rows
-      bstride = d.H * d.W;
-    } else {
-      float* col = scratch(d.crs() * cols);
-      im2col(col, xg, d, opt, p0, p1);
-      bsrc = col;
-      bstride = cols;
-    }
-    ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
-    ConstStrideMap colm(bsrc, d.crs(), cols, Eigen::OuterStride<>(bstride));
-    float* og = po + (n * d.K + g * d.Kg) * d.pq() + p0 * d.Q;
-    StrideMap om(og, d.Kg, cols, Eigen::OuterStride<>(d.pq()));
-    om.noalias() = wg * colm;
-    if (pb || relu)
-      for (int64_t k = 0; k < d.Kg; ++k) {
-        const float bk = pb ? pb[g * d.Kg + k] : 0.f;
-        float* o = og + k * d.pq();
-        if (relu)
-          for (int64_t i = 0; i < cols; ++i) o[i] = std::max(o[i] + bk, 0.f);
-        else
-          for (int64_t i = 0; i < cols; ++i) o[i] += bk;
-      }
-  }, nt);
+  parallel_for(
+      items,
+      [&](int64_t item) {
+        const int64_t blk = item % bl.blocks, ng = item / bl.blocks;
+        const int64_t n = ng / d.G, g = ng % d.G;
+        const int64_t p0 = blk * bl.rows, p1 = std::min(d.P, p0 + bl.rows), cols = (p1 - p0) * d.Q;
+        const float* xg = px + (n * d.C + g * d.Cg) * d.H * d.W;
+        const float* bsrc;
+        int64_t bstride;
+        if (direct) {
+          bsrc = xg + p0 * d.Q;  // the 1x1 case: x rows are already col's rows
+          bstride = d.H * d.W;
+        } else {
+          float* col = scratch(d.crs() * cols);
+          im2col(col, xg, d, opt, p0, p1);
+          bsrc = col;
+          bstride = cols;
+        }
+        ConstMatMap wg(pw + g * d.Kg * d.crs(), d.Kg, d.crs());
+        ConstStrideMap colm(bsrc, d.crs(), cols, Eigen::OuterStride<>(bstride));
+        float* og = po + (n * d.K + g * d.Kg) * d.pq() + p0 * d.Q;
+        StrideMap om(og, d.Kg, cols, Eigen::OuterStride<>(d.pq()));
+        om.noalias() = wg * colm;
+        if (pb || relu)
+          for (int64_t k = 0; k < d.Kg; ++k) {
+            const float bk = pb ? pb[g * d.Kg + k] : 0.f;
+            float* o = og + k * d.pq();
+            if (relu)
+              for (int64_t i = 0; i < cols; ++i) o[i] = std::max(o[i] + bk, 0.f);
+            else
+              for (int64_t i = 0; i < cols; ++i) o[i] += bk;
+          }
+      },
+      nt);
 }
 
 void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dOptions& opt) {
@@ -231,7 +235,8 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
   // Blocks of one image write overlapping input rows (a filter spans R rows). Blocks at least
   // ceil((R-1)*dh / sh) rows tall only overlap their neighbours, so the even blocks run first,
   // then the odd ones: two loops, one barrier between them.
-  const int64_t min_rows = direct ? 1 : std::max<int64_t>(1, ((d.R - 1) * opt.dilation_h + opt.stride_h - 1) / opt.stride_h);
+  const int64_t min_rows =
+      direct ? 1 : std::max<int64_t>(1, ((d.R - 1) * opt.dilation_h + opt.stride_h - 1) / opt.stride_h);
   const Blocking bl = blocking(d, num_threads(), min_rows);
   const int64_t items = bl.items(d);
   const int nt = threads_for(items, 2.0 * d.N * d.K * d.crs() * d.pq());
@@ -258,10 +263,13 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
   for (int phase = 0; phase < phases; ++phase) {
     // Phase ph takes the blocks with blk % phases == ph (every block when phases == 1).
     const int64_t per = (bl.blocks - phase + phases - 1) / phases;  // blocks of this phase per image
-    parallel_for(d.N * d.G * per, [&](int64_t i) {
-      const int64_t ng = i / per, blk = (i % per) * phases + phase;
-      run(ng * bl.blocks + blk);
-    }, nt);
+    parallel_for(
+        d.N * d.G * per,
+        [&](int64_t i) {
+          const int64_t ng = i / per, blk = (i % per) * phases + phase;
+          run(ng * bl.blocks + blk);
+        },
+        nt);
   }
 }
 
@@ -288,7 +296,7 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
                 shape_str(gout.shape()), ", expected ", shape_str({d.N, d.K, d.P, d.Q}));
   float* pw = gw.data();
   std::fill(pw, pw + gw.numel(), 0.f);  // summed over the batch below
-  if (x.numel() == 0) return;  // an empty batch, channel set or plane: a zero gradient
+  if (x.numel() == 0) return;           // an empty batch, channel set or plane: a zero gradient
   const float* px = x.data();
   const bool direct = col_is_input(d, opt);
   const int64_t wsize = d.K * d.crs();
@@ -330,13 +338,16 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
   if (slots > 1) {
     // Reduce in slices of gw (each slice sums the slots in order).
     const int64_t slice = 16384, nslices = (wsize + slice - 1) / slice;
-    parallel_for(nslices, [&](int64_t j) {
-      const int64_t lo = j * slice, hi = std::min(wsize, lo + slice);
-      for (int64_t t = 0; t < slots; ++t) {
-        const float* l = locals.data() + t * wsize;
-        for (int64_t i = lo; i < hi; ++i) pw[i] += l[i];
-      }
-    }, nslices * slice * slots > (1 << 16) ? nt : 1);
+    parallel_for(
+        nslices,
+        [&](int64_t j) {
+          const int64_t lo = j * slice, hi = std::min(wsize, lo + slice);
+          for (int64_t t = 0; t < slots; ++t) {
+            const float* l = locals.data() + t * wsize;
+            for (int64_t i = lo; i < hi; ++i) pw[i] += l[i];
+          }
+        },
+        nslices * slice * slots > (1 << 16) ? nt : 1);
   }
 }
 
@@ -365,8 +376,8 @@ void check_conv_args(const Tensor& x, const Tensor& w, const Tensor& b, const Co
                 ") are not divisible by groups=", G);
   GLIMPSE_CHECK(K % G == 0, "conv2d: output channels ", K, " (weight ", shape_str(w.shape()),
                 ") are not divisible by groups=", G);
-  GLIMPSE_CHECK(w.size(1) * G == C, "conv2d: input has ", C, " channels but weight ", shape_str(w.shape()),
-                " expects ", w.size(1) * G, " (groups=", G, ")");
+  GLIMPSE_CHECK(w.size(1) * G == C, "conv2d: input has ", C, " channels but weight ", shape_str(w.shape()), " expects ",
+                w.size(1) * G, " (groups=", G, ")");
   GLIMPSE_CHECK(w.size(2) >= 1 && w.size(3) >= 1 && K >= 1, "conv2d: empty weight ", shape_str(w.shape()));
   if (b.defined()) {
     check_same_device(x, b, "conv2d");
@@ -375,9 +386,9 @@ void check_conv_args(const Tensor& x, const Tensor& w, const Tensor& b, const Co
   }
   const int64_t P = window_out_size(x.size(2), w.size(2), opt.stride_h, opt.pad_h, opt.dilation_h);
   const int64_t Q = window_out_size(x.size(3), w.size(3), opt.stride_w, opt.pad_w, opt.dilation_w);
-  GLIMPSE_CHECK(P >= 1 && Q >= 1, "conv2d: input ", shape_str(x.shape()), " with padding (", opt.pad_h, ", ",
-                opt.pad_w, ") is smaller than the kernel ", w.size(2), "x", w.size(3), " at dilation (",
-                opt.dilation_h, ", ", opt.dilation_w, ")");
+  GLIMPSE_CHECK(P >= 1 && Q >= 1, "conv2d: input ", shape_str(x.shape()), " with padding (", opt.pad_h, ", ", opt.pad_w,
+                ") is smaller than the kernel ", w.size(2), "x", w.size(3), " at dilation (", opt.dilation_h, ", ",
+                opt.dilation_w, ")");
 }
 
 }  // namespace
@@ -398,26 +409,25 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   const Tensor w_saved = x.requires_grad() ? wc.detach() : Tensor();
   const Shape x_shape = x.shape(), w_shape = weight.shape();
   const bool has_bias = bias.defined();
-  return record("conv2d", out, {x, weight, bias},
-                [x_saved, w_saved, x_shape, w_shape, has_bias, opt](const Tensor& grad_out,
-                                                                   const std::vector<bool>& needs) {
-                  const Tensor g = grad_out.contiguous();
-                  std::vector<Tensor> grads(3);
-                  if (needs[0]) {
-                    grads[0] = Tensor::empty(x_shape, g.device());  // kernels overwrite (core/dispatch.h)
-                    dispatch("conv2d", g.device(), GLIMPSE_KERNEL(conv2d_backward_data),
-                             grads[0], g, w_saved, opt);
-                  }
-                  const bool want_b = has_bias && needs[2];
-                  if (needs[1] || want_b) {
-                    Tensor gw = needs[1] ? Tensor::empty(w_shape, g.device()) : Tensor();
-                    Tensor gb = want_b ? Tensor::empty({w_shape[0]}, g.device()) : Tensor();
-                    dispatch("conv2d", g.device(), GLIMPSE_KERNEL(conv2d_backward_filter), gw, gb, g, x_saved, opt);
-                    grads[1] = gw;
-                    grads[2] = gb;
-                  }
-                  return grads;
-                });
+  return record(
+      "conv2d", out, {x, weight, bias},
+      [x_saved, w_saved, x_shape, w_shape, has_bias, opt](const Tensor& grad_out, const std::vector<bool>& needs) {
+        const Tensor g = grad_out.contiguous();
+        std::vector<Tensor> grads(3);
+        if (needs[0]) {
+          grads[0] = Tensor::empty(x_shape, g.device());  // kernels overwrite (core/dispatch.h)
+          dispatch("conv2d", g.device(), GLIMPSE_KERNEL(conv2d_backward_data), grads[0], g, w_saved, opt);
+        }
+        const bool want_b = has_bias && needs[2];
+        if (needs[1] || want_b) {
+          Tensor gw = needs[1] ? Tensor::empty(w_shape, g.device()) : Tensor();
+          Tensor gb = want_b ? Tensor::empty({w_shape[0]}, g.device()) : Tensor();
+          dispatch("conv2d", g.device(), GLIMPSE_KERNEL(conv2d_backward_filter), gw, gb, g, x_saved, opt);
+          grads[1] = gw;
+          grads[2] = gb;
+        }
+        return grads;
+      });
 }
 
 Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
@@ -426,8 +436,8 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   const int64_t P = window_out_size(x.size(2), weight.size(2), opt.stride_h, opt.pad_h, opt.dilation_h);
   const int64_t Q = window_out_size(x.size(3), weight.size(3), opt.stride_w, opt.pad_w, opt.dilation_w);
   Tensor out = Tensor::empty({x.size(0), weight.size(0), P, Q}, x.device());
-  dispatch("conv2d_relu", x.device(), GLIMPSE_KERNEL(conv2d_forward), out, x.contiguous(),
-           weight.contiguous(), bias.defined() ? bias.contiguous() : Tensor(), opt, /*relu=*/true);
+  dispatch("conv2d_relu", x.device(), GLIMPSE_KERNEL(conv2d_forward), out, x.contiguous(), weight.contiguous(),
+           bias.defined() ? bias.contiguous() : Tensor(), opt, /*relu=*/true);
   return out;
 }
 

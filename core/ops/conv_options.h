@@ -10,10 +10,22 @@ struct Conv2dOptions {
   int64_t pad_h = 0, pad_w = 0;
   int64_t dilation_h = 1, dilation_w = 1;
   int64_t groups = 1;
-  Conv2dOptions& stride(int64_t s) { stride_h = stride_w = s; return *this; }
-  Conv2dOptions& padding(int64_t p) { pad_h = pad_w = p; return *this; }
-  Conv2dOptions& dilation(int64_t d) { dilation_h = dilation_w = d; return *this; }
-  Conv2dOptions& group(int64_t g) { groups = g; return *this; }
+  Conv2dOptions& stride(int64_t s) {
+    stride_h = stride_w = s;
+    return *this;
+  }
+  Conv2dOptions& padding(int64_t p) {
+    pad_h = pad_w = p;
+    return *this;
+  }
+  Conv2dOptions& dilation(int64_t d) {
+    dilation_h = dilation_w = d;
+    return *this;
+  }
+  Conv2dOptions& group(int64_t g) {
+    groups = g;
+    return *this;
+  }
 };
 
 struct Pool2dOptions {

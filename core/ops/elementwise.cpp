@@ -18,8 +18,8 @@ constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than
 
 template <typename F>
 void for_each_flat(int64_t n, F f) {
-parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
-  for (int64_t i = i_begin; i < i_end; ++i) f(i);
+  parallel_for_range(n, kParallelMin, [&](int64_t i_begin, int64_t i_end) {
+    for (int64_t i = i_begin; i < i_end; ++i) f(i);
   });
 }
 
@@ -41,19 +41,20 @@ void binary_loop(float* o, const Shape& shape, const float* a, const Shape& sa, 
   }
   const int64_t inner = shape[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
   const int64_t outer = shape_numel(shape) / std::max<int64_t>(inner, 1);
-parallel_for_range(outer, std::max<int64_t>(1, kParallelMin / std::max<int64_t>(inner, 1)), [&](int64_t row_begin, int64_t row_end) {
-  for (int64_t row = row_begin; row < row_end; ++row) {
-    int64_t rem = row, oa = 0, ob = 0;
-    for (int64_t d = nd - 2; d >= 0; --d) {
-      const int64_t i = rem % shape[d];
-      rem /= shape[d];
-      oa += i * sa[d];
-      ob += i * sb[d];
-    }
-    float* orow = o + row * inner;
-    for (int64_t j = 0; j < inner; ++j) orow[j] = f(a[oa + j * ia], b[ob + j * ib]);
-  }
-  });
+  parallel_for_range(outer, std::max<int64_t>(1, kParallelMin / std::max<int64_t>(inner, 1)),
+                     [&](int64_t row_begin, int64_t row_end) {
+                       for (int64_t row = row_begin; row < row_end; ++row) {
+                         int64_t rem = row, oa = 0, ob = 0;
+                         for (int64_t d = nd - 2; d >= 0; --d) {
+                           const int64_t i = rem % shape[d];
+                           rem /= shape[d];
+                           oa += i * sa[d];
+                           ob += i * sb[d];
+                         }
+                         float* orow = o + row * inner;
+                         for (int64_t j = 0; j < inner; ++j) orow[j] = f(a[oa + j * ia], b[ob + j * ib]);
+                       }
+                     });
 }
 
 template <typename F>
@@ -75,10 +76,14 @@ void binary_forward(Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) 
   check_cpu(a, "binary op");
   check_cpu(b, "binary op");
   switch (op) {
-    case BinaryOp::Add: return dispatch_binary(out, a, b, [](float x, float y) { return x + y; });
-    case BinaryOp::Sub: return dispatch_binary(out, a, b, [](float x, float y) { return x - y; });
-    case BinaryOp::Mul: return dispatch_binary(out, a, b, [](float x, float y) { return x * y; });
-    case BinaryOp::Div: return dispatch_binary(out, a, b, [](float x, float y) { return x / y; });
+    case BinaryOp::Add:
+      return dispatch_binary(out, a, b, [](float x, float y) { return x + y; });
+    case BinaryOp::Sub:
+      return dispatch_binary(out, a, b, [](float x, float y) { return x - y; });
+    case BinaryOp::Mul:
+      return dispatch_binary(out, a, b, [](float x, float y) { return x * y; });
+    case BinaryOp::Div:
+      return dispatch_binary(out, a, b, [](float x, float y) { return x / y; });
   }
 }
 
@@ -89,13 +94,27 @@ void unary_forward(Tensor& out, const Tensor& x, UnaryOp op) {
   float* o = out.data();
   const int64_t n = x.numel();
   switch (op) {
-    case UnaryOp::Neg: for_each_flat(n, [&](int64_t i) { o[i] = -p[i]; }); break;
-    case UnaryOp::Exp: for_each_flat(n, [&](int64_t i) { o[i] = std::exp(p[i]); }); break;
-    case UnaryOp::Log: for_each_flat(n, [&](int64_t i) { o[i] = std::log(p[i]); }); break;
-    case UnaryOp::Square: for_each_flat(n, [&](int64_t i) { o[i] = p[i] * p[i]; }); break;
-    case UnaryOp::Abs: for_each_flat(n, [&](int64_t i) { o[i] = std::abs(p[i]); }); break;
-    case UnaryOp::Sigmoid: for_each_flat(n, [&](int64_t i) { o[i] = 1.f / (1.f + std::exp(-p[i])); }); break;
-    case UnaryOp::Tanh: for_each_flat(n, [&](int64_t i) { o[i] = std::tanh(p[i]); }); break;
+    case UnaryOp::Neg:
+      for_each_flat(n, [&](int64_t i) { o[i] = -p[i]; });
+      break;
+    case UnaryOp::Exp:
+      for_each_flat(n, [&](int64_t i) { o[i] = std::exp(p[i]); });
+      break;
+    case UnaryOp::Log:
+      for_each_flat(n, [&](int64_t i) { o[i] = std::log(p[i]); });
+      break;
+    case UnaryOp::Square:
+      for_each_flat(n, [&](int64_t i) { o[i] = p[i] * p[i]; });
+      break;
+    case UnaryOp::Abs:
+      for_each_flat(n, [&](int64_t i) { o[i] = std::abs(p[i]); });
+      break;
+    case UnaryOp::Sigmoid:
+      for_each_flat(n, [&](int64_t i) { o[i] = 1.f / (1.f + std::exp(-p[i])); });
+      break;
+    case UnaryOp::Tanh:
+      for_each_flat(n, [&](int64_t i) { o[i] = std::tanh(p[i]); });
+      break;
   }
 }
 
@@ -204,10 +223,11 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Shape sa = a.shape(), sb = b.shape();
-  return record("sub", binary_raw(a, b, BinaryOp::Sub, "sub"), {a, b},
-                [sa, sb](const Tensor& g, const std::vector<bool>& needs) -> std::vector<Tensor> {
-                  return {needs[0] ? sum_to(g, sa) : Tensor(), needs[1] ? sum_to(affine_raw(g, -1.f, 0.f), sb) : Tensor()};
-                });
+  return record(
+      "sub", binary_raw(a, b, BinaryOp::Sub, "sub"), {a, b},
+      [sa, sb](const Tensor& g, const std::vector<bool>& needs) -> std::vector<Tensor> {
+        return {needs[0] ? sum_to(g, sa) : Tensor(), needs[1] ? sum_to(affine_raw(g, -1.f, 0.f), sb) : Tensor()};
+      });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
@@ -241,8 +261,9 @@ Tensor add_scalar(const Tensor& a, float s) {
 }
 
 Tensor mul_scalar(const Tensor& a, float s) {
-  return record("mul_scalar", affine_raw(a, s, 0.f), {a},
-                [s](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> { return {affine_raw(g, s, 0.f)}; });
+  return record(
+      "mul_scalar", affine_raw(a, s, 0.f), {a},
+      [s](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> { return {affine_raw(g, s, 0.f)}; });
 }
 
 Tensor neg(const Tensor& a) { return mul_scalar(a, -1.f); }
@@ -257,9 +278,10 @@ Tensor exp(const Tensor& a) {
 
 Tensor log(const Tensor& a) {
   Tensor ad = a.detach();
-  return record("log", unary_raw(a, UnaryOp::Log), {a}, [ad](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
-    return {binary_raw(g, ad, BinaryOp::Div, "log")};
-  });
+  return record("log", unary_raw(a, UnaryOp::Log), {a},
+                [ad](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+                  return {binary_raw(g, ad, BinaryOp::Div, "log")};
+                });
 }
 
 Tensor square(const Tensor& a) {
@@ -272,16 +294,17 @@ Tensor square(const Tensor& a) {
 
 Tensor abs(const Tensor& a) {
   Tensor ad = a.detach();
-  return record("abs", unary_raw(a, UnaryOp::Abs), {a}, [ad](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
-    // sign(a) on the host: no device has a sign kernel, and abs is no layer of a model (it only
-    // shapes losses and weights), so the copy costs little; the product runs on g's device.
-    const Tensor a_host = ad.contiguous().to(Device::cpu());
-    Tensor s = Tensor::empty(ad.shape());
-    const float* p = a_host.data();
-    float* o = s.data();
-    for (int64_t i = 0; i < s.numel(); ++i) o[i] = p[i] > 0.f ? 1.f : (p[i] < 0.f ? -1.f : 0.f);
-    return {binary_raw(g, s.to(g.device()), BinaryOp::Mul, "abs")};
-  });
+  return record("abs", unary_raw(a, UnaryOp::Abs), {a},
+                [ad](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+                  // sign(a) on the host: no device has a sign kernel, and abs is no layer of a model (it only
+                  // shapes losses and weights), so the copy costs little; the product runs on g's device.
+                  const Tensor a_host = ad.contiguous().to(Device::cpu());
+                  Tensor s = Tensor::empty(ad.shape());
+                  const float* p = a_host.data();
+                  float* o = s.data();
+                  for (int64_t i = 0; i < s.numel(); ++i) o[i] = p[i] > 0.f ? 1.f : (p[i] < 0.f ? -1.f : 0.f);
+                  return {binary_raw(g, s.to(g.device()), BinaryOp::Mul, "abs")};
+                });
 }
 
 Tensor sigmoid(const Tensor& x) {

@@ -7,14 +7,14 @@
 
 #include <cmath>
 
+#include <cublas_v2.h>
 #include "core/dispatch.h"
 #include "core/error.h"
-#include <cublas_v2.h>
 
 #include "cuda/check.h"
 #include "cuda/kernels.h"
-#include "cuda/resources.h"
 #include "cuda/launch.cuh"
+#include "cuda/resources.h"
 #include "cuda/tensor_ops.h"
 
 namespace glimpse::cuda {
@@ -44,10 +44,14 @@ void fill_strides(int64_t* st, const Shape& shape, const Shape& out) {
 
 template <BinaryOp op>
 __device__ inline float apply(float x, float y) {
-  if constexpr (op == BinaryOp::Add) return x + y;
-  else if constexpr (op == BinaryOp::Sub) return x - y;
-  else if constexpr (op == BinaryOp::Mul) return x * y;
-  else return x / y;
+  if constexpr (op == BinaryOp::Add)
+    return x + y;
+  else if constexpr (op == BinaryOp::Sub)
+    return x - y;
+  else if constexpr (op == BinaryOp::Mul)
+    return x * y;
+  else
+    return x / y;
 }
 
 template <BinaryOp op>
@@ -72,21 +76,30 @@ __global__ void binary_broadcast_kernel(float* out, const float* a, const float*
 
 template <BinaryOp op>
 void launch_binary(float* out, const float* a, const float* b, int64_t n, const BroadcastIndex* ix, cudaStream_t s) {
-  if (!ix) detail::launch_elements("binary_same_kernel", n, s, binary_same_kernel<op>, out, a, b, n);
-  else detail::launch_elements("binary_broadcast_kernel", n, s, binary_broadcast_kernel<op>, out, a, b, n, *ix);
+  if (!ix)
+    detail::launch_elements("binary_same_kernel", n, s, binary_same_kernel<op>, out, a, b, n);
+  else
+    detail::launch_elements("binary_broadcast_kernel", n, s, binary_broadcast_kernel<op>, out, a, b, n, *ix);
 }
 
 template <UnaryOp op>
 __global__ void unary_kernel(float* out, const float* x, int64_t n) {
   GLIMPSE_GRID_LOOP(i, n) {
     const float v = x[i];
-    if constexpr (op == UnaryOp::Neg) out[i] = -v;
-    else if constexpr (op == UnaryOp::Exp) out[i] = expf(v);
-    else if constexpr (op == UnaryOp::Log) out[i] = logf(v);
-    else if constexpr (op == UnaryOp::Square) out[i] = v * v;
-    else if constexpr (op == UnaryOp::Abs) out[i] = fabsf(v);
-    else if constexpr (op == UnaryOp::Sigmoid) out[i] = 1.f / (1.f + expf(-v));
-    else out[i] = tanhf(v);
+    if constexpr (op == UnaryOp::Neg)
+      out[i] = -v;
+    else if constexpr (op == UnaryOp::Exp)
+      out[i] = expf(v);
+    else if constexpr (op == UnaryOp::Log)
+      out[i] = logf(v);
+    else if constexpr (op == UnaryOp::Square)
+      out[i] = v * v;
+    else if constexpr (op == UnaryOp::Abs)
+      out[i] = fabsf(v);
+    else if constexpr (op == UnaryOp::Sigmoid)
+      out[i] = 1.f / (1.f + expf(-v));
+    else
+      out[i] = tanhf(v);
   }
 }
 
@@ -166,23 +179,34 @@ void binary_forward(float* out, const Shape& out_shape, const float* a, const Sh
   }
   const BroadcastIndex* pix = same ? nullptr : &ix;
   switch (op) {
-    case BinaryOp::Add: return launch_binary<BinaryOp::Add>(out, a, b, n, pix, s);
-    case BinaryOp::Sub: return launch_binary<BinaryOp::Sub>(out, a, b, n, pix, s);
-    case BinaryOp::Mul: return launch_binary<BinaryOp::Mul>(out, a, b, n, pix, s);
-    case BinaryOp::Div: return launch_binary<BinaryOp::Div>(out, a, b, n, pix, s);
+    case BinaryOp::Add:
+      return launch_binary<BinaryOp::Add>(out, a, b, n, pix, s);
+    case BinaryOp::Sub:
+      return launch_binary<BinaryOp::Sub>(out, a, b, n, pix, s);
+    case BinaryOp::Mul:
+      return launch_binary<BinaryOp::Mul>(out, a, b, n, pix, s);
+    case BinaryOp::Div:
+      return launch_binary<BinaryOp::Div>(out, a, b, n, pix, s);
   }
 }
 
 void unary_forward(float* out, const float* x, int64_t n, UnaryOp op, cudaStream_t s) {
   GLIMPSE_CHECK(n >= 0, "cuda::unary_forward: negative size ", n);
   switch (op) {
-    case UnaryOp::Neg: return launch_unary<UnaryOp::Neg>(out, x, n, s);
-    case UnaryOp::Exp: return launch_unary<UnaryOp::Exp>(out, x, n, s);
-    case UnaryOp::Log: return launch_unary<UnaryOp::Log>(out, x, n, s);
-    case UnaryOp::Square: return launch_unary<UnaryOp::Square>(out, x, n, s);
-    case UnaryOp::Abs: return launch_unary<UnaryOp::Abs>(out, x, n, s);
-    case UnaryOp::Sigmoid: return launch_unary<UnaryOp::Sigmoid>(out, x, n, s);
-    case UnaryOp::Tanh: return launch_unary<UnaryOp::Tanh>(out, x, n, s);
+    case UnaryOp::Neg:
+      return launch_unary<UnaryOp::Neg>(out, x, n, s);
+    case UnaryOp::Exp:
+      return launch_unary<UnaryOp::Exp>(out, x, n, s);
+    case UnaryOp::Log:
+      return launch_unary<UnaryOp::Log>(out, x, n, s);
+    case UnaryOp::Square:
+      return launch_unary<UnaryOp::Square>(out, x, n, s);
+    case UnaryOp::Abs:
+      return launch_unary<UnaryOp::Abs>(out, x, n, s);
+    case UnaryOp::Sigmoid:
+      return launch_unary<UnaryOp::Sigmoid>(out, x, n, s);
+    case UnaryOp::Tanh:
+      return launch_unary<UnaryOp::Tanh>(out, x, n, s);
   }
 }
 
@@ -271,7 +295,6 @@ void reduce_sum_to(Tensor& out, const Tensor& in) {
   const Tensor ic = in.contiguous();
   cuda::reduce_sum_to(device_data(out), out.shape(), device_data(ic), ic.shape());
 }
-
 
 // y += alpha x (Tensor::add_: gradient accumulation, optimizers), through cuBLAS.
 void add_scaled(Tensor& y, const Tensor& x, float alpha) {

@@ -22,18 +22,22 @@ using MutMap = Eigen::Map<RowMat, Eigen::Unaligned, Stride>;
 
 // C[M,N] += alpha * op(A) op(B) on one thread (Eigen's blocked, packed GEMM; its own threading
 // stays off: we are either inside our parallel region or Eigen::nbThreads() is 1).
-void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                 const float* B, int64_t ldb, float* C, int64_t ldc) {
   MutMap c(C, M, N, Stride(ldc));
   // A stored as [M,K] (or [K,M] when transposed); likewise B.
   ConstMap a(A, trans_a ? K : M, trans_a ? M : K, Stride(lda));
   ConstMap b(B, trans_b ? N : K, trans_b ? K : N, Stride(ldb));
   // noalias(): C never aliases A or B here, so Eigen writes straight into C, no temporary; the
   // scalar alpha is folded into the kernel.
-  if (!trans_a && !trans_b) c.noalias() += alpha * a * b;
-  else if (trans_a && !trans_b) c.noalias() += alpha * a.transpose() * b;
-  else if (!trans_a && trans_b) c.noalias() += alpha * a * b.transpose();
-  else c.noalias() += alpha * a.transpose() * b.transpose();
+  if (!trans_a && !trans_b)
+    c.noalias() += alpha * a * b;
+  else if (trans_a && !trans_b)
+    c.noalias() += alpha * a.transpose() * b;
+  else if (!trans_a && trans_b)
+    c.noalias() += alpha * a * b.transpose();
+  else
+    c.noalias() += alpha * a.transpose() * b.transpose();
 }
 
 // Below this many multiply-adds per thread a parallel region costs more than it saves.
@@ -44,8 +48,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   MutMap c(C, M, N, Stride(ldc));
   if (M == 0 || N == 0) return;
-  if (beta == 0.f) c.setZero();
-  else if (beta != 1.f) c *= beta;
+  if (beta == 0.f)
+    c.setZero();
+  else if (beta != 1.f)
+    c *= beta;
   if (K == 0) return;
 
   // Threads split C into independent panels -- columns when N is the larger side, else rows --
@@ -62,18 +68,21 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   const int64_t len = by_cols ? N : M;
   // Panels in multiples of 16 (Eigen's register blocks are 8- and 24-wide on AVX2).
   const int64_t chunk = ((len + nt - 1) / nt + 15) / 16 * 16;
-  parallel_for(nt, [&](int64_t t) {
-    const int64_t lo = std::min<int64_t>(len, t * chunk), hi = std::min<int64_t>(len, lo + chunk);
-    if (lo >= hi) return;
-    if (by_cols) {
-      // Columns [lo, hi) of C need columns [lo, hi) of op(B).
-      const float* Bp = trans_b ? B + lo * ldb : B + lo;
-      gemm_serial(trans_a, trans_b, M, hi - lo, K, alpha, A, lda, Bp, ldb, C + lo, ldc);
-    } else {
-      const float* Ap = trans_a ? A + lo : A + lo * lda;
-      gemm_serial(trans_a, trans_b, hi - lo, N, K, alpha, Ap, lda, B, ldb, C + lo * ldc, ldc);
-    }
-  }, nt);
+  parallel_for(
+      nt,
+      [&](int64_t t) {
+        const int64_t lo = std::min<int64_t>(len, t * chunk), hi = std::min<int64_t>(len, lo + chunk);
+        if (lo >= hi) return;
+        if (by_cols) {
+          // Columns [lo, hi) of C need columns [lo, hi) of op(B).
+          const float* Bp = trans_b ? B + lo * ldb : B + lo;
+          gemm_serial(trans_a, trans_b, M, hi - lo, K, alpha, A, lda, Bp, ldb, C + lo, ldc);
+        } else {
+          const float* Ap = trans_a ? A + lo : A + lo * lda;
+          gemm_serial(trans_a, trans_b, hi - lo, N, K, alpha, Ap, lda, B, ldb, C + lo * ldc, ldc);
+        }
+      },
+      nt);
 }
 
 void matmul_forward(Tensor& out, const Tensor& a, const Tensor& b) {
@@ -127,12 +136,13 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor out = Tensor::empty({M, N}, a.device());
   dispatch("matmul", a.device(), GLIMPSE_KERNEL(matmul_forward), out, ac, bc);
   Tensor ad = ac.detach(), bd = bc.detach();
-  return record("matmul", out, {a, b}, [ad, bd, M, K, N](const Tensor& g, const std::vector<bool>& needs) -> std::vector<Tensor> {
-    Tensor ga = needs[0] ? Tensor::empty({M, K}, g.device()) : Tensor();
-    Tensor gb = needs[1] ? Tensor::empty({K, N}, g.device()) : Tensor();
-    dispatch("matmul", g.device(), GLIMPSE_KERNEL(matmul_backward), ga, gb, g.contiguous(), ad, bd);
-    return {ga, gb};
-  });
+  return record("matmul", out, {a, b},
+                [ad, bd, M, K, N](const Tensor& g, const std::vector<bool>& needs) -> std::vector<Tensor> {
+                  Tensor ga = needs[0] ? Tensor::empty({M, K}, g.device()) : Tensor();
+                  Tensor gb = needs[1] ? Tensor::empty({K, N}, g.device()) : Tensor();
+                  dispatch("matmul", g.device(), GLIMPSE_KERNEL(matmul_backward), ga, gb, g.contiguous(), ad, bd);
+                  return {ga, gb};
+                });
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
@@ -142,8 +152,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                 " does not match weight ", shape_str(weight.shape()), " (expects [out_features, ", x.size(1), "])");
   const int64_t N = x.size(0), I = x.size(1), O = weight.size(0);
   if (bias.defined()) {
-    GLIMPSE_CHECK(bias.dim() == 1 && bias.size(0) == O, "linear: bias ", shape_str(bias.shape()), " does not match weight ",
-                  shape_str(weight.shape()));
+    GLIMPSE_CHECK(bias.dim() == 1 && bias.size(0) == O, "linear: bias ", shape_str(bias.shape()),
+                  " does not match weight ", shape_str(weight.shape()));
     check_same_device(x, bias, "linear");
   }
   check_same_device(x, weight, "linear");
@@ -158,8 +168,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                   Tensor gx = needs[0] ? Tensor::empty({N, I}, dev) : Tensor();
                   Tensor gw = needs[1] ? Tensor::empty({O, I}, dev) : Tensor();
                   Tensor gb = needs[2] ? Tensor::empty({O}, dev) : Tensor();
-                  dispatch("linear", dev, GLIMPSE_KERNEL(linear_backward), gx, gw, gb, g.contiguous(),
-                           xd, wd);
+                  dispatch("linear", dev, GLIMPSE_KERNEL(linear_backward), gx, gw, gb, g.contiguous(), xd, wd);
                   return {gx, gw, gb};
                 });
 }

@@ -65,7 +65,6 @@ void linear_backward(Tensor& gx, Tensor& gw, Tensor& gb, const Tensor& g, const 
   if (gb.defined()) bias_add_backward(device_data(gb), device_data(g), N, O, 1);
 }
 
-
 // One line per slot; each picks the Tensor-level overload by the slot's type, so a signature that
 // drifts from the CPU twin's stops the build here.
 void register_gemm(DeviceKernels& k) {

@@ -99,14 +99,15 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int64_t>& targets, 
   const Device dev = logits.device();
   Tensor out = Tensor::empty({}, dev), wsum = Tensor::empty({}, dev), lp = Tensor::empty(logits.shape(), dev);
   const Tensor cw = class_weights.defined() ? class_weights.contiguous().detach() : Tensor();
-  dispatch("cross_entropy", dev, GLIMPSE_KERNEL(cross_entropy_forward), out, wsum, lp,
-           logits.contiguous(), targets, cw);
+  dispatch("cross_entropy", dev, GLIMPSE_KERNEL(cross_entropy_forward), out, wsum, lp, logits.contiguous(), targets,
+           cw);
   // On a GPU this reads wsum back (one synchronisation per loss, as reading the loss itself is).
   GLIMPSE_CHECK(wsum.item() > 0, "cross_entropy: the class weights of this batch sum to zero");
   return record("cross_entropy", out, {logits},
                 [lp, targets, cw, wsum, N, K](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
                   Tensor gx = Tensor::empty({N, K}, g.device());
-                  dispatch("cross_entropy", g.device(), GLIMPSE_KERNEL(cross_entropy_backward), gx, g.contiguous(), lp, targets, cw, wsum);
+                  dispatch("cross_entropy", g.device(), GLIMPSE_KERNEL(cross_entropy_backward), gx, g.contiguous(), lp,
+                           targets, cw, wsum);
                   return {gx};
                 });
 }
@@ -129,16 +130,16 @@ Tensor bce_with_logits(const Tensor& logits, const Tensor& targets, const Tensor
   const Tensor yh = y.to(Device::cpu());
   const float* py = yh.data();
   for (int64_t i = 0; i < n; ++i)
-    GLIMPSE_CHECK(py[i] >= 0.f && py[i] <= 1.f, "bce_with_logits: target ", py[i], " at element ", i, " is outside [0, 1]");
+    GLIMPSE_CHECK(py[i] >= 0.f && py[i] <= 1.f, "bce_with_logits: target ", py[i], " at element ", i,
+                  " is outside [0, 1]");
   Tensor out = Tensor::empty({}, dev);
-  dispatch("bce_with_logits", dev, GLIMPSE_KERNEL(bce_with_logits_forward), out, x, y,
-           q);
-  return record("bce_with_logits", out, {logits}, [x, y, q](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
-    Tensor gx = Tensor::empty(x.shape(), g.device());
-    dispatch("bce_with_logits", g.device(), GLIMPSE_KERNEL(bce_with_logits_backward),
-             gx, g.contiguous(), x, y, q);
-    return {gx};
-  });
+  dispatch("bce_with_logits", dev, GLIMPSE_KERNEL(bce_with_logits_forward), out, x, y, q);
+  return record(
+      "bce_with_logits", out, {logits}, [x, y, q](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+        Tensor gx = Tensor::empty(x.shape(), g.device());
+        dispatch("bce_with_logits", g.device(), GLIMPSE_KERNEL(bce_with_logits_backward), gx, g.contiguous(), x, y, q);
+        return {gx};
+      });
 }
 
 }  // namespace glimpse

@@ -93,8 +93,8 @@ void cross_entropy_backward(float* glogits, const float* gloss, const float* log
                           logp, targets, class_weights, wsum, N, K);
 }
 
-void bce_with_logits_forward(float* loss, const float* logits, const float* targets, const float* pos_weight,
-                             int64_t n, int64_t K, cudaStream_t s) {
+void bce_with_logits_forward(float* loss, const float* logits, const float* targets, const float* pos_weight, int64_t n,
+                             int64_t K, cudaStream_t s) {
   GLIMPSE_CHECK(n > 0 && K > 0, "cuda::bce_with_logits_forward: bad sizes n=", n, " K=", K);
   detail::launch_rows("bce_with_logits_reduce_kernel", 1, s, bce_with_logits_reduce_kernel, loss, logits, targets,
                       pos_weight, n, K);

@@ -47,8 +47,7 @@ namespace glimpse {
 
 // Softmax cross-entropy of logits [N, K] against class indices; class_weights [K] optional, in
 // which case the mean is weighted as in PyTorch (sum w_y * loss / sum w_y).
-Tensor cross_entropy(const Tensor& logits, const std::vector<int64_t>& targets,
-                     const Tensor& class_weights = Tensor());
+Tensor cross_entropy(const Tensor& logits, const std::vector<int64_t>& targets, const Tensor& class_weights = Tensor());
 // Binary cross-entropy with logits, element-wise against targets in [0, 1], mean over elements;
 // pos_weight [K] optional (weights the positive term per column).
 Tensor bce_with_logits(const Tensor& logits, const Tensor& targets, const Tensor& pos_weight = Tensor());

@@ -39,8 +39,10 @@ void adam_step(Tensor& param, Tensor& m_t, Tensor& v_t, Tensor& vmax_t, const Te
   const float decay = decoupled ? 1.f - lr * wd : 1.f;
   for (int64_t k = 0; k < n; ++k) {
     float gk = gp[k];
-    if (decoupled) p[k] *= decay;
-    else gk += wd * p[k];
+    if (decoupled)
+      p[k] *= decay;
+    else
+      gk += wd * p[k];
     m[k] = b1 * m[k] + (1.f - b1) * gk;
     v[k] = b2 * v[k] + (1.f - b2) * gk * gk;
     float vk = v[k];

@@ -42,8 +42,10 @@ __global__ void adam_kernel(float* p, float* m, float* v, float* vmax, const flo
                             float eps, float wd, bool decoupled, float decay, float step_size, float bc2_sqrt) {
   GLIMPSE_GRID_LOOP(k, n) {
     float pk = p[k], gk = g[k];
-    if (decoupled) pk *= decay;
-    else gk += wd * pk;
+    if (decoupled)
+      pk *= decay;
+    else
+      gk += wd * pk;
     const float mk = b1 * m[k] + (1.f - b1) * gk;
     const float vk = b2 * v[k] + (1.f - b2) * gk * gk;
     m[k] = mk;
@@ -95,8 +97,8 @@ void sgd_step(Tensor& p, Tensor& momentum_buf, const Tensor& g, float lr, float 
 void adam_step(Tensor& p, Tensor& m, Tensor& v, Tensor& vmax, const Tensor& g, float lr, float beta1, float beta2,
                float eps, float weight_decay, bool decoupled, int64_t t) {
   const auto guard = on_device_of(p);
-  cuda::adam_step(device_data(p), device_data(m), device_data(v), device_data_or_null(vmax), device_data(g),
-                  p.numel(), lr, beta1, beta2, eps, weight_decay, decoupled, t);
+  cuda::adam_step(device_data(p), device_data(m), device_data(v), device_data_or_null(vmax), device_data(g), p.numel(),
+                  lr, beta1, beta2, eps, weight_decay, decoupled, t);
 }
 
 }  // namespace optim_slots

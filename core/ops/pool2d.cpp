@@ -27,8 +27,8 @@ PoolDims pool_dims(const Tensor& x, const Tensor& out) {
 void check_out_shape(const Tensor& out, const Tensor& x, const Pool2dOptions& opt, const char* op) {
   const Shape want{x.size(0), x.size(1), window_out_size(x.size(2), opt.kernel_h, opt.stride_h, opt.pad_h),
                    window_out_size(x.size(3), opt.kernel_w, opt.stride_w, opt.pad_w)};
-  GLIMPSE_CHECK(out.shape() == want, op, ": output has shape ", shape_str(out.shape()), ", expected ",
-                shape_str(want), " for input ", shape_str(x.shape()));
+  GLIMPSE_CHECK(out.shape() == want, op, ": output has shape ", shape_str(out.shape()), ", expected ", shape_str(want),
+                " for input ", shape_str(x.shape()));
 }
 
 // The clipped window [h0, h1) x [w0, w1) of output (p, q).
@@ -209,7 +209,7 @@ void relu_max_pool2x2_backward(Tensor& gx, const Tensor& gout, const Tensor& x, 
   const float* px = x.data();
   const float* pg = gout.data();
   float* pgx = gx.data();
-  const bool need_positive = rule != ReluRule::Deconvnet;   // Standard, Guided: x > 0
+  const bool need_positive = rule != ReluRule::Deconvnet;      // Standard, Guided: x > 0
   const bool need_positive_grad = rule != ReluRule::Standard;  // Deconvnet, Guided: gradient > 0
   parallel_for_range(d.NC, plane_grain(d.NC, d.NC * d.P * d.Q, 4096), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
@@ -298,8 +298,8 @@ void global_avg_pool_forward(Tensor& out, const Tensor& x) {
   check_cpu(out, "global_avg_pool_forward");
   check_cpu(x, "global_avg_pool_forward");
   const int64_t NC = x.size(0) * x.size(1), HW = x.size(2) * x.size(3);
-  GLIMPSE_CHECK(out.numel() == NC, "global_avg_pool_forward: output has shape ", shape_str(out.shape()),
-                " for input ", shape_str(x.shape()));
+  GLIMPSE_CHECK(out.numel() == NC, "global_avg_pool_forward: output has shape ", shape_str(out.shape()), " for input ",
+                shape_str(x.shape()));
   const float* px = x.data();
   float* po = out.data();
   parallel_for_range(NC, plane_grain(NC, NC * HW, 65536), [&](int64_t lo, int64_t hi) {
@@ -346,13 +346,13 @@ Shape pool_out_shape(const Tensor& x, const Pool2dOptions& opt, const char* op) 
   GLIMPSE_CHECK(opt.stride_h >= 1 && opt.stride_w >= 1, op, ": stride must be >= 1, got (", opt.stride_h, ", ",
                 opt.stride_w, ")");
   // PyTorch's rule: a window must always hold at least one real cell.
-  GLIMPSE_CHECK(opt.pad_h >= 0 && opt.pad_w >= 0 && 2 * opt.pad_h <= opt.kernel_h && 2 * opt.pad_w <= opt.kernel_w,
-                op, ": padding (", opt.pad_h, ", ", opt.pad_w, ") must be >= 0 and at most half the kernel ",
-                opt.kernel_h, "x", opt.kernel_w);
+  GLIMPSE_CHECK(opt.pad_h >= 0 && opt.pad_w >= 0 && 2 * opt.pad_h <= opt.kernel_h && 2 * opt.pad_w <= opt.kernel_w, op,
+                ": padding (", opt.pad_h, ", ", opt.pad_w, ") must be >= 0 and at most half the kernel ", opt.kernel_h,
+                "x", opt.kernel_w);
   const int64_t P = window_out_size(x.size(2), opt.kernel_h, opt.stride_h, opt.pad_h);
   const int64_t Q = window_out_size(x.size(3), opt.kernel_w, opt.stride_w, opt.pad_w);
-  GLIMPSE_CHECK(P >= 1 && Q >= 1, op, ": input ", shape_str(x.shape()), " with padding (", opt.pad_h, ", ",
-                opt.pad_w, ") is smaller than the kernel ", opt.kernel_h, "x", opt.kernel_w);
+  GLIMPSE_CHECK(P >= 1 && Q >= 1, op, ": input ", shape_str(x.shape()), " with padding (", opt.pad_h, ", ", opt.pad_w,
+                ") is smaller than the kernel ", opt.kernel_h, "x", opt.kernel_w);
   return {x.size(0), x.size(1), P, Q};
 }
 
@@ -368,8 +368,8 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   const Tensor x_saved = xc.detach();
   return record("max_pool2d", out, {x}, [x_saved, opt](const Tensor& grad_out, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x_saved.shape(), x_saved.device());
-    dispatch("max_pool2d", x_saved.device(), GLIMPSE_KERNEL(max_pool2d_backward), gx,
-             grad_out.contiguous(), x_saved, opt);
+    dispatch("max_pool2d", x_saved.device(), GLIMPSE_KERNEL(max_pool2d_backward), gx, grad_out.contiguous(), x_saved,
+             opt);
     return std::vector<Tensor>{gx};
   });
 }
@@ -381,13 +381,13 @@ Tensor relu_max_pool2x2(const Tensor& x) {
   const Shape os = pool_out_shape(x, opt, "relu_max_pool2x2");
   const Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(os, x.device());
-  dispatch("relu_max_pool2x2", x.device(), GLIMPSE_KERNEL(relu_max_pool2x2_forward),
-           out, xc);
+  dispatch("relu_max_pool2x2", x.device(), GLIMPSE_KERNEL(relu_max_pool2x2_forward), out, xc);
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Tensor x_saved = xc.detach();
   return record("relu_max_pool2x2", out, {x}, [x_saved](const Tensor& grad_out, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x_saved.shape(), x_saved.device());
-    dispatch("relu_max_pool2x2", x_saved.device(), GLIMPSE_KERNEL(relu_max_pool2x2_backward), gx, grad_out.contiguous(), x_saved, relu_rule());
+    dispatch("relu_max_pool2x2", x_saved.device(), GLIMPSE_KERNEL(relu_max_pool2x2_backward), gx, grad_out.contiguous(),
+             x_saved, relu_rule());
     return std::vector<Tensor>{gx};
   });
 }
@@ -396,15 +396,13 @@ Tensor relu_max_pool2x2(const Tensor& x) {
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   const Shape os = pool_out_shape(x, opt, "avg_pool2d");
   Tensor out = Tensor::empty(os, x.device());
-  dispatch("avg_pool2d", x.device(), GLIMPSE_KERNEL(avg_pool2d_forward), out, x.contiguous(),
-           opt);
+  dispatch("avg_pool2d", x.device(), GLIMPSE_KERNEL(avg_pool2d_forward), out, x.contiguous(), opt);
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Shape x_shape = x.shape();
   const Device dev = x.device();
   return record("avg_pool2d", out, {x}, [x_shape, dev, opt](const Tensor& grad_out, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x_shape, dev);  // the kernel writes every cell
-    dispatch("avg_pool2d", dev, GLIMPSE_KERNEL(avg_pool2d_backward), gx,
-             grad_out.contiguous(), opt);
+    dispatch("avg_pool2d", dev, GLIMPSE_KERNEL(avg_pool2d_backward), gx, grad_out.contiguous(), opt);
     return std::vector<Tensor>{gx};
   });
 }
@@ -415,15 +413,13 @@ Tensor global_avg_pool(const Tensor& x) {
   GLIMPSE_CHECK(x.dim() == 4, "global_avg_pool: input must be [N, C, H, W], got shape ", shape_str(x.shape()));
   GLIMPSE_CHECK(x.size(2) * x.size(3) > 0, "global_avg_pool: input ", shape_str(x.shape()), " has no pixels");
   Tensor out = Tensor::empty({x.size(0), x.size(1)}, x.device());
-  dispatch("global_avg_pool", x.device(), GLIMPSE_KERNEL(global_avg_pool_forward), out,
-           x.contiguous());
+  dispatch("global_avg_pool", x.device(), GLIMPSE_KERNEL(global_avg_pool_forward), out, x.contiguous());
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Shape x_shape = x.shape();
   const Device dev = x.device();
   return record("global_avg_pool", out, {x}, [x_shape, dev](const Tensor& grad_out, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x_shape, dev);  // the kernel writes every cell
-    dispatch("global_avg_pool", dev, GLIMPSE_KERNEL(global_avg_pool_backward), gx,
-             grad_out.contiguous());
+    dispatch("global_avg_pool", dev, GLIMPSE_KERNEL(global_avg_pool_backward), gx, grad_out.contiguous());
     return std::vector<Tensor>{gx};
   });
 }

@@ -32,8 +32,16 @@ struct PoolGeom {
 PoolGeom geometry(int64_t H, int64_t W, const Pool2dOptions& o, const char* op) {
   GLIMPSE_CHECK(o.kernel_h > 0 && o.kernel_w > 0 && o.stride_h > 0 && o.stride_w > 0 && o.pad_h >= 0 && o.pad_w >= 0,
                 "cuda::", op, ": kernel and stride must be positive and padding >= 0");
-  return {H, W, window_out_size(H, o.kernel_h, o.stride_h, o.pad_h), window_out_size(W, o.kernel_w, o.stride_w, o.pad_w),
-          o.kernel_h, o.kernel_w, o.stride_h, o.stride_w, o.pad_h, o.pad_w};
+  return {H,
+          W,
+          window_out_size(H, o.kernel_h, o.stride_h, o.pad_h),
+          window_out_size(W, o.kernel_w, o.stride_w, o.pad_w),
+          o.kernel_h,
+          o.kernel_w,
+          o.stride_h,
+          o.stride_w,
+          o.pad_h,
+          o.pad_w};
 }
 
 // The outputs [lo, hi] along one axis whose windows cover input index i.
@@ -49,7 +57,8 @@ __global__ void max_pool_forward_kernel(float* out, int32_t* argmax, const float
     const int64_t q = i % g.Q, p = (i / g.Q) % g.P, plane = i / (g.P * g.Q);
     const float* xp = x + plane * g.H * g.W;
     const int64_t hs = p * g.sh - g.ph, ws = q * g.sw - g.pw;
-    const int64_t h0 = ::max(hs, int64_t(0)), h1 = ::min(hs + g.kh, g.H), w0 = ::max(ws, int64_t(0)), w1 = ::min(ws + g.kw, g.W);
+    const int64_t h0 = ::max(hs, int64_t(0)), h1 = ::min(hs + g.kh, g.H), w0 = ::max(ws, int64_t(0)),
+                  w1 = ::min(ws + g.kw, g.W);
     int64_t best = -1;
     float m = -INFINITY;
     for (int64_t h = h0; h < h1 && !(best >= 0 && isnan(m)); ++h)
@@ -66,7 +75,8 @@ __global__ void max_pool_forward_kernel(float* out, int32_t* argmax, const float
   }
 }
 
-__global__ void max_pool_backward_kernel(float* gx, const float* gout, const int32_t* argmax, int64_t total, PoolGeom g) {
+__global__ void max_pool_backward_kernel(float* gx, const float* gout, const int32_t* argmax, int64_t total,
+                                         PoolGeom g) {
   GLIMPSE_GRID_LOOP(i, total) {
     const int64_t w = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
     int64_t p0, p1, q0, q1;
@@ -89,7 +99,8 @@ __global__ void avg_pool_forward_kernel(float* out, const float* x, int64_t tota
     const int64_t q = i % g.Q, p = (i / g.Q) % g.P, plane = i / (g.P * g.Q);
     const float* xp = x + plane * g.H * g.W;
     const int64_t hs = p * g.sh - g.ph, ws = q * g.sw - g.pw;
-    const int64_t h0 = ::max(hs, int64_t(0)), h1 = ::min(hs + g.kh, g.H), w0 = ::max(ws, int64_t(0)), w1 = ::min(ws + g.kw, g.W);
+    const int64_t h0 = ::max(hs, int64_t(0)), h1 = ::min(hs + g.kh, g.H), w0 = ::max(ws, int64_t(0)),
+                  w1 = ::min(ws + g.kw, g.W);
     float s = 0.f;
     for (int64_t h = h0; h < h1; ++h)
       for (int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
@@ -142,8 +153,8 @@ __global__ void relu_max_pool2x2_forward_kernel(float* out, const float* x, int6
 // Backward: one thread per input cell, which writes its gradient (the window's, if the rule picks
 // this cell and passes it; else 0). Every cell is written, those outside every window (the last
 // row or column of an odd size) included: an overwrite, as the CPU twin, with no zero fill first.
-__global__ void relu_max_pool2x2_backward_kernel(float* gx, const float* gout, const float* x, int64_t total,
-                                                 int64_t H, int64_t W, int64_t P, int64_t Q, ReluRule rule) {
+__global__ void relu_max_pool2x2_backward_kernel(float* gx, const float* gout, const float* x, int64_t total, int64_t H,
+                                                 int64_t W, int64_t P, int64_t Q, ReluRule rule) {
   GLIMPSE_GRID_LOOP(i, total) {
     const int64_t w = i % W, h = (i / W) % H, plane = i / (H * W);
     const int64_t p = h / 2, q = w / 2;

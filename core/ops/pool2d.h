@@ -109,7 +109,7 @@ GLIMPSE_HOST_DEVICE inline int first_argmax4(float a, float b, float c, float e)
 
 // The gradient the picked cell receives: g, or 0 where the rule blocks it (out = max4 of the window).
 GLIMPSE_HOST_DEVICE inline float passed(float out, float g, ReluRule rule) {
-  const bool need_positive = rule != ReluRule::Deconvnet;   // Standard, Guided: x > 0 at the cell
+  const bool need_positive = rule != ReluRule::Deconvnet;      // Standard, Guided: x > 0 at the cell
   const bool need_positive_grad = rule != ReluRule::Standard;  // Deconvnet, Guided: g > 0
   return (!need_positive || out > 0.f) && (!need_positive_grad || g > 0.f) ? g : 0.f;
 }

@@ -17,7 +17,9 @@ namespace glimpse::cpu {
 
 namespace {
 // Outer rows per parallel chunk: about 32K elements of work each.
-int64_t rows_grain(const DimSplit& s) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(s.len * s.inner, 1)); }
+int64_t rows_grain(const DimSplit& s) {
+  return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(s.len * s.inner, 1));
+}
 }  // namespace
 
 void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
@@ -101,8 +103,10 @@ Tensor expand_dim(const Tensor& g, const Shape& shape, const DimSplit& s, float 
 
 Shape reduced_shape(const Shape& shape, int64_t dim, bool keepdim) {
   Shape out = shape;
-  if (keepdim) out[dim] = 1;
-  else out.erase(out.begin() + dim);
+  if (keepdim)
+    out[dim] = 1;
+  else
+    out.erase(out.begin() + dim);
   return out;
 }
 

@@ -94,7 +94,6 @@ __global__ void max_dim_backward_kernel(float* gx, const float* gout, const floa
   }
 }
 
-
 // One thread per column (a, c) of [outer, len, inner], the sizes passed last; none when len is 0.
 template <typename... Params, typename... Args>
 void launch_columns(detail::KernelSite op, cudaStream_t s, void (*kernel)(Params...), int64_t outer, int64_t len,
@@ -110,7 +109,8 @@ void sum_all_forward(float* out, const float* x, int64_t n, float scale, cudaStr
   require_default_stream(s, "sum_all_forward");  // `partial` below returns to the cache at scope exit
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
-  const int blocks = static_cast<int>(std::min<int64_t>(kSumBlocks, std::max<int64_t>(1, (n + detail::kThreads - 1) / detail::kThreads)));
+  const int blocks = static_cast<int>(
+      std::min<int64_t>(kSumBlocks, std::max<int64_t>(1, (n + detail::kThreads - 1) / detail::kThreads)));
   DeviceBuffer partial(blocks * sizeof(double), device);
   sum_partials_kernel<<<blocks, detail::kThreads, 0, s>>>(partial.as<double>(), x, n);
   GLIMPSE_CHECK_LAUNCH("sum_partials_kernel");
@@ -156,8 +156,10 @@ namespace reduce_slots {
 // would add every value on a single GPU thread.
 void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s) {
   const auto guard = on_device_of(out);
-  if (s.outer * s.inner == 1) cuda::sum_all_forward(device_data(out), device_data(x), s.len);
-  else cuda::sum_dim_forward(device_data(out), device_data(x), s.outer, s.len, s.inner);
+  if (s.outer * s.inner == 1)
+    cuda::sum_all_forward(device_data(out), device_data(x), s.len);
+  else
+    cuda::sum_dim_forward(device_data(out), device_data(x), s.outer, s.len, s.inner);
 }
 
 void sum_dim_backward(Tensor& gx, const Tensor& gout, const DimSplit& s, float scale) {

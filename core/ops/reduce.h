@@ -23,7 +23,7 @@ DimSplit split_at(const Shape& shape, int64_t& dim, const char* op);
 // ---- CPU kernels (the CUDA twins: core/ops/*.cu, namespace glimpse::cuda, same names) ----
 namespace glimpse::cpu {
 
-void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s);                     // out [outer*inner]
+void sum_dim_forward(Tensor& out, const Tensor& x, const DimSplit& s);  // out [outer*inner]
 // gx [outer, len, inner] = scale * gout [outer, inner] spread over len (overwrites): the backward of
 // sum (scale 1) and mean (scale 1/len).
 void sum_dim_backward(Tensor& gx, const Tensor& gout, const DimSplit& s, float scale);
@@ -37,7 +37,7 @@ void max_dim_backward(Tensor& gx, const Tensor& gout, const Tensor& x, const Dim
 // ---- the differentiable op(s) ----
 namespace glimpse {
 
-Tensor sum(const Tensor& x);   // all elements -> scalar (shape [])
+Tensor sum(const Tensor& x);  // all elements -> scalar (shape [])
 Tensor mean(const Tensor& x);
 Tensor sum(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor mean(const Tensor& x, int64_t dim, bool keepdim = false);

@@ -16,7 +16,8 @@ namespace {
 
 // rows rows of `width` floats, from src (rows `src_stride` apart) to dst (rows `dst_stride` apart).
 void copy_rows(float* dst, int64_t dst_stride, const float* src, int64_t src_stride, int64_t rows, int64_t width) {
-  for (int64_t r = 0; r < rows; ++r) std::copy(src + r * src_stride, src + r * src_stride + width, dst + r * dst_stride);
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy(src + r * src_stride, src + r * src_stride + width, dst + r * dst_stride);
 }
 
 // x's plane count and size as pad2d sees them ([planes, H, W]; an empty plane counts no planes).
@@ -48,8 +49,7 @@ void pad2d_forward(Tensor& out, const Tensor& x, int64_t top, int64_t left, floa
   const int64_t OH = out.size(-2), OW = out.size(-1);
   float* o = out.data();
   std::fill(o, o + out.numel(), value);
-  for (int64_t p = 0; p < planes; ++p)
-    copy_rows(o + (p * OH + top) * OW + left, OW, x.data() + p * H * W, W, H, W);
+  for (int64_t p = 0; p < planes; ++p) copy_rows(o + (p * OH + top) * OW + left, OW, x.data() + p * H * W, W, H, W);
 }
 
 void pad2d_backward(Tensor& gx, const Tensor& gout, int64_t top, int64_t left) {
@@ -81,12 +81,13 @@ Tensor flatten(const Tensor& x) {
 Tensor narrow0(const Tensor& x, int64_t begin, int64_t end) {
   Shape xs = x.shape();
   Tensor out = x.slice(begin, end).clone();
-  return record("narrow0", out, {x}, [xs, begin, end](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
-    Tensor gx = Tensor::zeros(xs, g.device());
-    Tensor dst = gx.slice(begin, end);
-    dst.copy_from(g);
-    return {gx};
-  });
+  return record("narrow0", out, {x},
+                [xs, begin, end](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+                  Tensor gx = Tensor::zeros(xs, g.device());
+                  Tensor dst = gx.slice(begin, end);
+                  dst.copy_from(g);
+                  return {gx};
+                });
 }
 
 // Concatenation along dim: each input is the block [at, at + len_k) of the output along dim
@@ -123,8 +124,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
                   for (size_t k = 0; k < shapes.size(); ++k) {
                     if (needs[k]) {
                       res[k] = Tensor::empty(shapes[k], g.device());
-                      dispatch("concat", g.device(), GLIMPSE_KERNEL(concat_backward), res[k],
-                               gc, dim, at);
+                      dispatch("concat", g.device(), GLIMPSE_KERNEL(concat_backward), res[k], gc, dim, at);
                     }
                     at += shapes[k][dim];
                   }
@@ -143,8 +143,7 @@ Tensor pad2d(const Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t
   os[os.size() - 2] += top + bottom;
   os[os.size() - 1] += left + right;
   Tensor out = Tensor::empty(os, x.device());
-  dispatch("pad2d", x.device(), GLIMPSE_KERNEL(pad2d_forward), out, x.contiguous(), top, left,
-           value);
+  dispatch("pad2d", x.device(), GLIMPSE_KERNEL(pad2d_forward), out, x.contiguous(), top, left, value);
   return record("pad2d", out, {x}, [xs, top, left](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
     Tensor gx = Tensor::empty(xs, g.device());
     dispatch("pad2d", g.device(), GLIMPSE_KERNEL(pad2d_backward), gx, g.contiguous(), top, left);

@@ -51,8 +51,8 @@ void check_concat(int64_t outer, int64_t len, int64_t inner, int64_t total, int6
 
 void check_pad(int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t top, int64_t left,
                const char* op) {
-  GLIMPSE_CHECK(planes >= 0 && H >= 0 && W >= 0 && top >= 0 && left >= 0 && top + H <= OH && left + W <= OW, "cuda::",
-                op, ": bad sizes planes=", planes, " H=", H, " W=", W, " OH=", OH, " OW=", OW, " top=", top,
+  GLIMPSE_CHECK(planes >= 0 && H >= 0 && W >= 0 && top >= 0 && left >= 0 && top + H <= OH && left + W <= OW,
+                "cuda::", op, ": bad sizes planes=", planes, " H=", H, " W=", W, " OH=", OH, " OW=", OW, " top=", top,
                 " left=", left);
 }
 
@@ -61,12 +61,12 @@ void check_pad(int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW, int
 void concat_forward(float* out, const float* x, int64_t outer, int64_t len, int64_t inner, int64_t total, int64_t at,
                     cudaStream_t s) {
   check_concat(outer, len, inner, total, at, "concat_forward");
-  detail::launch_elements("copy_rows_kernel", outer * len * inner, s, copy_rows_kernel, out + at * inner,
-                          total * inner, x, len * inner, outer, len * inner);
+  detail::launch_elements("copy_rows_kernel", outer * len * inner, s, copy_rows_kernel, out + at * inner, total * inner,
+                          x, len * inner, outer, len * inner);
 }
 
-void concat_backward(float* gx, const float* gout, int64_t outer, int64_t len, int64_t inner, int64_t total,
-                     int64_t at, cudaStream_t s) {
+void concat_backward(float* gx, const float* gout, int64_t outer, int64_t len, int64_t inner, int64_t total, int64_t at,
+                     cudaStream_t s) {
   check_concat(outer, len, inner, total, at, "concat_backward");
   detail::launch_elements("copy_rows_kernel", outer * len * inner, s, copy_rows_kernel, gx, len * inner,
                           gout + at * inner, total * inner, outer, len * inner);
@@ -82,8 +82,8 @@ void pad2d_forward(float* out, const float* x, int64_t planes, int64_t H, int64_
 void pad2d_backward(float* gx, const float* gout, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
                     int64_t top, int64_t left, cudaStream_t s) {
   check_pad(planes, H, W, OH, OW, top, left, "pad2d_backward");
-  detail::launch_elements("pad2d_backward_kernel", planes * H * W, s, pad2d_backward_kernel, gx, gout, planes, H, W,
-                          OH, OW, top, left);
+  detail::launch_elements("pad2d_backward_kernel", planes * H * W, s, pad2d_backward_kernel, gx, gout, planes, H, W, OH,
+                          OW, top, left);
 }
 
 // ---- the Tensor-level functions (the dispatch slots), named <op>_slots:: so that the registration
@@ -118,8 +118,8 @@ void pad2d_forward(Tensor& out, const Tensor& x, int64_t top, int64_t left, floa
 
 void pad2d_backward(Tensor& gx, const Tensor& gout, int64_t top, int64_t left) {
   const auto guard = on_device_of(gx);
-  cuda::pad2d_backward(device_data(gx), device_data(gout), padded_planes(gout), gx.size(-2), gx.size(-1),
-                       gout.size(-2), gout.size(-1), top, left);
+  cuda::pad2d_backward(device_data(gx), device_data(gout), padded_planes(gout), gx.size(-2), gx.size(-1), gout.size(-2),
+                       gout.size(-1), top, left);
 }
 
 }  // namespace shape_slots

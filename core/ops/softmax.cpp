@@ -16,7 +16,9 @@ namespace glimpse::cpu {
 
 namespace {
 // Outer rows per parallel chunk: about 32K elements of work each.
-int64_t rows_grain(const DimSplit& s) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(s.len * s.inner, 1)); }
+int64_t rows_grain(const DimSplit& s) {
+  return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(s.len * s.inner, 1));
+}
 }  // namespace
 
 namespace {
@@ -105,13 +107,11 @@ Tensor softmax(const Tensor& x, int64_t dim) {
 Tensor log_softmax(const Tensor& x, int64_t dim) {
   DimSplit s = split_at(x.shape(), dim, "log_softmax");
   Tensor y = Tensor::empty(x.shape(), x.device());
-  dispatch("log_softmax", x.device(), GLIMPSE_KERNEL(log_softmax_forward), y, x.contiguous(),
-           s);
+  dispatch("log_softmax", x.device(), GLIMPSE_KERNEL(log_softmax_forward), y, x.contiguous(), s);
   Tensor yd = y.detach();
   return record("log_softmax", y, {x}, [yd, s](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
     Tensor gx = Tensor::empty(yd.shape(), yd.device());
-    dispatch("log_softmax", yd.device(), GLIMPSE_KERNEL(log_softmax_backward), gx,
-             g.contiguous(), yd, s);
+    dispatch("log_softmax", yd.device(), GLIMPSE_KERNEL(log_softmax_backward), gx, g.contiguous(), yd, s);
     return {gx};
   });
 }

@@ -24,8 +24,10 @@ struct Tap {
 std::vector<Tap> taps(int64_t in, int64_t out, bool align_corners) {
   std::vector<Tap> t(out);
   float scale;
-  if (align_corners) scale = out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.f;
-  else scale = static_cast<float>(in) / static_cast<float>(out);
+  if (align_corners)
+    scale = out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.f;
+  else
+    scale = static_cast<float>(in) / static_cast<float>(out);
   for (int64_t o = 0; o < out; ++o) {
     float src;
     if (align_corners) {
@@ -56,19 +58,19 @@ void upsample_bilinear_forward(Tensor& out, const Tensor& x, bool align_corners)
   float* po = out.data();
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(OH * OW, 1));
   parallel_for_range(NC, grain, [&](int64_t i0, int64_t i1) {
-  for (int64_t i = i0; i < i1; ++i) {
-    const float* plane = px + i * H * W;
-    float* o = po + i * OH * OW;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const Tap& a = th[oh];
-      const float* r0 = plane + a.i0 * W;
-      const float* r1 = plane + a.i1 * W;
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const Tap& b = tw[ow];
-        o[oh * OW + ow] = a.l0 * (b.l0 * r0[b.i0] + b.l1 * r0[b.i1]) + a.l1 * (b.l0 * r1[b.i0] + b.l1 * r1[b.i1]);
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* plane = px + i * H * W;
+      float* o = po + i * OH * OW;
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const Tap& a = th[oh];
+        const float* r0 = plane + a.i0 * W;
+        const float* r1 = plane + a.i1 * W;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const Tap& b = tw[ow];
+          o[oh * OW + ow] = a.l0 * (b.l0 * r0[b.i0] + b.l1 * r0[b.i1]) + a.l1 * (b.l0 * r1[b.i0] + b.l1 * r1[b.i1]);
+        }
       }
     }
-  }
   });
 }
 
@@ -84,24 +86,24 @@ void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corne
   float* pgx = gx.data();
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(OH * OW, 1));
   parallel_for_range(NC, grain, [&](int64_t i0, int64_t i1) {
-  for (int64_t i = i0; i < i1; ++i) {
-    float* plane = pgx + i * H * W;
-    const float* g = pg + i * OH * OW;
-    std::fill(plane, plane + H * W, 0.f);  // the scatter below adds; the contract overwrites gx
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const Tap& a = th[oh];
-      float* r0 = plane + a.i0 * W;
-      float* r1 = plane + a.i1 * W;
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const Tap& b = tw[ow];
-        const float v = g[oh * OW + ow];
-        r0[b.i0] += a.l0 * b.l0 * v;
-        r0[b.i1] += a.l0 * b.l1 * v;
-        r1[b.i0] += a.l1 * b.l0 * v;
-        r1[b.i1] += a.l1 * b.l1 * v;
+    for (int64_t i = i0; i < i1; ++i) {
+      float* plane = pgx + i * H * W;
+      const float* g = pg + i * OH * OW;
+      std::fill(plane, plane + H * W, 0.f);  // the scatter below adds; the contract overwrites gx
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const Tap& a = th[oh];
+        float* r0 = plane + a.i0 * W;
+        float* r1 = plane + a.i1 * W;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const Tap& b = tw[ow];
+          const float v = g[oh * OW + ow];
+          r0[b.i0] += a.l0 * b.l0 * v;
+          r0[b.i1] += a.l0 * b.l1 * v;
+          r1[b.i0] += a.l1 * b.l0 * v;
+          r1[b.i1] += a.l1 * b.l1 * v;
+        }
       }
     }
-  }
   });
 }
 
@@ -115,20 +117,20 @@ namespace glimpse {
 Tensor upsample_bilinear(const Tensor& x, int64_t out_h, int64_t out_w, bool align_corners) {
   GLIMPSE_CHECK(x.defined(), "upsample_bilinear: the input is undefined");
   GLIMPSE_CHECK(x.dim() == 4, "upsample_bilinear: input must be [N, C, H, W], got shape ", shape_str(x.shape()));
-  GLIMPSE_CHECK(x.size(2) >= 1 && x.size(3) >= 1, "upsample_bilinear: input ", shape_str(x.shape()),
-                " has no pixels");
+  GLIMPSE_CHECK(x.size(2) >= 1 && x.size(3) >= 1, "upsample_bilinear: input ", shape_str(x.shape()), " has no pixels");
   GLIMPSE_CHECK(out_h >= 1 && out_w >= 1, "upsample_bilinear: output size must be positive, got ", out_h, "x", out_w,
                 " for input ", shape_str(x.shape()));
   Tensor out = Tensor::empty({x.size(0), x.size(1), out_h, out_w}, x.device());
-  dispatch("upsample_bilinear", x.device(), GLIMPSE_KERNEL(upsample_bilinear_forward),
-           out, x.contiguous(), align_corners);
+  dispatch("upsample_bilinear", x.device(), GLIMPSE_KERNEL(upsample_bilinear_forward), out, x.contiguous(),
+           align_corners);
   if (!grad_enabled() || !x.requires_grad()) return out;
   const Shape x_shape = x.shape();
   const Device dev = x.device();
   return record("upsample_bilinear", out, {x},
                 [x_shape, dev, align_corners](const Tensor& grad_out, const std::vector<bool>&) {
                   Tensor gx = Tensor::empty(x_shape, dev);  // the kernel writes every cell
-                  dispatch("upsample_bilinear", dev, GLIMPSE_KERNEL(upsample_bilinear_backward), gx, grad_out.contiguous(), align_corners);
+                  dispatch("upsample_bilinear", dev, GLIMPSE_KERNEL(upsample_bilinear_backward), gx,
+                           grad_out.contiguous(), align_corners);
                   return std::vector<Tensor>{gx};
                 });
 }

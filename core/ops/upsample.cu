@@ -41,8 +41,10 @@ struct Axis {
 
 Axis make_axis(int64_t in, int64_t out, bool align) {
   float scale;
-  if (align) scale = out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.f;
-  else scale = static_cast<float>(in) / static_cast<float>(out);
+  if (align)
+    scale = out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.f;
+  else
+    scale = static_cast<float>(in) / static_cast<float>(out);
   return {in, out, scale, align};
 }
 
@@ -139,8 +141,8 @@ void upsample_bilinear_forward(float* out, const float* x, int64_t NC, int64_t H
                           make_axis(H, OH, align_corners), make_axis(W, OW, align_corners));
 }
 
-void upsample_bilinear_backward(float* gx, const float* gout, int64_t NC, int64_t H, int64_t W, int64_t OH,
-                                int64_t OW, bool align_corners, cudaStream_t s) {
+void upsample_bilinear_backward(float* gx, const float* gout, int64_t NC, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                bool align_corners, cudaStream_t s) {
   check_sizes(NC, H, W, OH, OW, "upsample_bilinear_backward");
   detail::launch_elements("upsample_backward_kernel", NC * H * W, s, upsample_backward_kernel, gx, gout, NC * H * W,
                           make_axis(H, OH, align_corners), make_axis(W, OW, align_corners));
@@ -158,8 +160,8 @@ void upsample_bilinear_forward(Tensor& out, const Tensor& x, bool align_corners)
 
 void upsample_bilinear_backward(Tensor& gx, const Tensor& gout, bool align_corners) {
   const auto guard = on_device_of(gx);
-  cuda::upsample_bilinear_backward(device_data(gx), device_data(gout), gx.size(0) * gx.size(1), gx.size(2),
-                                   gx.size(3), gout.size(2), gout.size(3), align_corners);
+  cuda::upsample_bilinear_backward(device_data(gx), device_data(gout), gx.size(0) * gx.size(1), gx.size(2), gx.size(3),
+                                   gout.size(2), gout.size(3), align_corners);
 }
 
 }  // namespace upsample_slots

@@ -83,8 +83,8 @@ int main(int argc, char** argv) {
   for (int64_t j = 1; j < kSide * kSide; ++j)
     if (map[j] > map[best]) best = j;
   const int64_t px = best % kSide, py = best / kSide;
-  const bool on_square = px >= test.x0[i] - 2 && px < test.x0[i] + kSquare + 2 && py >= test.y0[i] - 2 &&
-                         py < test.y0[i] + kSquare + 2;
+  const bool on_square =
+      px >= test.x0[i] - 2 && px < test.x0[i] + kSquare + 2 && py >= test.y0[i] - 2 && py < test.y0[i] + kSquare + 2;
   std::printf("Grad-CAM peak at (%lld, %lld); square at (%lld, %lld) + %lld: %s\n", (long long)px, (long long)py,
               (long long)test.x0[i], (long long)test.y0[i], (long long)kSquare, on_square ? "on it" : "off it");
 

@@ -91,10 +91,10 @@ class GraphBuilder {
     }
     if (auto* conv = dynamic_cast<Conv2d*>(&m)) return emit_conv(*conv, scope, x);
     if (auto* bn = dynamic_cast<BatchNorm2d*>(&m)) {
-      onnx::NodeProto* n = node("BatchNormalization", scope,
-                                {x.name, weight(prefix + "weight", bn->weight), weight(prefix + "bias", bn->bias),
-                                 weight(prefix + "running_mean", bn->running_mean),
-                                 weight(prefix + "running_var", bn->running_var)});
+      onnx::NodeProto* n =
+          node("BatchNormalization", scope,
+               {x.name, weight(prefix + "weight", bn->weight), weight(prefix + "bias", bn->bias),
+                weight(prefix + "running_mean", bn->running_mean), weight(prefix + "running_var", bn->running_var)});
       real(n, "epsilon", bn->eps);
       return {n->output(0), x.h, x.w};
     }
@@ -113,7 +113,8 @@ class GraphBuilder {
     if (dynamic_cast<Dropout*>(&m)) return x;  // identity in eval mode
     if (auto* block = dynamic_cast<BasicBlock*>(&m)) {
       // out = relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x)), as BasicBlock::forward.
-      Value out = emit(*block->relu1, prefix + "relu1", emit(*block->bn1, prefix + "bn1", emit(*block->conv1, prefix + "conv1", x)));
+      Value out = emit(*block->relu1, prefix + "relu1",
+                       emit(*block->bn1, prefix + "bn1", emit(*block->conv1, prefix + "conv1", x)));
       out = emit(*block->bn2, prefix + "bn2", emit(*block->conv2, prefix + "conv2", out));
       const Value shortcut = block->downsample ? emit(*block->downsample, prefix + "downsample", x) : x;
       GLIMPSE_CHECK(shortcut.h == out.h && shortcut.w == out.w, "ONNX export: ", scope, ": the shortcut (", shortcut.h,
@@ -201,8 +202,10 @@ std::string onnx_model_bytes(Model& model, const OnnxExportOptions& options, Onn
   proto.set_producer_version(GLIMPSE_VERSION);
   proto.set_domain("org.glimpse");
   proto.set_model_version(1);
-  proto.set_doc_string(mi.name + ": outputs the class probabilities and the class activation maps (CAM) of every "
-                       "class at the resolution of layer " + mi.cam_layer);
+  proto.set_doc_string(mi.name +
+                       ": outputs the class probabilities and the class activation maps (CAM) of every "
+                       "class at the resolution of layer " +
+                       mi.cam_layer);
   onnx::OperatorSetIdProto* opset = proto.add_opset_import();
   opset->set_domain("");
   opset->set_version(options.opset);
@@ -257,8 +260,8 @@ std::string onnx_model_bytes(Model& model, const OnnxExportOptions& options, Onn
     Module* m = children[i].second.get();
     if (dynamic_cast<Flatten*>(m) || dynamic_cast<Dropout*>(m)) continue;  // [N, K] already; identity in eval
     auto* lin = dynamic_cast<Linear*>(m);
-    GLIMPSE_CHECK(lin && !head, "ONNX export: after the GlobalAvgPool of ", mi.name, " comes '", children[i].first, "' (",
-                  m->describe(), "); only one Linear may follow it");
+    GLIMPSE_CHECK(lin && !head, "ONNX export: after the GlobalAvgPool of ", mi.name, " comes '", children[i].first,
+                  "' (", m->describe(), "); only one Linear may follow it");
     head = lin;
     head_name = children[i].first;
   }
@@ -275,8 +278,8 @@ std::string onnx_model_bytes(Model& model, const OnnxExportOptions& options, Onn
 
   // CAM: the classifier as a 1x1 convolution without bias over the feature map, M_c = sum_k W[c,k] A_k.
   // Its own initializer (the same numbers as the Gemm's, viewed [classes, K, 1, 1]).
-  onnx::NodeProto* cam = b.node("Conv", "cam", {features.name, b.weight("cam.weight", head->weight, {classes, K, 1, 1})},
-                                kOnnxCam);
+  onnx::NodeProto* cam =
+      b.node("Conv", "cam", {features.name, b.weight("cam.weight", head->weight, {classes, K, 1, 1})}, kOnnxCam);
   GraphBuilder::ints(cam, "kernel_shape", {1, 1});
 
   set_tensor_type(graph->add_output(), kOnnxProbabilities, {"N", std::to_string(classes)});

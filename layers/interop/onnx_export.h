@@ -42,10 +42,10 @@ struct OnnxExportInfo {
   int opset = 0;
   int64_t ir_version = 0;
   int64_t nodes = 0;
-  int64_t input_size = 0;        // S
+  int64_t input_size = 0;                 // S
   int64_t cam_height = 0, cam_width = 0;  // h, w of the cam output
-  std::string cam_layer;         // the glimpse layer whose output the CAM reads
-  uint64_t bytes = 0;            // size of the serialised model
+  std::string cam_layer;                  // the glimpse layer whose output the CAM reads
+  uint64_t bytes = 0;                     // size of the serialised model
 };
 
 // Whether this build can export (libonnx-dev and libprotobuf-dev were found; GLIMPSE_ONNX), and if

@@ -93,7 +93,8 @@ TorchImport import_torchvision(Model& model, const std::string& path, bool new_h
 TorchImport import_weights(Model& model, const std::string& path, bool new_head) {
   const SafetensorsFile file = load_safetensors(path);
   const auto format = file.metadata.find("format");
-  if (format == file.metadata.end() || format->second != "glimpse") return torchvision_into(model, file, path, new_head);
+  if (format == file.metadata.end() || format->second != "glimpse")
+    return torchvision_into(model, file, path, new_head);
   // A glimpse checkpoint: the same names; its optimizer state belongs to its own run.
   const auto arch = file.metadata.find("arch");
   GLIMPSE_CHECK(arch == file.metadata.end() || arch->second == model.info.name, path, " holds a ", arch->second,
