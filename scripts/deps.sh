@@ -14,7 +14,7 @@ required=(
   libeigen3-dev libstb-dev libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
   libjpeg-dev libpng-dev libcpp-httplib-dev
   dataset-fashion-mnist
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   libonnx-dev libprotobuf-dev libopencv-dnn-dev
 )
 optional=(ccache chromium)

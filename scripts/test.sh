@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The CI job: installs what is missing, then
+#   0. the format check (scripts/format.sh --check: clang-format, .clang-format);
 #   1. a Release build with the CUDA backend when nvcc and cuDNN are found (GLIMPSE_CUDA=AUTO; CI has
 #      no GPU, so this proves the CUDA code compiles and links, and its tests skip with a reason), ctest;
 #   2. a CPU-only Debug build under AddressSanitizer + UndefinedBehaviorSanitizer, ctest again;
@@ -62,6 +63,9 @@ print_summary() {
   if ((failed)); then echo "RESULT: FAILED"; else echo "RESULT: all passed"; fi
 }
 trap print_summary EXIT
+
+# ---- 0. format: every C++/CUDA file as .clang-format says (scripts/format.sh) -------------------
+step "format check (clang-format)" bash scripts/format.sh --check
 
 # ---- 1. Release (+ CUDA when found) ------------------------------------------------------------
 if step "configure Release ($BUILD)" cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
