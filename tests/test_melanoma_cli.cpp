@@ -4,12 +4,14 @@
 // a checkpoint that is not the app's).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "cli.h"
 #include "commands.h"
 #include "core/io/image.h"
 #include "core/io/safetensors.h"
@@ -642,3 +644,65 @@ TEST_F(MelanomaApp, PredictWithTheModelOnADevice) {
 }
 
 }  // namespace
+
+// The command table (apps/melanoma/cli.h) as main.cpp uses it: every entry adds its flags beside
+// the common ones without a clash, names are unique, a command line reaches its entry's options,
+// and the checks that need several flags run when the entry runs.
+namespace {
+struct ParsedTable {
+  CLI::App app{"melanoma"};
+  mel::Common common;
+  std::vector<mel::Command> commands = mel::melanoma_commands();
+  std::vector<CLI::App*> subs = mel::add_commands(app, commands, common);
+  void parse(std::vector<std::string> args) {
+    std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+    app.parse(args);
+  }
+};
+}  // namespace
+
+TEST(MelanomaCommands, EveryEntryIsASubcommandWithItsOwnAndTheCommonFlags) {
+  ParsedTable t;
+  std::set<std::string> names;
+  for (const auto& c : t.commands) EXPECT_TRUE(names.insert(c.name).second) << "duplicate command " << c.name;
+  for (const char* want : {"synth", "train", "eval", "explain", "predict", "sanity", "localize", "two-stage", "roar",
+                           "report", "demo", "serve", "export"})
+    EXPECT_EQ(names.count(want), 1u) << want;
+  for (size_t i = 0; i < t.commands.size(); ++i) {
+    EXPECT_NE(t.subs[i]->get_option_no_throw("--threads"), nullptr) << t.commands[i].name;
+    EXPECT_EQ(t.subs[i]->get_option_no_throw("--seed") != nullptr, t.commands[i].seeded) << t.commands[i].name;
+  }
+}
+
+TEST(MelanomaCommands, TheChosenEntryRunsWithItsParsedFlags) {
+  {
+    ParsedTable t;
+    t.parse({"train", "--epochs", "3", "--threads", "1"});
+    EXPECT_EQ(t.common.threads, 1);
+    // No --data, --synthetic or --resume: refused when the entry runs, naming the flags.
+    try {
+      mel::run_parsed(t.commands, t.subs, t.common);
+      ADD_FAILURE() << "train without data ran";
+    } catch (const CLI::ValidationError& e) {
+      EXPECT_NE(std::string(e.what()).find("give --data DIR or --synthetic N"), std::string::npos) << e.what();
+    }
+  }
+  {
+    ParsedTable t;
+    t.parse({"roar", "--percents", "20,40"});
+    try {
+      mel::run_parsed(t.commands, t.subs, t.common);
+      ADD_FAILURE() << "roar without data ran";
+    } catch (const CLI::ValidationError& e) {
+      EXPECT_NE(std::string(e.what()).find("or --model FILE"), std::string::npos) << e.what();
+    }
+  }
+  {
+    ParsedTable t;
+    EXPECT_THROW(t.parse({"roar", "--percents", "0"}), CLI::ValidationError);
+    ParsedTable u;
+    EXPECT_THROW(u.parse({"demo", "--methods", "cam,no-such-method"}), CLI::ValidationError);
+    ParsedTable v;
+    EXPECT_NO_THROW(v.parse({"demo", "--methods", "cam,gradcam"}));
+  }
+}

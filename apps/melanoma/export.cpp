@@ -45,16 +45,4 @@ interop::OnnxExportInfo run_export(const ExportOptions& o) {
   return info;
 }
 
-CLI::App* add_export_command(CLI::App& app, ExportOptions& o) {
-  CLI::App* sub = app.add_subcommand("export",
-                                     "Write a checkpoint as an ONNX model with two outputs: the class "
-                                     "probabilities and every class's activation map (CAM)");
-  sub->add_option("--model", o.model, "Checkpoint written by `melanoma train`")->required()->check(CLI::ExistingFile);
-  sub->add_option("--onnx", o.onnx, "ONNX file to write (atomically)")->required();
-  sub->add_option("--opset", o.opset, "ONNX opset")
-      ->check(CLI::Range(interop::kOnnxMinOpset, interop::kOnnxMaxOpset))
-      ->capture_default_str();
-  return sub;
-}
-
 }  // namespace mel

@@ -1,11 +1,8 @@
 // melanoma export: a checkpoint out as an ONNX model that outputs its class probabilities and the
 // class activation maps of every class (interop/onnx_export.h), so that any ONNX runtime can
-// classify and circle the lesion without glimpse. Its own header and flags, so that main.cpp only
-// registers the subcommand.
+// classify and circle the lesion without glimpse. Its flags are in cli_export.cpp.
 #pragma once
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "layers/interop/onnx_export.h"
 
@@ -20,7 +17,5 @@ struct ExportOptions {
 // checkpoint whose architecture cannot be exported (naming it). The file records the checkpoint's
 // metadata and the input normalisation as metadata_props.
 glimpse::interop::OnnxExportInfo run_export(const ExportOptions& o);
-// The subcommand and its flags, filled into `o`.
-CLI::App* add_export_command(CLI::App& app, ExportOptions& o);
 
 }  // namespace mel

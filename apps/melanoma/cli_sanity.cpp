@@ -1,0 +1,35 @@
+// melanoma sanity: the model-randomization test of Adebayo et al. 2018.
+#include <memory>
+
+#include "cli.h"
+
+namespace mel {
+
+Command sanity_command() {
+  auto o = std::make_shared<SanityOptions>();
+  Command cmd{"sanity",
+              "Adebayo et al. 2018: re-initialize the layers from the top, one more at a time, and measure how "
+              "much each method's maps change (Spearman, SSIM); flags methods whose maps do not"};
+  cmd.flags = [o](CLI::App& sub) {
+    sub.add_option("--model", o->model, "Checkpoint")->required()->check(CLI::ExistingFile);
+    sub.add_option("--data", o->data, "Data directory")->required()->check(CLI::ExistingDirectory);
+    sub.add_option("--split", o->split, "Split")->capture_default_str();
+    sub.add_option("--methods", o->methods, "Comma-separated methods, or all")
+        ->check(kMethodList)
+        ->capture_default_str();
+    sub.add_option("--limit", o->limit, "Images (the first of the split)")
+        ->check(CLI::Range(int64_t(1), int64_t(256)))
+        ->capture_default_str();
+    sub.add_option("--json", o->json, "Also write the table here")->check(kOutFile);
+    sub.add_option("--figure", o->figure,
+                   "PNG: one row per method, the first image's map trained and after each step")
+        ->check(kOutFile);
+  };
+  cmd.run = [o](const Common& c) {
+    o->seed = c.seed;
+    run_sanity(*o);
+  };
+  return cmd;
+}
+
+}  // namespace mel

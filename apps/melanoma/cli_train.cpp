@@ -1,0 +1,25 @@
+// melanoma train: a GAP classifier, checkpointed every epoch.
+#include <memory>
+
+#include "cli.h"
+
+namespace mel {
+
+Command train_command() {
+  auto o = std::make_shared<TrainOptions>();
+  Command cmd{"train", "Train a GAP classifier (checkpoint every epoch, --resume)"};
+  cmd.flags = [o](CLI::App& sub) {
+    add_train_flags(sub, *o, /*with_out=*/true);
+    add_device(sub, o->device);
+  };
+  cmd.run = [o](const Common& c) {
+    o->seed = c.seed;
+    require_data(*o, o->resume, nullptr);
+    // A resumed run without --data trains on the data its checkpoint was trained on.
+    if (o->data.empty() && !o->resume.empty()) o->data = load_model(o->resume).meta.data;
+    train_model(*o);
+  };
+  return cmd;
+}
+
+}  // namespace mel
