@@ -98,8 +98,8 @@ const CLI::Validator kPercents(
 void add_common(CLI::App& sub, Common& c, bool seed, bool reads_images) {
   if (reads_images)
     sub.add_option("--max-megapixels", c.max_megapixels,
-                    "Largest image read, in megapixels (width x height from "
-                    "its header, checked before decoding)")
+                   "Largest image read, in megapixels (width x height from "
+                   "its header, checked before decoding)")
         ->check(CLI::Range(0.000001, 4000.0))
         ->capture_default_str();
   sub.add_option("--threads", c.threads, "CPU threads for the kernels (0: all cores)")
@@ -109,17 +109,17 @@ void add_common(CLI::App& sub, Common& c, bool seed, bool reads_images) {
     sub.add_option("--seed", c.seed, "Seed of everything random (init, shuffling, augmentation, noise)")
         ->capture_default_str();
   sub.add_option("--progress", c.progress,
-                  "Progress bars on stderr: auto (redraw on a terminal, one line per job "
-                  "otherwise), tty, plain, none")
+                 "Progress bars on stderr: auto (redraw on a terminal, one line per job "
+                 "otherwise), tty, plain, none")
       ->check(CLI::IsMember({"auto", "tty", "plain", "none"}))
       ->capture_default_str();
 }
 
 void add_device(CLI::App& sub, std::string& device) {
   sub.add_option("--device", device,
-                  "Where the model runs: cpu, cuda (= cuda:0) or cuda:N, e.g. --device cuda:1. "
-                  "Images are decoded on the CPU; checkpoints and maps are written from the CPU. "
-                  "An unusable device fails at once, saying why")
+                 "Where the model runs: cpu, cuda (= cuda:0) or cuda:N, e.g. --device cuda:1. "
+                 "Images are decoded on the CPU; checkpoints and maps are written from the CPU. "
+                 "An unusable device fails at once, saying why")
       ->check(CLI::Validator(
           [](std::string& v) -> std::string {
             return parse_device(v) ? "" : "'" + v + "' is not a device; use cpu, cuda or cuda:N";
@@ -150,7 +150,7 @@ void add_train_flags(CLI::App& sub, TrainOptions& t, bool with_out) {
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
   sub.add_option("--lr", t.lr,
-                  "Peak learning rate (default: 0.02 for sgd; for adam/adamw 3e-3 for small-gap, 1e-3 otherwise)")
+                 "Peak learning rate (default: 0.02 for sgd; for adam/adamw 3e-3 for small-gap, 1e-3 otherwise)")
       ->check(CLI::Range(1e-7f, 10.f));
   sub.add_option("--weight-decay", t.weight_decay, "Weight decay (default: 5e-4; 1e-2 for adamw)")
       ->check(CLI::Range(0.f, 1.f));
@@ -161,15 +161,15 @@ void add_train_flags(CLI::App& sub, TrainOptions& t, bool with_out) {
       ->check(CLI::IsMember({"auto", "none"}))
       ->capture_default_str();
   sub.add_flag("!--no-augment", t.augment,
-                "Turn off flips, 90-degree rotations, random resized crops and colour jitter");
+               "Turn off flips, 90-degree rotations, random resized crops and colour jitter");
   sub.add_option("--vignette", t.vignette,
-                  "Probability of drawing a dermoscope's round field (black outside a random "
-                  "circle) onto a training photo, so that the lens rim stops being evidence")
+                 "Probability of drawing a dermoscope's round field (black outside a random "
+                 "circle) onto a training photo, so that the lens rim stops being evidence")
       ->check(CLI::Range(0.f, 1.f))
       ->capture_default_str();
   sub.add_option("--stickers", t.stickers,
-                  "Probability of pasting a coloured dot cut by the border onto a training "
-                  "photo (ISIC 2017's nevus photos carry such dots), so that a dot stops being evidence")
+                 "Probability of pasting a coloured dot cut by the border onto a training "
+                 "photo (ISIC 2017's nevus photos carry such dots), so that a dot stops being evidence")
       ->check(CLI::Range(0.f, 1.f))
       ->capture_default_str();
   sub.add_option(
@@ -181,23 +181,23 @@ void add_train_flags(CLI::App& sub, TrainOptions& t, bool with_out) {
       ->capture_default_str();
   sub.add_flag("--hair-removal", t.preprocess.hair_removal, "DullRazor-style hair removal before the network");
   sub.add_flag("--color-constancy", t.preprocess.color_constancy,
-                "Shades of Gray colour constancy (p = 6) before the network: removes the whole-photo tint of "
-                "each dermoscope");
+               "Shades of Gray colour constancy (p = 6) before the network: removes the whole-photo tint of "
+               "each dermoscope");
   if (with_out) {
     sub.add_option("--out", t.out,
-                    "Checkpoint (safetensors), rewritten atomically after every epoch; the curve goes "
-                    "to <out>.curve.json")
+                   "Checkpoint (safetensors), rewritten atomically after every epoch; the curve goes "
+                   "to <out>.curve.json")
         ->check(kOutFile)
         ->capture_default_str();
     sub.add_option("--resume", t.resume, "Continue from this checkpoint (its arch, size and epoch)")
         ->check(CLI::ExistingFile);
     sub.add_option("--init", t.init,
-                    "Start from these weights: a glimpse checkpoint of --arch, or torchvision weights "
-                    "converted by tools/torch_to_safetensors.py (resnet18-gap, vgg16-gap); a new "
-                    "classifier when the class count differs")
+                   "Start from these weights: a glimpse checkpoint of --arch, or torchvision weights "
+                   "converted by tools/torch_to_safetensors.py (resnet18-gap, vgg16-gap); a new "
+                   "classifier when the class count differs")
         ->check(CLI::ExistingFile);
     sub.add_option("--freeze", t.freeze,
-                    "Keep these layers fixed: comma-separated dotted prefixes, e.g. conv1,bn1,layer1");
+                   "Keep these layers fixed: comma-separated dotted prefixes, e.g. conv1,bn1,layer1");
   }
 }
 
@@ -226,8 +226,9 @@ void add_overlay_flags(CLI::App& sub, ExplainOptions& x) {
 
 void require_data(const TrainOptions& t, const std::string& alternative_value, const char* alternative_flag) {
   if (!t.data.empty() || t.synthetic > 0 || !alternative_value.empty()) return;
-  throw CLI::ValidationError("--data", alternative_flag ? std::string("give --data DIR, --synthetic N or ") + alternative_flag
-                                                        : std::string("give --data DIR or --synthetic N"));
+  throw CLI::ValidationError("--data", alternative_flag
+                                           ? std::string("give --data DIR, --synthetic N or ") + alternative_flag
+                                           : std::string("give --data DIR or --synthetic N"));
 }
 
 }  // namespace mel

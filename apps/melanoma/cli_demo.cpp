@@ -20,7 +20,9 @@ Command demo_command() {
         ->check(CLI::Range(int64_t(16), int64_t(1024)))
         ->capture_default_str();
     sub.add_option("--arch", o->arch, "Architecture")->check(kArch)->capture_default_str();
-    sub.add_option("--size", o->size, "Input side")->check(CLI::Range(int64_t(8), int64_t(1024)))->capture_default_str();
+    sub.add_option("--size", o->size, "Input side")
+        ->check(CLI::Range(int64_t(8), int64_t(1024)))
+        ->capture_default_str();
     sub.add_option("--epochs", o->epochs, "Epochs")->check(CLI::Range(1, 10000))->capture_default_str();
     sub.add_option("--batch", o->batch, "Batch")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
     sub.add_flag("--color-constancy", o->preprocess.color_constancy, "As train --color-constancy");

@@ -9,9 +9,7 @@ Command eval_command() {
   auto o = std::make_shared<EvalOptions>();
   Command cmd{"eval", "ISIC 2017 scores of a model on a split: AUCs, accuracy, confusion matrix"};
   cmd.flags = [o](CLI::App& sub) {
-    sub.add_option("--model", o->model, "Checkpoint written by `melanoma train`")
-        ->required()
-        ->check(CLI::ExistingFile);
+    sub.add_option("--model", o->model, "Checkpoint written by `melanoma train`")->required()->check(CLI::ExistingFile);
     sub.add_option("--data", o->data, "Data directory")->required()->check(CLI::ExistingDirectory);
     sub.add_option("--split", o->split, "Split to score (\"\" for every row)")->capture_default_str();
     sub.add_option("--json", o->json, "Also write the results here")->check(kOutFile);
@@ -24,7 +22,8 @@ Command eval_command() {
                    "scored images, so its specificity is optimistic)")
         ->check(CLI::Range(0.01, 1.0))
         ->capture_default_str();
-    sub.add_option("--calibration-bins", o->stats.calibration_bins, "Equal-width bins of the ECE and reliability diagram")
+    sub.add_option("--calibration-bins", o->stats.calibration_bins,
+                   "Equal-width bins of the ECE and reliability diagram")
         ->check(CLI::Range(1, 1000))
         ->capture_default_str();
     sub.add_option("--reliability", o->reliability,

@@ -21,8 +21,7 @@ Command sanity_command() {
         ->check(CLI::Range(int64_t(1), int64_t(256)))
         ->capture_default_str();
     sub.add_option("--json", o->json, "Also write the table here")->check(kOutFile);
-    sub.add_option("--figure", o->figure,
-                   "PNG: one row per method, the first image's map trained and after each step")
+    sub.add_option("--figure", o->figure, "PNG: one row per method, the first image's map trained and after each step")
         ->check(kOutFile);
   };
   cmd.run = [o](const Common& c) {
