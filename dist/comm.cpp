@@ -69,8 +69,8 @@ Tensor gather(Communicator& c, const Tensor& t, int root) {
     for (int64_t d = 1; d < dims; ++d) {
       int64_t n = 0;
       std::memcpy(&n, parts[r].data() + (1 + d) * sizeof(int64_t), sizeof(int64_t));
-      GLIMPSE_CHECK(n == x.size(d), "dist::gather: rank ", r, " sent dim ", d, " of size ", n, ", rank ", root,
-                    " has ", x.size(d));
+      GLIMPSE_CHECK(n == x.size(d), "dist::gather: rank ", r, " sent dim ", d, " of size ", n, ", rank ", root, " has ",
+                    x.size(d));
     }
     int64_t rows = 0;
     std::memcpy(&rows, parts[r].data() + sizeof(int64_t), sizeof(int64_t));

@@ -21,8 +21,9 @@ int count_of(size_t n, const char* what) {
 
 void check_tensor(const Tensor& t, const char* what) {
   GLIMPSE_CHECK(t.defined(), "dist (mpi): ", what, " of an undefined tensor");
-  GLIMPSE_CHECK(t.device().is_cpu(), "dist (mpi): ", what, " of a tensor on ", t.device().str(),
-                "; the MPI backend moves host memory only (build with CUDA and NCCL for GPU tensors, or copy to the CPU)");
+  GLIMPSE_CHECK(
+      t.device().is_cpu(), "dist (mpi): ", what, " of a tensor on ", t.device().str(),
+      "; the MPI backend moves host memory only (build with CUDA and NCCL for GPU tensors, or copy to the CPU)");
   GLIMPSE_CHECK(t.is_contiguous(), "dist (mpi): ", what, " needs a contiguous tensor, got ", t.str());
 }
 
@@ -35,7 +36,8 @@ void mpi_fail(const char* file, int line, const char* call, int code, const char
   int rank = -1, initialized = 0;
   MPI_Initialized(&initialized);
   if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  detail::fail(file, line, nullptr, detail::concat("MPI call ", call, " failed on rank ", rank, ": ", text, " (", hint, ")"));
+  detail::fail(file, line, nullptr,
+               detail::concat("MPI call ", call, " failed on rank ", rank, ": ", text, " (", hint, ")"));
 }
 
 MpiComm::MpiComm() {
@@ -79,13 +81,12 @@ std::vector<std::vector<char>> MpiComm::gather_bytes(const void* mine, size_t by
     }
     all.resize(total);
   }
-  GLIMPSE_MPI_CHECK(MPI_Gatherv(mine, n, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, root,
-                                MPI_COMM_WORLD),
-                    kPeerHint);
+  GLIMPSE_MPI_CHECK(
+      MPI_Gatherv(mine, n, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, root, MPI_COMM_WORLD),
+      kPeerHint);
   std::vector<std::vector<char>> out;
   if (rank_ == root)
-    for (int r = 0; r < size_; ++r)
-      out.emplace_back(all.begin() + displs[r], all.begin() + displs[r] + counts[r]);
+    for (int r = 0; r < size_; ++r) out.emplace_back(all.begin() + displs[r], all.begin() + displs[r] + counts[r]);
   return out;
 }
 

@@ -9,11 +9,10 @@ namespace glimpse::dist {
 
 // Throws glimpse::Error naming the call, file:line, MPI's message and a hint.
 [[noreturn]] void mpi_fail(const char* file, int line, const char* call, int code, const char* hint);
-#define GLIMPSE_MPI_CHECK(call, hint)                                                      \
-  do {                                                                                     \
-    const int glimpse_mpi_rc_ = (call);                                                    \
-    if (glimpse_mpi_rc_ != MPI_SUCCESS)                                                    \
-      ::glimpse::dist::mpi_fail(__FILE__, __LINE__, #call, glimpse_mpi_rc_, hint);        \
+#define GLIMPSE_MPI_CHECK(call, hint)                                                                                \
+  do {                                                                                                               \
+    const int glimpse_mpi_rc_ = (call);                                                                              \
+    if (glimpse_mpi_rc_ != MPI_SUCCESS) ::glimpse::dist::mpi_fail(__FILE__, __LINE__, #call, glimpse_mpi_rc_, hint); \
   } while (0)
 
 class MpiComm : public Communicator {

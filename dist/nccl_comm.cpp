@@ -12,11 +12,11 @@
 #include "dist/mpi_comm.h"
 #include "dist/nccl_comm.h"
 
-#define GLIMPSE_NCCL_CHECK(call, hint)                                                                         \
-  do {                                                                                                         \
-    const ncclResult_t glimpse_nccl_rc_ = (call);                                                              \
-    if (glimpse_nccl_rc_ != ncclSuccess)                                                                       \
-      ::glimpse::detail::fail(__FILE__, __LINE__, #call,                                                       \
+#define GLIMPSE_NCCL_CHECK(call, hint)                                                                           \
+  do {                                                                                                           \
+    const ncclResult_t glimpse_nccl_rc_ = (call);                                                                \
+    if (glimpse_nccl_rc_ != ncclSuccess)                                                                         \
+      ::glimpse::detail::fail(__FILE__, __LINE__, #call,                                                         \
                               ::glimpse::detail::concat("NCCL error ", static_cast<int>(glimpse_nccl_rc_), ": ", \
                                                         ncclGetErrorString(glimpse_nccl_rc_), " (", hint, ")")); \
   } while (0)

@@ -22,9 +22,7 @@ std::string first_difference(const std::string& a, const std::string& b) {
   }
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 }  // namespace
 
@@ -139,15 +137,18 @@ GradientAverager::GradientAverager(Communicator& c, std::vector<Tensor> params, 
   if (!b.params.empty()) buckets_.push_back(std::move(b));
 }
 
-void GradientAverager::average(double local_weight) {
-  if (c_.size() == 1) return;
+GradientAverager::GlobalBatch GradientAverager::average(double local_weight, double local_loss, int64_t local_images) {
+  if (c_.size() == 1) return {local_weight, local_loss, local_images};
   const double t0 = now_s();
-  // The global batch's weight first (one float), then the buckets; every bucket carries, per
-  // parameter, a slot counting the ranks that have a gradient for it.
-  Tensor total = Tensor::from_vector({1}, {static_cast<float>(local_weight)});
-  c_.allreduce_sum(total);
-  const float sum_w = total.data()[0];
+  // The global batch's weight, loss and size first (three floats), then the buckets; every bucket
+  // carries, per parameter, a slot counting the ranks that have a gradient for it.
+  Tensor head =
+      Tensor::from_vector({3}, {static_cast<float>(local_weight), static_cast<float>(local_loss * local_weight),
+                                static_cast<float>(local_images)});
+  c_.allreduce_sum(head);
+  const float sum_w = head.data()[0];
   GLIMPSE_CHECK(sum_w > 0, "dist: the global batch has no weight (", sum_w, "); every rank's slice was empty");
+  const GlobalBatch global{sum_w, head.data()[1] / sum_w, static_cast<int64_t>(head.data()[2])};
   const float scale_in = static_cast<float>(local_weight);
   for (const Bucket& b : buckets_) {
     const Device dev = c_.backend() == "nccl" ? params_[b.params.front()].device() : Device::cpu();
@@ -180,6 +181,7 @@ void GradientAverager::average(double local_weight) {
     }
   }
   seconds_ += now_s() - t0;
+  return global;
 }
 
 }  // namespace glimpse::dist

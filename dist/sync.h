@@ -52,7 +52,12 @@ void average_buffers(Communicator& c, Module& m);
 class GradientAverager {
  public:
   GradientAverager(Communicator& c, std::vector<Tensor> params, int64_t bucket_bytes = 4 << 20);
-  void average(double local_weight);
+  // The global batch, from each rank's weight, its (weighted-mean) loss and image count.
+  struct GlobalBatch {
+    double weight = 0, loss = 0;
+    int64_t images = 0;
+  };
+  GlobalBatch average(double local_weight, double local_loss, int64_t local_images);
   double seconds() const { return seconds_; }  // spent in allreduce so far
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
 

@@ -13,6 +13,7 @@
 #include "attribution/metrics.h"
 #include "attribution/regions.h"
 #include "common.h"
+#include "dist/comm.h"
 #include "eval_stats.h"
 #include "roc.h"
 
@@ -57,6 +58,10 @@ struct TrainOptions {
   bool quiet = false;           // no per-epoch lines (used by roar's many retrainings)
   std::string device = "cpu";   // cpu | cuda | cuda:N (resolve_device); the returned model is on the CPU
   std::string label = "train";  // prefix of the progress bar
+  // Data parallelism (docs/distributed.md): the ranks of `comm` share each global batch of `batch`
+  // images; gradients are averaged in buckets of bucket_mb MiB. Null: one process.
+  glimpse::dist::Communicator* comm = nullptr;
+  double bucket_mb = 4;
   // Called after every optimizer step with (epoch, step within the epoch); tests use it to raise a
   // signal at a known point. Empty: nothing.
   std::function<void(int64_t, int64_t)> on_step;

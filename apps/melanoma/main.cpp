@@ -19,6 +19,7 @@
 #include "attribution/render.h"
 #include "commands.h"
 #include "core/io/image.h"
+#include "dist/sync.h"
 #include "export.h"
 #include "interrupt.h"
 #include "layers/models.h"
@@ -236,9 +237,29 @@ int fail(const std::exception& e) {
   return 1;
 }
 
+// Under mpirun: an error that one rank alone saw ends the whole job (the others may be waiting in a
+// collective for it), naming the rank; an error every rank agreed on (dist::CollectiveError) is
+// printed once, by rank 0, and every rank exits normally.
+int end_rank(glimpse::dist::Communicator& world, int code) {
+  if (code == 0 || world.size() == 1) return code;
+  std::fflush(stdout);
+  std::fprintf(stderr, "melanoma: rank %d of %d stopped with the error above; stopping every rank\n", world.rank(),
+               world.size());
+  world.abort(code);
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // MPI when an MPI launcher started us (docs/distributed.md), else one process.
+  std::unique_ptr<glimpse::dist::Session> session;
+  try {
+    session = std::make_unique<glimpse::dist::Session>(&argc, &argv);
+  } catch (const std::exception& e) {
+    return fail(e);
+  }
+  glimpse::dist::Communicator& world = session->world();
   CLI::App app{
       "glimpse melanoma: train GAP classifiers on dermoscopy images (ISIC 2017 layout, or synthetic), score "
       "them, and explain them with every attribution method.",
@@ -268,6 +289,9 @@ int main(int argc, char** argv) {
   CLI::App* train = app.add_subcommand("train", "Train a GAP classifier (checkpoint every epoch, --resume)");
   add_train_flags(train, to, true);
   add_device(train, to.device);
+  train->add_option("--bucket-mb", to.bucket_mb, "Under mpirun: gradients are averaged in buckets of this many MiB")
+      ->check(CLI::Range(0.001, 4096.0))
+      ->capture_default_str();
   add_common(train, c);
 
   // eval
@@ -539,7 +563,11 @@ int main(int argc, char** argv) {
   ExportOptions exo;
   CLI::App* exp = add_export_command(app, exo);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return end_rank(world, app.exit(e));
+  }
 
   try {
     set_progress(c.progress);
@@ -553,6 +581,7 @@ int main(int argc, char** argv) {
       if (to.data.empty() && to.synthetic == 0 && to.resume.empty())
         throw CLI::ValidationError("--data", "give --data DIR or --synthetic N");
       if (to.data.empty() && !to.resume.empty()) to.data = load_model(to.resume).meta.data;
+      to.comm = &world;
       train_model(to);
     } else if (*eval) {
       eo.stats.seed = c.seed;
@@ -599,12 +628,14 @@ int main(int argc, char** argv) {
       run_export(exo);
     }
   } catch (const CLI::Error& e) {
-    return app.exit(e);
+    return end_rank(world, app.exit(e));
   } catch (const Interrupted& e) {
     // Stopped cleanly by Ctrl-C / SIGTERM (interrupt.h); the job printed where things stand.
-    return e.exit_code();
+    return end_rank(world, e.exit_code());
+  } catch (const glimpse::dist::CollectiveError& e) {
+    return world.rank() == 0 ? fail(e) : 1;
   } catch (const std::exception& e) {
-    return fail(e);
+    return end_rank(world, fail(e));
   }
   return 0;
 }
