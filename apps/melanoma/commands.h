@@ -111,6 +111,9 @@ struct EvalOptions {
   bool tta = false;            // average over the 8 flips/rotations of each image
   std::string device = "cpu";  // where the model runs (resolve_device)
   EvalStatsOptions stats;      // bootstrap resamples and seed, sensitivity target, calibration bins
+  // Under mpirun: the images are split over the ranks and the predictions gathered on rank 0, which
+  // scores and prints them (the others return an empty result). Null: one process.
+  glimpse::dist::Communicator* comm = nullptr;
   // Reliability diagrams (PNG): this file for P(melanoma) (the top label's when there is no
   // melanoma class), <stem>.top-label.png beside it for the top label. Empty: none.
   std::string reliability;
@@ -197,6 +200,9 @@ struct LocalizeOptions {
   int64_t batch = 16;
   uint64_t seed = 0;
   std::string device = "cpu";  // where the model runs (resolve_device)
+  // Under mpirun: the images are split over the ranks and every image's scores gathered on rank 0,
+  // which sums them in the single-process order and prints the table. Null: one process.
+  glimpse::dist::Communicator* comm = nullptr;
 };
 struct LocalizeRow {
   std::string method;

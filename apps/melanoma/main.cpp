@@ -585,6 +585,7 @@ int main(int argc, char** argv) {
       train_model(to);
     } else if (*eval) {
       eo.stats.seed = c.seed;
+      eo.comm = &world;
       run_eval(eo);
     } else if (*explain) {
       xo.seed = c.seed;
@@ -599,6 +600,7 @@ int main(int argc, char** argv) {
       run_sanity(sao);
     } else if (*localize) {
       lo.seed = c.seed;
+      lo.comm = &world;
       run_localize(lo);
     } else if (*two) {
       ts.train.seed = c.seed;
