@@ -23,7 +23,11 @@ EvalResult run_eval(const EvalOptions& o) {
   glimpse::dist::Communicator& comm = o.comm ? *o.comm : glimpse::dist::local();
   glimpse::data::Dataset part = ds;
   keep_shard(part, comm, static_cast<size_t>(kPredictBatch));
-  r.predictions = gather_predictions(comm, predict(*lm.model, part, lm.meta.size, lm.meta.preprocess, "  eval", o.tta));
+  // A rank whose shard is empty (fewer batches than ranks) still joins the gathering.
+  const Predictions mine = part.samples.empty()
+                               ? Predictions()
+                               : predict(*lm.model, part, lm.meta.size, lm.meta.preprocess, "  eval", o.tta);
+  r.predictions = gather_predictions(comm, mine);
   if (comm.rank() != 0) return r;  // rank 0 scores and prints for the job
   // Nothing scored is an error (exit 1), not "images 0, AUC nan"; fewer than listed, a note.
   const size_t scored = r.predictions.labels.size();

@@ -188,13 +188,17 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
     acc.iou_t.assign(res.thresholds.size(), 0);
     ImageScores scores{res.thresholds.size(), {}};
     std::vector<double> dice_t(res.thresholds.size()), iou_t(res.thresholds.size());
-    data::DataLoader loader(ds, inference_loader(S, o.batch, /*with_masks=*/true, lm.meta.preprocess));
-    loader.start_epoch(0);
+    // A rank whose shard is empty (fewer batches than ranks) scores nothing but joins the gathering.
+    std::unique_ptr<data::DataLoader> loader;
+    if (!ds.samples.empty()) {
+      loader = std::make_unique<data::DataLoader>(ds, inference_loader(S, o.batch, true, lm.meta.preprocess));
+      loader->start_epoch(0);
+    }
     ProgressBar bar("  " + method, static_cast<int64_t>(ds.size()), "img",
                     leader ? progress() : ProgressBar::Mode::Silent);
     try {
       data::Batch b;
-      while (loader.next(b)) {
+      while (loader && loader->next(b)) {
         b.images = b.images.to(device);  // decoded on the CPU; maps come back on the CPU
         const int64_t B = b.images.size(0);
         std::vector<int64_t> targets = b.labels;

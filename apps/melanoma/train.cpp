@@ -243,7 +243,10 @@ void check_ranks_agree(const TrainOptions& o, dist::Communicator& comm) {
                             o.init + "\n--freeze " + o.freeze + strf("\n--momentum %g", o.momentum) +
                             strf("\n--bucket-mb %g", o.bucket_mb) + "\n" + continue_flags(o) + "\nbinary " +
                             dist::binary_fingerprint();
-  dist::check_same_everywhere(comm, "train", flags);
+  // One flag a line, so that the refusal names the flag that differs.
+  std::string lines;
+  for (size_t i = 0; i < flags.size(); ++i) lines += flags.compare(i, 3, " --") == 0 ? '\n' : flags[i];
+  dist::check_same_everywhere(comm, "train", lines);
 }
 
 // Checks that --out can be written (before the first epoch's work) and removes orphans of killed
@@ -662,7 +665,10 @@ void save_epoch(TrainRun& t, const EpochRecord& e) {
   meta.step = t.step;
   t.r.history.push_back(e);
   dist::average_buffers(*t.comm, t.model());
-  if (t.leader()) {
+  // Agreed on: a failed write (a full disk) stops every rank with rank 0's message, and no rank
+  // goes on before the checkpoint is there.
+  dist::agree(*t.comm, "train: writing the checkpoint", [&] {
+    if (!t.leader()) return;
     std::map<std::string, std::string> m = meta_to_map(meta);
     m["data_parallel_ranks"] = std::to_string(t.comm->size());
     m["batch_norm_statistics"] =
@@ -673,7 +679,7 @@ void save_epoch(TrainRun& t, const EpochRecord& e) {
                            : std::string("one process");
     write_json(t.r.curve, curve_to_json(t.r));
     save_checkpoint(t.model(), t.o.out, m, t.opt.get());
-  }
+  });
   t.last_checkpoint = t.o.out;
   t.last_epoch = e.epoch;
 }
