@@ -35,11 +35,11 @@ namespace {
 dist::Communicator* g_world = nullptr;
 dist::Communicator& world() { return *g_world; }
 
-#define NEED_RANKS(n)                                                                                              \
-  do {                                                                                                             \
-    if (world().size() != (n))                                                                                     \
+#define NEED_RANKS(n)                                                                                                \
+  do {                                                                                                               \
+    if (world().size() != (n))                                                                                       \
       GTEST_SKIP() << "needs " << (n) << " ranks (ctest runs it as mpi.test_dist under mpirun -np 2); this run has " \
-                   << world().size() << (dist::built_with_mpi() ? "" : " (built without MPI)");                    \
+                   << world().size() << (dist::built_with_mpi() ? "" : " (built without MPI)");                      \
   } while (0)
 
 // A folder every rank sees: made by rank 0, its name broadcast.
@@ -92,7 +92,8 @@ void expect_same_weights(Module& got, Module& want, double tolerance) {
 double largest_relative_difference(Module& got, Module& want) {
   double worst = 0;
   auto a = got.named_parameters(), b = want.named_parameters();
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, glimpse::testing::relative_error(a[i].second, b[i].second));
+  for (size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, glimpse::testing::relative_error(a[i].second, b[i].second));
   return worst;
 }
 
@@ -319,7 +320,8 @@ TEST(DistScore, EvalOnTwoRanksGivesTheOneProcessTable) {
     EXPECT_EQ(two.predictions.labels, one.predictions.labels);
     EXPECT_EQ(two.predictions.probs, one.predictions.probs);
     EXPECT_EQ(two.predictions.loss, one.predictions.loss);
-    EXPECT_EQ(mel::format_metrics(two.metrics, two.meta.class_names), mel::format_metrics(one.metrics, one.meta.class_names));
+    EXPECT_EQ(mel::format_metrics(two.metrics, two.meta.class_names),
+              mel::format_metrics(one.metrics, one.meta.class_names));
     EXPECT_EQ(mel::format_eval_stats(two.stats, two.metrics), mel::format_eval_stats(one.stats, one.metrics));
   }
   world().barrier();
@@ -367,8 +369,8 @@ TEST(DistScore, LocalizeOnTwoRanksGivesTheOneProcessTable) {
 
 #ifdef GLIMPSE_MPIEXEC
 // mpirun as CI runs it: 2 processes on a 2-core machine, as root in a container, shared memory only.
-const std::string kMpirun = std::string("timeout 120 ") + GLIMPSE_MPIEXEC +
-                            " --oversubscribe --allow-run-as-root --mca btl self,vader ";
+const std::string kMpirun =
+    std::string("timeout 120 ") + GLIMPSE_MPIEXEC + " --oversubscribe --allow-run-as-root --mca btl self,vader ";
 #endif
 
 struct JobRun {
@@ -386,10 +388,10 @@ JobRun run_job(const std::string& command) {
   return r;
 }
 
-#define NEED_LAUNCHER()                                                                                        \
-  do {                                                                                                         \
-    if (world().size() != 1) GTEST_SKIP() << "starts its own mpirun jobs: runs in the one-process pass";        \
-    if (!dist::built_with_mpi()) GTEST_SKIP() << "built without MPI (install libopenmpi-dev openmpi-bin)";      \
+#define NEED_LAUNCHER()                                                                                    \
+  do {                                                                                                     \
+    if (world().size() != 1) GTEST_SKIP() << "starts its own mpirun jobs: runs in the one-process pass";   \
+    if (!dist::built_with_mpi()) GTEST_SKIP() << "built without MPI (install libopenmpi-dev openmpi-bin)"; \
   } while (0)
 
 // The child of KilledRankStopsEveryRank: trains on 2 ranks; rank 1 kills itself (SIGKILL: no
@@ -414,8 +416,9 @@ TEST(DistFaults, KilledRankStopsEveryRank) {
   const std::string dir = shared_temp_dir("kill");
   synthetic_data(dir, 40, 0.1);
   const std::string self = fs::read_symlink("/proc/self/exe").string();
-  const JobRun r = run_job(kMpirun + "-np 2 -x GLIMPSE_DIST_CHILD_DIR=" + dir + " " + self +
-                    " --gtest_also_run_disabled_tests --gtest_filter=DistChild.DISABLED_TrainUntilRank1IsKilled");
+  const JobRun r =
+      run_job(kMpirun + "-np 2 -x GLIMPSE_DIST_CHILD_DIR=" + dir + " " + self +
+              " --gtest_also_run_disabled_tests --gtest_filter=DistChild.DISABLED_TrainUntilRank1IsKilled");
   std::printf("%s\n", r.output.c_str());
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.status, 124) << "the job did not end by itself: a surviving rank hung";
@@ -437,7 +440,8 @@ TEST(DistFaults, RankWithoutItsDataStopsTheJob) {
   fs::create_directories(dir + "/elsewhere");
   const std::string train = std::string(GLIMPSE_MELANOMA_BIN) + " train --data data --out " + dir +
                             "/ckpt.safetensors --epochs 1 --batch 4 --size 32 --progress none";
-  const JobRun r = run_job(kMpirun + "-np 1 --wdir " + dir + " " + train + " : -np 1 --wdir " + dir + "/elsewhere " + train);
+  const JobRun r =
+      run_job(kMpirun + "-np 1 --wdir " + dir + " " + train + " : -np 1 --wdir " + dir + "/elsewhere " + train);
   std::printf("%s\n", r.output.c_str());
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.status, 124) << "the job did not end by itself";

@@ -204,7 +204,7 @@ struct TrainRun {
   std::vector<int64_t> counts;
   Tensor weights;  // class weights, or undefined
   float lr = 0;
-  int64_t steps_per_epoch = 1, step = 0;
+  int64_t steps_per_epoch = 1, step = 0, first_step = 0;  // first_step: where this run started
   std::string last_checkpoint;  // what a stop leaves: the one resumed from until this run writes its own
   int64_t last_epoch = 0;
 
@@ -517,7 +517,7 @@ TrainRun set_up_run(const TrainOptions& o_in) {
   t.r.curve = sibling(t.o.out, ".curve.json");
   t.r.has_val = t.has_val;
   if (!t.o.resume.empty() && t.leader()) resume_curve(t);
-  t.step = t.r.meta.step;
+  t.step = t.first_step = t.r.meta.step;
   t.last_checkpoint = t.o.resume;
   t.last_epoch = t.r.meta.epoch;
   if (!t.o.quiet) print_start(t);
@@ -720,6 +720,11 @@ TrainResult train_model(const TrainOptions& o) {
   t.model().to(Device::cpu());
   t.r.seconds = seconds_since(t0);
   if (!t.o.quiet) {
+    const int64_t steps = t.step - t.first_step;
+    if (t.comm->size() > 1 && steps > 0)
+      std::printf("train: gradient allreduce %.2f ms per step on rank 0 (%lld bucket(s), %d ranks, %s)\n",
+                  1e3 * t.averager->seconds() / static_cast<double>(steps),
+                  static_cast<long long>(t.averager->buckets()), t.comm->size(), t.comm->backend().c_str());
     std::printf("train: done in %.1fs; checkpoint %s, curve %s\n", t.r.seconds, t.o.out.c_str(), t.r.curve.c_str());
     std::fflush(stdout);
   }
