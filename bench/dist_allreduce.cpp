@@ -26,8 +26,9 @@ int main(int argc, char** argv) {
       n += p.numel();
       p.impl()->grad = Tensor::full(p.shape(), 0.5f + static_cast<float>(c.rank())).impl_ptr();
     }
-    if (c.rank() == 0) std::printf("%-13s %10lld parameters, %7.2f MB of float32 gradients\n", arch,
-                                   static_cast<long long>(n), 4e-6 * static_cast<double>(n));
+    if (c.rank() == 0)
+      std::printf("%-13s %10lld parameters, %7.2f MB of float32 gradients\n", arch, static_cast<long long>(n),
+                  4e-6 * static_cast<double>(n));
     if (c.size() == 1) continue;
     for (double mb : {0.25, 1.0, 4.0, 16.0}) {
       dist::GradientAverager avg(c, params, static_cast<int64_t>(mb * (1 << 20)));

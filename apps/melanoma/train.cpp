@@ -694,6 +694,27 @@ void print_epoch(const TrainRun& t, const EpochRecord& e) {
   std::fflush(stdout);
 }
 
+// After the last epoch: what was skipped, the model back on the CPU in eval mode (callers -- two-stage,
+// roar, the demo -- use it beside CPU data; the checkpoints are already saved), the timings.
+void finish_run(TrainRun& t, double t0) {
+  if (t.loader->skipped() > 0)
+    std::fprintf(stderr, "train: %lld unreadable image(s) skipped%s\n", static_cast<long long>(t.loader->skipped()),
+                 t.comm->size() > 1 ? strf(" on rank %d", t.comm->rank()).c_str() : "");
+  t.model().eval();
+  t.model().to(Device::cpu());
+  t.r.seconds = seconds_since(t0);
+  if (t.o.quiet) return;
+  const int64_t steps = t.step - t.first_step;
+  if (t.comm->size() > 1 && steps > 0)
+    std::printf(
+        "train: gradient allreduce %.2f ms per step on rank 0, waiting for the slowest rank included (%lld "
+        "bucket(s), %d ranks, %s)\n",
+        1e3 * t.averager->seconds() / static_cast<double>(steps), static_cast<long long>(t.averager->buckets()),
+        t.comm->size(), t.comm->backend().c_str());
+  std::printf("train: done in %.1fs; checkpoint %s, curve %s\n", t.r.seconds, t.o.out.c_str(), t.r.curve.c_str());
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 TrainResult train_model(const TrainOptions& o) {
@@ -712,22 +733,7 @@ TrainResult train_model(const TrainOptions& o) {
     save_epoch(t, e);
     if (!t.o.quiet) print_epoch(t, e);
   }
-  if (t.loader->skipped() > 0)
-    std::fprintf(stderr, "train: %lld unreadable image(s) skipped on rank %d\n",
-                 static_cast<long long>(t.loader->skipped()), t.comm->rank());
-  t.model().eval();
-  // Callers (two-stage, roar, the demo) use the model beside CPU data; checkpoints are already saved.
-  t.model().to(Device::cpu());
-  t.r.seconds = seconds_since(t0);
-  if (!t.o.quiet) {
-    const int64_t steps = t.step - t.first_step;
-    if (t.comm->size() > 1 && steps > 0)
-      std::printf("train: gradient allreduce %.2f ms per step on rank 0 (%lld bucket(s), %d ranks, %s)\n",
-                  1e3 * t.averager->seconds() / static_cast<double>(steps),
-                  static_cast<long long>(t.averager->buckets()), t.comm->size(), t.comm->backend().c_str());
-    std::printf("train: done in %.1fs; checkpoint %s, curve %s\n", t.r.seconds, t.o.out.c_str(), t.r.curve.c_str());
-    std::fflush(stdout);
-  }
+  finish_run(t, t0);
   return std::move(t.r);
 }
 
