@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <sstream>
 
 #include "attribution/guidance.h"
 #include "autograd/functions.h"
@@ -232,6 +233,16 @@ void check_options(const TrainOptions& o) {
   GLIMPSE_CHECK(o.bucket_mb > 0, "train: --bucket-mb must be > 0, got ", o.bucket_mb);
 }
 
+// "--device cuda:N" lines as "--device cuda": the GPU may differ between ranks (one GPU per rank,
+// --device cuda:<local rank>), the kind of device may not.
+std::string without_gpu_index(const std::string& lines) {
+  std::istringstream in(lines);
+  std::string out;
+  for (std::string line; std::getline(in, line);)
+    out += (line.rfind("--device cuda:", 0) == 0 ? std::string("--device cuda") : line) + "\n";
+  return out;
+}
+
 // Ranks started with other flags or another build would train different models in lockstep and
 // overwrite each other's view of the run: refused before any work, naming the rank and the flag.
 void check_ranks_agree(const TrainOptions& o, dist::Communicator& comm) {
@@ -246,7 +257,7 @@ void check_ranks_agree(const TrainOptions& o, dist::Communicator& comm) {
   // One flag a line, so that the refusal names the flag that differs.
   std::string lines;
   for (size_t i = 0; i < flags.size(); ++i) lines += flags.compare(i, 3, " --") == 0 ? '\n' : flags[i];
-  dist::check_same_everywhere(comm, "train", lines);
+  dist::check_same_everywhere(comm, "train", without_gpu_index(lines));
 }
 
 // Checks that --out can be written (before the first epoch's work) and removes orphans of killed
