@@ -80,6 +80,7 @@ Tensor gather(Communicator& c, const Tensor& t, int root) {
   char* dst = reinterpret_cast<char*>(out.data());
   for (const auto& p : parts) {
     const size_t off = static_cast<size_t>(1 + x.dim()) * sizeof(int64_t);
+    if (p.size() == off) continue;  // no rows from that rank
     std::memcpy(dst, p.data() + off, p.size() - off);
     dst += p.size() - off;
   }
@@ -94,7 +95,7 @@ std::vector<std::string> allgather_strings(Communicator& c, const std::string& m
   uint64_t longest = 0;
   for (uint64_t l : lens) longest = std::max(longest, l);
   std::vector<char> padded(longest, '\0'), all(longest * lens.size());
-  std::memcpy(padded.data(), mine.data(), mine.size());
+  if (!mine.empty()) std::memcpy(padded.data(), mine.data(), mine.size());
   c.allgather_bytes(padded.data(), longest, all.data());
   std::vector<std::string> out;
   for (size_t r = 0; r < lens.size(); ++r) out.emplace_back(all.data() + r * longest, lens[r]);

@@ -98,6 +98,7 @@ ImageScores gather_scores(dist::Communicator& c, const ImageScores& mine) {
   ImageScores all{mine.thresholds, {}};
   for (const auto& p : parts) {
     const size_t n = p.size() / sizeof(double);
+    if (n == 0) continue;  // a rank with no images
     all.v.resize(all.v.size() + n);
     std::memcpy(all.v.data() + all.v.size() - n, p.data(), p.size());
   }
