@@ -92,7 +92,11 @@ struct LoaderOptions {
   int threads = 2;                  // decoding workers
   int prefetch = 4;                 // batches decoded ahead
   uint64_t seed = 0;                // shuffling and augmentation; same seed, same batches
-  bool normalize = true;            // subtract kNormMean / divide by kNormStd (below)
+  // Data-parallel training: every rank draws the same order and batches (batch_size is the global
+  // batch) and keeps slice `shard` of `shards` of each, rows [n*shard/shards, n*(shard+1)/shards) of a
+  // batch of n, so each image is decoded by one rank and augmented as it would be in one process.
+  int shard = 0, shards = 1;
+  bool normalize = true;  // subtract kNormMean / divide by kNormStd (below)
   // Decoded images (after hair removal) and masks are kept in memory across epochs, up to this
   // many MiB in all, so that later epochs skip JPEG/PNG decoding (about as costly as a small-gap
   // training step at 64 px on 2 cores); 0 turns the cache off. ISIC's 2,000 images at 256 px: 0.5 GiB.

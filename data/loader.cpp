@@ -201,6 +201,10 @@ DataLoader::DataLoader(const Dataset& dataset, LoaderOptions options) : impl_(st
   GLIMPSE_CHECK(options.batch_size > 0, "DataLoader: batch_size ", options.batch_size, " must be positive");
   GLIMPSE_CHECK(options.image_size > 0, "DataLoader: image_size ", options.image_size, " must be positive");
   GLIMPSE_CHECK(!dataset.samples.empty(), "DataLoader: the dataset '", dataset.root, "' is empty");
+  GLIMPSE_CHECK(options.shards >= 1 && options.shard >= 0 && options.shard < options.shards, "DataLoader: shard ",
+                options.shard, " of ", options.shards, " does not exist");
+  GLIMPSE_CHECK(options.shards <= options.batch_size, "DataLoader: ", options.shards, " shards of a batch of ",
+                options.batch_size, " would leave some empty; the batch must be at least the rank count");
   if (options.prefetch < 1) options.prefetch = 1;
   if (options.threads <= 0) options.threads = std::max(1u, std::thread::hardware_concurrency());
   impl_->samples = dataset.samples;
@@ -228,8 +232,11 @@ void DataLoader::start_epoch(int64_t epoch) {
     for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(static_cast<uint64_t>(i + 1))]);
   }
   im.batches.clear();
-  for (int64_t b = 0; b < batches_per_epoch(); ++b)
-    im.batches.emplace_back(order.begin() + b * B, order.begin() + std::min(n, (b + 1) * B));
+  const int64_t shard = im.opt.shard, shards = im.opt.shards;
+  for (int64_t b = 0; b < batches_per_epoch(); ++b) {
+    const int64_t lo = b * B, len = std::min(n, (b + 1) * B) - lo;
+    im.batches.emplace_back(order.begin() + lo + len * shard / shards, order.begin() + lo + len * (shard + 1) / shards);
+  }
   im.epoch = epoch;
   im.next_claim = im.next_consume = 0;
   im.summary_printed = false;

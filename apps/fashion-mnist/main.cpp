@@ -27,6 +27,7 @@
 #include "core/progress.h"
 #include "idx.h"
 #include "layers/checkpoint.h"
+#include "layers/dist/sync.h"
 #include "layers/lr_schedule.h"
 #include "layers/optim.h"
 #include "model.h"
@@ -178,7 +179,12 @@ std::string percent(double v) {
   return buf;
 }
 
-int run(const Options& o) {
+// Under mpirun (docs/distributed.md): every rank shuffles with the same generator and takes slice
+// `rank` of each global batch of --batch images; gradients are averaged over the global batch;
+// rank 0 evaluates, prints and writes. Augmentation then draws from a generator of the rank's own,
+// so the shuffling generators stay in step (one process keeps its single generator: unchanged).
+int run(const Options& o, dist::Communicator& comm) {
+  const bool leader = comm.rank() == 0, parallel = comm.size() > 1;
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   // Every step allocates and frees the same large activation buffers. glibc would serve each from
@@ -191,7 +197,11 @@ int run(const Options& o) {
   manual_seed(o.seed);
   Rng rng(o.seed);
 
-  if (!o.out.empty()) {
+  Rng augment_rng(o.seed + 1000003ull * static_cast<uint64_t>(comm.rank()));
+  Rng& aug = parallel ? augment_rng : rng;
+  GLIMPSE_CHECK(o.batch >= comm.size(), "fashion-mnist: --batch ", o.batch, " is smaller than the ", comm.size(),
+                " ranks");
+  if (!o.out.empty() && leader) {
     // The checkpoint is written once, after all the epochs: an unwritable directory must fail now,
     // not after the training. Temporaries of runs killed mid-write (kill -9) are removed.
     io::check_writable_dir(io::parent_dir(o.out));
@@ -203,23 +213,32 @@ int run(const Options& o) {
   const Split test = load_split(o.data, "t10k", o.test_limit);
   auto model = fmnist::make_net(o.model, rng);
   std::unique_ptr<Optimizer> opt = make_optimizer(o, *model);
+  dist::broadcast_module(comm, *model, 0);
+  dist::GradientAverager averager(comm, model->parameters());
 
   const int64_t n = train.size();
-  const int64_t steps_per_epoch = (n + o.batch - 1) / o.batch;
+  // Several ranks drop the last partial batch, so that every rank has images in every step.
+  const int64_t steps_per_epoch = parallel ? n / o.batch : (n + o.batch - 1) / o.batch;
+  GLIMPSE_CHECK(steps_per_epoch > 0, "fashion-mnist: ", n, " training images make no batch of ", o.batch);
   const int64_t total_steps = steps_per_epoch * o.epochs;
   // Linear warm-up over the first few hundred steps (BatchNorm nets at a high SGD rate can diverge
   // in the first steps without it), then cosine to zero.
   const CosineLR schedule(total_steps, 0.f, std::min<int64_t>(200, total_steps / 10));
 
-  std::printf(
-      "fashion-mnist: %s (%lld parameters), %s lr %g, batch %d, %d epoch(s), %lld train / %lld test images, "
-      "augment %s, %d thread(s), seed %llu\n",
-      o.model.c_str(), static_cast<long long>(model->num_parameters()), o.optimizer.c_str(), o.lr, o.batch, o.epochs,
-      static_cast<long long>(n), static_cast<long long>(test.size()), o.augment.c_str(), threads,
-      static_cast<unsigned long long>(o.seed));
+  if (leader)
+    std::printf(
+        "fashion-mnist: %s (%lld parameters), %s lr %g, batch %d, %d epoch(s), %lld train / %lld test images, "
+        "augment %s, %d thread(s), seed %llu\n",
+        o.model.c_str(), static_cast<long long>(model->num_parameters()), o.optimizer.c_str(), o.lr, o.batch, o.epochs,
+        static_cast<long long>(n), static_cast<long long>(test.size()), o.augment.c_str(), threads,
+        static_cast<unsigned long long>(o.seed));
   std::fflush(stdout);
 
-  const ProgressBar::Mode mode = o.progress == "tty"     ? ProgressBar::Mode::Tty
+  if (parallel && leader)
+    std::printf("fashion-mnist: %d ranks (%s), %d images per rank per step\n", comm.size(), comm.backend().c_str(),
+                o.batch / comm.size());
+  const ProgressBar::Mode mode = !leader                 ? ProgressBar::Mode::Silent
+                                 : o.progress == "tty"   ? ProgressBar::Mode::Tty
                                  : o.progress == "plain" ? ProgressBar::Mode::Plain
                                  : o.progress == "none"  ? ProgressBar::Mode::Silent
                                                          : ProgressBar::Mode::Auto;
@@ -235,10 +254,12 @@ int run(const Options& o) {
     std::shuffle(order.begin(), order.end(), rng.engine());
     ProgressBar bar("epoch " + std::to_string(epoch) + "/" + std::to_string(o.epochs), steps_per_epoch, "img", mode);
     double loss_sum = 0;
-    int64_t seen = 0, correct = 0;
+    int64_t seen = 0, correct = 0, loss_seen = 0;
     for (int64_t s = 0; s < steps_per_epoch; ++s, ++step) {
-      const int64_t begin = s * o.batch, end = std::min(n, begin + o.batch);
-      Tensor x = make_batch(train, order, begin, end, o.augment, rng, targets);
+      const int64_t first = s * o.batch, len = std::min(n, first + o.batch) - first;
+      const int64_t begin = first + len * comm.rank() / comm.size(),
+                    end = first + len * (comm.rank() + 1) / comm.size();
+      Tensor x = make_batch(train, order, begin, end, o.augment, aug, targets);
       schedule.apply(*opt, step);
       Tensor logits = (*model)(x);
       Tensor loss = cross_entropy(logits, targets);
@@ -248,29 +269,42 @@ int run(const Options& o) {
                      " (global step ", step + 1, ", lr ", opt->lr(), "); try a smaller --lr");
       opt->zero_grad();
       loss.backward();
+      const auto global = averager.average(static_cast<double>(end - begin), lv, end - begin);
       opt->step();
 
       const std::vector<int64_t> pred = argmax_rows(logits);
       for (size_t k = 0; k < pred.size(); ++k) correct += pred[k] == targets[k];
-      loss_sum += static_cast<double>(lv) * static_cast<double>(end - begin);
+      loss_sum += global.loss * static_cast<double>(global.images);
+      loss_seen += global.images;
       seen += end - begin;
       char post[96];
-      std::snprintf(post, sizeof post, "loss %.4f  acc %.1f%%  lr %.2g", loss_sum / static_cast<double>(seen),
+      std::snprintf(post, sizeof post, "loss %.4f  acc %.1f%%  lr %.2g", loss_sum / static_cast<double>(loss_seen),
                     100.0 * static_cast<double>(correct) / static_cast<double>(seen), opt->lr());
       bar.set_postfix(post);
-      bar.step(end - begin);
+      bar.step(len);
     }
     bar.finish();
+    if (parallel) {  // the epoch's accuracy over every rank's images
+      Tensor counts = Tensor::from_vector({2}, {static_cast<float>(correct), static_cast<float>(seen)});
+      comm.allreduce_sum(counts);
+      correct = static_cast<int64_t>(counts.data()[0]);
+      seen = static_cast<int64_t>(counts.data()[1]);
+    }
+    // Batch norm normalized each rank's slice on its own; the running statistics rank 0 evaluates
+    // (and saves) with are the ranks' mean.
+    dist::average_buffers(comm, *model);
     train_seconds += std::chrono::duration<double>(Clock::now() - te).count();
+    if (!leader) continue;  // rank 0 evaluates, prints and writes
     last = evaluate(*model, test, mode);
     std::printf("epoch %d/%d: train loss %.4f acc %s | test loss %.4f acc %s | %s elapsed\n", epoch, o.epochs,
-                loss_sum / static_cast<double>(seen),
+                loss_sum / static_cast<double>(loss_seen),
                 percent(static_cast<double>(correct) / static_cast<double>(seen)).c_str(), last.loss,
                 percent(last.accuracy).c_str(),
                 ProgressBar::format_duration(std::chrono::duration<double>(Clock::now() - t0).count()).c_str());
     std::fflush(stdout);
   }
 
+  if (!leader) return 0;
   std::printf("per-class test accuracy:");
   for (int c = 0; c < 10; ++c)
     std::printf("%s %s %.1f%%", c ? "," : "", kClassNames[c],
@@ -282,7 +316,7 @@ int run(const Options& o) {
   std::printf("final test accuracy %s after %d epoch(s); total time %s (training %s, %.0f img/s)\n",
               percent(last.accuracy).c_str(), o.epochs, ProgressBar::format_duration(total).c_str(),
               ProgressBar::format_duration(train_seconds).c_str(),
-              static_cast<double>(n) * o.epochs / std::max(train_seconds, 1e-9));
+              static_cast<double>(parallel ? steps_per_epoch * o.batch : n) * o.epochs / std::max(train_seconds, 1e-9));
 
   if (!o.out.empty()) {
     save_checkpoint(*model, o.out,
@@ -300,6 +334,15 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // MPI when an MPI launcher started us (docs/distributed.md), else one process.
+  std::unique_ptr<dist::Session> session;
+  try {
+    session = std::make_unique<dist::Session>(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fashion-mnist: error: %s\n", e.what());
+    return 1;
+  }
+  dist::Communicator& world = session->world();
   Options o;
   CLI::App app{"Trains a GAP classifier (CAM-ready) on Fashion-MNIST and reports the test accuracy.", "fashion-mnist"};
   app.add_option("--data", o.data, "Directory with the four Fashion-MNIST IDX files (.gz)")->capture_default_str();
@@ -352,14 +395,25 @@ int main(int argc, char** argv) {
           },
           "FILE", "writable file path"));
   app.failure_message(CLI::FailureMessage::help);  // a bad flag prints the error and the usage
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    if (code != 0 && world.size() > 1) world.abort(code);  // the other ranks would wait for this one
+    return code;
+  }
   if (app.count("--lr") == 0) o.lr = o.optimizer == "sgd" ? 0.05f : 0.002f;
 
   try {
-    return run(o);
+    return run(o, world);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "\nfashion-mnist: error: %s\n", e.what());
+    if (world.size() > 1) {
+      std::fprintf(stderr, "fashion-mnist: rank %d of %d stopped with the error above; stopping every rank\n",
+                   world.rank(), world.size());
+      world.abort(1);
+    }
     return 1;
   }
 }

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "layers/dist/comm.h"
 
 namespace mel {
 
@@ -21,6 +22,9 @@ struct Common {
   uint64_t seed = 1;
   std::string progress = "auto";
   double max_megapixels = 40;  // pixel budget of every image read (io::set_max_image_pixels)
+  // Every process of the job (layers/dist/comm.h): the MPI world under mpirun, else this process alone.
+  // Set by main; train, eval and localize split their work over it.
+  glimpse::dist::Communicator* world = nullptr;
 };
 
 struct Command {

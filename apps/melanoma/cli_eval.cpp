@@ -36,6 +36,7 @@ Command eval_command() {
   };
   cmd.run = [o](const Common& c) {
     o->stats.seed = c.seed;
+    o->comm = c.world;
     run_eval(*o);
   };
   return cmd;

@@ -42,6 +42,7 @@ Command localize_command() {
   };
   cmd.run = [o](const Common& c) {
     o->seed = c.seed;
+    o->comm = c.world;
     run_localize(*o);
   };
   return cmd;

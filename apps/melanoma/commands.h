@@ -14,6 +14,7 @@
 #include "attribution/regions.h"
 #include "common.h"
 #include "eval_stats.h"
+#include "layers/dist/comm.h"
 #include "roc.h"
 
 namespace mel {
@@ -57,6 +58,10 @@ struct TrainOptions {
   bool quiet = false;           // no per-epoch lines (used by roar's many retrainings)
   std::string device = "cpu";   // cpu | cuda | cuda:N (resolve_device); the returned model is on the CPU
   std::string label = "train";  // prefix of the progress bar
+  // Data parallelism (docs/distributed.md): the ranks of `comm` share each global batch of `batch`
+  // images; gradients are averaged in buckets of bucket_mb MiB. Null: one process.
+  glimpse::dist::Communicator* comm = nullptr;
+  double bucket_mb = 4;
   // Called after every optimizer step with (epoch, step within the epoch); tests use it to raise a
   // signal at a known point. Empty: nothing.
   std::function<void(int64_t, int64_t)> on_step;
@@ -106,6 +111,9 @@ struct EvalOptions {
   bool tta = false;            // average over the 8 flips/rotations of each image
   std::string device = "cpu";  // where the model runs (resolve_device)
   EvalStatsOptions stats;      // bootstrap resamples and seed, sensitivity target, calibration bins
+  // Under mpirun: the images are split over the ranks and the predictions gathered on rank 0, which
+  // scores and prints them (the others return an empty result). Null: one process.
+  glimpse::dist::Communicator* comm = nullptr;
   // Reliability diagrams (PNG): this file for P(melanoma) (the top label's when there is no
   // melanoma class), <stem>.top-label.png beside it for the top label. Empty: none.
   std::string reliability;
@@ -192,6 +200,9 @@ struct LocalizeOptions {
   int64_t batch = 16;
   uint64_t seed = 0;
   std::string device = "cpu";  // where the model runs (resolve_device)
+  // Under mpirun: the images are split over the ranks and every image's scores gathered on rank 0,
+  // which sums them in the single-process order and prints the table. Null: one process.
+  glimpse::dist::Communicator* comm = nullptr;
 };
 struct LocalizeRow {
   std::string method;

@@ -20,7 +20,15 @@ EvalResult run_eval(const EvalOptions& o) {
   r.meta = lm.meta;
   glimpse::data::Dataset ds = open_dataset(o.data, o.split);
   align_dataset_to_model(lm.meta, ds, o.model);
-  r.predictions = predict(*lm.model, ds, lm.meta.size, lm.meta.preprocess, "  eval", o.tta);
+  glimpse::dist::Communicator& comm = o.comm ? *o.comm : glimpse::dist::local();
+  glimpse::data::Dataset part = ds;
+  keep_shard(part, comm, static_cast<size_t>(kPredictBatch));
+  // A rank whose shard is empty (fewer batches than ranks) still joins the gathering.
+  const Predictions mine = part.samples.empty()
+                               ? Predictions()
+                               : predict(*lm.model, part, lm.meta.size, lm.meta.preprocess, "  eval", o.tta);
+  r.predictions = gather_predictions(comm, mine);
+  if (comm.rank() != 0) return r;  // rank 0 scores and prints for the job
   // Nothing scored is an error (exit 1), not "images 0, AUC nan"; fewer than listed, a note.
   const size_t scored = r.predictions.labels.size();
   GLIMPSE_CHECK(scored > 0, "eval: none of the ", ds.size(), " image(s) of ", o.data, " [", o.split,

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/grad_mode.h"
 #include "interrupt.h"
+#include "layers/dist/comm.h"
 #include "runtime.h"
 
 namespace fs = std::filesystem;
@@ -75,17 +76,76 @@ Tensor dihedral(const Tensor& images, int k) {
   return y;
 }
 
+double mean_nll(const std::vector<std::vector<float>>& probs, const std::vector<int64_t>& labels) {
+  double sum = 0;
+  for (size_t i = 0; i < probs.size(); ++i) sum -= std::log(std::max(probs[i][static_cast<size_t>(labels[i])], 1e-12f));
+  return probs.empty() ? 0 : sum / static_cast<double>(probs.size());
+}
+
+Shard shard_of(size_t n, int rank, int ranks, size_t granule) {
+  const size_t g = (n + granule - 1) / granule, r = static_cast<size_t>(rank), R = static_cast<size_t>(ranks);
+  return {std::min(n, g * r / R * granule), std::min(n, g * (r + 1) / R * granule)};
+}
+
+void keep_shard(data::Dataset& ds, const dist::Communicator& c, size_t granule) {
+  if (c.size() == 1) return;
+  const Shard s = shard_of(ds.samples.size(), c.rank(), c.size(), granule);
+  ds.samples = std::vector<data::Sample>(ds.samples.begin() + static_cast<std::ptrdiff_t>(s.begin),
+                                         ds.samples.begin() + static_cast<std::ptrdiff_t>(s.end));
+}
+
+Predictions gather_predictions(dist::Communicator& c, const Predictions& mine) {
+  if (c.size() == 1) return mine;
+  // Rows of probabilities with the label as a last column (exact in float32 below 2^24), and the
+  // ids as one newline-joined string per rank.
+  const int64_t n = static_cast<int64_t>(mine.probs.size());
+  int64_t classes = n ? static_cast<int64_t>(mine.probs[0].size()) : 0;
+  Tensor width = Tensor::from_vector({1}, {static_cast<float>(classes)});
+  // A rank with no images does not know the class count: the widest rank's is everyone's.
+  std::vector<float> widths(static_cast<size_t>(c.size()));
+  c.allgather_bytes(width.data(), sizeof(float), widths.data());
+  for (float w : widths) classes = std::max(classes, static_cast<int64_t>(w));
+  Tensor rows = Tensor::zeros({n, classes + 1});
+  std::string ids;
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy(mine.probs[i].begin(), mine.probs[i].end(), rows.data() + i * (classes + 1));
+    rows.data()[i * (classes + 1) + classes] = static_cast<float>(mine.labels[i]);
+    ids += mine.ids[i] + "\n";
+  }
+  const Tensor all = dist::gather(c, rows, 0);
+  const std::vector<std::vector<char>> id_parts = c.gather_bytes(ids.data(), ids.size(), 0);
+  if (c.rank() != 0) return mine;
+  Predictions p;
+  for (int64_t i = 0; i < all.size(0); ++i) {
+    const float* r = all.data() + i * (classes + 1);
+    p.probs.emplace_back(r, r + classes);
+    p.labels.push_back(static_cast<int64_t>(r[classes]));
+  }
+  for (const auto& part : id_parts) {
+    std::string cur;
+    for (char ch : part) {
+      if (ch == '\n') {
+        p.ids.push_back(cur);
+        cur.clear();
+      } else {
+        cur += ch;
+      }
+    }
+  }
+  p.loss = mean_nll(p.probs, p.labels);
+  return p;
+}
+
 Predictions predict(Model& model, const data::Dataset& ds, int64_t size, const data::Preprocess& pre,
                     const std::string& label, bool tta) {
   NoGradGuard no_grad;
   const bool was_training = model.training();
   model.eval();
-  data::DataLoader loader(ds, inference_loader(size, 64, false, pre));
+  data::DataLoader loader(ds, inference_loader(size, kPredictBatch, false, pre));
   loader.start_epoch(0);
   Predictions p;
   ProgressBar bar(label, std::max<int64_t>(1, loader.batches_per_epoch()), "img", progress(/*inner=*/true));
   data::Batch b;
-  double loss_sum = 0;
   const Device dev = model_device(model);  // batches are decoded on the CPU, then moved to the model
   while (loader.next(b)) {
     if (interrupt_requested()) break;  // train's validation: a Ctrl-C stops here too (interrupt.h)
@@ -98,7 +158,6 @@ Predictions predict(Model& model, const data::Dataset& ds, int64_t size, const d
     for (size_t i = 0; i < rows.size(); ++i) {
       if (tta)
         for (float& v : rows[i]) v /= 8.f;
-      loss_sum -= std::log(std::max(rows[i][static_cast<size_t>(b.labels[i])], 1e-12f));
       p.probs.push_back(std::move(rows[i]));
     }
     p.labels.insert(p.labels.end(), b.labels.begin(), b.labels.end());
@@ -106,7 +165,7 @@ Predictions predict(Model& model, const data::Dataset& ds, int64_t size, const d
     bar.step(static_cast<int64_t>(b.labels.size()));
   }
   bar.finish();
-  p.loss = p.labels.empty() ? 0 : loss_sum / static_cast<double>(p.labels.size());
+  p.loss = mean_nll(p.probs, p.labels);
   model.train(was_training);
   return p;
 }

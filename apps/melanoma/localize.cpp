@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "attribution/attribution.h"
 #include "attribution/metrics.h"
@@ -27,6 +28,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/grad_mode.h"
+#include "layers/dist/comm.h"
 
 using namespace glimpse;
 
@@ -53,6 +55,64 @@ struct Accum {
   double dice = 0, iou = 0, energy = 0, hit = 0, deletion = 0, insertion = 0;
   int64_t n = 0, curves = 0;
 };
+
+// One image's numbers, flat: Dice and IoU at each swept threshold, then dice, iou, energy, hit,
+// deletion, insertion and whether the curves ran. Each rank keeps its images' records; rank 0 sums
+// them all in image order, so the totals are those of one process to the last bit.
+struct ImageScores {
+  size_t thresholds = 0;
+  std::vector<double> v;
+  size_t width() const { return 2 * thresholds + 7; }
+  void add(const std::vector<double>& dice_t, const std::vector<double>& iou_t, const attr::LocalizationScores& ls,
+           double deletion, double insertion, bool curves) {
+    v.insert(v.end(), dice_t.begin(), dice_t.end());
+    v.insert(v.end(), iou_t.begin(), iou_t.end());
+    v.insert(v.end(), {ls.dice, ls.iou, ls.energy, ls.hit ? 1.0 : 0.0, deletion, insertion, curves ? 1.0 : 0.0});
+  }
+  void sum_into(Accum& acc) const {
+    for (size_t at = 0; at + width() <= v.size(); at += width()) {
+      const double* r = v.data() + at;
+      for (size_t k = 0; k < thresholds; ++k) {
+        acc.dice_t[k] += r[k];
+        acc.iou_t[k] += r[thresholds + k];
+      }
+      const double* t = r + 2 * thresholds;
+      acc.dice += t[0];
+      acc.iou += t[1];
+      acc.energy += t[2];
+      acc.hit += t[3];
+      if (t[6] > 0) {
+        acc.deletion += t[4];
+        acc.insertion += t[5];
+        ++acc.curves;
+      }
+      ++acc.n;
+    }
+  }
+};
+
+// Every rank's records on rank 0, in rank order (= image order: the shards are contiguous).
+ImageScores gather_scores(dist::Communicator& c, const ImageScores& mine) {
+  if (c.size() == 1) return mine;
+  const auto parts = c.gather_bytes(mine.v.data(), mine.v.size() * sizeof(double), 0);
+  ImageScores all{mine.thresholds, {}};
+  for (const auto& p : parts) {
+    const size_t n = p.size() / sizeof(double);
+    if (n == 0) continue;  // a rank with no images
+    all.v.resize(all.v.size() + n);
+    std::memcpy(all.v.data() + all.v.size() - n, p.data(), p.size());
+  }
+  return all;
+}
+
+// A method that failed on any rank failed: the first rank's message, naming it.
+std::string agreed_error(dist::Communicator& c, const std::string& mine) {
+  if (c.size() == 1) return mine;
+  const std::vector<std::string> all = dist::allgather_strings(c, mine);
+  for (int r = 0; r < c.size(); ++r)
+    if (!all[r].empty()) return "rank " + std::to_string(r) + ": " + all[r];
+  return "";
+}
 
 }  // namespace
 
@@ -92,6 +152,10 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
 
   LocalizeResult res;
   res.images = static_cast<int64_t>(ds.size());
+  // Under mpirun each rank scores its shard of whole batches; rank 0 sums and prints.
+  dist::Communicator& comm = o.comm ? *o.comm : dist::local();
+  const bool leader = comm.rank() == 0;
+  keep_shard(ds, comm, static_cast<size_t>(o.batch));
   res.resolution = S;
   for (int k = 1; k <= 19; ++k) res.thresholds.push_back(0.05 * k);
   attr::CurveOptions co;
@@ -99,12 +163,13 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
   co.batch = o.curve_steps + 1;
   co.blur_sigma = std::max(1.f, 5.f * static_cast<float>(S) / 224.f);
 
-  std::printf(
-      "localize: %s (%s, %lld px) on %lld masked images of %s [%s]; %zu method(s) + baseline; "
-      "target %s class\n",
-      o.model.c_str(), lm.meta.arch.c_str(), static_cast<long long>(S), static_cast<long long>(res.images),
-      o.data.c_str(), o.split.c_str(), methods.size(), o.target.c_str());
-  if (lm.meta.mask_guidance > 0)
+  if (leader)
+    std::printf(
+        "localize: %s (%s, %lld px) on %lld masked images of %s [%s]; %zu method(s) + baseline; "
+        "target %s class\n",
+        o.model.c_str(), lm.meta.arch.c_str(), static_cast<long long>(S), static_cast<long long>(res.images),
+        o.data.c_str(), o.split.c_str(), methods.size(), o.target.c_str());
+  if (lm.meta.mask_guidance > 0 && leader)
     std::printf(
         "localize: note: %s was trained with --mask-guidance %g: its CAM was taught to lie inside the "
         "training masks, so the CAM-family rows measure how well that learned, not where an unguided "
@@ -122,12 +187,19 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
     Accum acc;
     acc.dice_t.assign(res.thresholds.size(), 0);
     acc.iou_t.assign(res.thresholds.size(), 0);
-    data::DataLoader loader(ds, inference_loader(S, o.batch, /*with_masks=*/true, lm.meta.preprocess));
-    loader.start_epoch(0);
-    ProgressBar bar("  " + method, res.images, "img", progress());
+    ImageScores scores{res.thresholds.size(), {}};
+    std::vector<double> dice_t(res.thresholds.size()), iou_t(res.thresholds.size());
+    // A rank whose shard is empty (fewer batches than ranks) scores nothing but joins the gathering.
+    std::unique_ptr<data::DataLoader> loader;
+    if (!ds.samples.empty()) {
+      loader = std::make_unique<data::DataLoader>(ds, inference_loader(S, o.batch, true, lm.meta.preprocess));
+      loader->start_epoch(0);
+    }
+    ProgressBar bar("  " + method, static_cast<int64_t>(ds.size()), "img",
+                    leader ? progress() : ProgressBar::Mode::Silent);
     try {
       data::Batch b;
-      while (loader.next(b)) {
+      while (loader && loader->next(b)) {
         b.images = b.images.to(device);  // decoded on the CPU; maps come back on the CPU
         const int64_t B = b.images.size(0);
         std::vector<int64_t> targets = b.labels;
@@ -156,22 +228,18 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
           for (size_t k = 0; k < res.thresholds.size(); ++k) {
             const io::Mask p =
                 attr::threshold_map(m, {attr::ThresholdMethod::Value, static_cast<float>(res.thresholds[k])});
-            acc.dice_t[k] += attr::dice(p, truth);
-            acc.iou_t[k] += attr::iou(p, truth);
+            dice_t[k] = attr::dice(p, truth);
+            iou_t[k] = attr::iou(p, truth);
           }
           const attr::LocalizationScores ls = score_against_mask(m, truth, fixed, o.tolerance);
-          acc.dice += ls.dice;
-          acc.iou += ls.iou;
-          acc.energy += ls.energy;
-          acc.hit += ls.hit ? 1 : 0;
+          double deletion = 0, insertion = 0;
           if (o.curves) {
             const Tensor xi = b.images.slice(i, i + 1);
             const int64_t t = targets[static_cast<size_t>(i)];
-            acc.deletion += attr::deletion_curve(model, xi, m, t, co).auc;
-            acc.insertion += attr::insertion_curve(model, xi, m, t, co).auc;
-            ++acc.curves;
+            deletion = attr::deletion_curve(model, xi, m, t, co).auc;
+            insertion = attr::insertion_curve(model, xi, m, t, co).auc;
           }
-          ++acc.n;
+          scores.add(dice_t, iou_t, ls, deletion, insertion, o.curves);
         }
         bar.step(B);
       }
@@ -181,6 +249,9 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
       row.error = e.what();
       std::fprintf(stderr, "localize: %s failed: %s\n", method.c_str(), e.what());
     }
+    row.error = agreed_error(comm, row.error);
+    gather_scores(comm, scores).sum_into(acc);  // on rank 0; nothing elsewhere
+    if (!leader) continue;
     if (row.error.empty() && acc.n > 0) {
       const double n = static_cast<double>(acc.n);
       row.images = acc.n;
@@ -211,6 +282,7 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
     res.rows.push_back(row);
   }
   res.seconds = seconds_since(t0);
+  if (!leader) return res;  // rank 0 prints for the job
   std::printf("%s", format_localize_table(res).c_str());
   std::fflush(stdout);
   if (!o.json.empty()) write_json(o.json, localize_to_json(o, res));
