@@ -357,6 +357,18 @@ int main(int argc, char** argv) {
   sanity
       ->add_option("--figure", sao.figure, "PNG: one row per method, the first image's map trained and after each step")
       ->check(kOutFile);
+  sanity->add_flag("--data-randomization", sao.data_randomization,
+                   "Also train a copy of the architecture on --train-split with the labels permuted and compare "
+                   "its maps with the trained model's (Adebayo et al.'s second test)");
+  sanity->add_option("--train-split", sao.train_split, "Split the random-label copy trains on")->capture_default_str();
+  sanity
+      ->add_option("--data-randomization-epochs", sao.data_epochs,
+                   "Epochs of the random-label copy (0: as many as the checkpoint planned)")
+      ->check(CLI::Range(0, 10000))
+      ->capture_default_str();
+  sanity->add_option("--data-randomization-batch", sao.data_batch, "Batch size of the random-label copy")
+      ->check(CLI::Range(int64_t(1), int64_t(4096)))
+      ->capture_default_str();
   add_common(sanity, c);
 
   // localize

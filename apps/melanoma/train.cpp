@@ -182,6 +182,23 @@ CurveRead read_curve(const std::string& path) {
   return c;
 }
 
+namespace {
+// Shuffles the labels among the samples (Fisher-Yates, seeded), keeping each class's count; returns
+// the fraction of samples whose label changed.
+double permute_labels(data::Dataset& ds, uint64_t seed) {
+  std::vector<int64_t> labels;
+  for (const data::Sample& s : ds.samples) labels.push_back(s.label);
+  Rng rng(seed ^ 0x5eed1abe15ULL);  // not the initialization's stream
+  for (size_t i = labels.size(); i > 1; --i) std::swap(labels[i - 1], labels[rng.below(i)]);
+  int64_t changed = 0;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    changed += ds.samples[i].label != labels[i];
+    ds.samples[i].label = labels[i];
+  }
+  return labels.empty() ? 0.0 : static_cast<double>(changed) / static_cast<double>(labels.size());
+}
+}  // namespace
+
 TrainResult train_model(const TrainOptions& o_in) {
   TrainOptions o = o_in;
   const double t0 = now_s();
@@ -238,9 +255,10 @@ TrainResult train_model(const TrainOptions& o_in) {
   }
 
   data::Dataset train_ds = open_dataset(o.data, o.train_split);
+  if (o.permute_labels) r.labels_changed = permute_labels(train_ds, o.seed);
   data::Dataset val_ds;
   bool has_val = false;
-  if (!o.val_split.empty()) {
+  if (!o.val_split.empty() && !o.permute_labels) {  // permuted labels: nothing to validate against
     try {
       val_ds = data::Dataset::open(o.data, o.val_split);
       has_val = val_ds.size() > 0;
