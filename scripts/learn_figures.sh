@@ -16,7 +16,7 @@ $M train --data "$WORK/syn" --arch small-gap --size 64 --epochs 10 --seed 1 --pr
 PHOTO=$WORK/syn/images/SYN_0000004.png  # a validation melanoma the model calls melanoma (p 0.94)
 cp "$PHOTO" "$IMG/photo.png"
 for method in cam gradcam gradcam++ scorecam deconvnet guided-backprop saliency smoothgrad integrated-gradients \
-              occlusion lrp-epsilon lrp-alphabeta; do
+              occlusion lrp-epsilon lrp-alphabeta lrp-composite; do
   $M explain --model "$WORK/m.safetensors" --image "$PHOTO" --method "$method" --target melanoma --display 128 --threshold fraction:0.6 --max-regions 2 \
     --out "$IMG/$method.png" --json "$WORK/$method.json" --progress none
 done
