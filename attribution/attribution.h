@@ -49,6 +49,11 @@ struct Options {
   int64_t scorecam_batch = 32;            // masked inputs per forward pass in Score-CAM
   float lrp_epsilon = 1e-6f;              // LRP-epsilon stabilizer
   float lrp_alpha = 1.f, lrp_beta = 0.f;  // LRP-alpha-beta (alpha - beta = 1); alpha=1, beta=0 is z+
+  float lrp_gamma = 0.25f;                // LRP-gamma's weight on positive contributions (lrp-composite)
+  // z^B's bounds on the input of the first layer (lrp-composite): one value for every input, or one
+  // per input channel; empty = the smallest and largest value of each image. For normalized photos: the
+  // normalized values of black and white.
+  std::vector<float> lrp_low, lrp_high;
 };
 
 struct AttributionMap {
@@ -102,10 +107,16 @@ AttributionMap occlusion(Module& model, const Tensor& x, const Options& opt = {}
 AttributionMap sliding_window(Module& model, const Tensor& x, const Options& opt = {});
 AttributionMap lrp_epsilon(Module& model, const Tensor& x, const Options& opt = {});
 AttributionMap lrp_alphabeta(Module& model, const Tensor& x, const Options& opt = {});
+// The composite of Montavon et al. 2019 ("Layer-wise relevance propagation: an overview"): LRP-0 at
+// the dense layers above the convolutions, LRP-epsilon (opt.lrp_epsilon) at the upper half of the
+// convolutions, LRP-gamma (opt.lrp_gamma) at the lower half, z^B (opt.lrp_low / lrp_high) at the
+// first layer; attribution/lrp.cpp has the formulas and the exact assignment.
+AttributionMap lrp_composite(Module& model, const Tensor& x, const Options& opt = {});
 
 // ---- by name: "cam", "gradcam", "gradcam++", "layercam", "hirescam", "scorecam", "deconvnet",
 // "guided-backprop", "guided-gradcam", "saliency", "smoothgrad", "integrated-gradients",
-// "gradient-x-input", "occlusion", "sliding-window", "lrp-epsilon", "lrp-alphabeta", "sam".
+// "gradient-x-input", "occlusion", "sliding-window", "lrp-epsilon", "lrp-alphabeta", "lrp-composite",
+// "sam".
 // An unknown name is an Error listing the known ones.
 AttributionMap explain(const std::string& method, Module& model, const Tensor& x, const Options& opt = {});
 const std::vector<std::string>& method_names();

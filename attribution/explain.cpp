@@ -29,6 +29,7 @@ const std::vector<std::pair<std::string, Method>>& registry() {
       {"sliding-window", &sliding_window},
       {"lrp-epsilon", &lrp_epsilon},
       {"lrp-alphabeta", &lrp_alphabeta},
+      {"lrp-composite", &lrp_composite},
       {"sam", &sam},
   };
   return r;

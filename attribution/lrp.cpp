@@ -19,9 +19,19 @@
 //                     min); alpha - beta = 1; alpha = 1, beta = 0 is the z+ rule. Because inputs
 //                     may be negative, z_ij^+ = x_i^+ w_ij^+ + x_i^- w_ij^-, so each sum is two
 //                     convolutions with clipped weights. A zero denominator passes no relevance.
+//     LRP-0:          LRP-eps with eps = 0 (a zero z_j passes no relevance).
+//     LRP-gamma:      R_i = sum_j (z_ij + gamma z_ij^+) / (z_j + gamma z_j^+ + eps sign) * R_j, favouring
+//                     positive contributions (z^+ as for alpha-beta, with b^+ in z_j^+).
+//     z^B:            R_i = sum_j (x_i w_ij - l_i w_ij^+ - h_i w_ij^-) / sum_i (same) * R_j, for inputs
+//                     bounded by l_i <= x_i <= h_i (pixels; Montavon et al. 2017, deep Taylor
+//                     decomposition); no bias term, and every term of the denominator is >= 0.
 //     The bias is a neuron of its own: the relevance it takes is lost, so conservation
-//     (sum_i R_i = sum_j R_j) holds exactly for bias-free layers (up to eps). The same rule is used
-//     at every layer, the first included (no z^B / w^2 input rule).
+//     (sum_i R_i = sum_j R_j) holds exactly for bias-free layers (up to eps).
+//   lrp-epsilon and lrp-alphabeta use their one rule at every layer, the first included.
+//   lrp-composite assigns a rule per layer (Montavon et al., "Layer-wise relevance propagation: an
+//   overview", 2019, the recommended practice): the first Conv2d/Linear of the chain takes z^B; the
+//   remaining convolutions, in chain order, are split in two -- the lower floor(n/2) take LRP-gamma,
+//   the upper ceil(n/2) LRP-eps; every Linear after them takes LRP-0; pooling layers LRP-eps.
 //   BatchNorm2d: folded into the Conv2d right before it (eval statistics):
 //     w'_k = w_k * gamma_k / sqrt(var_k + eps_bn),  b'_k = (b_k - mean_k) * gamma_k / sqrt(var_k + eps_bn) + beta_k,
 //     so the pair is one linear layer; a BatchNorm2d without a Conv2d right before it is an Error.
@@ -56,7 +66,7 @@ namespace glimpse::attr {
 
 namespace {
 
-enum class Rule { Epsilon, AlphaBeta };
+enum class Rule { Epsilon, AlphaBeta, Zero, Gamma, ZBox, Composite };
 enum class Part { All, Pos, Neg };  // the weights W, W^+ = max(W, 0), W^- = min(W, 0)
 
 // ---- small element-wise helpers on contiguous CPU tensors ----
@@ -157,14 +167,63 @@ struct AvgLayer : LinearLayer {
   }
 };
 
+// A tensor of x's shape holding z^B's bound: `given` has one value, or one per channel (dimension 1
+// of x); empty takes each image's own smallest (upper = false) or largest value, so that an image's
+// relevance does not depend on the others in its batch.
+Tensor bound_like(const Tensor& x, const std::vector<float>& given, bool upper, const char* name) {
+  const int64_t N = x.size(0), C = x.dim() >= 2 ? x.size(1) : 1, per_image = x.numel() / N, per = per_image / C;
+  GLIMPSE_CHECK(given.size() <= 1 || static_cast<int64_t>(given.size()) == C, "lrp-composite: ", name, " has ",
+                given.size(), " values; give one, or one per channel of the first layer's input (", C, ")");
+  Tensor b = Tensor::empty(x.shape());
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xs = x.data() + n * per_image;
+    const float own =
+        per_image ? (upper ? *std::max_element(xs, xs + per_image) : *std::min_element(xs, xs + per_image)) : 0.f;
+    for (int64_t i = 0; i < per_image; ++i)
+      b.data()[n * per_image + i] = given.empty() ? own : given.size() == 1 ? given[0] : given[i / per];
+  }
+  return b;
+}
+
 // R_in for one linear layer under the chosen rule (see the top of the file).
 Tensor propagate(const LinearLayer& L, const Tensor& x, const Tensor& R, Rule rule, const Options& opt) {
-  if (rule == Rule::Epsilon) {
+  if (rule == Rule::Epsilon || rule == Rule::Zero) {
     const Tensor z = L.forward(x, Part::All, true);
-    const Tensor s = stabilized_ratio(R, z, opt.lrp_epsilon);
+    const Tensor s = stabilized_ratio(R, z, rule == Rule::Zero ? 0.f : opt.lrp_epsilon);
     return hadamard(x, L.backward(s, Part::All));
   }
   const Tensor xp = clip(x, Part::Pos), xn = clip(x, Part::Neg);
+  if (rule == Rule::Gamma) {
+    // z_j + gamma z_j^+, z_j^+ = sum_i (x_i^+ w_ij^+ + x_i^- w_ij^-) + b_j^+
+    Tensor z = L.forward(x, Part::All, true);
+    Tensor zp = L.forward(xp, Part::Pos, true);
+    axpy(zp, 1.f, L.forward(xn, Part::Neg, false));
+    axpy(z, opt.lrp_gamma, zp);
+    const Tensor s = stabilized_ratio(R, z, opt.lrp_epsilon);
+    Tensor out = hadamard(x, L.backward(s, Part::All));
+    axpy(out, opt.lrp_gamma, hadamard(xp, L.backward(s, Part::Pos)));
+    axpy(out, opt.lrp_gamma, hadamard(xn, L.backward(s, Part::Neg)));
+    return out;
+  }
+  if (rule == Rule::ZBox) {
+    const Tensor l = bound_like(x, opt.lrp_low, false, "lrp_low"), h = bound_like(x, opt.lrp_high, true, "lrp_high");
+    // A rounding's worth of slack: a normalized black pixel may come out a few ulps below (0 - mean) / std.
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const float slack = 1e-4f * (std::fabs(h.data()[i] - l.data()[i]) + 1.f);
+      GLIMPSE_CHECK(l.data()[i] - slack <= x.data()[i] && x.data()[i] <= h.data()[i] + slack,
+                    "lrp-composite: input value ", x.data()[i], " at flat index ", i, " lies outside z^B's bounds [",
+                    l.data()[i], ", ", h.data()[i], "] (Options::lrp_low / lrp_high)");
+    }
+    // z_j = sum_i x_i w_ij - l_i w_ij^+ - h_i w_ij^-  (>= 0 term by term)
+    Tensor z = L.forward(x, Part::All, false);
+    axpy(z, -1.f, L.forward(l, Part::Pos, false));
+    axpy(z, -1.f, L.forward(h, Part::Neg, false));
+    const Tensor s = stabilized_ratio(R, z, 0.f);
+    Tensor out = hadamard(x, L.backward(s, Part::All));
+    axpy(out, -1.f, hadamard(l, L.backward(s, Part::Pos)));
+    axpy(out, -1.f, hadamard(h, L.backward(s, Part::Neg)));
+    return out;
+  }
   // z_j^+ = sum_i (x_i^+ w_ij^+ + x_i^- w_ij^-) + b_j^+ ;  z_j^- = sum_i (x_i^+ w_ij^- + x_i^- w_ij^+) + b_j^-
   Tensor zp = L.forward(xp, Part::Pos, true);
   axpy(zp, 1.f, L.forward(xn, Part::Neg, false));
@@ -199,7 +258,10 @@ bool shares_data(const Tensor& a, const Tensor& b) {
 
 AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule rule, const char* method) {
   detail::check_input(model, x, method);
-  if (rule == Rule::Epsilon) {
+  if (rule == Rule::Composite) {
+    GLIMPSE_CHECK(opt.lrp_epsilon >= 0.f && opt.lrp_gamma >= 0.f, method, ": lrp_epsilon = ", opt.lrp_epsilon,
+                  ", lrp_gamma = ", opt.lrp_gamma, " (both must be >= 0)");
+  } else if (rule == Rule::Epsilon) {
     GLIMPSE_CHECK(opt.lrp_epsilon >= 0.f, method, ": lrp_epsilon = ", opt.lrp_epsilon, " (must be >= 0)");
   } else {
     GLIMPSE_CHECK(opt.lrp_alpha >= 0.f && opt.lrp_beta >= 0.f && std::fabs(opt.lrp_alpha - opt.lrp_beta - 1.f) < 1e-5f,
@@ -257,6 +319,32 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
     targets = detail::resolve_targets(logits, opt.targets, method);
   }  // every hook removed here (and on any throw above)
 
+  // ---- the rule of each step: one for all, or the composite's assignment (top of the file) ----
+  std::vector<Rule> rules(steps.size(), rule);
+  if (rule == Rule::Composite) {
+    std::vector<size_t> convs;
+    bool first = true;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      Module* m = steps[i].module;
+      const bool conv = dynamic_cast<Conv2d*>(m) != nullptr, dense = dynamic_cast<Linear*>(m) != nullptr;
+      rules[i] = Rule::Epsilon;  // pooling (and the layers without a rule)
+      if (conv || dense) {
+        if (first)
+          rules[i] = Rule::ZBox;
+        else if (conv)
+          convs.push_back(i);
+        else
+          rules[i] = Rule::Zero;
+        first = false;
+      }
+      // A BatchNorm2d is folded into its Conv2d and propagated with the conv's rule.
+      if (dynamic_cast<BatchNorm2d*>(m)) rules[i] = Rule::Composite;  // resolved from i - 1 below
+    }
+    for (size_t k = 0; k < convs.size(); ++k) rules[convs[k]] = k < convs.size() / 2 ? Rule::Gamma : Rule::Epsilon;
+    for (size_t i = 1; i < steps.size(); ++i)
+      if (rules[i] == Rule::Composite) rules[i] = rules[i - 1];
+  }
+
   // ---- 2. relevance at the top: R = onehot(c) * y_c ----
   const Tensor top = detail::cpu(logits);
   const int64_t N = top.size(0), K = top.size(1);
@@ -293,7 +381,7 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
       }
       Tensor cin = detail::cpu(steps[i - 1].in);
       L.in_shape = cin.shape();
-      R = propagate(L, cin, R, rule, opt);
+      R = propagate(L, cin, R, rules[i], opt);
       in_shape = cin.shape();
       --i;  // the conv is done
     } else if (auto* conv = dynamic_cast<Conv2d*>(m)) {
@@ -302,22 +390,22 @@ AttributionMap run_lrp(Module& model, const Tensor& x, const Options& opt, Rule 
       L.w = detail::cpu(conv->weight);
       if (conv->bias.defined()) L.b = detail::cpu(conv->bias);
       L.in_shape = xin.shape();
-      R = propagate(L, xin, R, rule, opt);
+      R = propagate(L, xin, R, rules[i], opt);
     } else if (auto* lin = dynamic_cast<Linear*>(m)) {
       DenseLayer L;
       L.w = detail::cpu(lin->weight);
       if (lin->bias.defined()) L.b = detail::cpu(lin->bias);
-      R = propagate(L, xin, R, rule, opt);
+      R = propagate(L, xin, R, rules[i], opt);
     } else if (auto* ap = dynamic_cast<AvgPool2d*>(m)) {
       AvgLayer L;
       L.opt = ap->options;
       L.in_shape = xin.shape();
-      R = propagate(L, xin, R, rule, opt);
+      R = propagate(L, xin, R, rules[i], opt);
     } else if (dynamic_cast<GlobalAvgPool*>(m)) {
       AvgLayer L;
       L.global = true;
       L.in_shape = xin.shape();
-      R = propagate(L, xin, R, rule, opt);
+      R = propagate(L, xin, R, rules[i], opt);
     } else if (auto* mp = dynamic_cast<MaxPool2d*>(m)) {
       // Winner-take-all: the relevance of each pooled cell goes to its argmax.
       Tensor g = Tensor::empty(xin.shape());  // the kernel overwrites it
@@ -345,6 +433,10 @@ AttributionMap lrp_epsilon(Module& model, const Tensor& x, const Options& opt) {
 
 AttributionMap lrp_alphabeta(Module& model, const Tensor& x, const Options& opt) {
   return run_lrp(model, x, opt, Rule::AlphaBeta, "lrp-alphabeta");
+}
+
+AttributionMap lrp_composite(Module& model, const Tensor& x, const Options& opt) {
+  return run_lrp(model, x, opt, Rule::Composite, "lrp-composite");
 }
 
 }  // namespace glimpse::attr

@@ -2,7 +2,8 @@
 # The installed-package check (ctest's package.consumer): installs the build tree into a scratch
 # prefix with `cmake --install`, configures examples/gap_gradcam against it with
 # find_package(glimpse CONFIG) alone, builds it, runs it (it trains a 2-class GAP net and fails
-# unless it learnt and its Grad-CAM peak is on the object) and checks the overlay is a PNG.
+# unless it learnt and its Grad-CAM peak is on the object) and checks the overlay is a PNG; builds
+# examples/tutorial the same way.
 #   examples/test_installed_package.sh BUILD_DIR SCRATCH_DIR [CXX_COMPILER [LAUNCHER]]
 set -euo pipefail
 build=$1 scratch=$2 cxx=${3:-} launcher=${4:-}
@@ -16,6 +17,12 @@ command -v ninja >/dev/null && args+=(-G Ninja)
 cmake "${args[@]}" >/dev/null
 cmake --build "$scratch/build"
 "$scratch/build/gap_gradcam" "$scratch/overlay.png"
+# The tutorial's own project (examples/tutorial) builds against the package too; ctest's
+# Tutorial.* runs the in-tree build of the same file.
+targs=(-S "$here/tutorial" -B "$scratch/tutorial" "${args[@]:4}")  # the same options after -S and -B
+cmake "${targs[@]}" >/dev/null
+cmake --build "$scratch/tutorial"
+[[ -x $scratch/tutorial/tutorial ]] || { echo "the tutorial did not build against the package" >&2; exit 1; }
 
 # The package's contract: every target, the version rule (0.1.x only), the optional CUDA component.
 mkdir -p "$scratch/contract"

@@ -97,6 +97,11 @@ TEST_F(AppJson, MissingKeysAndWrongTypesNameFileAndKey) {
   expect_error("eval", R"({"confusion":[[1,2],[3,"x"]]})", "confusion[1][1]");
   expect_error("eval", R"({"confusion":[[1,2]],"class_names":[1]})", "class_names[0]");
   expect_error("eval", R"({"confusion":5})", "'confusion'");
+  expect_error("eval", R"({"auc_mean":0.7,"auc_mean_ci95":[0.6]})", "auc_mean_ci95");
+  expect_error("eval", R"({"auc_mean":0.7,"auc_mean_ci95":["low",0.8]})", "auc_mean_ci95[0]");
+  expect_error("eval", R"({"melanoma_at_0.5":{"sensitivity":"high"}})", "sensitivity");
+  expect_error("eval", R"({"melanoma_at_0.5":{"tp":-1}})", "tp");
+  expect_error("eval", R"({"calibration":{"bins":10,"top_label":{"ece":"small"}}})", "ece");
   expect_error("two_stage", R"({"stage1":3})", "'stage1'");
   expect_error("two_stage", R"({"stage1":{"auc_mean":true}})", "stage1.auc_mean");
   expect_error("two_stage", R"({"margin":"wide"})", "'margin'");
@@ -136,6 +141,23 @@ TEST_F(AppJson, WellFormedFilesRender) {
   EXPECT_TRUE(has(mel::parse_app_json("eval", file("e.json", R"({"count":3,"auc_mean":0.75,"confusion":[[1,0],[0,2]],
         "class_names":["a","b"]})")),
                   "0.750"));
+  // eval's intervals (a null end is undefined), operating points and calibration, when present.
+  const std::string stats = mel::parse_app_json("eval", file("s.json", R"({"count":150,"auc_mean":0.75,
+        "auc_mean_ci95":[0.64,0.86],"auc_melanoma":0.8,"auc_melanoma_ci95":[null,0.9],"bootstrap":{"resamples":1000},
+        "melanoma_at_0.5":{"threshold":0.5,"sensitivity":0.4,"sensitivity_ci95":[0.233,0.567],"specificity":0.9,
+        "specificity_ci95":[0.85,0.95],"tp":12,"fn":18,"tn":108,"fp":12},"calibration":{"bins":10,
+        "top_label":{"ece":0.071},"melanoma":{"ece":0.046}}})"));
+  EXPECT_TRUE(has(stats, "0.750<br><small>0.640&ndash;0.860</small>")) << stats;
+  EXPECT_TRUE(has(stats, "0.800<br><small>&ndash;</small>")) << stats;
+  EXPECT_TRUE(has(stats, "1000 resamples")) << stats;
+  EXPECT_TRUE(has(stats, "0.400<br><small>0.233&ndash;0.567</small>")) << stats;
+  EXPECT_TRUE(has(stats, "12 / 18 / 108 / 12")) << stats;
+  EXPECT_TRUE(has(stats, "top label <b>0.071</b>, of P(melanoma) <b>0.046</b>")) << stats;
+  // An older eval.json without them renders as before, with no empty sections.
+  const std::string plain = mel::parse_app_json("eval", file("o.json", R"({"count":3,"auc_mean":0.75})"));
+  EXPECT_FALSE(has(plain, "<small>")) << plain;
+  EXPECT_FALSE(has(plain, "operating point")) << plain;
+  EXPECT_FALSE(has(plain, "Calibration")) << plain;
   EXPECT_TRUE(has(mel::parse_app_json("localize", file("l.json", R"({"rows":[{"method":"cam","dice_best":0.4,
         "images":2,"seconds":1},{"method":"lrp","error":"boom"}]})")),
                   "failed: boom"));

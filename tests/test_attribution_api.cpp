@@ -74,6 +74,7 @@ TEST(AttributionApi, MethodNamesCoverTheHeader) {
                                      "sliding-window",
                                      "lrp-epsilon",
                                      "lrp-alphabeta",
+                                     "lrp-composite",
                                      "sam"};
   std::vector<std::string> got = attr::method_names();
   std::sort(expect.begin(), expect.end());

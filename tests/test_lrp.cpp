@@ -1,5 +1,6 @@
-// LRP (attribution/lrp.cpp): the rules on hand-computed examples, relevance conservation on
-// bias-free ReLU networks, non-negativity of z+, batch norm folding, batches, and hook hygiene.
+// LRP (attribution/lrp.cpp): the rules on hand-computed examples (the composite's too), relevance
+// conservation on bias-free ReLU networks, non-negativity of z+, batch norm folding, batches, and
+// hook hygiene.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include "core/error.h"
 #include "layers/layers.h"
 #include "layers/models.h"
+#include "support.h"
 
 using namespace glimpse;
 
@@ -39,6 +41,20 @@ double image_sum(const Tensor& raw, int64_t n) {
   return s;
 }
 
+// The learner's guide's two-layer net (docs/learn/README.md, "LRP"): W1 = [[1, 0, 1], [-1, 1, 0]],
+// ReLU, W2 = (1, -2), no biases; the input is [1, 1, 1, 3].
+std::shared_ptr<Sequential> guide_two_layer_net() {
+  auto net = std::make_shared<Sequential>();
+  net->emplace<Flatten>();
+  auto l1 = net->emplace<Linear>(3, 2, false);
+  net->emplace<ReLU>();
+  auto l2 = net->emplace<Linear>(2, 1, false);
+  const float w1[6] = {1, 0, 1, -1, 1, 0}, w2[2] = {1, -2};
+  std::copy(w1, w1 + 6, l1->weight.data());
+  std::copy(w2, w2 + 2, l2->weight.data());
+  return net;
+}
+
 void expect_no_hooks(Module& m) {
   for (auto& [name, mod] : m.named_modules()) EXPECT_EQ(mod->num_forward_hooks(), 0u) << "module '" << name << "'";
 }
@@ -50,14 +66,7 @@ void expect_no_hooks(Module& m) {
 //   LRP-eps (tiny eps): R_h = (4, -2); R_x = (1, 0, 3) + (2, -4, 0) = (3, -4, 3); sum 2 = y.
 //   z+:                R_h = (2, 0);  R_x = (0.5, 0, 1.5);                    sum 2 = y.
 TEST(Lrp, LearnersGuideTwoLayerExample) {
-  auto net = std::make_shared<Sequential>();
-  net->emplace<Flatten>();
-  auto l1 = net->emplace<Linear>(3, 2, false);
-  net->emplace<ReLU>();
-  auto l2 = net->emplace<Linear>(2, 1, false);
-  const float w1[6] = {1, 0, 1, -1, 1, 0}, w2[2] = {1, -2};
-  std::copy(w1, w1 + 6, l1->weight.data());
-  std::copy(w2, w2 + 2, l2->weight.data());
+  auto net = guide_two_layer_net();
   Tensor x = Tensor::from_vector({1, 1, 1, 3}, {1, 2, 3});
   attr::Options opt;
   opt.lrp_epsilon = 1e-9f;
@@ -264,4 +273,93 @@ TEST(Lrp, BadTargetIsAnErrorAndHooksAreRemoved) {
   // 1,000 calls in a row leave no hooks behind
   for (int i = 0; i < 1000; ++i) attr::lrp_epsilon(*seq, x, {});
   expect_no_hooks(*seq);
+}
+
+// lrp-composite on a chain of 1x1 convolutions, every number by hand. x = (3, 1) (two channels, one
+// pixel); conv1 = identity (z^B, the first layer, bounds [0, 4]); conv2 = (2, -1) (LRP-gamma: the lower
+// half of the two later convs); conv3 = 1 (LRP-eps); GAP; y = 2*3 - 1 = 5.
+//   conv2, gamma = 0.25: contributions (6, -1), z = 5, z+ = 6, denominator 5 + 1.5 = 6.5;
+//     R = (6 + 1.5, -1) / 6.5 * 5 = (75/13, -10/13)  (LRP-eps would give (6, -1));
+//   conv1, z^B with an identity: each input keeps its neuron's relevance. R_x = (75/13, -10/13), sum 5.
+TEST(Lrp, CompositeRulesByHand) {
+  auto net = std::make_shared<Sequential>();
+  auto c1 = net->emplace<Conv2d>(2, 2, 1, Conv2dOptions(), false);
+  net->emplace<ReLU>();
+  auto c2 = net->emplace<Conv2d>(2, 1, 1, Conv2dOptions(), false);
+  net->emplace<ReLU>();
+  auto c3 = net->emplace<Conv2d>(1, 1, 1, Conv2dOptions(), false);
+  net->emplace<GlobalAvgPool>();
+  const float w1[4] = {1, 0, 0, 1}, w2[2] = {2, -1};
+  std::copy(w1, w1 + 4, c1->weight.data());
+  std::copy(w2, w2 + 2, c2->weight.data());
+  c3->weight.data()[0] = 1;
+  Tensor x = Tensor::from_vector({1, 2, 1, 1}, {3, 1});
+  attr::Options opt;
+  opt.lrp_epsilon = 1e-9f;
+  opt.lrp_low = {0.f};
+  opt.lrp_high = {4.f};
+  const auto r = attr::lrp_composite(*net, x, opt);
+  EXPECT_NEAR(r.scores[0], 5.f, 1e-6);
+  EXPECT_NEAR(r.raw.data()[0], 75.f / 13, 1e-5);
+  EXPECT_NEAR(r.raw.data()[1], -10.f / 13, 1e-5);
+  opt.lrp_gamma = 0;  // gamma 0 is LRP-eps
+  const auto r0 = attr::lrp_composite(*net, x, opt);
+  EXPECT_NEAR(r0.raw.data()[0], 6.f, 1e-5);
+  EXPECT_NEAR(r0.raw.data()[1], -1.f, 1e-5);
+}
+
+// z^B at the first layer, LRP-0 above, on the learner's guide's two-layer net (x = (1, 2, 3),
+// W1 = [[1, 0, 1], [-1, 1, 0]], W2 = (1, -2), y = 2) with bounds l = 0, h = 4:
+//   LRP-0 at the top: R_h = (4, -2).
+//   z^B, neuron 0 (w = (1, 0, 1)): terms x_i w_i - l w_i^+ - h w_i^- = (1, 0, 3), sum 4 -> (1, 0, 3);
+//   neuron 1 (w = (-1, 1, 0)): terms (-1 + 4, 2, 0) = (3, 2, 0), sum 5 -> -2 * (3, 2, 0) / 5;
+//   R_x = (1 - 1.2, -0.8, 3) = (-0.2, -0.8, 3), sum 2 = y.
+TEST(Lrp, CompositeZBoxAndZeroByHand) {
+  auto net = guide_two_layer_net();
+  Tensor x = Tensor::from_vector({1, 1, 1, 3}, {1, 2, 3});
+  attr::Options opt;
+  opt.lrp_low = {0.f};
+  opt.lrp_high = {4.f};
+  const auto r = attr::lrp_composite(*net, x, opt);
+  const float want[3] = {-0.2f, -0.8f, 3.f};
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(r.raw.data()[i], want[i], 1e-5) << i;
+  // Bounds that do not hold the input, or of the wrong length, are errors naming them.
+  opt.lrp_high = {2.f};
+  EXPECT_NE(glimpse::testing::error_of([&] { attr::lrp_composite(*net, x, opt); }).find("outside z^B's bounds"),
+            std::string::npos);
+  opt.lrp_high = {4.f, 4.f};
+  EXPECT_NE(glimpse::testing::error_of([&] { attr::lrp_composite(*net, x, opt); }).find("lrp_high has 2 values"),
+            std::string::npos);
+}
+
+// Every rule of the composite conserves relevance on bias-free layers: sum_i R_i = y_c, per image,
+// on the bias-free ReLU net (z^B, then gamma, eps, eps by the split, LRP-0 at the linear layer).
+TEST(Lrp, CompositeConservesRelevanceOnBiasFreeNet) {
+  Rng rng(5);
+  auto net = bias_free_net(rng);
+  Tensor x = Tensor::uniform({3, 3, 16, 16}, rng, 0.f, 1.f);
+  attr::Options opt;
+  opt.lrp_epsilon = 1e-9f;
+  opt.lrp_low = {0.f};
+  opt.lrp_high = {1.f};
+  for (int64_t target : {0, 3}) {
+    opt.targets = {target, target, target};
+    const auto r = attr::lrp_composite(*net, x, opt);
+    const auto eps = attr::lrp_epsilon(*net, x, opt);
+    for (int64_t n = 0; n < 3; ++n) {
+      const double y = r.scores[n];
+      EXPECT_NEAR(image_sum(r.raw, n), y, 1e-4 * std::fabs(y) + 1e-7) << "image " << n << " class " << target;
+    }
+    // ...and it is not LRP-eps under another name.
+    const double differs = glimpse::testing::relative_error(r.raw, eps.raw);
+    std::printf("class %lld: composite vs LRP-eps, max |difference| / max |LRP-eps| = %.3f\n",
+                static_cast<long long>(target), differs);
+    EXPECT_GT(differs, 0.05);
+  }
+  expect_no_hooks(*net);
+  // A batch-norm network (folded into its convolutions) runs through by name, with the default bounds.
+  auto bn = bn_gap_net(3, 16, rng);
+  const auto m = attr::explain("lrp-composite", *bn, Tensor::uniform({1, 3, 16, 16}, rng, -1.f, 1.f));
+  ASSERT_EQ(m.map.shape(), (Shape{1, 16, 16}));
+  for (float v : m.map.to_vector()) EXPECT_TRUE(std::isfinite(v));
 }

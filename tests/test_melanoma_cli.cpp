@@ -260,6 +260,46 @@ TEST_F(MelanomaApp, DemoWritesEveryFile) {
   EXPECT_EQ(html.find("src='http"), std::string::npos);  // self-contained
 }
 
+// The report shows what eval wrote: each score's bootstrap interval, the melanoma operating points,
+// the calibration errors and the reliability diagrams (the same pixels as eval's PNGs).
+TEST_F(MelanomaApp, ReportShowsEvalIntervalsOperatingPointsAndCalibration) {
+  const std::string out = dir_ + "/report_eval";
+  mel::EvalOptions e;
+  e.model = dir_ + "/model.safetensors";
+  e.data = dir_ + "/data";
+  e.json = out + "/eval.json";
+  e.reliability = out + "/reliability.png";
+  e.stats.resamples = 50;
+  mel::run_eval(e);
+  mel::ReportOptions o;
+  o.model = e.model;
+  o.data = e.data;
+  o.eval_json = e.json;
+  o.methods = "cam";
+  o.count = 1;
+  o.out = out + "/report.html";
+  mel::run_report(o);
+  const std::string html = slurp(o.out);
+  const auto j = mel::read_json(e.json);
+  auto cell = [](const nlohmann::json& v, const nlohmann::json& ci) {
+    auto f = [](const nlohmann::json& x) { return mel::strf("%.3f", x.get<double>()); };
+    return f(v) + "<br><small>" + f(ci[0]) + "&ndash;" + f(ci[1]) + "</small>";
+  };
+  EXPECT_NE(html.find(cell(j["accuracy"], j["accuracy_ci95"])), std::string::npos);
+  const auto& at_half = j["melanoma_at_0.5"];
+  EXPECT_NE(html.find(cell(at_half["sensitivity"], at_half["sensitivity_ci95"])), std::string::npos);
+  EXPECT_NE(html.find(cell(at_half["specificity"], at_half["specificity_ci95"])), std::string::npos);
+  EXPECT_NE(html.find(mel::strf("top label <b>%.3f</b>", j["calibration"]["top_label"]["ece"].get<double>())),
+            std::string::npos);
+  for (const std::string& png : {e.reliability, mel::sibling(e.reliability, ".top-label.png")})
+    EXPECT_NE(html.find(mel::png_base64(glimpse::io::load_image(png))), std::string::npos) << png;
+  // A reliability diagram that has gone is a note, not a failed report.
+  fs::remove(e.reliability);
+  fs::remove(mel::sibling(e.reliability, ".top-label.png"));
+  mel::run_report(o);
+  EXPECT_NE(slurp(o.out).find("that is not there"), std::string::npos);
+}
+
 // --mask-guidance: trains on CE + the CAM-outside-the-mask loss, logs that share per epoch, and
 // records the weight in the checkpoint, which localize reports; a data set without masks is refused.
 TEST_F(MelanomaApp, MaskGuidanceIsLoggedRecordedAndNeedsMasks) {
@@ -509,14 +549,20 @@ TEST_F(MelanomaApp, PredictWritesACsvRowAndOverlayPerPhoto) {
   EXPECT_NE(error_of([&] { mel::run_predict(o); }).find("empty"), std::string::npos);
 }
 
-TEST_F(MelanomaApp, SanityRandomizesFromTheTopAndComparesMaps) {
+// `sanity` of CAM and guided backprop on the suite's model and 3 images, writing into dir_/<sub>.
+mel::SanityOptions sanity_options(const std::string& dir, const std::string& sub) {
   mel::SanityOptions o;
-  o.model = dir_ + "/model.safetensors";
-  o.data = dir_ + "/data";
+  o.model = dir + "/model.safetensors";
+  o.data = dir + "/data";
   o.methods = "cam,guided-backprop";
   o.limit = 3;
-  o.json = dir_ + "/sanity/sanity.json";
-  o.figure = dir_ + "/sanity/sanity.png";
+  o.json = dir + "/" + sub + "/sanity.json";
+  o.figure = dir + "/" + sub + "/sanity.png";
+  return o;
+}
+
+TEST_F(MelanomaApp, SanityRandomizesFromTheTopAndComparesMaps) {
+  const mel::SanityOptions o = sanity_options(dir_, "sanity");
   const mel::SanityResult r = mel::run_sanity(o);
   EXPECT_EQ(r.images, 3);
   ASSERT_FALSE(r.layers.empty());
@@ -537,6 +583,48 @@ TEST_F(MelanomaApp, SanityRandomizesFromTheTopAndComparesMaps) {
   const auto fig = glimpse::io::load_image(o.figure);
   EXPECT_EQ(fig.height, 2 * (48 + 2));
   EXPECT_EQ(fig.width, static_cast<int64_t>(r.layers.size() + 1) * (48 + 2));
+}
+
+// Data randomization: a copy trained on permuted labels. Guided backprop is the method Adebayo et al.
+// (and Nie et al. 2018: it largely reconstructs the image) found nearly independent of what the
+// network learned; CAM is a weighted sum with the classifier's weights. So guided backprop's maps
+// must stay close to the trained model's (flagged) while CAM's must not.
+TEST_F(MelanomaApp, SanityDataRandomizationFlagsGuidedBackpropNotCam) {
+  mel::SanityOptions o = sanity_options(dir_, "sanity_data");
+  o.data_randomization = true;
+  o.data_epochs = 2;
+  o.data_batch = 8;
+  const mel::SanityResult r = mel::run_sanity(o);
+  ASSERT_TRUE(r.data.run);
+  EXPECT_EQ(r.data.epochs, 2);
+  // A permutation of 18 labels of 3 classes changes most of them; none changed would be no test.
+  EXPECT_GT(r.data.labels_changed, 0.3);
+  EXPECT_LE(r.data.labels_changed, 1.0);
+  ASSERT_EQ(r.data.rows.size(), 2u);
+  const mel::SanityRow &cam = r.data.rows[0], &gbp = r.data.rows[1];
+  ASSERT_EQ(cam.spearman.size(), 1u);
+  std::printf("data randomization: cam %.2f / %.2f, guided-backprop %.2f / %.2f (Spearman / SSIM)\n", cam.spearman[0],
+              cam.ssim[0], gbp.spearman[0], gbp.ssim[0]);
+  EXPECT_TRUE(gbp.flagged) << "guided backprop's maps changed with random labels: Spearman " << gbp.spearman[0];
+  EXPECT_FALSE(cam.flagged) << "CAM's maps did not change with random labels: Spearman " << cam.spearman[0];
+  EXPECT_GT(gbp.spearman[0], cam.spearman[0] + 0.3);
+  // The JSON carries the same numbers; the figure gains one column (the random-label model's map).
+  const auto j = mel::read_json(o.json);
+  const auto& d = j.at("data_randomization");
+  EXPECT_EQ(d.at("epochs"), 2);
+  EXPECT_EQ(d.at("train_split"), "train");
+  EXPECT_DOUBLE_EQ(d.at("labels_changed").get<double>(), r.data.labels_changed);
+  EXPECT_DOUBLE_EQ(d.at("train_accuracy_permuted").get<double>(), r.data.train_accuracy);
+  EXPECT_EQ(d.at("rows")[1].at("method"), "guided-backprop");
+  EXPECT_DOUBLE_EQ(d.at("rows")[1].at("spearman").get<double>(), gbp.spearman[0]);
+  EXPECT_EQ(d.at("rows")[1].at("flagged"), true);
+  const auto fig = glimpse::io::load_image(o.figure);
+  EXPECT_EQ(fig.width, static_cast<int64_t>(r.layers.size() + 2) * (48 + 2));
+  // Without the option the JSON says it was not run.
+  o.data_randomization = false;
+  o.figure.clear();
+  mel::run_sanity(o);
+  EXPECT_TRUE(mel::read_json(o.json).at("data_randomization").is_null());
 }
 
 TEST(MelanomaCommon, DihedralIsTheGroupOfTheSquare) {

@@ -172,7 +172,7 @@ TEST_F(Serve, ExplainAndCompareGiveExplainsRegions) {
   httplib::Client c("127.0.0.1", server.port());
 
   const json info = get_json(c, "/api/info");
-  EXPECT_EQ(info["methods"].size(), 18u);
+  EXPECT_EQ(info["methods"].size(), 19u);
   EXPECT_EQ(info["classes"].size(), 3u);
   EXPECT_FALSE(info["layers"].empty());
   const json page = get_json(c, "/api/images?split=val&limit=100");

@@ -62,6 +62,10 @@ struct TrainOptions {
   // images; gradients are averaged in buckets of bucket_mb MiB. Null: one process.
   glimpse::dist::Communicator* comm = nullptr;
   double bucket_mb = 4;
+  // The data-randomization sanity check (sanity --data-randomization): the training labels are
+  // shuffled among the training images (a permutation seeded from `seed`, so the class counts stay),
+  // and no validation split is read. Not a flag of `train`.
+  bool permute_labels = false;
   // Called after every optimizer step with (epoch, step within the epoch); tests use it to raise a
   // signal at a known point. Empty: nothing.
   std::function<void(int64_t, int64_t)> on_step;
@@ -81,6 +85,7 @@ struct TrainResult {
   ClassificationMetrics val;  // after the last epoch
   std::string checkpoint, curve;
   double seconds = 0;
+  double labels_changed = 0;  // with permute_labels: the fraction of training images whose label changed
 };
 TrainResult train_model(const TrainOptions& o);
 // The 3-class model two-stage and roar start from: --model FILE when given, else one trained now
@@ -284,13 +289,20 @@ void run_report(const ReportOptions& o);
 // glimpse::Error naming the file and key on malformed input. kind: "curve", "eval", "localize", "two_stage", "roar".
 std::string parse_app_json(const std::string& kind, const std::string& path);
 
-// ---- sanity (Adebayo et al. 2018, cascading model randomization) ----
+// ---- sanity (Adebayo et al. 2018: cascading model randomization, data randomization) ----
 struct SanityOptions {
   std::string model, data, split = "val", json, figure;
   std::string methods = "cam,gradcam,saliency,guided-backprop,integrated-gradients";
   int64_t limit = 8;           // images (the first of the split)
-  double flag_spearman = 0.5;  // flagged when Spearman >= this with every layer random
+  double flag_spearman = 0.5;  // flagged when Spearman >= this with every layer random / labels permuted
   uint64_t seed = 1;
+  // Data randomization: a copy of the architecture trained (with the checkpoint's settings and
+  // initial seed) on split `train_split` of `data` with the labels permuted, its maps compared
+  // with the trained model's. data_epochs 0: as many epochs as the checkpoint planned.
+  bool data_randomization = false;
+  int data_epochs = 0;
+  int64_t data_batch = 32;
+  std::string train_split = "train";
 };
 struct SanityRow {
   std::string method;
@@ -299,9 +311,18 @@ struct SanityRow {
   std::vector<double> spearman, ssim;
   bool flagged = false;
 };
+struct DataRandomizationResult {
+  bool run = false;
+  int epochs = 0;
+  int64_t train_images = 0;
+  double labels_changed = 0;    // fraction of the training images whose label the permutation changed
+  double train_accuracy = 0;    // on the permuted labels, last epoch (how far memorization got)
+  std::vector<SanityRow> rows;  // one comparison each (spearman and ssim of size 1)
+};
 struct SanityResult {
   std::vector<std::string> layers;  // re-initialized in this order (top first)
   std::vector<SanityRow> rows;
+  DataRandomizationResult data;  // when SanityOptions::data_randomization
   int64_t images = 0;
   double seconds = 0;
 };

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "data/data.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -44,6 +45,11 @@ attr::Options method_options(int64_t size) {
   o.occlusion_stride = std::max<int64_t>(1, size / 16);
   o.sliding_window = std::max<int64_t>(4, size / 2);
   o.sliding_stride = std::max<int64_t>(1, size / 16);
+  // lrp-composite's z^B bounds: black and white after the loader's normalization.
+  for (int c = 0; c < 3; ++c) {
+    o.lrp_low.push_back((0.f - glimpse::data::kNormMean[c]) / glimpse::data::kNormStd[c]);
+    o.lrp_high.push_back((1.f - glimpse::data::kNormMean[c]) / glimpse::data::kNormStd[c]);
+  }
   return o;
 }
 

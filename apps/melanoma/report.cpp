@@ -145,13 +145,74 @@ std::string curves_html(const CurveRead& curve) {
   return note + svg_chart("loss", loss, 0, 1, false) + svg_chart("AUC and accuracy", score, 0, 1, true);
 }
 
+// "[lo, hi]" of eval's <metric>_ci95 arrays ("-" for a null end: the metric was undefined).
+std::string interval(const JsonIn& a) {
+  const std::vector<JsonIn> v = a.items();
+  if (v.size() != 2) a.fail("expected [lo, hi]");
+  const double lo = v[0].raw().is_null() ? NAN : v[0].number(), hi = v[1].raw().is_null() ? NAN : v[1].number();
+  return std::isfinite(lo) && std::isfinite(hi) ? strf("%.3f&ndash;%.3f", lo, hi) : "&ndash;";
+}
+
+// A metric and, when eval wrote one (<key>_ci95), its 95% bootstrap interval under it.
+std::string with_ci(const JsonIn& e, const std::string& key) {
+  std::string s = num(e, key.c_str());
+  const std::string ci = key + "_ci95";
+  if (e.has(ci.c_str())) s += "<br><small>" + interval(e.at(ci.c_str())) + "</small>";
+  return s;
+}
+
+// eval's melanoma operating points (sensitivity and specificity with their intervals) and the
+// calibration errors, when eval.json has them.
+std::string eval_stats_html(const JsonIn& e) {
+  std::ostringstream os;
+  if (e.has("bootstrap")) {
+    const JsonIn b = e.at("bootstrap");
+    os << "<p>Under each score: its 95% bootstrap interval (" << b.integer("resamples", 0, 0, int64_t(1) << 40)
+       << " resamples within each true class, percentile method). With few images these intervals are wide; "
+          "read the scores with them.</p>";
+  }
+  const char* points[][2] = {{"melanoma_at_0.5", "P(melanoma) &ge; 0.5"},
+                             {"melanoma_at_sensitivity_target", "threshold for the target sensitivity"}};
+  std::string rows, note;
+  for (const auto& [key, label] : points) {
+    if (!e.has(key)) continue;
+    const JsonIn p = e.at(key);
+    std::string what = label;
+    if (p.has("sensitivity_target")) what += strf(" (%.0f%%)", 100 * p.number("sensitivity_target", NAN));
+    rows += "<tr><td>" + what + "</td><td>" + num(p, "threshold") + "</td><td>" + with_ci(p, "sensitivity") +
+            "</td><td>" + with_ci(p, "specificity") + "</td><td>" +
+            strf("%lld / %lld / %lld / %lld", static_cast<long long>(p.integer("tp", 0, 0, int64_t(1) << 50)),
+                 static_cast<long long>(p.integer("fn", 0, 0, int64_t(1) << 50)),
+                 static_cast<long long>(p.integer("tn", 0, 0, int64_t(1) << 50)),
+                 static_cast<long long>(p.integer("fp", 0, 0, int64_t(1) << 50))) +
+            "</td></tr>";
+    if (p.has("note")) note = p.string("note", "");
+  }
+  if (!rows.empty())
+    os << "<p>Melanoma against the rest at two operating points</p><table><tr><th>operating point</th>"
+          "<th>threshold</th><th>sensitivity</th><th>specificity</th><th>TP / FN / TN / FP</th></tr>"
+       << rows << "</table>" << (note.empty() ? "" : "<p class='warn'>" + esc(note) + "</p>");
+  if (e.has("melanoma_operating_points_note"))
+    os << "<p>No melanoma operating point: " << esc(e.string("melanoma_operating_points_note", "")) << "</p>";
+  if (e.has("calibration")) {
+    const JsonIn c = e.at("calibration");
+    os << "<p>Calibration (" << c.integer("bins", 0, 0, 1 << 20)
+       << " equal-width bins): expected calibration error of the top label <b>"
+       << (c.has("top_label") ? num(c.at("top_label"), "ece") : "&ndash;") << "</b>";
+    if (c.has("melanoma")) os << ", of P(melanoma) <b>" << num(c.at("melanoma"), "ece") << "</b>";
+    os << " (0 = the probabilities are the observed frequencies).</p>";
+  }
+  return os.str();
+}
+
 std::string metrics_html(const JsonIn& e) {
   std::ostringstream os;
   os << "<table><tr><th>images</th><th>accuracy</th><th>balanced acc.</th><th>AUC melanoma</th><th>AUC SK</th>"
         "<th>mean AUC</th></tr><tr><td>"
-     << e.integer("count", 0, 0, int64_t(1) << 50) << "</td><td>" << num(e, "accuracy") << "</td><td>"
-     << num(e, "balanced_accuracy") << "</td><td>" << num(e, "auc_melanoma") << "</td><td>"
-     << num(e, "auc_seborrheic_keratosis") << "</td><td><b>" << num(e, "auc_mean") << "</b></td></tr></table>";
+     << e.integer("count", 0, 0, int64_t(1) << 50) << "</td><td>" << with_ci(e, "accuracy") << "</td><td>"
+     << with_ci(e, "balanced_accuracy") << "</td><td>" << with_ci(e, "auc_melanoma") << "</td><td>"
+     << with_ci(e, "auc_seborrheic_keratosis") << "</td><td><b>" << with_ci(e, "auc_mean") << "</b></td></tr></table>"
+     << eval_stats_html(e);
   if (e.has("confusion")) {
     std::vector<std::string> names;
     if (e.has("class_names"))
@@ -289,6 +350,38 @@ std::string optional_section(const std::string& kind, const std::string& path, c
   }
 }
 
+// The reliability diagrams eval drew (eval.json's reliability_png, and its .top-label.png sibling),
+// inlined; the path is tried as written (relative to where eval ran), then beside eval.json. A
+// missing or unreadable picture costs only itself, with a note.
+std::string reliability_html(const std::string& eval_path) {
+  std::string png;
+  try {
+    png = JsonIn(read_json(eval_path), eval_path, "").string("reliability_png", "");
+  } catch (const std::exception&) {
+    return "";  // the eval section already says why the file could not be read
+  }
+  if (png.empty()) return "";
+  std::error_code ec;
+  if (!fs::exists(png, ec)) png = (fs::path(eval_path).parent_path() / fs::path(png).filename()).string();
+  std::string html;
+  for (const auto& [path, caption] :
+       {std::pair{png, "P(melanoma) (or the top label's probability when there is no melanoma class)"},
+        std::pair{sibling(png, ".top-label.png"), "the top label"}}) {
+    if (!fs::exists(path, ec)) continue;
+    try {
+      html += "<div class='cell'><img src='data:image/png;base64," + png_base64(io::load_image(path)) +
+              "'><div class='cap'>" + caption + "</div></div>";
+    } catch (const std::exception& e) {
+      html += "<p class='warn'>Reliability diagram not shown: " + esc(e.what()) + "</p>";
+    }
+  }
+  if (html.empty())
+    return "<p class='warn'>eval.json names a reliability diagram, " + esc(png) + ", that is not there.</p>";
+  return "<p>Reliability diagrams (blue: observed frequency in each probability bin; red tick: the bin's mean "
+         "probability; grey: perfect calibration)</p><div class='row'>" +
+         html + "</div>";
+}
+
 }  // namespace
 
 std::string parse_app_json(const std::string& kind, const std::string& path) {
@@ -339,7 +432,7 @@ void run_report(const ReportOptions& o) {
   std::error_code ec;
   if (fs::exists(eval_path, ec)) {
     try {
-      eval_html = parse_app_json("eval", eval_path);
+      eval_html = parse_app_json("eval", eval_path) + reliability_html(eval_path);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "report: %s; scoring the split now instead\n", e.what());
       eval_html = "<p class='warn'>Not read: " + esc(e.what()) + "; the scores below were computed now.</p>";

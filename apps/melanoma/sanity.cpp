@@ -12,13 +12,22 @@
 //
 // A method is flagged when, with EVERY layer re-initialized, its maps still rank the pixels like
 // the trained model's (mean Spearman >= 0.5): its maps then show the image or the architecture
-// rather than what the network learned. The data-randomization test of the same paper (retrain on
-// shuffled labels) is not run.
+// rather than what the network learned.
+//
+// Data randomization (--data-randomization), the paper's second test: a copy of the architecture is
+// trained on the same training images with their labels permuted (train_model's permute_labels:
+// same arch, size, optimizer, learning rate, schedule, preprocessing and initial seed as the
+// checkpoint records, so the labels are the one difference; from scratch, without mask guidance).
+// Such a network can only memorize, so a map that explains what the network learned must differ
+// from the trained model's; the same targets (the trained model's predictions) are explained, and a
+// method is flagged when its maps still have mean Spearman >= the same threshold.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+
+#include <unistd.h>
 
 #include "attribution/attribution.h"
 #include "attribution/render.h"
@@ -83,6 +92,71 @@ double nan_mean(const std::vector<double>& v) {
 
 nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
+// Mean Spearman and SSIM over the images of two [N, H, W] map batches, appended to row.
+void compare(const Tensor& a, const Tensor& b, SanityRow& row) {
+  std::vector<double> rho, ss;
+  for (int64_t i = 0; i < a.size(0); ++i) {
+    rho.push_back(attr::spearman_correlation(a.slice(i, i + 1), b.slice(i, i + 1)));
+    ss.push_back(attr::ssim(a.slice(i, i + 1), b.slice(i, i + 1)));
+  }
+  row.spearman.push_back(nan_mean(rho));
+  row.ssim.push_back(nan_mean(ss));
+}
+
+// The data-randomization test (above): trains the random-label copy, compares its maps of x for the
+// trained model's `targets` with `trained`; `first` gets each method's map of image 0.
+DataRandomizationResult data_randomization(const SanityOptions& o, const ModelMeta& meta,
+                                           const std::vector<std::string>& methods, const Tensor& x,
+                                           const std::vector<int64_t>& targets, const std::vector<Tensor>& trained,
+                                           std::vector<Tensor>& first) {
+  TrainOptions t;
+  t.data = o.data;
+  t.train_split = o.train_split;
+  t.val_split.clear();
+  t.arch = meta.arch;
+  t.size = meta.size;
+  t.epochs = o.data_epochs > 0 ? o.data_epochs : static_cast<int>(std::max<int64_t>(1, meta.epochs));
+  t.batch = o.data_batch;
+  if (!meta.optimizer.empty()) t.optimizer = meta.optimizer;
+  if (!meta.schedule.empty()) t.schedule = meta.schedule;
+  t.lr = static_cast<float>(meta.lr);
+  t.preprocess = meta.preprocess;
+  t.seed = meta.seed;
+  t.permute_labels = true;
+  // Random labels can only be memorized, which is the point (Adebayo et al. train to > 95% training
+  // accuracy); augmentation shows each photo differently every epoch and fights memorization.
+  t.augment = false;
+  t.quiet = true;
+  t.label = "random labels";
+  t.out = (fs::temp_directory_path() / strf("glimpse-sanity-%d-random-labels.safetensors", static_cast<int>(getpid())))
+              .string();
+  TrainResult tr = train_model(t);
+  std::error_code ec;
+  fs::remove(tr.checkpoint, ec);
+  fs::remove(tr.curve, ec);
+  GLIMPSE_CHECK(tr.meta.classes == meta.classes, "sanity: split '", o.train_split, "' of ", o.data, " has ",
+                tr.meta.classes, " classes; the model has ", meta.classes);
+  Model& random = *tr.model;
+  random.eval();
+
+  DataRandomizationResult d;
+  d.run = true;
+  d.epochs = t.epochs;
+  d.labels_changed = tr.labels_changed;
+  d.train_accuracy = tr.history.empty() ? 0.0 : tr.history.back().train_accuracy;
+  for (size_t k = 0; k < methods.size(); ++k) {
+    std::vector<int64_t> same = targets;
+    const Tensor maps = maps_of(random, methods[k], x, same, meta.size, o.seed);
+    SanityRow row;
+    row.method = methods[k];
+    compare(trained[k], maps, row);
+    row.flagged = !std::isnan(row.spearman[0]) && row.spearman[0] >= o.flag_spearman;
+    d.rows.push_back(row);
+    first.push_back(maps.slice(0, 1));
+  }
+  return d;
+}
+
 }  // namespace
 
 SanityResult run_sanity(const SanityOptions& o) {
@@ -117,19 +191,17 @@ SanityResult run_sanity(const SanityOptions& o) {
   std::vector<std::vector<Tensor>> strip(methods.size());
   for (size_t k = 0; k < methods.size(); ++k) strip[k].push_back(trained[k].slice(0, 1));
 
+  // Data randomization first: the cascade below destroys `model` layer by layer.
+  std::vector<Tensor> random_labels_maps;
+  if (o.data_randomization) r.data = data_randomization(o, lm.meta, methods, x, targets, trained, random_labels_maps);
+
   Rng rng(o.seed);
   ProgressBar bar("  sanity", static_cast<int64_t>(layers.size()), "layer", progress());
   for (const auto& [name, mod] : layers) {
     reinitialize(*mod, rng);
     for (size_t k = 0; k < methods.size(); ++k) {
       const Tensor now = maps_of(model, methods[k], x, targets, S, o.seed);
-      std::vector<double> rho, ss;
-      for (int64_t i = 0; i < N; ++i) {
-        rho.push_back(attr::spearman_correlation(trained[k].slice(i, i + 1), now.slice(i, i + 1)));
-        ss.push_back(attr::ssim(trained[k].slice(i, i + 1), now.slice(i, i + 1)));
-      }
-      r.rows[k].spearman.push_back(nan_mean(rho));
-      r.rows[k].ssim.push_back(nan_mean(ss));
+      compare(trained[k], now, r.rows[k]);
       strip[k].push_back(now.slice(0, 1));
     }
     bar.step(1);
@@ -159,11 +231,31 @@ SanityResult run_sanity(const SanityOptions& o) {
       "  (const: every map of that step was constant, e.g. all cut to 0 by a ReLU -- no ranking left, which\n"
       "  is a change; flag: Spearman >= %.2f with every layer re-initialized; %.1fs)\n",
       o.flag_spearman, r.seconds);
+  if (r.data.run) {
+    std::printf(
+        "  data randomization: %s retrained for %d epoch(s) on split '%s' of %s with the labels permuted\n"
+        "  (%.0f%% changed); its accuracy on the permuted labels after the last epoch: %.1f%%.\n"
+        "  Its maps against the trained model's:\n  %-22s  Spearman   SSIM\n",
+        lm.meta.arch.c_str(), r.data.epochs, o.train_split.c_str(), o.data.c_str(), 100 * r.data.labels_changed,
+        100 * r.data.train_accuracy, "method");
+    for (const auto& row : r.data.rows)
+      std::printf("  %-22s  %8s  %5.2f%s\n", row.method.c_str(),
+                  std::isnan(row.spearman[0]) ? "const" : strf("%.2f", row.spearman[0]).c_str(), row.ssim[0],
+                  row.flagged ? "  <- FLAG: barely changes when the labels are random" : "");
+    if (r.data.train_accuracy < 0.9)
+      std::printf(
+          "  note: the copy has not memorized its random labels (%.1f%%; Adebayo et al. trained to > 95%%), so it\n"
+          "  is compared as a network that learned little; more --data-randomization-epochs get closer to the paper\n",
+          100 * r.data.train_accuracy);
+  }
   std::fflush(stdout);
 
   if (!o.figure.empty()) {
-    // One row per method: the trained map, then one map per step; tiles of `tile` px, 2 px apart.
-    const int64_t tile = std::max<int64_t>(S, 48), gap = 2, cols = static_cast<int64_t>(layers.size()) + 1;
+    // One row per method: the trained map, then one map per step, then (data randomization) the
+    // random-label model's map; tiles of `tile` px, 2 px apart.
+    for (size_t k = 0; k < random_labels_maps.size(); ++k) strip[k].push_back(random_labels_maps[k]);
+    const int64_t tile = std::max<int64_t>(S, 48), gap = 2,
+                  cols = static_cast<int64_t>(layers.size()) + 1 + (r.data.run ? 1 : 0);
     io::Image fig(cols * (tile + gap), static_cast<int64_t>(methods.size()) * (tile + gap), 3, 255);
     for (size_t k = 0; k < methods.size(); ++k)
       for (int64_t c = 0; c < cols; ++c) {
@@ -183,6 +275,23 @@ SanityResult run_sanity(const SanityOptions& o) {
       for (double v : row.ssim) ss.push_back(num(v));
       rows.push_back({{"method", row.method}, {"spearman", sp}, {"ssim", ss}, {"flagged", row.flagged}});
     }
+    nlohmann::json data_rand = nullptr;
+    if (r.data.run) {
+      nlohmann::json drows = nlohmann::json::array();
+      for (const auto& row : r.data.rows)
+        drows.push_back({{"method", row.method},
+                         {"spearman", num(row.spearman[0])},
+                         {"ssim", num(row.ssim[0])},
+                         {"flagged", row.flagged}});
+      data_rand = {{"train_split", o.train_split},
+                   {"epochs", r.data.epochs},
+                   {"labels_changed", r.data.labels_changed},
+                   {"train_accuracy_permuted", r.data.train_accuracy},
+                   {"training",
+                    "the checkpoint's arch, size, optimizer, lr, schedule, preprocessing and seed; labels "
+                    "permuted (seeded); from scratch, no mask guidance, no validation"},
+                   {"rows", drows}};
+    }
     write_json(o.json, {{"model", o.model},
                         {"data", o.data},
                         {"split", o.split},
@@ -198,6 +307,7 @@ SanityResult run_sanity(const SanityOptions& o) {
                         {"spearman_null", "every map of that step was constant (no ranking to compare)"},
                         {"seed", o.seed},
                         {"rows", rows},
+                        {"data_randomization", data_rand},
                         {"seconds", r.seconds}});
   }
   return r;

@@ -24,7 +24,6 @@ namespace {
 
 constexpr int64_t kMaxListed = 500;      // images per /api/images page
 constexpr int64_t kMaxPhotoSide = 2048;  // /api/photo?size=
-constexpr size_t kMaxCompared = 18;      // methods per /api/compare: every method once
 
 std::string param(const Params& p, const std::string& name, const std::string& fallback = "") {
   auto it = p.find(name);
@@ -185,8 +184,8 @@ struct ExplorerApi::Impl {
     const std::string list = param(p, "methods");
     if (list.empty()) throw ApiError(400, "no methods given (methods=a,b,c or all)");
     std::vector<std::string> ms = parse_methods(list);
-    if (ms.size() > kMaxCompared)
-      throw ApiError(400, "at most " + std::to_string(kMaxCompared) + " methods per request");
+    if (const size_t most = attr::method_names().size(); ms.size() > most)
+      throw ApiError(400, "at most " + std::to_string(most) + " methods per request");
     return ms;
   }
 };

@@ -187,6 +187,21 @@ CurveRead read_curve(const std::string& path) {
 
 namespace {
 
+// Shuffles the labels among the samples (Fisher-Yates, seeded), keeping each class's count; returns
+// the fraction of samples whose label changed.
+double permute_labels(data::Dataset& ds, uint64_t seed) {
+  std::vector<int64_t> labels;
+  for (const data::Sample& s : ds.samples) labels.push_back(s.label);
+  Rng rng(seed ^ 0x5eed1abe15ULL);  // not the initialization's stream
+  for (size_t i = labels.size(); i > 1; --i) std::swap(labels[i - 1], labels[rng.below(i)]);
+  int64_t changed = 0;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    changed += ds.samples[i].label != labels[i];
+    ds.samples[i].label = labels[i];
+  }
+  return labels.empty() ? 0.0 : static_cast<double>(changed) / static_cast<double>(labels.size());
+}
+
 // Everything one training run holds, built by set_up_run; the functions below read like the story:
 // set up, then per epoch train, validate, checkpoint.
 struct TrainRun {
@@ -304,7 +319,8 @@ void load_resume_checkpoint(TrainRun& t) {
 void open_datasets(TrainRun& t) {
   const TrainOptions& o = t.o;
   t.train_ds = open_dataset(o.data, o.train_split);
-  if (!o.val_split.empty()) {
+  if (o.permute_labels) t.r.labels_changed = permute_labels(t.train_ds, o.seed);
+  if (!o.val_split.empty() && !o.permute_labels) {  // permuted labels: nothing to validate against
     try {
       t.val_ds = data::Dataset::open(o.data, o.val_split);
       t.has_val = t.val_ds.size() > 0;
