@@ -84,29 +84,29 @@ AttributionMap occlusion(Module& model, const Tensor& x, const Options& opt) {
   const int64_t count = static_cast<int64_t>(ys.size() * xs.size());
   const Tensor X = detail::cpu(x);
   Tensor raw = Tensor::zeros({N, 1, H, W});
-  std::vector<double> sum(HW), cover(HW);
-  for (int64_t n = 0; n < N; ++n) {
-    const float* img = X.data() + n * C * HW;
-    std::fill(sum.begin(), sum.end(), 0.0);
-    std::fill(cover.begin(), cover.end(), 0.0);
-    forward_windows(
-        model, x, count,
-        [&](int64_t k, float* dst) {
-          std::copy_n(img, C * HW, dst);
-          const int64_t y0 = ys[k / xs.size()], x0 = xs[k % xs.size()];
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t i = y0; i < y0 + w; ++i) std::fill_n(dst + c * HW + i * W + x0, w, opt.occlusion_fill);
-        },
-        [&](int64_t k, const float* row, int64_t K) {
-          GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for an occluded copy");
-          const double d = static_cast<double>(scores[n]) - row[targets[n]];
-          const int64_t y0 = ys[k / xs.size()], x0 = xs[k % xs.size()];
-          for (int64_t i = y0; i < y0 + w; ++i)
-            for (int64_t j = x0; j < x0 + w; ++j) sum[i * W + j] += d, cover[i * W + j] += 1;
-        });
-    float* out = raw.data() + n * HW;
-    for (int64_t p = 0; p < HW; ++p) out[p] = cover[p] > 0 ? static_cast<float>(sum[p] / cover[p]) : 0.f;
-  }
+  // The windows of all images in one sequence (image-major), cut into forward passes of kBatch
+  // copies that may span images: fewer, fuller passes than one image at a time.
+  std::vector<double> sum(N * HW), cover(N * HW);
+  forward_windows(
+      model, x, N * count,
+      [&](int64_t k, float* dst) {
+        const int64_t n = k / count, kk = k % count;
+        std::copy_n(X.data() + n * C * HW, C * HW, dst);
+        const int64_t y0 = ys[kk / xs.size()], x0 = xs[kk % xs.size()];
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = y0; i < y0 + w; ++i) std::fill_n(dst + c * HW + i * W + x0, w, opt.occlusion_fill);
+      },
+      [&](int64_t k, const float* row, int64_t K) {
+        const int64_t n = k / count, kk = k % count;
+        GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for an occluded copy");
+        const double d = static_cast<double>(scores[n]) - row[targets[n]];
+        const int64_t y0 = ys[kk / xs.size()], x0 = xs[kk % xs.size()];
+        double *sn = sum.data() + n * HW, *cn = cover.data() + n * HW;
+        for (int64_t i = y0; i < y0 + w; ++i)
+          for (int64_t j = x0; j < x0 + w; ++j) sn[i * W + j] += d, cn[i * W + j] += 1;
+      });
+  float* out = raw.data();
+  for (int64_t p = 0; p < N * HW; ++p) out[p] = cover[p] > 0 ? static_cast<float>(sum[p] / cover[p]) : 0.f;
   AttributionMap r = detail::make_result(method, "", targets, scores, raw);
   detail::finish_map(r, raw.view({N, H, W}), opt, H, W);
   return r;
