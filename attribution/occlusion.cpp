@@ -126,36 +126,38 @@ AttributionMap sliding_window(Module& model, const Tensor& x, const Options& opt
   const int64_t count = static_cast<int64_t>(ys.size() * xs.size());
   const Tensor X = detail::cpu(x);
   Tensor raw = Tensor::zeros({N, 1, H, W});
-  std::vector<double> sum(HW), cover(HW);
-  for (int64_t n = 0; n < N; ++n) {
-    std::fill(sum.begin(), sum.end(), 0.0);
-    std::fill(cover.begin(), cover.end(), 0.0);
-    forward_windows(
-        model, x, count,
-        [&](int64_t k, float* dst) {
-          const int64_t y0 = ys[k / xs.size()], x0 = xs[k % xs.size()];
-          Tensor crop = Tensor::empty({1, C, w, w});
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t i = 0; i < w; ++i)
-              std::copy_n(X.data() + (n * C + c) * HW + (y0 + i) * W + x0, w, crop.data() + (c * w + i) * w);
-          const Tensor up = (w == H && w == W) ? crop : upsample_bilinear(crop, H, W, false).contiguous();
-          std::copy_n(up.data(), C * HW, dst);
-        },
-        [&](int64_t k, const float* row, int64_t K) {
-          GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for a window");
-          // softmax probability of the target, computed stably from the logits row
-          float mx = row[0];
-          for (int64_t j = 1; j < K; ++j) mx = std::max(mx, row[j]);
-          double z = 0;
-          for (int64_t j = 0; j < K; ++j) z += std::exp(static_cast<double>(row[j]) - mx);
-          const double p = std::exp(static_cast<double>(row[targets[n]]) - mx) / z;
-          const int64_t y0 = ys[k / xs.size()], x0 = xs[k % xs.size()];
-          for (int64_t i = y0; i < y0 + w; ++i)
-            for (int64_t j = x0; j < x0 + w; ++j) sum[i * W + j] += p, cover[i * W + j] += 1;
-        });
-    float* out = raw.data() + n * HW;
-    for (int64_t p = 0; p < HW; ++p) out[p] = cover[p] > 0 ? static_cast<float>(sum[p] / cover[p]) : 0.f;
-  }
+  // The windows of all images in one sequence, forwarded kBatch at a time (as occlusion).
+  std::vector<double> sum(N * HW), cover(N * HW);
+  forward_windows(
+      model, x, N * count,
+      [&](int64_t k, float* dst) {
+        const int64_t n = k / count, kk = k % count;
+        const int64_t y0 = ys[kk / xs.size()], x0 = xs[kk % xs.size()];
+        Tensor crop = Tensor::empty({1, C, w, w});
+        const float* xp = X.data();
+        float* cp = crop.data();
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < w; ++i)
+            std::copy_n(xp + (n * C + c) * HW + (y0 + i) * W + x0, w, cp + (c * w + i) * w);
+        const Tensor up = (w == H && w == W) ? crop : upsample_bilinear(crop, H, W, false).contiguous();
+        std::copy_n(up.data(), C * HW, dst);
+      },
+      [&](int64_t k, const float* row, int64_t K) {
+        const int64_t n = k / count, kk = k % count;
+        GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for a window");
+        // softmax probability of the target, computed stably from the logits row
+        float mx = row[0];
+        for (int64_t j = 1; j < K; ++j) mx = std::max(mx, row[j]);
+        double z = 0;
+        for (int64_t j = 0; j < K; ++j) z += std::exp(static_cast<double>(row[j]) - mx);
+        const double p = std::exp(static_cast<double>(row[targets[n]]) - mx) / z;
+        const int64_t y0 = ys[kk / xs.size()], x0 = xs[kk % xs.size()];
+        double *sn = sum.data() + n * HW, *cn = cover.data() + n * HW;
+        for (int64_t i = y0; i < y0 + w; ++i)
+          for (int64_t j = x0; j < x0 + w; ++j) sn[i * W + j] += p, cn[i * W + j] += 1;
+      });
+  float* out = raw.data();
+  for (int64_t p = 0; p < N * HW; ++p) out[p] = cover[p] > 0 ? static_cast<float>(sum[p] / cover[p]) : 0.f;
   AttributionMap r = detail::make_result(method, "", targets, scores, raw);
   detail::finish_map(r, raw.view({N, H, W}), opt, H, W);
   return r;
