@@ -30,6 +30,8 @@
 //                      two curves
 //   w3_curves_loop_ms  the curves one image at a time (17 copies per forward), as localize ran them
 //                      before rise_curves: a same-run A/B, not a PyTorch comparison
+//   w3_curves_b<B>_ms  rise_curves with B copies per forward pass, B = 17, 33, 64, 128 taken in
+//                      turn (5 rounds, median): the chunk-size A/B
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -367,6 +369,25 @@ int main(int argc, char** argv) {
         }
         checks["w3_localize_sum"] = acc;
       });
+      // rise_curves' copies per forward pass, interleaved (rounds of 17, 33, 64, 128): which chunk
+      // is fastest is a cache question (activations of 64 images at 64 px spill out of L2/L3).
+      {
+        const std::vector<int64_t> sizes = {17, 33, 64, 128};
+        std::vector<std::vector<double>> t(sizes.size());
+        for (int r = 0; r < (quick ? 1 : 5); ++r)
+          for (size_t j = 0; j < sizes.size(); ++j) {
+            co.batch = sizes[j];
+            const auto t0 = Clock::now();
+            attr::rise_curves(*net, x, maps, targets, co);
+            t[j].push_back(1e3 * std::chrono::duration<double>(Clock::now() - t0).count() / N);
+          }
+        for (size_t j = 0; j < sizes.size(); ++j) {
+          std::sort(t[j].begin(), t[j].end());
+          const std::string key = "w3_curves_b" + std::to_string(sizes[j]) + "_ms";
+          results[key] = Stat{t[j][t[j].size() / 2], t[j].front(), t[j].back(), "ms"};
+          print_row(key, results[key]);
+        }
+      }
       co.batch = co.steps + 1;
       per_image("w3_curves_loop_ms", [&] {
         double sum = 0;
