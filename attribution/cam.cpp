@@ -306,31 +306,42 @@ AttributionMap scorecam(Module& model, const Tensor& x, const Options& opt) {
   const int64_t C = x.size(1), H = x.size(2), W = x.size(3), HW = H * W;
   Tensor xc = cpu(x);
   std::vector<float> weights(n * k, 0.f);
+  // The (image, channel) pairs worth a forward pass, image-major: channels that are zero
+  // everywhere are skipped. They go through the model scorecam_batch at a time, a batch spanning
+  // images where one image has fewer channels left (fewer, fuller passes than image by image).
+  std::vector<std::pair<int64_t, int64_t>> live;
   for (int64_t i = 0; i < n; ++i) {
-    // Channels worth a forward pass.
-    std::vector<int64_t> live;
     const float* ai = g.A.data() + i * k * hw;
     for (int64_t c = 0; c < k; ++c) {
       bool nonzero = false;
       for (int64_t p = 0; p < hw && !nonzero; ++p) nonzero = ai[c * hw + p] != 0.f;
-      if (nonzero) live.push_back(c);
+      if (nonzero) live.push_back({i, c});
     }
-    if (live.empty()) continue;
-    Tensor Ai = g.A.slice(i, i + 1).contiguous().view({k, h, w});
-    Tensor masks = normalize_maps(upsample_maps(Ai, H, W));  // [k, H, W]
-    const float* xi = xc.data() + i * C * HW;
-    for (size_t b0 = 0; b0 < live.size(); b0 += opt.scorecam_batch) {
-      const int64_t nb = std::min<int64_t>(opt.scorecam_batch, static_cast<int64_t>(live.size()) - b0);
-      Tensor batch = Tensor::empty({nb, C, H, W});
-      float* bp = batch.data();
-      for (int64_t b = 0; b < nb; ++b) {
-        const float* m = masks.data() + live[b0 + b] * HW;
-        for (int64_t ch = 0; ch < C; ++ch)
-          for (int64_t p = 0; p < HW; ++p) bp[(b * C + ch) * HW + p] = xi[ch * HW + p] * m[p];
+  }
+  int64_t masks_of = -1;  // the image whose masks are in `masks`
+  Tensor masks;           // [k, H, W]
+  const float* xp = xc.data();
+  for (size_t b0 = 0; b0 < live.size(); b0 += opt.scorecam_batch) {
+    const int64_t nb = std::min<int64_t>(opt.scorecam_batch, static_cast<int64_t>(live.size()) - b0);
+    Tensor batch = Tensor::empty({nb, C, H, W});
+    float* bp = batch.data();
+    for (int64_t b = 0; b < nb; ++b) {
+      const auto [i, c] = live[b0 + b];
+      if (i != masks_of) {
+        Tensor Ai = g.A.slice(i, i + 1).contiguous().view({k, h, w});
+        masks = normalize_maps(upsample_maps(Ai, H, W));
+        masks_of = i;
       }
-      Tensor probs = cpu(softmax(model(x.device().is_cpu() ? batch : batch.to(x.device())), 1));
-      const int64_t K = probs.size(1);
-      for (int64_t b = 0; b < nb; ++b) weights[i * k + live[b0 + b]] = probs.data()[b * K + g.targets[i]];
+      const float* m = masks.data() + c * HW;
+      const float* xi = xp + i * C * HW;
+      for (int64_t ch = 0; ch < C; ++ch)
+        for (int64_t p = 0; p < HW; ++p) bp[(b * C + ch) * HW + p] = xi[ch * HW + p] * m[p];
+    }
+    Tensor probs = cpu(softmax(model(x.device().is_cpu() ? batch : batch.to(x.device())), 1));
+    const int64_t K = probs.size(1);
+    for (int64_t b = 0; b < nb; ++b) {
+      const auto [i, c] = live[b0 + b];
+      weights[i * k + c] = probs.data()[b * K + g.targets[i]];
     }
   }
   return finish("scorecam", g, weighted_sum(g.A, weights, true), x, opt);

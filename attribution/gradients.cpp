@@ -93,16 +93,32 @@ AttributionMap smoothgrad(Module& model, const Tensor& x, const Options& opt) {
     auto [lo, hi] = std::minmax_element(xc.data() + i * per, xc.data() + (i + 1) * per);
     sigma[i] = opt.smoothgrad_noise * (*hi - *lo);
   }
+  // Several samples per forward pass (batches of up to ~64 images), the noise fields drawn in the
+  // sample order whatever the chunking: the same map as one sample at a time.
   Rng rng(opt.seed);
   Tensor acc = Tensor::zeros(xc.shape());
   InputGrad g;
-  for (int s = 0; s < opt.smoothgrad_samples; ++s) {
-    Tensor z = Tensor::randn({per}, rng);
-    Tensor xs = Tensor::empty(xc.shape());
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < per; ++j) xs.data()[i * per + j] = xc.data()[i * per + j] + sigma[i] * z.data()[j];
-    g = input_gradient(model, x.device().is_cpu() ? xs : xs.to(x.device()), targets, "smoothgrad");
-    acc.add_(g.grad);
+  const int64_t samples = opt.smoothgrad_samples, chunk = std::max<int64_t>(1, 64 / n);
+  float* ap = acc.data();
+  const float* xp = xc.data();
+  for (int64_t s0 = 0; s0 < samples; s0 += chunk) {
+    const int64_t ns = std::min(chunk, samples - s0);
+    Tensor xs = Tensor::empty({ns * n, xc.size(1), xc.size(2), xc.size(3)});
+    float* sp = xs.data();
+    std::vector<int64_t> tk;
+    for (int64_t s = 0; s < ns; ++s) {
+      Tensor z = Tensor::randn({per}, rng);
+      const float* zp = z.data();
+      for (int64_t i = 0; i < n; ++i) {
+        float* dst = sp + (s * n + i) * per;
+        for (int64_t j = 0; j < per; ++j) dst[j] = xp[i * per + j] + sigma[i] * zp[j];
+        tk.push_back(targets[i]);
+      }
+    }
+    g = input_gradient(model, x.device().is_cpu() ? xs : xs.to(x.device()), tk, "smoothgrad");
+    const float* gp = g.grad.data();
+    for (int64_t s = 0; s < ns; ++s)  // samples summed in order, as one at a time
+      for (int64_t j = 0; j < n * per; ++j) ap[j] += gp[s * n * per + j];
   }
   acc.scale_(1.f / static_cast<float>(opt.smoothgrad_samples));
   g.targets = targets;
@@ -153,12 +169,14 @@ AttributionMap integrated_gradients(Module& model, const Tensor& x, const Option
     const int64_t nk = std::min(chunk, points - k0);
     Tensor batch = Tensor::empty({nk * n, xc.size(1), xc.size(2), xc.size(3)});
     std::vector<int64_t> targets;
+    float* bp = batch.data();
+    const float *xp = xc.data(), *basep = base.data();
     for (int64_t kk = 0; kk < nk; ++kk) {
       const float a = static_cast<float>(k0 + kk) / static_cast<float>(m);
       for (int64_t i = 0; i < n; ++i) {
-        float* dst = batch.data() + (kk * n + i) * per;
-        const float* xi = xc.data() + i * per;
-        const float* bi = base.data() + i * per;
+        float* dst = bp + (kk * n + i) * per;
+        const float* xi = xp + i * per;
+        const float* bi = basep + i * per;
         for (int64_t j = 0; j < per; ++j) dst[j] = bi[j] + a * (xi[j] - bi[j]);
         targets.push_back(g.targets[i]);
       }
@@ -166,11 +184,12 @@ AttributionMap integrated_gradients(Module& model, const Tensor& x, const Option
     InputGrad gk =
         input_gradient(model, x.device().is_cpu() ? batch : batch.to(x.device()), targets, "integrated-gradients");
     if (k0 == 0) baseline_scores.assign(gk.scores.begin(), gk.scores.begin() + n);
+    float* ap = acc.data();
     for (int64_t kk = 0; kk < nk; ++kk) {
       const int64_t k = k0 + kk;
       const float w = (k == 0 || k == m ? 0.5f : 1.f) / static_cast<float>(m);
       const float* gp = gk.grad.data() + kk * n * per;
-      for (int64_t j = 0; j < n * per; ++j) acc.data()[j] += w * gp[j];
+      for (int64_t j = 0; j < n * per; ++j) ap[j] += w * gp[j];
     }
   }
   Tensor raw = Tensor::empty(xc.shape());

@@ -80,19 +80,25 @@ Tensor clip(const Tensor& t, Part part) {
 }
 Tensor hadamard(const Tensor& a, const Tensor& b) {
   Tensor o = Tensor::empty(a.shape());
-  for (int64_t i = 0; i < a.numel(); ++i) o.data()[i] = a.data()[i] * b.data()[i];
+  const float *pa = a.data(), *pb = b.data();
+  float* po = o.data();
+  for (int64_t i = 0; i < a.numel(); ++i) po[i] = pa[i] * pb[i];
   return o;
 }
 void axpy(Tensor& y, float alpha, const Tensor& x) {
-  for (int64_t i = 0; i < y.numel(); ++i) y.data()[i] += alpha * x.data()[i];
+  float* py = y.data();
+  const float* px = x.data();
+  for (int64_t i = 0; i < y.numel(); ++i) py[i] += alpha * px[i];
 }
 // s = R / (z + eps * sign(z)) with sign(0) = +1 (eps > 0), or R / z with 0 where z == 0 (eps == 0).
 Tensor stabilized_ratio(const Tensor& R, const Tensor& z, float eps) {
   Tensor s = Tensor::empty(z.shape());
+  const float *pz = z.data(), *pr = R.data();
+  float* ps = s.data();
   for (int64_t i = 0; i < z.numel(); ++i) {
-    const float zi = z.data()[i];
+    const float zi = pz[i];
     const float d = eps > 0 ? zi + (zi >= 0 ? eps : -eps) : zi;
-    s.data()[i] = d != 0 ? R.data()[i] / d : 0.f;
+    ps[i] = d != 0 ? pr[i] / d : 0.f;
   }
   return s;
 }

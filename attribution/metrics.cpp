@@ -2,6 +2,7 @@
 #include "attribution/metrics.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -10,6 +11,7 @@
 #include "autograd/functions.h"
 #include "core/error.h"
 #include "core/grad_mode.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 
 namespace glimpse::attr {
@@ -152,6 +154,20 @@ double trapezoid_auc(const std::vector<double>& p) {
 
 namespace {
 
+// The baseline image of one [1, C, H, W] CPU image (deletion_curve, insertion_curve, rise_curves).
+Tensor baseline_image(const Tensor& img, Baseline b, float blur_sigma) {
+  const int64_t C = img.size(1), HW = img.size(2) * img.size(3);
+  if (b == Baseline::Zero) return Tensor::zeros(img.shape());
+  if (b == Baseline::Blur) return gaussian_blur(img, blur_sigma);
+  Tensor base = Tensor::empty(img.shape());
+  for (int64_t c = 0; c < C; ++c) {
+    double m = 0;
+    for (int64_t i = 0; i < HW; ++i) m += img.data()[c * HW + i];
+    std::fill_n(base.data() + c * HW, HW, static_cast<float>(m / HW));
+  }
+  return base;
+}
+
 Curve rise_curve(Module& model, const Tensor& image, const Tensor& map, int64_t target, const CurveOptions& opt,
                  bool deletion) {
   const char* what = deletion ? "deletion_curve" : "insertion_curve";
@@ -167,19 +183,7 @@ Curve rise_curve(Module& model, const Tensor& image, const Tensor& map, int64_t 
 
   Tensor img = detail::cpu(image);
   Baseline b = opt.baseline == Baseline::Default ? (deletion ? Baseline::Zero : Baseline::Blur) : opt.baseline;
-  Tensor base;
-  if (b == Baseline::Zero) {
-    base = Tensor::zeros(img.shape());
-  } else if (b == Baseline::Blur) {
-    base = gaussian_blur(img, opt.blur_sigma);
-  } else {
-    base = Tensor::empty(img.shape());
-    for (int64_t c = 0; c < C; ++c) {
-      double m = 0;
-      for (int64_t i = 0; i < HW; ++i) m += img.data()[c * HW + i];
-      std::fill_n(base.data() + c * HW, HW, static_cast<float>(m / HW));
-    }
-  }
+  const Tensor base = baseline_image(img, b, opt.blur_sigma);
   // deletion starts from the image and writes the baseline; insertion the other way round.
   const Tensor& start = deletion ? img : base;
   const Tensor& source = deletion ? base : img;
@@ -213,6 +217,124 @@ Curve rise_curve(Module& model, const Tensor& image, const Tensor& map, int64_t 
 }
 
 }  // namespace
+
+std::vector<CurvePair> rise_curves(Module& model, const Tensor& images, const Tensor& maps,
+                                   const std::vector<int64_t>& targets, const CurveOptions& opt) {
+  const char* what = "rise_curves";
+  detail::check_input(model, images, what);
+  GLIMPSE_CHECK(opt.steps >= 1, what, ": steps = ", opt.steps, " (must be >= 1)");
+  GLIMPSE_CHECK(opt.batch >= 1, what, ": batch = ", opt.batch, " (must be >= 1)");
+  const int64_t N = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3), HW = H * W,
+                CHW = C * HW;
+  GLIMPSE_CHECK(maps.defined() && maps.numel() == N * HW && maps.size(0) == N && maps.size(-1) == W &&
+                    maps.size(-2) == H && (maps.dim() == 3 || (maps.dim() == 4 && maps.size(1) == 1)),
+                what, ": maps must be [N, H, W] or [N, 1, H, W] = [", N, ", ", H, ", ", W, "], got ",
+                maps.defined() ? shape_str(maps.shape()) : std::string("an undefined tensor"));
+  GLIMPSE_CHECK(static_cast<int64_t>(targets.size()) == N, what, ": ", targets.size(), " targets for ", N, " images");
+  const int S = opt.steps;
+  const Baseline bdel = opt.baseline == Baseline::Default ? Baseline::Zero : opt.baseline;
+  const Baseline bins = opt.baseline == Baseline::Default ? Baseline::Blur : opt.baseline;
+
+  const Tensor X = detail::cpu(images), M = detail::cpu(maps);
+  std::vector<std::vector<int64_t>> order(N);
+  std::vector<Tensor> base_del(N), base_ins(N);
+  for (int64_t i = 0; i < N; ++i) {
+    order[i] = order_by_map(std::vector<float>(M.data() + i * HW, M.data() + (i + 1) * HW));
+    const Tensor xi = X.slice(i, i + 1).contiguous();
+    base_del[i] = baseline_image(xi, bdel, opt.blur_sigma);
+    base_ins[i] = bins == bdel ? base_del[i] : baseline_image(xi, bins, opt.blur_sigma);
+  }
+
+  // The distinct perturbed images ("points"). A point is image i with the first n of its pixels
+  // (in map order) taken from `source` into `start`. Copies that are the same whatever the step are
+  // keyed so that they are forwarded once: the clean image (deletion n = 0, insertion n = HW), a
+  // full baseline (deletion n = HW, insertion n = 0), and the all-zero image shared by all images.
+  struct Point {
+    int64_t image;
+    bool deletion;  // start = image, source = baseline (else the other way round)
+    int64_t n;
+  };
+  std::vector<Point> points;
+  std::vector<int64_t> clean(N, -1), full_del(N, -1), full_ins(N, -1);
+  int64_t zero = -1;
+  auto add = [&](int64_t& slot, Point p) {
+    if (slot < 0) {
+      slot = static_cast<int64_t>(points.size());
+      points.push_back(p);
+    }
+    return slot;
+  };
+  // index[i][curve][k]: the point of step k of image i's deletion (curve 0) or insertion (curve 1).
+  std::vector<std::array<std::vector<int64_t>, 2>> index(N);
+  for (int64_t i = 0; i < N; ++i)
+    for (int curve = 0; curve < 2; ++curve) {
+      const bool del = curve == 0;
+      const Baseline b = del ? bdel : bins;
+      index[i][curve].resize(S + 1);
+      for (int k = 0; k <= S; ++k) {
+        const int64_t n = std::llround(static_cast<double>(k) / S * HW);
+        // how much of the baseline the copy shows: none, all, or part
+        const int64_t shown = del ? n : HW - n;
+        int64_t u;
+        if (shown == 0) {
+          u = add(clean[i], {i, true, 0});
+        } else if (shown == HW && b == Baseline::Zero) {
+          u = add(zero, {i, true, HW});
+        } else if (shown == HW) {
+          // one full baseline per image when both curves use the same kind
+          u = (del || bins == bdel) ? add(full_del[i], {i, true, HW}) : add(full_ins[i], {i, false, 0});
+        } else {
+          u = static_cast<int64_t>(points.size());
+          points.push_back({i, del, n});
+        }
+        index[i][curve][k] = u;
+      }
+    }
+
+  detail::EvalModeGuard eval(model);
+  NoGradGuard no_grad;
+  const int64_t P = static_cast<int64_t>(points.size());
+  std::vector<float> prob;  // softmax rows of every point, [P, K]
+  int64_t K = 0;
+  for (int64_t u0 = 0; u0 < P; u0 += opt.batch) {
+    const int64_t u1 = std::min(P, u0 + opt.batch);
+    Tensor batch = Tensor::empty({u1 - u0, C, H, W});
+    float* bp = batch.data();
+    const float* xp = X.data();
+    parallel_for(u1 - u0, [&](int64_t j) {
+      const Point& p = points[u0 + j];
+      const float* img = xp + p.image * CHW;
+      const float* base = (p.deletion ? base_del : base_ins)[p.image].data();
+      const float* start = p.deletion ? img : base;
+      const float* source = p.deletion ? base : img;
+      float* dst = bp + j * CHW;
+      std::copy_n(start, CHW, dst);
+      const int64_t* ord = order[p.image].data();
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t q = 0; q < p.n; ++q) dst[c * HW + ord[q]] = source[c * HW + ord[q]];
+    });
+    Tensor logits = model(batch.to(images.device()));
+    GLIMPSE_CHECK(logits.dim() == 2, what, ": the model's output must be logits [N, classes]; got ",
+                  shape_str(logits.shape()));
+    Tensor pr = detail::cpu(softmax(logits, 1));
+    K = pr.size(1);
+    prob.insert(prob.end(), pr.data(), pr.data() + pr.numel());
+  }
+  std::vector<CurvePair> out(N);
+  for (int64_t i = 0; i < N; ++i) {
+    GLIMPSE_CHECK(targets[i] >= 0 && targets[i] < K, what, ": target class ", targets[i],
+                  " is out of range; the model has ", K, " classes");
+    for (int curve = 0; curve < 2; ++curve) {
+      Curve& c = curve == 0 ? out[i].deletion : out[i].insertion;
+      for (int k = 0; k <= S; ++k) {
+        c.fraction.push_back(static_cast<double>(k) / S);
+        c.probability.push_back(prob[index[i][curve][k] * K + targets[i]]);
+      }
+      c.auc = trapezoid_auc(c.probability);
+    }
+  }
+  return out;
+}
 
 Curve deletion_curve(Module& model, const Tensor& image, const Tensor& map, int64_t target, const CurveOptions& opt) {
   return rise_curve(model, image, map, target, opt, true);

@@ -64,6 +64,17 @@ Curve deletion_curve(Module& model, const Tensor& image, const Tensor& map, int6
                      const CurveOptions& opt = {});
 Curve insertion_curve(Module& model, const Tensor& image, const Tensor& map, int64_t target,
                       const CurveOptions& opt = {});
+// Both curves of every image of a batch: images [N, C, H, W], maps [N, H, W] (or [N, 1, H, W]), one
+// target per image. Each result equals deletion_curve / insertion_curve of that image alone (up to
+// float rounding of a different batch composition). Faster: the perturbed copies of all images and
+// both curves go through the model opt.batch at a time (fewer, fuller forward passes), and a copy
+// that two points share is forwarded once -- the clean image is deletion's step 0 and insertion's
+// step S, and an all-zero baseline is the same image for every image of the batch.
+struct CurvePair {
+  Curve deletion, insertion;
+};
+std::vector<CurvePair> rise_curves(Module& model, const Tensor& images, const Tensor& maps,
+                                   const std::vector<int64_t>& targets, const CurveOptions& opt = {});
 // The trapezoid AUC of probabilities at equally spaced fractions 0, 1/S, ..., 1.
 double trapezoid_auc(const std::vector<double>& probability);
 // Separable Gaussian blur of every channel of [N, C, H, W] (kernel radius ceil(3 sigma), borders

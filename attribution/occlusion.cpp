@@ -67,6 +67,26 @@ void forward_windows(Module& model, const Tensor& x, int64_t count, Make make, T
   }
 }
 
+// raw[n, 0, i, j] = mean of the values given to the windows of image n that cover (i, j): the
+// running sums in double, per image.
+struct WindowMean {
+  int64_t N, H, W, w;
+  std::vector<double> sum, cover;
+  WindowMean(int64_t n, int64_t h, int64_t wd, int64_t win)
+      : N(n), H(h), W(wd), w(win), sum(n * h * wd), cover(n * h * wd) {}
+  void add(int64_t n, int64_t y0, int64_t x0, double v) {
+    double *sn = sum.data() + n * H * W, *cn = cover.data() + n * H * W;
+    for (int64_t i = y0; i < y0 + w; ++i)
+      for (int64_t j = x0; j < x0 + w; ++j) sn[i * W + j] += v, cn[i * W + j] += 1;
+  }
+  Tensor raw() const {
+    Tensor r = Tensor::zeros({N, 1, H, W});
+    float* out = r.data();
+    for (int64_t p = 0; p < N * H * W; ++p) out[p] = cover[p] > 0 ? static_cast<float>(sum[p] / cover[p]) : 0.f;
+    return r;
+  }
+};
+
 }  // namespace
 
 AttributionMap occlusion(Module& model, const Tensor& x, const Options& opt) {
@@ -83,30 +103,25 @@ AttributionMap occlusion(Module& model, const Tensor& x, const Options& opt) {
                              xs = window_starts(W, w, opt.occlusion_stride);
   const int64_t count = static_cast<int64_t>(ys.size() * xs.size());
   const Tensor X = detail::cpu(x);
-  Tensor raw = Tensor::zeros({N, 1, H, W});
-  std::vector<double> sum(HW), cover(HW);
-  for (int64_t n = 0; n < N; ++n) {
-    const float* img = X.data() + n * C * HW;
-    std::fill(sum.begin(), sum.end(), 0.0);
-    std::fill(cover.begin(), cover.end(), 0.0);
-    forward_windows(
-        model, x, count,
-        [&](int64_t k, float* dst) {
-          std::copy_n(img, C * HW, dst);
-          const int64_t y0 = ys[k / xs.size()], x0 = xs[k % xs.size()];
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t i = y0; i < y0 + w; ++i) std::fill_n(dst + c * HW + i * W + x0, w, opt.occlusion_fill);
-        },
-        [&](int64_t k, const float* row, int64_t K) {
-          GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for an occluded copy");
-          const double d = static_cast<double>(scores[n]) - row[targets[n]];
-          const int64_t y0 = ys[k / xs.size()], x0 = xs[k % xs.size()];
-          for (int64_t i = y0; i < y0 + w; ++i)
-            for (int64_t j = x0; j < x0 + w; ++j) sum[i * W + j] += d, cover[i * W + j] += 1;
-        });
-    float* out = raw.data() + n * HW;
-    for (int64_t p = 0; p < HW; ++p) out[p] = cover[p] > 0 ? static_cast<float>(sum[p] / cover[p]) : 0.f;
-  }
+  // The windows of all images in one sequence (image-major), cut into forward passes of kBatch
+  // copies that may span images: fewer, fuller passes than one image at a time.
+  WindowMean mean(N, H, W, w);
+  forward_windows(
+      model, x, N * count,
+      [&](int64_t k, float* dst) {
+        const int64_t n = k / count, kk = k % count;
+        std::copy_n(X.data() + n * C * HW, C * HW, dst);
+        const int64_t y0 = ys[kk / xs.size()], x0 = xs[kk % xs.size()];
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = y0; i < y0 + w; ++i) std::fill_n(dst + c * HW + i * W + x0, w, opt.occlusion_fill);
+      },
+      [&](int64_t k, const float* row, int64_t K) {
+        const int64_t n = k / count, kk = k % count;
+        GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for an occluded copy");
+        const double d = static_cast<double>(scores[n]) - row[targets[n]];
+        mean.add(n, ys[kk / xs.size()], xs[kk % xs.size()], d);
+      });
+  const Tensor raw = mean.raw();
   AttributionMap r = detail::make_result(method, "", targets, scores, raw);
   detail::finish_map(r, raw.view({N, H, W}), opt, H, W);
   return r;
@@ -125,37 +140,34 @@ AttributionMap sliding_window(Module& model, const Tensor& x, const Options& opt
   const std::vector<int64_t> ys = window_starts(H, w, opt.sliding_stride), xs = window_starts(W, w, opt.sliding_stride);
   const int64_t count = static_cast<int64_t>(ys.size() * xs.size());
   const Tensor X = detail::cpu(x);
-  Tensor raw = Tensor::zeros({N, 1, H, W});
-  std::vector<double> sum(HW), cover(HW);
-  for (int64_t n = 0; n < N; ++n) {
-    std::fill(sum.begin(), sum.end(), 0.0);
-    std::fill(cover.begin(), cover.end(), 0.0);
-    forward_windows(
-        model, x, count,
-        [&](int64_t k, float* dst) {
-          const int64_t y0 = ys[k / xs.size()], x0 = xs[k % xs.size()];
-          Tensor crop = Tensor::empty({1, C, w, w});
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t i = 0; i < w; ++i)
-              std::copy_n(X.data() + (n * C + c) * HW + (y0 + i) * W + x0, w, crop.data() + (c * w + i) * w);
-          const Tensor up = (w == H && w == W) ? crop : upsample_bilinear(crop, H, W, false).contiguous();
-          std::copy_n(up.data(), C * HW, dst);
-        },
-        [&](int64_t k, const float* row, int64_t K) {
-          GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for a window");
-          // softmax probability of the target, computed stably from the logits row
-          float mx = row[0];
-          for (int64_t j = 1; j < K; ++j) mx = std::max(mx, row[j]);
-          double z = 0;
-          for (int64_t j = 0; j < K; ++j) z += std::exp(static_cast<double>(row[j]) - mx);
-          const double p = std::exp(static_cast<double>(row[targets[n]]) - mx) / z;
-          const int64_t y0 = ys[k / xs.size()], x0 = xs[k % xs.size()];
-          for (int64_t i = y0; i < y0 + w; ++i)
-            for (int64_t j = x0; j < x0 + w; ++j) sum[i * W + j] += p, cover[i * W + j] += 1;
-        });
-    float* out = raw.data() + n * HW;
-    for (int64_t p = 0; p < HW; ++p) out[p] = cover[p] > 0 ? static_cast<float>(sum[p] / cover[p]) : 0.f;
-  }
+  // The windows of all images in one sequence, forwarded kBatch at a time (as occlusion).
+  WindowMean mean(N, H, W, w);
+  forward_windows(
+      model, x, N * count,
+      [&](int64_t k, float* dst) {
+        const int64_t n = k / count, kk = k % count;
+        const int64_t y0 = ys[kk / xs.size()], x0 = xs[kk % xs.size()];
+        Tensor crop = Tensor::empty({1, C, w, w});
+        const float* xp = X.data();
+        float* cp = crop.data();
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < w; ++i)
+            std::copy_n(xp + (n * C + c) * HW + (y0 + i) * W + x0, w, cp + (c * w + i) * w);
+        const Tensor up = (w == H && w == W) ? crop : upsample_bilinear(crop, H, W, false).contiguous();
+        std::copy_n(up.data(), C * HW, dst);
+      },
+      [&](int64_t k, const float* row, int64_t K) {
+        const int64_t n = k / count, kk = k % count;
+        GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for a window");
+        // softmax probability of the target, computed stably from the logits row
+        float mx = row[0];
+        for (int64_t j = 1; j < K; ++j) mx = std::max(mx, row[j]);
+        double z = 0;
+        for (int64_t j = 0; j < K; ++j) z += std::exp(static_cast<double>(row[j]) - mx);
+        const double p = std::exp(static_cast<double>(row[targets[n]]) - mx) / z;
+        mean.add(n, ys[kk / xs.size()], xs[kk % xs.size()], p);
+      });
+  const Tensor raw = mean.raw();
   AttributionMap r = detail::make_result(method, "", targets, scores, raw);
   detail::finish_map(r, raw.view({N, H, W}), opt, H, W);
   return r;

@@ -2,7 +2,8 @@
 # Runs the standard workloads in glimpse and in PyTorch, alternating (glimpse W1, PyTorch W1,
 # glimpse W2, PyTorch W2, ... for ROUNDS rounds) so both see the same machine load, and prints the
 # ratios glimpse / PyTorch (median over rounds when ROUNDS > 1). Usage:
-#   bash bench/compare.sh [--threads N] [--only w1|w2] [--quick]      (arguments go to both)
+#   bash bench/compare.sh [--threads N] [--only w1|w2|w3] [--quick]   (arguments go to both)
+# W3 (attribution throughput, several minutes a round on 2 cores) runs only when asked: --only w3.
 # Environment: BUILD_DIR (default build-bench), OUT_DIR (default bench/results), ROUNDS (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,10 @@ rows = [('w1_train_ips', True, '>= 1.3'), ('w1_infer_ips', True, '>= 1.5'),
         ('w1_cam_ms', False, '<= 0.5'), ('w1_gradcam_ms', False, '<= 0.5'),
         ('w1_gradcam_full_ms', False, '<= 0.5'),
         ('w2_fwd_ms', False, '<= 1.0'), ('w2_gradcam_ms', False, '<= 1.0'),
-        ('w2_gradcam_full_ms', False, '-')]
+        ('w2_gradcam_full_ms', False, '-'),
+        ('w3_ig_ms', False, '<= 0.5'), ('w3_smoothgrad_ms', False, '<= 0.5'),
+        ('w3_occlusion_ms', False, '<= 0.5'), ('w3_scorecam_ms', False, '<= 0.5'),
+        ('w3_curves_ms', False, '<= 0.5'), ('w3_localize_ms', False, '<= 0.5')]
 print()
 print(f"{'metric':<20} {'better':<7} {'glimpse':>10} {'pytorch':>10} {'glimpse/pytorch':>16}  {'target':<7} per-round ratios")
 for key, higher, target in rows:
@@ -65,6 +69,10 @@ if mem:
     gm, pm = statistics.median(a for a, _ in mem), statistics.median(b for _, b in mem)
     print(f"{'w1 train peak RSS':<20} {'lower':<7} {gm:10.1f} {pm:10.1f} {gm / pm:16.3f}  <= 1.0   (MiB, process peak "
           "after W1 training)")
+ab = [g['w3_curves_ms'] / g['w3_curves_loop_ms'] for g, _ in pairs if 'w3_curves_loop_ms' in g]
+if ab:
+    print(f"glimpse A/B: rise_curves / one image at a time = {statistics.median(ab):.3f} "
+          f"(per round: {' '.join(f'{r:.3f}' for r in ab)})")
 print("ips = images/s: higher is better, ratio > 1 means glimpse is faster.")
 print("ms = latency: lower is better, ratio < 1 means glimpse is faster.")
 PY

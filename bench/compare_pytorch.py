@@ -17,9 +17,17 @@ Protocol: inputs U(-1, 1) from fixed seeds; warm-up iterations, then `blocks` ti
   w1_gradcam_full_ms one image: hook keeps A (retain_grad), y_c.backward() through the whole
                      network (all parameter gradients) -- what hook-based libraries do
   w2_*               VGG16-GAP (13 convs, no 5th maxpool), batch 1, 224x224, A = features.29
+  w3_*               attribution throughput on the W1 net, one call on a batch of 32 images, in ms
+                     per image (definitions in apps/glimpse-bench/main.cpp): Integrated Gradients
+                     (64 steps), SmoothGrad (16 samples), occlusion (8x8, stride 4), Score-CAM,
+                     deletion + insertion curves (16 steps), localize's per-image metric set. The
+                     perturbed copies go through the network in the same chunks as glimpse's (64
+                     copies per pass; Score-CAM 32), written as a PyTorch user would (torch ops,
+                     no per-pixel Python loops).
 """
 import argparse
 import json
+import math
 import resource
 import statistics
 import sys
@@ -139,6 +147,196 @@ def check_identity(m, x):
     return err
 
 
+# ---- W3: attribution throughput -------------------------------------------------------------
+
+def normalize_maps(m):
+    """Per image min-max to [0, 1] over the last two dims; a constant map gives zeros."""
+    lo = m.amin(dim=(-2, -1), keepdim=True)
+    hi = m.amax(dim=(-2, -1), keepdim=True)
+    rng = hi - lo
+    return torch.where(rng > 0, (m - lo) / rng.clamp_min(1e-30), torch.zeros_like(m))
+
+
+def input_grad(m, xs, targets):
+    xs = xs.detach().requires_grad_(True)
+    logits, _ = forward(m, xs)
+    sel = logits.gather(1, targets[:, None]).sum()
+    (g,) = torch.autograd.grad(sel, xs)
+    return g
+
+
+def predicted(m, x):
+    with torch.no_grad():
+        return forward(m, x)[0].argmax(1)
+
+
+def w3_ig(m, x, steps=64, chunk=64):
+    n = x.shape[0]
+    t = predicted(m, x)
+    acc = torch.zeros_like(x)
+    per = max(1, chunk // n)
+    for k0 in range(0, steps + 1, per):
+        ks = list(range(k0, min(steps + 1, k0 + per)))
+        a = torch.tensor([k / steps for k in ks])
+        xs = (a[:, None, None, None, None] * x[None]).reshape(-1, *x.shape[1:])  # zero baseline
+        g = input_grad(m, xs, t.repeat(len(ks))).reshape(len(ks), *x.shape)
+        w = torch.tensor([(0.5 if k in (0, steps) else 1.0) / steps for k in ks])
+        acc += (w[:, None, None, None, None] * g).sum(0)
+    raw = x * acc
+    return normalize_maps(raw.sum(1).abs())
+
+
+def w3_smoothgrad(m, x, samples=16, noise=0.15, chunk=64, seed=0):
+    n = x.shape[0]
+    t = predicted(m, x)
+    flat = x.reshape(n, -1)
+    sigma = noise * (flat.amax(1) - flat.amin(1))
+    gen = torch.Generator().manual_seed(seed)
+    acc = torch.zeros_like(x)
+    per = max(1, chunk // n)
+    for s0 in range(0, samples, per):
+        ns = min(per, samples - s0)
+        z = torch.randn(ns, 1, *x.shape[1:], generator=gen)  # one field per sample, shared by the images
+        xs = (x[None] + sigma[None, :, None, None, None] * z).reshape(-1, *x.shape[1:])
+        acc += input_grad(m, xs, t.repeat(ns)).reshape(ns, *x.shape).sum(0)
+    acc /= samples
+    return normalize_maps(acc.abs().amax(1))
+
+
+def window_starts(size, win, stride):
+    s = list(range(0, size - win + 1, stride))
+    if s[-1] != size - win:
+        s.append(size - win)
+    return s
+
+
+def w3_occlusion(m, x, win=8, stride=4, chunk=64):
+    n, c, h, w = x.shape
+    with torch.no_grad():
+        logits, _ = forward(m, x)
+        t = logits.argmax(1)
+        score = logits.gather(1, t[:, None])[:, 0]
+        ys, xs_ = window_starts(h, win, stride), window_starts(w, win, stride)
+        wm = torch.zeros(len(ys) * len(xs_), h, w)
+        for i, y0 in enumerate(ys):
+            for j, x0 in enumerate(xs_):
+                wm[i * len(xs_) + j, y0:y0 + win, x0:x0 + win] = 1
+        keep = 1 - wm[:, None]  # [W, 1, h, w]
+        cover = wm.sum(0)
+        nw = len(wm)
+        tk = t.repeat_interleave(nw)
+        drops = []
+        for k0 in range(0, n * nw, chunk):  # the copies of each chunk only (fill 0), image-major
+            ks = torch.arange(k0, min(n * nw, k0 + chunk))
+            lg, _ = forward(m, x[ks // nw] * keep[ks % nw])
+            drops.append(lg.gather(1, tk[ks, None])[:, 0])
+        d = score.repeat_interleave(nw) - torch.cat(drops)
+        out = (d.reshape(n, -1) @ wm.reshape(len(wm), -1)).reshape(n, h, w) / cover
+        return normalize_maps(out)
+
+
+def w3_scorecam(m, x, chunk=32):
+    n, c, h, w = x.shape
+    with torch.no_grad():
+        logits, a = forward(m, x)
+        t = logits.argmax(1)
+        k = a.shape[1]
+        raws = []
+        for i in range(n):
+            ai = a[i]
+            live = (ai.reshape(k, -1) != 0).any(1).nonzero()[:, 0]
+            masks = normalize_maps(F.interpolate(ai[:, None], size=(h, w), mode='bilinear',
+                                                 align_corners=False)[:, 0])
+            wts = torch.zeros(k)
+            for b0 in range(0, len(live), chunk):
+                idx = live[b0:b0 + chunk]
+                p = F.softmax(forward(m, x[i][None] * masks[idx][:, None])[0], 1)
+                wts[idx] = p[:, t[i]]
+            raws.append(F.relu(torch.einsum('k,khw->hw', wts, ai)))
+        up = F.interpolate(torch.stack(raws)[:, None], size=(h, w), mode='bilinear', align_corners=False)[:, 0]
+        return normalize_maps(up)
+
+
+def gaussian_blur(x, sigma):
+    r = int(math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / sigma ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    y = F.conv2d(F.pad(x, (r, r, 0, 0), mode='replicate'), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode='replicate'), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def w3_curves(m, x, maps, t, steps=16, sigma=5 * 64 / 224, chunk=64):
+    """Deletion (zero baseline) and insertion (blur) AUCs of every image: [n], [n]."""
+    n, c, h, w = x.shape
+    hw = h * w
+    with torch.no_grad():
+        order = torch.sort(maps.reshape(n, hw), dim=1, descending=True, stable=True)[1]
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(hw).expand(n, hw))
+        counts = torch.tensor([round(k / steps * hw) for k in range(steps + 1)])
+        taken = (rank[:, None, :] < counts[None, :, None]).float()[:, :, None]  # [n, S+1, 1, hw]
+        xf = x.reshape(n, 1, c, hw)
+        blur = gaussian_blur(x, sigma).reshape(n, 1, c, hw)
+        dele = xf * (1 - taken)                    # pixels taken are set to 0
+        ins = blur * (1 - taken) + xf * taken      # pixels taken come from the image
+        copies = torch.cat([dele, ins], 1).reshape(-1, c, h, w)  # [n * 2(S+1), c, h, w]
+        tk = t.repeat_interleave(2 * (steps + 1))
+        probs = []
+        for k0 in range(0, copies.shape[0], chunk):
+            lg, _ = forward(m, copies[k0:k0 + chunk])
+            probs.append(F.softmax(lg, 1).gather(1, tk[k0:k0 + chunk, None])[:, 0])
+        p = torch.cat(probs).reshape(n, 2, steps + 1)
+        auc = ((p[..., :-1] + p[..., 1:]) / 2).sum(-1) / steps
+        return auc[:, 0], auc[:, 1]
+
+
+def disc_mask(i, side):
+    cx, cy, r = 20 + (7 * i) % 24, 20 + (11 * i) % 24, 8 + i % 12
+    yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing='ij')
+    return ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r)
+
+
+def w3_localize(m, x, maps, t, masks, side):
+    """localize's per-image metric set (see glimpse-bench): 19 thresholds, fixed 0.5, energy,
+    pointing game, and both curves."""
+    dele, ins = w3_curves(m, x, maps, t)
+    n = x.shape[0]
+    thr = torch.tensor([0.05 * k for k in range(1, 20)] + [0.5])
+    tol = 15.0 / 224.0 * side
+    mp = maps.reshape(n, -1)
+    g = torch.stack(masks).reshape(n, -1)
+    # every image at once: [n, 20 thresholds, hw]
+    pred = mp[:, None] >= thr[None, :, None]
+    gb = g[:, None]
+    inter = (pred & gb).sum(2).float()
+    a, b = pred.sum(2).float(), gb.sum(2).float()
+    dice = torch.where(a + b > 0, 2 * inter / (a + b).clamp_min(1), torch.ones_like(a))
+    uni = (pred | gb).sum(2).float()
+    iou = torch.where(uni > 0, inter / uni.clamp_min(1), torch.ones_like(a))
+    e = mp.clamp_min(0)
+    es = e.sum(1)
+    energy = torch.where(es > 0, (e * g).sum(1) / es.clamp_min(1e-30), torch.zeros_like(es))
+    peak = mp.argmax(1)
+    yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing='ij')
+    dist = torch.hypot((xx.reshape(1, -1) - (peak % side)[:, None]).double(),
+                       (yy.reshape(1, -1) - (peak // side)[:, None]).double())
+    dist = torch.where(g, dist, torch.full_like(dist, math.inf)).amin(1)
+    return float(dice.sum() + iou.sum() + energy.sum() + (dist <= tol).sum() + dele.sum() + ins.sum())
+
+
+def gradcam_maps(m, x):
+    with torch.no_grad():
+        a0 = m.features(x)
+    a = a0.detach().requires_grad_(True)
+    logits = m.classifier(a.mean(dim=(2, 3)))
+    t = logits.argmax(1)
+    (g,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), a)
+    raw = F.relu((g.mean(dim=(2, 3))[:, :, None, None] * a.detach()).sum(1))
+    up = F.interpolate(raw[:, None], size=x.shape[2:], mode='bilinear', align_corners=False)[:, 0]
+    return normalize_maps(up), t
+
+
 def row(key, st, unit):
     print(f'  {key:<20} {st[0]:12.3f} {unit:<5}  [{st[1]:.3f} .. {st[2]:.3f}]', flush=True)
 
@@ -147,7 +345,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--json')
-    ap.add_argument('--only', choices=['w1', 'w2'])
+    ap.add_argument('--only', choices=['w1', 'w2', 'w3'])
     ap.add_argument('--quick', action='store_true')
     args = ap.parse_args()
 
@@ -222,6 +420,24 @@ def main():
         put('w2_fwd_ms', measure(wp, fwd, ms), 'ms')
         put('w2_gradcam_ms', measure(wp, lambda: gradcam(vgg, img), ms), 'ms')
         put('w2_gradcam_full_ms', measure(wp, lambda: gradcam_full(vgg, img), ms), 'ms')
+
+    if args.only in (None, 'w3'):
+        torch.manual_seed(1)
+        net = small_gap_net().eval()
+        g = torch.Generator().manual_seed(44)
+        n, side = 32, 64
+        x = torch.rand(n, 3, side, side, generator=g) * 2 - 1
+        print(f'W3 attribution throughput, small-gap 3x64x64, batch {n} (ms per image)')
+        plan = (0, 1, 1) if args.quick else (1, 3, 1)
+        per_image = lambda s, it: 1e3 * s / (it * n)
+        maps, t = gradcam_maps(net, x)
+        masks = [disc_mask(i, side) for i in range(n)]
+        put('w3_ig_ms', measure(plan, lambda: w3_ig(net, x), per_image), 'ms')
+        put('w3_smoothgrad_ms', measure(plan, lambda: w3_smoothgrad(net, x), per_image), 'ms')
+        put('w3_occlusion_ms', measure(plan, lambda: w3_occlusion(net, x), per_image), 'ms')
+        put('w3_scorecam_ms', measure(plan, lambda: w3_scorecam(net, x), per_image), 'ms')
+        put('w3_curves_ms', measure(plan, lambda: w3_curves(net, x, maps, t), per_image), 'ms')
+        put('w3_localize_ms', measure(plan, lambda: w3_localize(net, x, maps, t, masks, side), per_image), 'ms')
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'peak resident memory: {rss:.1f} MiB')

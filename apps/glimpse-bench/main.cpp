@@ -17,6 +17,21 @@
 //                      parameter gradients), A's gradient read by a hook -- what hook-based
 //                      libraries do
 //   w2_fwd_ms, w2_gradcam_ms, w2_gradcam_full_ms: VGG16-GAP, batch 1, 224x224, A = features.29
+//   W3, attribution throughput (issue #14): the W1 net, one call on a batch of 32 images, reported in
+//   ms per image; targets = the predicted classes; maps normalized per image to [0, 1]:
+//   w3_ig_ms           Integrated Gradients, 64 steps (65 path points, trapezoid), zero baseline
+//   w3_smoothgrad_ms   SmoothGrad, 16 samples, noise 0.15 of each image's range
+//   w3_occlusion_ms    occlusion, 8x8 window, stride 4, fill 0 (15 x 15 = 225 windows)
+//   w3_scorecam_ms     Score-CAM on features.7 (128 channels; all-zero channels skipped)
+//   w3_curves_ms       deletion (zero baseline) and insertion (blur, sigma 5 * 64/224 px) curves of
+//                      16 steps for each image's Grad-CAM map
+//   w3_localize_ms     localize's per-image metric set for that map and a disc mask: Dice and IoU at
+//                      the 19 thresholds 0.05..0.95, Dice/IoU at 0.5, energy, pointing game, and the
+//                      two curves
+//   w3_curves_loop_ms  the curves one image at a time (17 copies per forward), as localize ran them
+//                      before rise_curves: a same-run A/B, not a PyTorch comparison
+//   w3_curves_b<B>_ms  rise_curves with B copies per forward pass, B = 17, 33, 64, 128 taken in
+//                      turn (5 rounds, median): the chunk-size A/B
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -33,6 +48,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attribution/attribution.h"
+#include "attribution/metrics.h"
 #include "autograd/engine.h"
 #include "autograd/functions.h"
 #include "core/error.h"
@@ -146,6 +162,16 @@ double cam_gradcam_identity(Model& model, const Tensor& x, const std::string& la
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
+// W3's disc masks: image i's lesion at a centre and radius that vary with i (the same formula in
+// compare_pytorch.py).
+io::Mask disc_mask(int64_t i, int64_t side) {
+  io::Mask m(side, side);
+  const int64_t cx = 20 + (7 * i) % 24, cy = 20 + (11 * i) % 24, r = 8 + i % 12;
+  for (int64_t y = 0; y < side; ++y)
+    for (int64_t x = 0; x < side; ++x) m.at(x, y) = (x - cx) * (x - cx) + (y - cy) * (y - cy) <= r * r ? 1 : 0;
+  return m;
+}
+
 void print_row(const std::string& key, const Stat& s) {
   std::printf("  %-20s %12.3f %-5s  [%.3f .. %.3f]\n", key.c_str(), s.median, s.unit.c_str(), s.min, s.max);
   std::fflush(stdout);
@@ -154,13 +180,13 @@ void print_row(const std::string& key, const Stat& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"glimpse-bench: the standard workloads W1 and W2 of BENCHMARKS.md"};
+  CLI::App app{"glimpse-bench: the standard workloads W1, W2 and W3 of BENCHMARKS.md"};
   int threads = 2;
   std::string json_path, only;
   bool quick = false;
   app.add_option("--threads", threads, "CPU threads for the kernels (default 2)");
   app.add_option("--json", json_path, "write the results as JSON to this file");
-  app.add_option("--only", only, "run one workload only")->check(CLI::IsMember({"w1", "w2"}));
+  app.add_option("--only", only, "run one workload only")->check(CLI::IsMember({"w1", "w2", "w3"}));
   app.add_flag("--quick", quick, "fewer blocks (a smoke test, not a measurement)");
   CLI11_PARSE(app, argc, argv);
 
@@ -273,6 +299,105 @@ int main(int argc, char** argv) {
       print_row("w2_gradcam_ms", results["w2_gradcam_ms"]);
       results["w2_gradcam_full_ms"] = measure_ms(wp, [&] { gradcam_full(*vgg, img, layer); });
       print_row("w2_gradcam_full_ms", results["w2_gradcam_full_ms"]);
+    }
+    if (only.empty() || only == "w3") {
+      Rng init(1), data(44);
+      std::shared_ptr<Model> net = small_gap_net(3, 64, init);
+      net->eval();
+      const int64_t N = 32, S = 64;
+      const Tensor x = random_images(N, S, data);
+      std::printf("W3 attribution throughput, small-gap 3x64x64, batch %lld (ms per image)\n",
+                  static_cast<long long>(N));
+      // One call on the whole batch per iteration; the figure is ms per image.
+      const Plan plan = quick ? Plan{0, 1, 1} : Plan{1, 3, 1};
+      auto per_image = [&](const std::string& key, const std::function<void()>& fn) {
+        results[key] = measure(
+            plan, fn, [&](double s) { return 1e3 * s / (plan.iters * N); }, "ms");
+        print_row(key, results[key]);
+      };
+      attr::Options o;
+      o.layer = "features.7";
+      o.ig_steps = 64;
+      o.smoothgrad_samples = 16;
+      o.smoothgrad_noise = 0.15f;
+      o.occlusion_window = 8;
+      o.occlusion_stride = 4;
+      // The maps the curves and the metric set are computed for: Grad-CAM, predicted classes.
+      const attr::AttributionMap gc = attr::gradcam(*net, x, o);
+      const std::vector<int64_t> targets = gc.targets;
+      const Tensor maps = gc.map.contiguous();
+      {
+        const attr::AttributionMap ig = attr::integrated_gradients(*net, x, o);
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < ig.completeness_gap.size(); ++i) {
+          worst = std::max(worst, std::fabs(static_cast<double>(ig.completeness_gap[i])));
+          scale = std::max(scale, std::fabs(static_cast<double>(ig.scores[i])));
+        }
+        checks["w3_ig_completeness_gap_max"] = worst;
+        checks["w3_ig_score_max"] = scale;
+        std::printf("  check: IG completeness gap max %.3e (largest |logit| %.3e)\n", worst, scale);
+      }
+      attr::CurveOptions co;
+      co.steps = 16;
+      co.blur_sigma = std::max(1.f, 5.f * static_cast<float>(S) / 224.f);
+      co.batch = 64;
+      std::vector<io::Mask> masks;
+      for (int64_t i = 0; i < N; ++i) masks.push_back(disc_mask(i, S));
+      per_image("w3_ig_ms", [&] { attr::integrated_gradients(*net, x, o); });
+      per_image("w3_smoothgrad_ms", [&] { attr::smoothgrad(*net, x, o); });
+      per_image("w3_occlusion_ms", [&] { attr::occlusion(*net, x, o); });
+      per_image("w3_scorecam_ms", [&] { attr::scorecam(*net, x, o); });
+      double auc_sum = 0;
+      per_image("w3_curves_ms", [&] {
+        auc_sum = 0;
+        for (const auto& c : attr::rise_curves(*net, x, maps, targets, co)) auc_sum += c.deletion.auc + c.insertion.auc;
+      });
+      checks["w3_curves_auc_sum"] = auc_sum;
+      per_image("w3_localize_ms", [&] {
+        // localize's loop (apps/melanoma/localize.cpp) for one batch
+        double acc = 0;
+        const std::vector<attr::CurvePair> curves = attr::rise_curves(*net, x, maps, targets, co);
+        for (int64_t i = 0; i < N; ++i) {
+          const Tensor m = maps.slice(i, i + 1);
+          for (int k = 1; k <= 19; ++k) {
+            const io::Mask p = attr::threshold_map(m, {attr::ThresholdMethod::Value, 0.05f * k});
+            acc += attr::dice(p, masks[i]) + attr::iou(p, masks[i]);
+          }
+          const attr::LocalizationScores ls = attr::localization_scores(
+              m, masks[i], {attr::ThresholdMethod::Value, 0.5f}, 15.0 / 224.0 * static_cast<double>(S));
+          acc += ls.dice + ls.iou + ls.energy + (ls.hit ? 1 : 0) + curves[i].deletion.auc + curves[i].insertion.auc;
+        }
+        checks["w3_localize_sum"] = acc;
+      });
+      // rise_curves' copies per forward pass, interleaved (rounds of 17, 33, 64, 128): which chunk
+      // is fastest is a cache question (activations of 64 images at 64 px spill out of L2/L3).
+      {
+        const std::vector<int64_t> sizes = {17, 33, 64, 128};
+        std::vector<std::vector<double>> t(sizes.size());
+        for (int r = 0; r < (quick ? 1 : 5); ++r)
+          for (size_t j = 0; j < sizes.size(); ++j) {
+            co.batch = sizes[j];
+            const auto t0 = Clock::now();
+            attr::rise_curves(*net, x, maps, targets, co);
+            t[j].push_back(1e3 * std::chrono::duration<double>(Clock::now() - t0).count() / N);
+          }
+        for (size_t j = 0; j < sizes.size(); ++j) {
+          std::sort(t[j].begin(), t[j].end());
+          const std::string key = "w3_curves_b" + std::to_string(sizes[j]) + "_ms";
+          results[key] = Stat{t[j][t[j].size() / 2], t[j].front(), t[j].back(), "ms"};
+          print_row(key, results[key]);
+        }
+      }
+      co.batch = co.steps + 1;
+      per_image("w3_curves_loop_ms", [&] {
+        double sum = 0;
+        for (int64_t i = 0; i < N; ++i) {
+          const Tensor xi = x.slice(i, i + 1), m = maps.slice(i, i + 1);
+          sum += attr::deletion_curve(*net, xi, m, targets[i], co).auc +
+                 attr::insertion_curve(*net, xi, m, targets[i], co).auc;
+        }
+        checks["w3_curves_loop_auc_sum"] = sum;
+      });
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "glimpse-bench: %s\n", e.what());

@@ -36,6 +36,8 @@ namespace mel {
 namespace {
 
 constexpr const char* kBaseline = "centred-gaussian";
+// Perturbed copies per forward pass of the deletion/insertion curves (bench/NOTES.md, W3).
+constexpr int64_t kCurveBatch = 64;
 
 Tensor gaussian_map(int64_t n, int64_t s, double sigma_fraction) {
   Tensor m = Tensor::empty({n, s, s});
@@ -160,7 +162,7 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
   for (int k = 1; k <= 19; ++k) res.thresholds.push_back(0.05 * k);
   attr::CurveOptions co;
   co.steps = o.curve_steps;
-  co.batch = o.curve_steps + 1;
+  co.batch = kCurveBatch;
   co.blur_sigma = std::max(1.f, 5.f * static_cast<float>(S) / 224.f);
 
   if (leader)
@@ -221,6 +223,9 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
           maps = attr::explain(method, model, b.images, opt).map;
         }
         maps = maps.contiguous();
+        // Both curves of the whole batch at once (attribution/metrics.h: fuller forward passes).
+        std::vector<attr::CurvePair> curves;
+        if (o.curves) curves = attr::rise_curves(model, b.images, maps, targets, co);
         for (int64_t i = 0; i < B; ++i) {
           const Tensor m = maps.slice(i, i + 1);
           io::Mask truth = b.masks[static_cast<size_t>(i)];
@@ -234,10 +239,8 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
           const attr::LocalizationScores ls = score_against_mask(m, truth, fixed, o.tolerance);
           double deletion = 0, insertion = 0;
           if (o.curves) {
-            const Tensor xi = b.images.slice(i, i + 1);
-            const int64_t t = targets[static_cast<size_t>(i)];
-            deletion = attr::deletion_curve(model, xi, m, t, co).auc;
-            insertion = attr::insertion_curve(model, xi, m, t, co).auc;
+            deletion = curves[static_cast<size_t>(i)].deletion.auc;
+            insertion = curves[static_cast<size_t>(i)].insertion.auc;
           }
           scores.add(dice_t, iou_t, ls, deletion, insertion, o.curves);
         }
