@@ -51,7 +51,7 @@ command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (apt-get ins
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DGLIMPSE_FUZZ=ON -DGLIMPSE_CUDA=OFF "${launcher[@]}" >/dev/null ||
+  -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DGLIMPSE_FUZZ=ON -DGLIMPSE_CUDA=OFF -DGLIMPSE_MPI=OFF "${launcher[@]}" >/dev/null ||
   { echo "fuzz.sh: configure failed" >&2; exit 1; }
 names=()
 for t in "${TARGETS[@]}"; do corpora "$t" >/dev/null || exit 2; names+=("fuzz_$t"); done
