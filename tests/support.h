@@ -14,6 +14,20 @@
 
 namespace glimpse::testing {
 
+// True in an AddressSanitizer build (GCC defines __SANITIZE_ADDRESS__, clang has the feature test),
+// where the slowest cases run smaller and memory growth is not judged (freed memory is quarantined).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 // The message of the exception f throws (a glimpse::Error, or a library's or the app's
 // std::exception), or "(no error)". Compare with "(no error)", never with "": a test that only asks
 // for a non-empty result cannot fail.

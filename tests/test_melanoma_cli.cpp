@@ -19,6 +19,7 @@
 #include "layers/checkpoint.h"
 #include "layers/models.h"
 #include "tests/host_stand_in.h"
+#include "tests/melanoma_support.h"
 #include "tests/support.h"
 
 #ifdef GLIMPSE_WITH_CUDA
@@ -51,21 +52,7 @@ class MelanomaApp : public ::testing::Test {
     mel::setup_runtime(2, 1);
     mel::set_progress("none");
     dir_ = tmpdir("suite");
-    mel::SynthOptions s;
-    s.out = dir_ + "/data";
-    s.count = 24;
-    s.size = 32;
-    s.seed = 3;
-    s.val_fraction = 0.25;
-    mel::run_synth(s);
-    mel::TrainOptions t;
-    t.data = s.out;
-    t.size = 32;
-    t.epochs = 1;
-    t.batch = 8;
-    t.out = dir_ + "/model.safetensors";
-    t.quiet = true;
-    mel::train_model(t);
+    mel::train_model(glimpse::testing::tiny_training(dir_));
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   static std::string dir_;

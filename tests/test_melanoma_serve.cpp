@@ -34,6 +34,7 @@
 #include "core/io/image.h"
 #include "layers/layers.h"
 #include "serve.h"
+#include "tests/melanoma_support.h"
 
 #ifdef GLIMPSE_WITH_HTTPLIB
 #include <httplib.h>
@@ -85,23 +86,9 @@ class Serve : public ::testing::Test {
     dir_ = (fs::temp_directory_path() / ("glimpse_serve_" + std::to_string(::getpid()))).string();
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    mel::SynthOptions s;
-    s.out = dir_ + "/data";
-    s.count = 24;
-    s.size = 32;
-    s.seed = 3;
-    s.val_fraction = 0.25;
-    mel::run_synth(s);
-    mel::TrainOptions t;
-    t.data = s.out;
-    t.size = 32;
-    t.epochs = 1;
-    t.batch = 8;
-    t.out = dir_ + "/model.safetensors";
-    t.quiet = true;
-    mel::train_model(t);
+    mel::train_model(glimpse::testing::tiny_training(dir_));
     // The val images with a mask, in the split's order.
-    const glimpse::data::Dataset ds = mel::open_dataset(s.out, "val");
+    const glimpse::data::Dataset ds = mel::open_dataset(dir_ + "/data", "val");
     for (const auto& smp : ds.samples)
       if (!smp.mask_path.empty()) masked_.push_back(smp);
   }

@@ -42,17 +42,7 @@ namespace {
 
 // Under AddressSanitizer (the CI's Debug build) the VGG-16 runs take ~30 s each; they run in the
 // Release ctest, and the sanitizer build checks the same code paths on the smaller networks.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using glimpse::testing::kSanitized;
 
 struct Arch {
   const char* name;

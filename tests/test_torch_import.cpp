@@ -16,6 +16,7 @@
 #include "init_weights.h"
 #include "layers/interop/torch_import.h"
 #include "layers/models.h"
+#include "melanoma_support.h"
 #include "support.h"
 
 namespace fs = std::filesystem;
@@ -26,17 +27,7 @@ namespace {
 
 // Under AddressSanitizer (the CI's Debug build) the VGG-16 runs take ~30 s each; they run in the
 // Release ctest, and the sanitizer build checks the same code paths on the smaller networks.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using glimpse::testing::kSanitized;
 
 const std::string kFixture = std::string(GLIMPSE_TEST_FIXTURES) + "/torchvision_reference.safetensors";
 
@@ -218,19 +209,7 @@ TEST(TorchImport, RefusesWrongShapeMissingAndUnexpectedKeys) {
 TEST(TorchImport, TrainInitAndFreeze) {
   const std::string dir = temp_file("train");
   fs::create_directories(dir);
-  mel::SynthOptions s;
-  s.out = dir + "/data";
-  s.count = 24;
-  s.size = 32;
-  s.seed = 3;
-  s.val_fraction = 0.25;
-  mel::run_synth(s);
-  mel::TrainOptions t;
-  t.data = s.out;
-  t.size = 32;
-  t.epochs = 1;
-  t.batch = 8;
-  t.quiet = true;
+  mel::TrainOptions t = glimpse::testing::tiny_training(dir);
   t.out = dir + "/first.safetensors";
   mel::train_model(t);
   const mel::LoadedModel first = mel::load_model(t.out);
