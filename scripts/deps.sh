@@ -5,7 +5,7 @@
 # clang and libclang-rt-14-dev (libFuzzer) are for the fuzz step of the tests (scripts/fuzz.sh) only.
 # libcpp-httplib-dev is the HTTP server of `melanoma serve`. chromium (and nodejs + npm where no node
 # is installed) are optional: the explorer's browser test (tests/browser) skips without them.
-# libopenmpi-dev + openmpi-bin: the MPI backend of dist/ (data-parallel runs under mpirun) and its tests;
+# libopenmpi-dev + openmpi-bin: the MPI backend of layers/dist/ (data-parallel runs under mpirun) and its tests;
 # NCCL comes with the CUDA toolkit. libonnx-dev + libprotobuf-dev build ONNX export (GLIMPSE_ONNX=AUTO builds without them, and `melanoma
 # export` then says so); libopencv-dnn-dev is the independent ONNX runtime test_onnx_export checks it with.
 set -euo pipefail
