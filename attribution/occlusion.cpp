@@ -22,10 +22,12 @@
 // the whole image.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "attribution/attribution.h"
 #include "attribution/internal.h"
+#include "attribution/local_forward.h"
 #include "autograd/functions.h"
 #include "core/error.h"
 #include "core/grad_mode.h"
@@ -103,24 +105,39 @@ AttributionMap occlusion(Module& model, const Tensor& x, const Options& opt) {
                              xs = window_starts(W, w, opt.occlusion_stride);
   const int64_t count = static_cast<int64_t>(ys.size() * xs.size());
   const Tensor X = detail::cpu(x);
-  // The windows of all images in one sequence (image-major), cut into forward passes of kBatch
-  // copies that may span images: fewer, fuller passes than one image at a time.
   WindowMean mean(N, H, W, w);
-  forward_windows(
-      model, x, N * count,
-      [&](int64_t k, float* dst) {
-        const int64_t n = k / count, kk = k % count;
-        std::copy_n(X.data() + n * C * HW, C * HW, dst);
-        const int64_t y0 = ys[kk / xs.size()], x0 = xs[kk % xs.size()];
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t i = y0; i < y0 + w; ++i) std::fill_n(dst + c * HW + i * W + x0, w, opt.occlusion_fill);
-      },
-      [&](int64_t k, const float* row, int64_t K) {
-        const int64_t n = k / count, kk = k % count;
-        GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for an occluded copy");
-        const double d = static_cast<double>(scores[n]) - row[targets[n]];
-        mean.add(n, ys[kk / xs.size()], xs[kk % xs.size()], d);
-      });
+  auto take = [&](int64_t n, int64_t kk, const float* row, int64_t K) {
+    GLIMPSE_CHECK(targets[n] < K, method, ": the model gave ", K, " logits for an occluded copy");
+    const double d = static_cast<double>(scores[n]) - row[targets[n]];
+    mean.add(n, ys[kk / xs.size()], xs[kk % xs.size()], d);
+  };
+  if (std::optional<LocalForward> local = LocalForward::plan(model, X.slice(0, 1))) {
+    // A chain of local layers (attribution/local_forward.h): each copy recomputed only where its
+    // window can reach, from the image's clean activations; one plan per image.
+    for (int64_t n = 0; n < N; ++n) {
+      if (n > 0) local = LocalForward::plan(model, X.slice(n, n + 1));
+      for (int64_t k0 = 0; k0 < count; k0 += kBatch) {
+        const int64_t k1 = std::min(count, k0 + kBatch);
+        std::vector<int64_t> y0(k1 - k0), x0(k1 - k0);
+        for (int64_t k = k0; k < k1; ++k) y0[k - k0] = ys[k / xs.size()], x0[k - k0] = xs[k % xs.size()];
+        const Tensor logits = local->logits(Tensor::full({k1 - k0, C, w, w}, opt.occlusion_fill), y0, x0);
+        for (int64_t k = k0; k < k1; ++k) take(n, k, logits.data() + (k - k0) * logits.size(1), logits.size(1));
+      }
+    }
+  } else {
+    // Whole copies: the windows of all images in one sequence (image-major), cut into forward
+    // passes of kBatch copies that may span images: fewer, fuller passes than one image at a time.
+    forward_windows(
+        model, x, N * count,
+        [&](int64_t k, float* dst) {
+          const int64_t n = k / count, kk = k % count;
+          std::copy_n(X.data() + n * C * HW, C * HW, dst);
+          const int64_t y0 = ys[kk / xs.size()], x0 = xs[kk % xs.size()];
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t i = y0; i < y0 + w; ++i) std::fill_n(dst + c * HW + i * W + x0, w, opt.occlusion_fill);
+        },
+        [&](int64_t k, const float* row, int64_t K) { take(k / count, k % count, row, K); });
+  }
   const Tensor raw = mean.raw();
   AttributionMap r = detail::make_result(method, "", targets, scores, raw);
   detail::finish_map(r, raw.view({N, H, W}), opt, H, W);

@@ -26,6 +26,7 @@ void check_model_input(const Model& m, const Tensor& x) {
 class GapClassifier : public Model {
  public:
   GapClassifier(std::string type, ModelInfo info) : Model(std::move(type), std::move(info)) {}
+  bool is_chain() const override { return true; }
   Tensor forward(const Tensor& x) override {
     check_model_input(*this, x);
     Tensor y = x;

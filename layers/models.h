@@ -35,6 +35,10 @@ class Model : public Module {
  public:
   Model(std::string type_name, ModelInfo info) : Module(std::move(type_name)), info(std::move(info)) {}
   std::string describe() const override;
+  // True when forward() runs the children in registration order and nothing else (besides checking
+  // the input): features -> gap -> head. Attribution uses it to recompute layer by layer
+  // (attribution/local_forward.h); a model with residual blocks says so through its children.
+  virtual bool is_chain() const { return false; }
   ModelInfo info;
 };
 
