@@ -44,6 +44,9 @@ struct Options {
   int64_t occlusion_window = 8;    // square window side (pixels)
   int64_t occlusion_stride = 4;
   float occlusion_fill = 0.f;
+  // Recompute each layer only where the window can reach (attribution/local_forward.h; chain models
+  // on the CPU): the same logits up to float rounding, ~9x less arithmetic on W1. false: whole copies.
+  bool occlusion_local = true;
   int64_t sliding_window = 32;  // window side for the sliding-window classification map
   int64_t sliding_stride = 16;
   int64_t scorecam_batch = 32;            // masked inputs per forward pass in Score-CAM

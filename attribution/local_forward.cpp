@@ -60,7 +60,8 @@ Tensor gather_crop(const Tensor& clean, const Tensor& patch, const Span& py, con
     const int64_t y0 = oy.at[b] * ay.s - ay.p, x0 = ox.at[b] * ax.s - ax.p;
     // columns of the crop inside the map: [c0, c1); of those, the patch's: [q0, q1)
     const int64_t c0 = std::clamp<int64_t>(-x0, 0, cols), c1 = std::clamp<int64_t>(W - x0, c0, cols);
-    const int64_t q0 = std::clamp<int64_t>(px.at[b] - x0, c0, c1), q1 = std::clamp<int64_t>(px.at[b] + px.len - x0, q0, c1);
+    const int64_t q0 = std::clamp<int64_t>(px.at[b] - x0, c0, c1),
+                  q1 = std::clamp<int64_t>(px.at[b] + px.len - x0, q0, c1);
     for (int64_t c = 0; c < C; ++c)
       for (int64_t r = 0; r < rows; ++r) {
         float* dst = out + ((b * C + c) * rows + r) * cols;
@@ -142,7 +143,8 @@ std::optional<LocalForward> LocalForward::plan(Module& model, const Tensor& imag
   return lf;
 }
 
-Tensor LocalForward::logits(const Tensor& patches, const std::vector<int64_t>& ys, const std::vector<int64_t>& xs) const {
+Tensor LocalForward::logits(const Tensor& patches, const std::vector<int64_t>& ys,
+                            const std::vector<int64_t>& xs) const {
   const Tensor& image = clean_.front();
   const int64_t B = patches.size(0);
   GLIMPSE_CHECK(patches.dim() == 4 && patches.size(1) == image.size(1) && ys.size() == static_cast<size_t>(B) &&

@@ -219,7 +219,8 @@ Curve rise_curve(Module& model, const Tensor& image, const Tensor& map, int64_t 
 }  // namespace
 
 std::vector<CurvePair> rise_curves(Module& model, const Tensor& images, const Tensor& maps,
-                                   const std::vector<int64_t>& targets, const CurveOptions& opt) {
+                                   const std::vector<int64_t>& targets, const CurveOptions& opt,
+                                   CurveAnchors* anchors) {
   const char* what = "rise_curves";
   detail::check_input(model, images, what);
   GLIMPSE_CHECK(opt.steps >= 1, what, ": steps = ", opt.steps, " (must be >= 1)");
@@ -291,18 +292,35 @@ std::vector<CurvePair> rise_curves(Module& model, const Tensor& images, const Te
       }
     }
 
+  // The map-independent points (anchors): kind 0 clean, 1 full deletion baseline, 2 full insertion
+  // baseline (per image), 3 the all-zero image (anchor slot 3 N). Each point's anchor slot, or -1.
+  std::vector<int64_t> anchor_of(points.size(), -1);
+  for (int64_t i = 0; i < N; ++i) {
+    if (clean[i] >= 0) anchor_of[clean[i]] = i;
+    if (full_del[i] >= 0) anchor_of[full_del[i]] = N + i;
+    if (full_ins[i] >= 0) anchor_of[full_ins[i]] = 2 * N + i;
+  }
+  if (zero >= 0) anchor_of[zero] = 3 * N;
+  if (anchors && anchors->images >= 0)
+    GLIMPSE_CHECK(anchors->images == N, what, ": the anchors were kept for ", anchors->images, " images, not ", N);
+  const bool reuse = anchors && anchors->images == N;
+
   detail::EvalModeGuard eval(model);
   NoGradGuard no_grad;
-  const int64_t P = static_cast<int64_t>(points.size());
-  std::vector<float> prob;  // softmax rows of every point, [P, K]
-  int64_t K = 0;
+  // The points to forward: all, or those whose anchor was not kept.
+  std::vector<int64_t> todo;
+  for (int64_t u = 0; u < static_cast<int64_t>(points.size()); ++u)
+    if (!reuse || anchor_of[u] < 0 || anchors->slot[anchor_of[u]] < 0) todo.push_back(u);
+  const int64_t P = static_cast<int64_t>(todo.size());
+  int64_t K = reuse ? anchors->classes : 0;
+  std::vector<float> prob(points.size() * static_cast<size_t>(std::max<int64_t>(K, 1)));  // [points, K]
   for (int64_t u0 = 0; u0 < P; u0 += opt.batch) {
     const int64_t u1 = std::min(P, u0 + opt.batch);
     Tensor batch = Tensor::empty({u1 - u0, C, H, W});
     float* bp = batch.data();
     const float* xp = X.data();
     parallel_for(u1 - u0, [&](int64_t j) {
-      const Point& p = points[u0 + j];
+      const Point& p = points[todo[u0 + j]];
       const float* img = xp + p.image * CHW;
       const float* base = (p.deletion ? base_del : base_ins)[p.image].data();
       const float* start = p.deletion ? img : base;
@@ -317,8 +335,26 @@ std::vector<CurvePair> rise_curves(Module& model, const Tensor& images, const Te
     GLIMPSE_CHECK(logits.dim() == 2, what, ": the model's output must be logits [N, classes]; got ",
                   shape_str(logits.shape()));
     Tensor pr = detail::cpu(softmax(logits, 1));
-    K = pr.size(1);
-    prob.insert(prob.end(), pr.data(), pr.data() + pr.numel());
+    GLIMPSE_CHECK(K == 0 || pr.size(1) == K, what, ": the model gave ", pr.size(1), " classes, the anchors ", K);
+    if (K == 0) {
+      K = pr.size(1);
+      prob.resize(points.size() * static_cast<size_t>(K));
+    }
+    for (int64_t j = 0; j < u1 - u0; ++j) std::copy_n(pr.data() + j * K, K, prob.data() + todo[u0 + j] * K);
+  }
+  if (anchors) {
+    if (!reuse) *anchors = {N, K, std::vector<int64_t>(3 * N + 1, -1), {}};
+    for (int64_t u = 0; u < static_cast<int64_t>(points.size()); ++u) {
+      const int64_t a = anchor_of[u];
+      if (a < 0) continue;
+      int64_t& row = anchors->slot[a];
+      if (row < 0) {  // keep it
+        row = static_cast<int64_t>(anchors->rows.size()) / K;
+        anchors->rows.insert(anchors->rows.end(), prob.data() + u * K, prob.data() + (u + 1) * K);
+      } else if (reuse) {
+        std::copy_n(anchors->rows.data() + row * K, K, prob.data() + u * K);
+      }
+    }
   }
   std::vector<CurvePair> out(N);
   for (int64_t i = 0; i < N; ++i) {

@@ -73,8 +73,20 @@ Curve insertion_curve(Module& model, const Tensor& image, const Tensor& map, int
 struct CurvePair {
   Curve deletion, insertion;
 };
+//
+// `anchors` (optional): the softmax rows of the copies that do not depend on the map -- each image's
+// clean copy and full baselines, and the all-zero image -- kept from one call to the next on the same
+// images (localize scores every method's maps of one batch): an empty CurveAnchors is filled by the
+// first call and read by the next ones, which then forward only the map's own copies. Pass it only
+// with the same images, baselines and model; the images' count is checked.
+struct CurveAnchors {
+  int64_t images = -1, classes = 0;
+  std::vector<int64_t> slot;  // per point kind and image: row in `rows`, -1 when not kept
+  std::vector<float> rows;    // [kept points, classes]
+};
 std::vector<CurvePair> rise_curves(Module& model, const Tensor& images, const Tensor& maps,
-                                   const std::vector<int64_t>& targets, const CurveOptions& opt = {});
+                                   const std::vector<int64_t>& targets, const CurveOptions& opt = {},
+                                   CurveAnchors* anchors = nullptr);
 // The trapezoid AUC of probabilities at equally spaced fractions 0, 1/S, ..., 1.
 double trapezoid_auc(const std::vector<double>& probability);
 // Separable Gaussian blur of every channel of [N, C, H, W] (kernel radius ceil(3 sigma), borders

@@ -111,7 +111,9 @@ AttributionMap occlusion(Module& model, const Tensor& x, const Options& opt) {
     const double d = static_cast<double>(scores[n]) - row[targets[n]];
     mean.add(n, ys[kk / xs.size()], xs[kk % xs.size()], d);
   };
-  if (std::optional<LocalForward> local = LocalForward::plan(model, X.slice(0, 1))) {
+  std::optional<LocalForward> local;
+  if (opt.occlusion_local) local = LocalForward::plan(model, X.slice(0, 1));
+  if (local) {
     // A chain of local layers (attribution/local_forward.h): each copy recomputed only where its
     // window can reach, from the image's clean activations; one plan per image.
     for (int64_t n = 0; n < N; ++n) {

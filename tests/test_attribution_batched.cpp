@@ -90,6 +90,45 @@ TEST(AttributionBatched, RiseCurvesEqualOneImageAtATime) {
   EXPECT_THROW(rise_curves(*f.net, f.x, maps, {0, 1, 3}, {}), Error);
 }
 
+// Anchors kept by a first call (another map of the same images) give the curves of a call without
+// them, and the second call forwards only its map's own copies. Per image, 7 steps: 6 inner points
+// per curve, the clean image (both curves' ends) and the blur baseline (insertion's start); deletion
+// ends on the all-zero image, one for the whole batch.
+TEST(AttributionBatched, RiseCurvesWithKeptAnchorsEqualAFreshCall) {
+  Fixture f;
+  Rng mr(14);
+  const Tensor first_maps = Tensor::uniform({3, 19, 23}, mr, 0.f, 1.f);
+  const Tensor maps = Tensor::uniform({3, 19, 23}, mr, 0.f, 1.f);
+  const std::vector<int64_t> targets = {1, 0, 2};
+  CurveOptions o;
+  o.steps = 7;
+  o.blur_sigma = 1.5f;
+  o.batch = 10;
+  int64_t forwarded = 0;
+  HookHandle count = f.net->find("features.0").register_forward_hook([&](Module&, const Tensor& in, const Tensor&) {
+    forwarded += in.size(0);
+    return Tensor();
+  });
+  CurveAnchors anchors;
+  rise_curves(*f.net, f.x, first_maps, targets, o, &anchors);
+  const int64_t first = forwarded;
+  forwarded = 0;
+  const std::vector<CurvePair> kept = rise_curves(*f.net, f.x, maps, targets, o, &anchors);
+  const int64_t second = forwarded;
+  forwarded = 0;
+  const std::vector<CurvePair> fresh = rise_curves(*f.net, f.x, maps, targets, o);
+  EXPECT_EQ(first, 3 * (2 * 6 + 2) + 1);
+  EXPECT_EQ(second, 3 * (2 * 6));  // the inner points only
+  EXPECT_EQ(forwarded, first);
+  for (size_t i = 0; i < 3; ++i)
+    for (size_t k = 0; k < 8; ++k) {
+      EXPECT_NEAR(kept[i].deletion.probability[k], fresh[i].deletion.probability[k], kTol) << i << " " << k;
+      EXPECT_NEAR(kept[i].insertion.probability[k], fresh[i].insertion.probability[k], kTol) << i << " " << k;
+    }
+  // Anchors of three images are refused for two.
+  EXPECT_THROW(rise_curves(*f.net, f.x.slice(0, 2), maps.slice(0, 2), {1, 0}, o, &anchors), Error);
+}
+
 // SmoothGrad with several samples per forward pass equals the average of saliency maps of the
 // noisy copies, computed one sample and one image at a time with the same noise fields.
 TEST(AttributionBatched, SmoothGradEqualsSampleLoop) {
@@ -161,10 +200,12 @@ TEST(AttributionBatched, IntegratedGradientsEqualsStepLoop) {
 }
 
 // Occlusion, Score-CAM and the sliding window on 3 images at once (forward batches spanning images) equal each image
-// explained alone.
+// explained alone. Occlusion on whole copies (its batching across images); its receptive-field path,
+// one image at a time, has tests/test_local_forward.cpp.
 TEST(AttributionBatched, PerturbationMethodsEqualOneImageAtATime) {
   Fixture f;
   Options o;
+  o.occlusion_local = false;
   o.occlusion_window = 5;
   o.occlusion_stride = 3;  // 6 x 7 = 42 windows per image: a batch of 64 spans two images
   o.scorecam_batch = 7;    // 128 channels per image: batches straddle the images

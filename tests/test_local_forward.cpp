@@ -136,16 +136,15 @@ TEST(LocalForward, RefusesWhatItCannotRecompute) {
   net->eval();
   EXPECT_TRUE(attr::LocalForward::plan(*net, image).has_value());
   {
-    HookHandle h = net->find("features.5").register_forward_hook([](Module&, const Tensor&, const Tensor&) {
-      return Tensor();
-    });
+    HookHandle h =
+        net->find("features.5").register_forward_hook([](Module&, const Tensor&, const Tensor&) { return Tensor(); });
     EXPECT_FALSE(attr::LocalForward::plan(*net, image).has_value()) << "a hook may change an output";
   }
   EXPECT_FALSE(attr::LocalForward::plan(*net, Tensor::randn({2, 3, 32, 32}, rng)).has_value()) << "one image";
 }
 
-// attr::occlusion takes the local path on a chain; a do-nothing hook sends it down the whole-copy
-// path. Both maps must agree.
+// attr::occlusion takes the local path on a chain (Options::occlusion_local, the default) and
+// whole copies without it; both maps must agree.
 TEST(LocalForward, OcclusionEqualsWholeCopies) {
   Rng rng(5);
   auto net = small_gap_net(3, 45, rng);
@@ -156,13 +155,8 @@ TEST(LocalForward, OcclusionEqualsWholeCopies) {
   opt.occlusion_fill = 0.1f;
   opt.normalize = false;
   const attr::AttributionMap local = attr::occlusion(*net, x, opt);
-  attr::AttributionMap whole;
-  {
-    HookHandle h = net->find("features.1").register_forward_hook([](Module&, const Tensor&, const Tensor&) {
-      return Tensor();
-    });
-    whole = attr::occlusion(*net, x, opt);
-  }
+  opt.occlusion_local = false;
+  const attr::AttributionMap whole = attr::occlusion(*net, x, opt);
   // raw values are differences of logits, so either path's rounding of a logit (~1e-7 of its size,
   // above) shows at the logits' scale, not at raw's: compare on that scale.
   double logit_scale = 0;

@@ -30,6 +30,8 @@
 //                      two curves
 //   w3_curves_loop_ms  the curves one image at a time (17 copies per forward), as localize ran them
 //                      before rise_curves: a same-run A/B, not a PyTorch comparison
+//   w3_occlusion_whole_ms  occlusion on whole copies (Options::occlusion_local = false), as before the
+//                      receptive-field path: a same-run A/B, not a PyTorch comparison
 //   w3_curves_b<B>_ms  rise_curves with B copies per forward pass, B = 17, 33, 64, 128 taken in
 //                      turn (5 rounds, median): the chunk-size A/B
 #include <sys/resource.h>
@@ -388,6 +390,11 @@ int main(int argc, char** argv) {
           print_row(key, results[key]);
         }
       }
+      per_image("w3_occlusion_whole_ms", [&] {
+        attr::Options whole = o;
+        whole.occlusion_local = false;
+        attr::occlusion(*net, x, whole);
+      });
       co.batch = co.steps + 1;
       per_image("w3_curves_loop_ms", [&] {
         double sum = 0;

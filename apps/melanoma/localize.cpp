@@ -182,6 +182,10 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
 
   std::vector<std::string> all = {kBaseline};
   all.insert(all.end(), methods.begin(), methods.end());
+  // What every method's pass over batch b shares, kept from the first pass: the predicted classes
+  // and the curves' map-independent copies (the clean image, the baselines).
+  std::vector<std::vector<int64_t>> predicted;
+  std::vector<attr::CurveAnchors> anchors;
   for (const std::string& method : all) {
     const double tm = now_s();
     LocalizeRow row;
@@ -201,16 +205,20 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
                     leader ? progress() : ProgressBar::Mode::Silent);
     try {
       data::Batch b;
-      while (loader && loader->next(b)) {
+      for (size_t at = 0; loader && loader->next(b); ++at) {
+        if (predicted.size() <= at) predicted.emplace_back(), anchors.emplace_back();
         b.images = b.images.to(device);  // decoded on the CPU; maps come back on the CPU
         const int64_t B = b.images.size(0);
         std::vector<int64_t> targets = b.labels;
         if (fixed_class >= 0) {
           targets.assign(static_cast<size_t>(B), fixed_class);
         } else if (o.target == "predicted") {
-          NoGradGuard no_grad;
-          model.eval();
-          targets = argmax_rows(model(b.images));
+          if (predicted[at].empty()) {
+            NoGradGuard no_grad;
+            model.eval();
+            predicted[at] = argmax_rows(model(b.images));
+          }
+          targets = predicted[at];
         }
         Tensor maps;
         if (method == kBaseline) {
@@ -225,7 +233,7 @@ LocalizeResult run_localize(const LocalizeOptions& o) {
         maps = maps.contiguous();
         // Both curves of the whole batch at once (attribution/metrics.h: fuller forward passes).
         std::vector<attr::CurvePair> curves;
-        if (o.curves) curves = attr::rise_curves(model, b.images, maps, targets, co);
+        if (o.curves) curves = attr::rise_curves(model, b.images, maps, targets, co, &anchors[at]);
         for (int64_t i = 0; i < B; ++i) {
           const Tensor m = maps.slice(i, i + 1);
           io::Mask truth = b.masks[static_cast<size_t>(i)];
