@@ -81,7 +81,8 @@ Tensor gather_crop(const Tensor& clean, const Tensor& patch, const Span& py, con
   return crop;
 }
 
-// Leaves of the module tree in the order a chain runs them; false where the order is not known.
+// Leaves of the module tree in the order a chain runs them (a BasicBlock is one leaf); false where
+// the order is not known.
 bool flatten_chain(Module& m, std::vector<Module*>& out) {
   const auto* model = dynamic_cast<const Model*>(&m);
   if (dynamic_cast<Sequential*>(&m) || (model && model->is_chain())) {
@@ -89,20 +90,96 @@ bool flatten_chain(Module& m, std::vector<Module*>& out) {
       if (!flatten_chain(*child, out)) return false;
     return true;
   }
-  if (model || !m.children().empty()) return false;  // a model or block with its own forward
+  if (!dynamic_cast<BasicBlock*>(&m) && (model || !m.children().empty())) return false;  // its own forward
   out.push_back(&m);
   return true;
 }
 
 bool is_activation(Module* m) { return dynamic_cast<ReLU*>(m) || dynamic_cast<LeakyReLU*>(m); }
 bool is_eval_only(Module* m) { return (dynamic_cast<BatchNorm2d*>(m) || dynamic_cast<Dropout*>(m)) && !m->training(); }
+bool is_eval_bn(Module* m) { return dynamic_cast<BatchNorm2d*>(m) && !m->training(); }
+
+// A residual block the plan can follow: batch norms in eval mode, and a downsample (if any) of one
+// convolution and one batch norm, as torchvision's.
+bool is_local_block(Module* m) {
+  auto* b = dynamic_cast<BasicBlock*>(m);
+  if (!b || !is_eval_bn(b->bn1.get()) || !is_eval_bn(b->bn2.get())) return false;
+  if (!b->downsample) return true;
+  return b->downsample->size() == 2 && dynamic_cast<Conv2d*>(&(*b->downsample)[0]) && is_eval_bn(&(*b->downsample)[1]);
+}
+
+using local_detail::BlockClean;
+using local_detail::Kind;
+
+// The copies' values on a region of one map: values [B, C, y.len, x.len], copy b's at (y.at[b], x.at[b]).
+struct Patch {
+  Tensor values;
+  Span y, x;
+};
+
+// One step on a patch: a window op reads its crop (the patch where the copies differ, the clean
+// input elsewhere); a pointwise one maps the patch as it is.
+Patch advance(Module* m, Kind kind, const Tensor& clean_in, const Tensor& clean_out, const Patch& in, bool fuse_relu) {
+  if (kind == Kind::Pointwise) return {(*m)(in.values), in.y, in.x};
+  Axis ay, ax;
+  float pad = 0.f;
+  Conv2dOptions conv_opt;
+  Pool2dOptions pool_opt;
+  if (kind == Kind::Conv) {
+    const auto* conv = static_cast<Conv2d*>(m);
+    conv_opt = conv->options;
+    ay = {conv->weight.size(2), conv_opt.stride_h, conv_opt.pad_h, conv_opt.dilation_h};
+    ax = {conv->weight.size(3), conv_opt.stride_w, conv_opt.pad_w, conv_opt.dilation_w};
+    conv_opt.pad_h = conv_opt.pad_w = 0;
+  } else {
+    pool_opt = kind == Kind::MaxPool ? static_cast<MaxPool2d*>(m)->options : static_cast<AvgPool2d*>(m)->options;
+    ay = {pool_opt.kernel_h, pool_opt.stride_h, pool_opt.pad_h, 1};
+    ax = {pool_opt.kernel_w, pool_opt.stride_w, pool_opt.pad_w, 1};
+    pool_opt.pad_h = pool_opt.pad_w = 0;
+    // outside the map: max pooling never picks a padded cell; average pooling counts it as 0
+    if (kind == Kind::MaxPool) pad = -std::numeric_limits<float>::infinity();
+  }
+  Patch out{Tensor(), output_span(in.y, ay, clean_out.size(2)), output_span(in.x, ax, clean_out.size(3))};
+  const Tensor crop = gather_crop(clean_in, in.values, in.y, in.x, out.y, out.x, ay, ax, pad);
+  if (kind == Kind::Conv) {
+    const auto* conv = static_cast<Conv2d*>(m);
+    out.values = fuse_relu ? conv2d_relu(crop, conv->weight, conv->bias, conv_opt)
+                           : conv2d(crop, conv->weight, conv->bias, conv_opt);
+  } else {
+    out.values = kind == Kind::MaxPool ? max_pool2d(crop, pool_opt) : avg_pool2d(crop, pool_opt);
+  }
+  out.values = out.values.contiguous();
+  return out;
+}
+
+Patch advance_block(BasicBlock& b, const BlockClean& clean, const Tensor& clean_in, const Tensor& clean_out,
+                    const Patch& in) {
+  // out = relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x)), each branch on its own crop
+  Patch branch = advance(b.conv1.get(), Kind::Conv, clean_in, clean.mid, in, false);
+  branch.values = (*b.relu1)((*b.bn1)(branch.values)).contiguous();
+  branch = advance(b.conv2.get(), Kind::Conv, clean.mid, clean_out, branch, false);
+  branch.values = (*b.bn2)(branch.values);
+  Patch shortcut = in;
+  if (b.downsample) {
+    shortcut = advance(&(*b.downsample)[0], Kind::Conv, clean_in, clean.shortcut, in, false);
+    shortcut.values = (*b.downsample)[1](shortcut.values).contiguous();
+  }
+  // the branch's region holds every position either side changes; the shortcut read on it
+  const Axis one{1, 1, 0, 1};
+  const Tensor sc =
+      gather_crop(clean.shortcut, shortcut.values, shortcut.y, shortcut.x, branch.y, branch.x, one, one, 0.f);
+  branch.values = (*b.relu2)(branch.values + sc).contiguous();
+  return branch;
+}
 
 }  // namespace
 
 std::optional<LocalForward> LocalForward::plan(Module& model, const Tensor& image) {
   if (!image.defined() || image.dim() != 4 || image.size(0) != 1 || !image.device().is_cpu()) return std::nullopt;
-  for (const auto& [name, m] : model.named_modules())
+  for (const auto& [name, m] : model.named_modules()) {
     if (m->num_forward_hooks() > 0) return std::nullopt;
+    if (auto* conv = dynamic_cast<Conv2d*>(m); conv && !conv->weight.device().is_cpu()) return std::nullopt;
+  }
   std::vector<Module*> leaves;
   if (!flatten_chain(model, leaves)) return std::nullopt;
   LocalForward lf;
@@ -115,7 +192,7 @@ std::optional<LocalForward> LocalForward::plan(Module& model, const Tensor& imag
             (dynamic_cast<Dropout*>(m) && !m->training())))
         return std::nullopt;
       lf.head_.push_back({m, Kind::Head});
-    } else if (auto* conv = dynamic_cast<Conv2d*>(m); conv && conv->weight.device().is_cpu()) {
+    } else if (dynamic_cast<Conv2d*>(m)) {
       lf.spatial_.push_back({m, Kind::Conv});
     } else if (dynamic_cast<MaxPool2d*>(m)) {
       lf.spatial_.push_back({m, Kind::MaxPool});
@@ -123,6 +200,8 @@ std::optional<LocalForward> LocalForward::plan(Module& model, const Tensor& imag
       lf.spatial_.push_back({m, Kind::AvgPool});
     } else if (is_activation(m) || is_eval_only(m)) {
       lf.spatial_.push_back({m, Kind::Pointwise});
+    } else if (is_local_block(m)) {
+      lf.spatial_.push_back({m, Kind::Block});
     } else {
       return std::nullopt;
     }
@@ -131,9 +210,15 @@ std::optional<LocalForward> LocalForward::plan(Module& model, const Tensor& imag
 
   NoGradGuard no_grad;
   Tensor y = image.contiguous();
-  for (const Step& s : lf.spatial_) {
+  lf.blocks_.resize(lf.spatial_.size());
+  for (size_t i = 0; i < lf.spatial_.size(); ++i) {
     lf.clean_.push_back(y);
-    y = (*s.module)(y).contiguous();
+    if (lf.spatial_[i].kind == Kind::Block) {
+      auto& b = *static_cast<BasicBlock*>(lf.spatial_[i].module);
+      lf.blocks_[i].mid = (*b.relu1)((*b.bn1)((*b.conv1)(y))).contiguous();
+      lf.blocks_[i].shortcut = b.downsample ? (*b.downsample)(y).contiguous() : y;
+    }
+    y = (*lf.spatial_[i].module)(y).contiguous();
   }
   lf.clean_.push_back(y);
   const int64_t C = y.size(1), HW = y.size(2) * y.size(3);
@@ -157,52 +242,17 @@ Tensor LocalForward::logits(const Tensor& patches, const std::vector<int64_t>& y
                   "LocalForward: patch ", b, " at (", ys[b], ", ", xs[b], ") of size ", patches.size(2), "x",
                   patches.size(3), " leaves the image ", shape_str(image.shape()));
   NoGradGuard no_grad;
-  Tensor patch = patches.contiguous();
-  Span py{ys, patch.size(2)}, px{xs, patch.size(3)};
+  Patch p{patches.contiguous(), {ys, patches.size(2)}, {xs, patches.size(3)}};
   for (size_t i = 0; i < spatial_.size(); ++i) {
-    Module* m = spatial_[i].module;
-    const Kind kind = spatial_[i].kind;
-    if (kind == Kind::Pointwise) {
-      patch = (*m)(patch);
+    const local_detail::Step& s = spatial_[i];
+    if (s.kind == Kind::Block) {
+      p = advance_block(*static_cast<BasicBlock*>(s.module), blocks_[i], clean_[i], clean_[i + 1], p);
       continue;
     }
-    Axis ay, ax;
-    float pad = 0.f;
-    Conv2dOptions conv_opt;
-    Pool2dOptions pool_opt;
-    if (kind == Kind::Conv) {
-      const auto* conv = static_cast<Conv2d*>(m);
-      conv_opt = conv->options;
-      ay = {conv->weight.size(2), conv_opt.stride_h, conv_opt.pad_h, conv_opt.dilation_h};
-      ax = {conv->weight.size(3), conv_opt.stride_w, conv_opt.pad_w, conv_opt.dilation_w};
-      conv_opt.pad_h = conv_opt.pad_w = 0;
-    } else {
-      pool_opt = kind == Kind::MaxPool ? static_cast<MaxPool2d*>(m)->options : static_cast<AvgPool2d*>(m)->options;
-      ay = {pool_opt.kernel_h, pool_opt.stride_h, pool_opt.pad_h, 1};
-      ax = {pool_opt.kernel_w, pool_opt.stride_w, pool_opt.pad_w, 1};
-      pool_opt.pad_h = pool_opt.pad_w = 0;
-      // outside the map: max pooling never picks a padded cell; average pooling counts it as 0
-      if (kind == Kind::MaxPool) pad = -std::numeric_limits<float>::infinity();
-    }
-    const Tensor& in = clean_[i];
-    const Tensor& out = clean_[i + 1];
-    const Span oy = output_span(py, ay, out.size(2)), ox = output_span(px, ax, out.size(3));
-    const Tensor crop = gather_crop(in, patch, py, px, oy, ox, ay, ax, pad);
-    if (kind == Kind::Conv) {
-      const auto* conv = static_cast<Conv2d*>(m);
-      // a ReLU right after the convolution runs in the same kernel, as in Sequential's forward
-      if (i + 1 < spatial_.size() && dynamic_cast<ReLU*>(spatial_[i + 1].module)) {
-        patch = conv2d_relu(crop, conv->weight, conv->bias, conv_opt);
-        ++i;
-      } else {
-        patch = conv2d(crop, conv->weight, conv->bias, conv_opt);
-      }
-    } else {
-      patch = kind == Kind::MaxPool ? max_pool2d(crop, pool_opt) : avg_pool2d(crop, pool_opt);
-    }
-    patch = patch.contiguous();
-    py = oy;
-    px = ox;
+    // a ReLU right after a convolution runs in the same kernel, as in Sequential's forward
+    const bool fuse = s.kind == Kind::Conv && i + 1 < spatial_.size() && dynamic_cast<ReLU*>(spatial_[i + 1].module);
+    p = advance(s.module, s.kind, clean_[i], clean_[fuse ? i + 2 : i + 1], p, fuse);
+    if (fuse) ++i;
   }
 
   // gap(A')_c = (sum A_c - sum_R A_c + sum_R A'_c) / (H W), in double
@@ -210,18 +260,18 @@ Tensor LocalForward::logits(const Tensor& patches, const std::vector<int64_t>& y
   const int64_t C = fin.size(1), H = fin.size(2), W = fin.size(3);
   Tensor features = Tensor::empty({B, C});
   const float* a = fin.data();
-  const float* p = patch.data();
+  const float* v = p.values.data();
   for (int64_t b = 0; b < B; ++b)
     for (int64_t c = 0; c < C; ++c) {
-      double s = clean_sum_[c];
-      for (int64_t r = 0; r < py.len; ++r)
-        for (int64_t q = 0; q < px.len; ++q)
-          s += static_cast<double>(p[((b * C + c) * py.len + r) * px.len + q]) -
-               a[(c * H + py.at[b] + r) * W + px.at[b] + q];
-      features.data()[b * C + c] = static_cast<float>(s / static_cast<double>(H * W));
+      double sum = clean_sum_[c];
+      for (int64_t r = 0; r < p.y.len; ++r)
+        for (int64_t q = 0; q < p.x.len; ++q)
+          sum += static_cast<double>(v[((b * C + c) * p.y.len + r) * p.x.len + q]) -
+                 a[(c * H + p.y.at[b] + r) * W + p.x.at[b] + q];
+      features.data()[b * C + c] = static_cast<float>(sum / static_cast<double>(H * W));
     }
   Tensor y = features;
-  for (const Step& s : head_) y = (*s.module)(y);
+  for (const local_detail::Step& s : head_) y = (*s.module)(y);
   return y;
 }
 

@@ -25,14 +25,26 @@
 
 namespace glimpse::attr {
 
+namespace local_detail {  // the plan's parts, for attribution/local_forward.cpp
+enum class Kind { Pointwise, Conv, MaxPool, AvgPool, Block, Head };
+struct Step {
+  Module* module;
+  Kind kind;
+};
+struct BlockClean {  // a residual block's clean inner activations
+  Tensor mid, shortcut;
+};
+}  // namespace local_detail
+
 class LocalForward {
  public:
   // Plans for `image` [1, C, H, W] on the CPU and runs its clean forward once. Empty when the model
   // is not a chain (Model::is_chain, Sequential) of Conv2d, MaxPool2d, AvgPool2d, BatchNorm2d,
-  // ReLU, LeakyReLU, Dropout up to a GlobalAvgPool followed by Linear / Flatten / Dropout /
-  // activations (ResNet's residual blocks are not), when any module has a forward hook (it might
-  // change an output), or when a batch norm or dropout is in training mode: callers then forward
-  // whole copies. The model must outlive the plan and stay unchanged while it is used.
+  // ReLU, LeakyReLU, Dropout and BasicBlock (ResNet's residual block: both branches recomputed on
+  // their crops) up to a GlobalAvgPool followed by Linear / Flatten / Dropout / activations, when
+  // any module has a forward hook (it might change an output), when a batch norm or dropout is in
+  // training mode, or when the model is not on the CPU: callers then forward whole copies. The
+  // model must outlive the plan and stay unchanged while it is used.
   static std::optional<LocalForward> plan(Module& model, const Tensor& image);
 
   // Logits [B, K] of B copies of the image; copy b has rows [ys[b], ys[b] + h) and columns
@@ -40,14 +52,10 @@ class LocalForward {
   Tensor logits(const Tensor& patches, const std::vector<int64_t>& ys, const std::vector<int64_t>& xs) const;
 
  private:
-  enum class Kind { Pointwise, Conv, MaxPool, AvgPool, Head };
-  struct Step {
-    Module* module;
-    Kind kind;
-  };
-  std::vector<Step> spatial_, head_;  // before and after the global average pool
-  std::vector<Tensor> clean_;         // clean_[i]: the clean input of spatial_[i]; back(): the final map
-  std::vector<double> clean_sum_;     // per channel sum of the final map
+  std::vector<local_detail::Step> spatial_, head_;  // before and after the global average pool
+  std::vector<Tensor> clean_;                       // clean_[i]: the clean input of spatial_[i]; back(): the final map
+  std::vector<local_detail::BlockClean> blocks_;    // per spatial step; set for blocks only
+  std::vector<double> clean_sum_;                   // per channel sum of the final map
 };
 
 }  // namespace glimpse::attr

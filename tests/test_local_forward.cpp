@@ -92,6 +92,10 @@ void check_model(Module& model, int64_t C, int64_t S, const std::vector<int64_t>
     const Tensor want = model(pasted(image, patches, ys, xs));
     const Tensor got = lf->logits(patches, ys, xs);
     expect_close(model.type_name() + " patch " + std::to_string(side), got, want, 1e-5);
+    // not vacuous: the patches move the logits far more than the two paths disagree
+    const Tensor clean = model(pasted(image, Tensor::zeros({B, C, 0, 0}), std::vector<int64_t>(B, 0), xs));
+    EXPECT_GT(glimpse::testing::max_abs_error(want, clean), 100 * glimpse::testing::max_abs_error(got, want))
+        << "patch " << side;
   }
 }
 
@@ -123,12 +127,32 @@ TEST(LocalForward, StridedDilatedPaddedPoolsMatchWholeCopies) {
   check_model(net, 3, 29, {1, 3, 6, 29}, 13);
 }
 
+// ResNet-18: residual blocks with identity and strided 1x1 downsample shortcuts, a 7x7/2 stem and
+// a padded 3x3/2 max pool.
+TEST(LocalForward, ResNetBlocksMatchWholeCopies) {
+  Rng rng(6);
+  auto net = resnet18_gap(3, 64, rng);
+  for (auto& [name, m] : net->named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) {
+      bn->running_mean = Tensor::randn({bn->num_features}, rng, 0.f, 0.2f);
+      bn->running_var = Tensor::uniform({bn->num_features}, rng, 0.5f, 2.f);
+    }
+  check_model(*net, 3, 64, {3, 8, 20}, 14);
+}
+
 TEST(LocalForward, RefusesWhatItCannotRecompute) {
   Rng rng(4);
   const Tensor image = Tensor::randn({1, 3, 32, 32}, rng);
-  auto resnet = resnet18_gap(3, 32, rng);
-  resnet->eval();
-  EXPECT_FALSE(attr::LocalForward::plan(*resnet, image).has_value()) << "residual blocks are not a chain";
+  OddChain odd(rng);
+  odd.eval();
+  EXPECT_TRUE(attr::LocalForward::plan(odd, image).has_value());
+  // the same children behind a forward() that is not declared a chain
+  struct Opaque : OddChain {
+    using OddChain::OddChain;
+    bool is_chain() const override { return false; }
+  } opaque(rng);
+  opaque.eval();
+  EXPECT_FALSE(attr::LocalForward::plan(opaque, image).has_value()) << "a forward the plan cannot read";
 
   auto net = make_model("bn-gap", 3, 32, rng);
   net->train();
