@@ -20,6 +20,7 @@
 #include "core/io/safetensors.h"
 #include "core/parallel.h"
 #include "core/rng.h"
+#include "files.h"
 #include "layers/dist/sync.h"
 #include "layers/lr_schedule.h"
 #include "layers/models.h"
@@ -327,6 +328,159 @@ TEST(DistScore, EvalOnTwoRanksGivesTheOneProcessTable) {
     EXPECT_EQ(mel::format_metrics(two.metrics, two.meta.class_names),
               mel::format_metrics(one.metrics, one.meta.class_names));
     EXPECT_EQ(mel::format_eval_stats(two.stats, two.metrics), mel::format_eval_stats(one.stats, one.metrics));
+  }
+  world().barrier();
+}
+
+// ---- the split commands: the same files and numbers as one process -------------------------------
+
+// A file's bytes ("" when missing), to compare what two runs wrote.
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Every file under `a` has a twin under `b` with the same bytes, and no file is missing from `a`;
+// returns how many were compared.
+size_t expect_same_tree(const fs::path& a, const fs::path& b) {
+  size_t n = 0, in_b = 0;
+  for (const auto& e : fs::recursive_directory_iterator(b))
+    if (e.is_regular_file()) ++in_b;
+  for (const auto& e : fs::recursive_directory_iterator(a)) {
+    if (!e.is_regular_file()) continue;
+    const fs::path rel = fs::relative(e.path(), a);
+    EXPECT_EQ(file_bytes(e.path()), file_bytes(b / rel)) << rel;
+    ++n;
+  }
+  EXPECT_EQ(n, in_b) << a << " and " << b << " hold different numbers of files";
+  return n;
+}
+
+// The JSON a command wrote, without its timings.
+nlohmann::json without_seconds(nlohmann::json j) {
+  if (j.is_object()) {
+    j.erase("seconds");
+    for (auto& [k, v] : j.items()) v = without_seconds(v);
+  } else if (j.is_array()) {
+    for (auto& v : j) v = without_seconds(v);
+  }
+  return j;
+}
+
+mel::TrainOptions tiny_retraining(const std::string& data) {
+  mel::TrainOptions t = tiny_training(data, "", "small-gap");
+  t.val_split = "val";
+  t.epochs = 1;
+  t.batch = 16;
+  return t;
+}
+
+// 64 synthetic images (38 train, 26 val) for two-stage and roar, which write every image again
+// (atomically, so each write is an fsync): made once, removed by roar's test, the last to use it.
+const std::string& small_set_dir() {
+  static const std::string dir = [] {
+    const std::string d = shared_temp_dir("small");
+    synthetic_data(d, 64, 0.4);
+    return d;
+  }();
+  return dir;
+}
+
+TEST(DistScore, PredictOnTwoRanksWritesTheOneProcessFiles) {
+  NEED_RANKS(2);
+  const ScoredSet& s = scored_set();
+  const std::string dir = shared_temp_dir("predict");
+  if (world().rank() == 0) {
+    // 8 photos and one that is not a PNG: 5 for rank 0, 4 for rank 1, one failed row.
+    fs::create_directories(dir + "/photos");
+    int k = 0;
+    for (const auto& e : fs::directory_iterator(s.data + "/images"))
+      if (k++ < 8) fs::copy_file(e.path(), dir + "/photos/" + e.path().filename().string());
+    std::ofstream(dir + "/photos/zz-broken.png") << "not a png";
+  }
+  world().barrier();
+  mel::PredictOptions o;
+  o.model = s.model;
+  o.images = dir + "/photos";
+  o.out = dir + "/two";
+  o.explain.display = 96;
+  o.comm = &world();
+  const mel::PredictResult two = mel::run_predict(o);
+  if (world().rank() == 0) {
+    o.out = dir + "/one";
+    o.comm = nullptr;
+    const mel::PredictResult one = mel::run_predict(o);
+    EXPECT_EQ(two.images, 9);
+    EXPECT_EQ(two.failed, 1);
+    EXPECT_EQ(one.failed, 1);
+    EXPECT_EQ(expect_same_tree(dir + "/two", dir + "/one"), 9u);  // the CSV and 8 overlays
+    EXPECT_NE(file_bytes(two.csv).find("zz-broken.png"), std::string::npos);
+    fs::remove_all(dir);
+  }
+  world().barrier();
+}
+
+TEST(DistScore, TwoStageOnTwoRanksGivesTheOneProcessCropsAndScores) {
+  NEED_RANKS(2);
+  const std::string dir = shared_temp_dir("two-stage");
+  mel::TwoStageOptions o;
+  o.train = tiny_retraining(small_set_dir() + "/data");  // no --model: rank 0 trains stage 1 and hands it to rank 1
+  o.out = dir + "/two";
+  o.json = o.out + "/two-stage.json";
+  o.comm = &world();
+  const mel::TwoStageResult two = mel::run_two_stage(o);
+  if (world().rank() == 0) {
+    o.out = dir + "/one";
+    o.json = o.out + "/two-stage.json";
+    o.comm = nullptr;
+    const mel::TwoStageResult one = mel::run_two_stage(o);
+    const auto& names = mel::class_names();
+    EXPECT_EQ(mel::to_json(two.stage1, names).dump(), mel::to_json(one.stage1, names).dump());
+    EXPECT_EQ(mel::to_json(two.stage2, names).dump(), mel::to_json(one.stage2, names).dump());
+    EXPECT_EQ(mel::to_json(two.combined, names).dump(), mel::to_json(one.combined, names).dump());
+    // Every crop and mask of the 64 images (rank 0 cuts 32 of the train split, rank 1 the rest) and
+    // labels.csv: the same bytes.
+    EXPECT_GT(expect_same_tree(dir + "/two/crops", dir + "/one/crops"), 64u);
+    nlohmann::json a = without_seconds(mel::read_json(dir + "/two/two-stage.json"));
+    nlohmann::json b = without_seconds(mel::read_json(dir + "/one/two-stage.json"));
+    for (const char* k : {"stage1_model", "stage2_model"}) a.erase(k), b.erase(k);  // under their own --out
+    EXPECT_EQ(a.dump(), b.dump());
+    fs::remove_all(dir);
+  }
+  world().barrier();
+}
+
+TEST(DistScore, RoarOnTwoRanksGivesTheOneProcessRows) {
+  NEED_RANKS(2);
+  const std::string dir = shared_temp_dir("roar");
+  mel::RoarOptions o;
+  o.train = tiny_retraining(small_set_dir() + "/data");  // no --model: the starting model trained on rank 0
+  o.methods = "cam";
+  o.percents = {30, 70};  // with the random control: 4 retrainings, 2 on each rank
+  o.out = dir + "/two";
+  o.json = dir + "/two.json";
+  o.comm = &world();
+  const mel::RoarResult two = mel::run_roar(o);
+  if (world().rank() == 0) {
+    o.out = dir + "/one";
+    o.json = dir + "/one.json";
+    o.comm = nullptr;
+    const mel::RoarResult one = mel::run_roar(o);
+    ASSERT_EQ(one.rows.size(), 4u);
+    EXPECT_EQ(mel::format_metrics(two.original, mel::class_names()),
+              mel::format_metrics(one.original, mel::class_names()));
+    ASSERT_EQ(two.rows.size(), one.rows.size());
+    for (size_t i = 0; i < one.rows.size(); ++i) {
+      SCOPED_TRACE(one.rows[i].method + " " + std::to_string(one.rows[i].percent));
+      EXPECT_EQ(two.rows[i].method, one.rows[i].method);
+      EXPECT_EQ(two.rows[i].percent, one.rows[i].percent);
+      EXPECT_EQ(mel::format_metrics(two.rows[i].metrics, mel::class_names()),
+                mel::format_metrics(one.rows[i].metrics, mel::class_names()));
+    }
+    EXPECT_EQ(without_seconds(mel::read_json(dir + "/two.json")).dump(),
+              without_seconds(mel::read_json(dir + "/one.json")).dump());
+    fs::remove_all(dir);
+    fs::remove_all(small_set_dir());
   }
   world().barrier();
 }

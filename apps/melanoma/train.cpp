@@ -764,32 +764,4 @@ TrainResult train_model(const TrainOptions& o) {
   return std::move(t.r);
 }
 
-StartingModel load_or_train(const std::string& model_path, const TrainOptions& train, const char* who) {
-  StartingModel m;
-  m.data_dir = train.data;
-  if (!model_path.empty()) {
-    LoadedModel lm = load_model(model_path);
-    m.model = lm.model;
-    m.meta = lm.meta;
-    if (m.data_dir.empty()) m.data_dir = m.meta.data;
-    std::printf("%s: starting model %s (%s, %lld px)\n", who, model_path.c_str(), m.meta.arch.c_str(),
-                static_cast<long long>(m.meta.size));
-  } else {
-    std::printf("%s: training the starting model\n", who);
-    std::fflush(stdout);
-    TrainResult r = train_model(train);
-    m.model = r.model;
-    m.meta = r.meta;
-    m.data_dir = m.meta.data;
-  }
-  GLIMPSE_CHECK(m.meta.classes == 3 && find_class(m.meta.class_names, kMelanoma) >= 0 &&
-                    find_class(m.meta.class_names, kKeratosis) >= 0,
-                who,
-                ": the ISIC scoring needs a 3-class model with classes melanoma, seborrheic_keratosis and nevus; "
-                "this one has ",
-                m.meta.classes, " (", m.meta.class_names.empty() ? "" : m.meta.class_names[0],
-                m.meta.classes > 1 ? ", " + m.meta.class_names[1] : "", m.meta.classes > 2 ? ", ..." : "", ")");
-  return m;
-}
-
 }  // namespace mel
