@@ -62,6 +62,9 @@ struct TrainOptions {
   // images; gradients are averaged in buckets of bucket_mb MiB. Null: one process.
   glimpse::dist::Communicator* comm = nullptr;
   double bucket_mb = 4;
+  // Batch norm under data parallelism: statistics over the global batch (dist::synchronize_batch_norm)
+  // instead of each rank's slice. CPU only.
+  bool sync_bn = false;
   // The data-randomization sanity check (sanity --data-randomization): the training labels are
   // shuffled among the training images (a permutation seeded from `seed`, so the class counts stay),
   // and no validation split is read. Not a flag of `train`.

@@ -22,9 +22,9 @@ class RootWriter {
   void file(const std::string& path, std::string bytes);
   void png(const std::string& path, const glimpse::io::Image& image);
   void png(const std::string& path, const glimpse::io::Mask& mask);  // 0 -> black, else white (as io::save_png)
-  void text(const std::string& s);  // appended to this rank's text
-  void count(int64_t n);            // added to the job's tally
-  void flush();                     // collective
+  void text(const std::string& s);                                   // appended to this rank's text
+  void count(int64_t n);                                             // added to the job's tally
+  void flush();                                                      // collective
   // On rank 0 after the last flush: every rank's text in rank order, the tally summed over ranks.
   std::string all_text() const;
   int64_t tally() const { return tally_; }
