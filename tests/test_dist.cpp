@@ -322,7 +322,7 @@ TEST(DistTrain, SyncBatchNormSplitsOneProcessBatchNorm) {
 // gradients are sums that cancel, so their float rounding is large against their own size (a
 // difference of 1e-7 is 1% of them) though not against the weights. lr 0.002: at train's default
 // 0.02 bn-gap amplifies rounding (any summation order) by orders of magnitude within 20 steps.
-// Per-rank statistics are 0.6 away on the same measure (BatchNormUsesPerRankStatistics).
+// The same run with per-rank statistics is 0.6 away (largest relative error of a tensor).
 TEST(DistTrain, SyncBatchNormMatchesOneProcess) {
   NEED_RANKS(2);
   const std::string dir = shared_temp_dir("sync-bn");
@@ -343,8 +343,8 @@ TEST(DistTrain, SyncBatchNormMatchesOneProcess) {
     for (auto& kv : two.model->named_buffers()) a.push_back(kv);
     for (auto& kv : one.model->named_buffers()) b.push_back(kv);
     ASSERT_EQ(a.size(), b.size());
-    // Measured here: 1.2e-4 (parameters) and 2.3e-4 (running statistics), bounded at 1e-3; per-rank
-    // statistics give 0.6. Not the 1e-5 of the layer alone (SyncBatchNormSplitsOneProcessBatchNorm).
+    // Measured here: 1.2e-4 (parameters) and 2.3e-4 (running statistics), bounded at 1e-3. Not the
+    // 1e-7 of the layer alone (SyncBatchNormSplitsOneProcessBatchNorm): 20 steps amplify rounding.
     double worst[2] = {0, 0};
     const size_t parameters = two.model->named_parameters().size();
     for (size_t i = 0; i < a.size(); ++i) {
