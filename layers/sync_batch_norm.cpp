@@ -109,43 +109,44 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   if (!grad_enabled() || !any_requires_grad({x, gamma, beta})) return out;
   const Tensor x_saved = xc.detach();
   const Tensor g_saved = gamma.defined() ? gamma.contiguous().detach() : Tensor();
-  return record("sync_batch_norm", out, {x, gamma, beta},
-                [x_saved, g_saved, save_mean, invstd, l, M, group](const Tensor& grad_out, const std::vector<bool>& needs) {
-                  const Tensor go = grad_out.contiguous();
-                  const float *g = go.data(), *xs = x_saved.data();
-                  auto xhat = [&](int64_t c, int64_t at) {
-                    return (static_cast<double>(xs[at]) - save_mean.data()[c]) * invstd.data()[c];
-                  };
-                  // This rank's SG (first C) and SGX (next C); every rank joins the allreduce,
-                  // whatever it needs, so that the ranks stay in step.
-                  const std::vector<double> local_sg =
-                      channel_sums(g, l, [](float v, int64_t, int64_t) { return static_cast<double>(v); });
-                  const std::vector<double> local_sgx =
-                      channel_sums(g, l, [&](float v, int64_t c, int64_t at) { return v * xhat(c, at); });
-                  std::vector<double> sums = local_sg;
-                  sums.insert(sums.end(), local_sgx.begin(), local_sgx.end());
-                  sum_over_group(*group, sums);
-                  std::vector<Tensor> grads(3);
-                  if (needs[0]) {
-                    grads[0] = Tensor::empty(x_saved.shape());
-                    float* dx = grads[0].data();
-                    for (int64_t n = 0; n < l.n; ++n)
-                      for (int64_t c = 0; c < l.c; ++c) {
-                        const double k = (g_saved.defined() ? g_saved.data()[c] : 1.f) * invstd.data()[c] / M;
-                        const double sg = sums[static_cast<size_t>(c)], sgx = sums[static_cast<size_t>(l.c + c)];
-                        for (int64_t i = 0, at = (n * l.c + c) * l.p; i < l.p; ++i, ++at)
-                          dx[at] = static_cast<float>(k * (M * g[at] - sg - xhat(c, at) * sgx));
-                      }
-                  }
-                  auto as_tensor = [&](const std::vector<double>& v) {
-                    Tensor t = Tensor::empty({l.c});
-                    for (int64_t c = 0; c < l.c; ++c) t.data()[c] = static_cast<float>(v[static_cast<size_t>(c)]);
-                    return t;
-                  };
-                  if (needs[1]) grads[1] = as_tensor(local_sgx);
-                  if (needs[2]) grads[2] = as_tensor(local_sg);
-                  return grads;
-                });
+  return record(
+      "sync_batch_norm", out, {x, gamma, beta},
+      [x_saved, g_saved, save_mean, invstd, l, M, group](const Tensor& grad_out, const std::vector<bool>& needs) {
+        const Tensor go = grad_out.contiguous();
+        const float *g = go.data(), *xs = x_saved.data();
+        auto xhat = [&](int64_t c, int64_t at) {
+          return (static_cast<double>(xs[at]) - save_mean.data()[c]) * invstd.data()[c];
+        };
+        // This rank's SG (first C) and SGX (next C); every rank joins the allreduce,
+        // whatever it needs, so that the ranks stay in step.
+        const std::vector<double> local_sg =
+            channel_sums(g, l, [](float v, int64_t, int64_t) { return static_cast<double>(v); });
+        const std::vector<double> local_sgx =
+            channel_sums(g, l, [&](float v, int64_t c, int64_t at) { return v * xhat(c, at); });
+        std::vector<double> sums = local_sg;
+        sums.insert(sums.end(), local_sgx.begin(), local_sgx.end());
+        sum_over_group(*group, sums);
+        std::vector<Tensor> grads(3);
+        if (needs[0]) {
+          grads[0] = Tensor::empty(x_saved.shape());
+          float* dx = grads[0].data();
+          for (int64_t n = 0; n < l.n; ++n)
+            for (int64_t c = 0; c < l.c; ++c) {
+              const double k = (g_saved.defined() ? g_saved.data()[c] : 1.f) * invstd.data()[c] / M;
+              const double sg = sums[static_cast<size_t>(c)], sgx = sums[static_cast<size_t>(l.c + c)];
+              for (int64_t i = 0, at = (n * l.c + c) * l.p; i < l.p; ++i, ++at)
+                dx[at] = static_cast<float>(k * (M * g[at] - sg - xhat(c, at) * sgx));
+            }
+        }
+        auto as_tensor = [&](const std::vector<double>& v) {
+          Tensor t = Tensor::empty({l.c});
+          for (int64_t c = 0; c < l.c; ++c) t.data()[c] = static_cast<float>(v[static_cast<size_t>(c)]);
+          return t;
+        };
+        if (needs[1]) grads[1] = as_tensor(local_sgx);
+        if (needs[2]) grads[2] = as_tensor(local_sg);
+        return grads;
+      });
 }
 
 }  // namespace glimpse
