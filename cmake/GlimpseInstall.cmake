@@ -8,7 +8,9 @@
 # include/ too for #include <glimpse/core/tensor.h>), lib/cmake/glimpse/ with the targets, the
 # config (it finds glimpse's dependencies again) and a version file, and the programs under bin/.
 # Targets (namespace glimpse::): core, autograd, layers, attribution, data, interop, backends
-# (cuda when built) and glimpse, the whole library.
+# (cuda when built), glimpse, the whole library, and dist, the communicator of data-parallel runs
+# (layers/dist/comm.h: one process always; Open MPI and NCCL when the build found them, which the
+# config then finds again).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -37,6 +39,8 @@ foreach(layer ${_glimpse_layers})
   list(APPEND _glimpse_targets glimpse_${layer})
 endforeach()
 set_target_properties(glimpse_backends PROPERTIES EXPORT_NAME backends)
+set_target_properties(glimpse_dist PROPERTIES EXPORT_NAME dist)
+list(APPEND _glimpse_targets glimpse_dist)
 if(GLIMPSE_HAVE_CUDA)
   set_target_properties(glimpse_cuda PROPERTIES EXPORT_NAME cuda)
   list(APPEND _glimpse_targets glimpse_cuda)

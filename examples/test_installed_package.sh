@@ -30,7 +30,7 @@ cat > "$scratch/contract/CMakeLists.txt" <<'CMAKE'
 cmake_minimum_required(VERSION 3.25)
 project(contract LANGUAGES CXX)
 find_package(glimpse 0.1 CONFIG REQUIRED)
-foreach(t glimpse core autograd layers attribution data interop backends)
+foreach(t glimpse core autograd layers attribution data interop backends dist)
   if(NOT TARGET glimpse::${t})
     message(FATAL_ERROR "glimpse::${t} missing")
   endif()
@@ -44,9 +44,27 @@ if(glimpse_FOUND AND NOT TARGET glimpse::cuda)
   message(FATAL_ERROR "COMPONENTS CUDA found without a glimpse::cuda target")
 endif()
 message(STATUS "contract: glimpse ${glimpse_VERSION}, CUDA component found: ${glimpse_FOUND}")
+# glimpse::dist links (with MPI, when glimpse was built with it) and runs as one process.
+add_executable(one_rank one_rank.cpp)
+target_link_libraries(one_rank PRIVATE glimpse::dist)
 CMAKE
+cat > "$scratch/contract/one_rank.cpp" <<'CPP'
+#include <cstdio>
+#include <glimpse/layers/dist/comm.h>
+int main(int argc, char** argv) {
+  glimpse::dist::Session session(&argc, &argv);
+  glimpse::dist::Communicator& c = session.world();
+  glimpse::Tensor t = glimpse::Tensor::from_vector({2}, {1.f, 2.f});
+  glimpse::dist::allreduce(c, t);
+  std::printf("one_rank: rank %d of %d, backend %s, MPI built %d, sum %g\n", c.rank(), c.size(),
+              c.backend().c_str(), glimpse::dist::built_with_mpi(), t.to_vector()[1]);
+  return c.size() == 1 && t.to_vector()[1] == 2.f ? 0 : 1;
+}
+CPP
 cmake -S "$scratch/contract" -B "$scratch/contract/build" -DCMAKE_PREFIX_PATH="$scratch/prefix" ${cxx:+-DCMAKE_CXX_COMPILER="$cxx"} |
   grep "contract:"
+cmake --build "$scratch/contract/build" --target one_rank >/dev/null
+"$scratch/contract/build/one_rank"
 # The PNG signature: \x89PNG
 [[ $(head -c 4 "$scratch/overlay.png" | od -An -tx1 | tr -d ' \n') == 89504e47 ]] || { echo "overlay is not a PNG" >&2; exit 1; }
 echo "package.consumer: ok ($(stat -c %s "$scratch/overlay.png") byte overlay)"

@@ -119,6 +119,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
                   "BatchNorm2d: training needs more than one value per "
                   "channel, got input shape ",
                   shape_str(x.shape()), "; use eval() for single images");
+  if (training_ && group) return sync_batch_norm(x, weight, bias, running_mean, running_var, momentum, eps, group);
   return batch_norm(x, weight, bias, running_mean, running_var, training_, momentum, eps);
 }
 

@@ -13,6 +13,7 @@
 #include "autograd/functions.h"
 #include "core/rng.h"
 #include "layers/module.h"
+#include "layers/sync_batch_norm.h"
 
 namespace glimpse {
 
@@ -56,6 +57,9 @@ class BatchNorm2d : public Module {
   float eps, momentum;
   Tensor weight, bias;               // parameters [C]
   Tensor running_mean, running_var;  // buffers [C]
+  // Set: training-mode statistics over every member of the group (sync_batch_norm.h), e.g. the
+  // ranks of a data-parallel job; null: this batch alone.
+  std::shared_ptr<BatchNormGroup> group;
 };
 
 // Its own module (never in place) so attribution can hook its output by name.

@@ -23,7 +23,7 @@ struct Common {
   std::string progress = "auto";
   double max_megapixels = 40;  // pixel budget of every image read (io::set_max_image_pixels)
   // Every process of the job (layers/dist/comm.h): the MPI world under mpirun, else this process alone.
-  // Set by main; train, eval and localize split their work over it.
+  // Set by main; train, eval, localize, predict, two-stage and roar split their work over it.
   glimpse::dist::Communicator* world = nullptr;
 };
 

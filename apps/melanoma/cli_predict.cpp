@@ -22,6 +22,7 @@ Command predict_command() {
   };
   cmd.run = [o](const Common& c) {
     o->explain.seed = c.seed;
+    o->comm = c.world;
     run_predict(*o);
   };
   return cmd;

@@ -27,6 +27,7 @@ Command roar_command() {
   };
   cmd.run = [o, percents](const Common& c) {
     o->train.seed = c.seed;
+    o->comm = c.world;
     o->percents.clear();  // kPercents has checked each one
     std::stringstream ss(*percents);
     for (std::string p; std::getline(ss, p, ',');) o->percents.push_back(std::stoi(p));

@@ -14,6 +14,9 @@ Command train_command() {
     sub.add_option("--bucket-mb", o->bucket_mb, "Under mpirun: gradients are averaged in buckets of this many MiB")
         ->check(CLI::Range(0.001, 4096.0))
         ->capture_default_str();
+    sub.add_flag("--sync-bn", o->sync_bn,
+                 "Under mpirun: batch-norm statistics over the whole global batch (allreduced in every forward and "
+                 "backward pass), so N ranks train as one process at --batch; default: each rank's slice alone");
   };
   cmd.run = [o](const Common& c) {
     o->seed = c.seed;

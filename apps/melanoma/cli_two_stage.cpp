@@ -26,6 +26,7 @@ Command two_stage_command() {
   };
   cmd.run = [o](const Common& c) {
     o->train.seed = c.seed;
+    o->comm = c.world;
     require_data(o->train, o->model, "--model FILE");
     if (o->json.empty()) o->json = o->out + "/two-stage.json";
     run_two_stage(*o);

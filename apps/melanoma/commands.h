@@ -62,6 +62,9 @@ struct TrainOptions {
   // images; gradients are averaged in buckets of bucket_mb MiB. Null: one process.
   glimpse::dist::Communicator* comm = nullptr;
   double bucket_mb = 4;
+  // Batch norm under data parallelism: statistics over the global batch (dist::synchronize_batch_norm)
+  // instead of each rank's slice. CPU only.
+  bool sync_bn = false;
   // The data-randomization sanity check (sanity --data-randomization): the training labels are
   // shuffled among the training images (a permutation seeded from `seed`, so the class counts stay),
   // and no validation split is read. Not a flag of `train`.
@@ -90,13 +93,20 @@ struct TrainResult {
 TrainResult train_model(const TrainOptions& o);
 // The 3-class model two-stage and roar start from: --model FILE when given, else one trained now
 // with `train` (its checkpoint at train.out). data_dir is train.data, or the model's own data
-// directory when none is given. `who` prefixes the messages.
+// directory when none is given; both splits are opened. `who` prefixes the messages. Under mpirun (`c` the world) every
+// rank gets the model: loaded by each, or trained by rank 0 alone and copied to the others.
 struct StartingModel {
   std::shared_ptr<glimpse::Model> model;
   ModelMeta meta;
   std::string data_dir;
+  glimpse::data::Dataset train, val;  // train.train_split and train.val_split of data_dir, in the model's classes
 };
-StartingModel load_or_train(const std::string& model_path, const TrainOptions& train, const char* who);
+StartingModel load_or_train(const std::string& model_path, const TrainOptions& train, const char* who,
+                            glimpse::dist::Communicator& c = glimpse::dist::local());
+// The retraining of two-stage and roar: `base`'s schedule, the starting model's architecture and
+// input size, on `data` (images written already preprocessed), one process, its checkpoint at `out`.
+TrainOptions retraining(const TrainOptions& base, const ModelMeta& meta, const std::string& data,
+                        const std::string& out);
 nlohmann::json curve_to_json(const TrainResult& r);
 // A training curve (<checkpoint>.curve.json) read back, by `train --resume` and by `report`: the
 // epoch records that could be read, sorted by epoch, and how many could not (each skipped, the
@@ -179,6 +189,9 @@ struct PredictOptions {
   ExplainOptions explain;          // method, threshold, shape... of the overlays (image/out/json unused)
   bool overlays = true;            // also write <out>/<stem>.overlay.png per photo
   std::string device = "cpu";
+  // Under mpirun: the photos are split over the ranks; rank 0 writes every overlay and the CSV (the
+  // files of one process). Null: one process.
+  glimpse::dist::Communicator* comm = nullptr;
 };
 struct PredictResult {
   int64_t images = 0, failed = 0;  // photos found; photos that could not be read (a row with the error)
@@ -245,6 +258,9 @@ struct TwoStageOptions {
   float crop_threshold = 0.3f;  // fraction of the map's maximum
   float margin = 0.15f;         // of the box side, on each side
   std::string json;
+  // Under mpirun: the cropping and the val predictions are split over the ranks, both trainings run
+  // on rank 0 alone (one process's weights), rank 0 writes every file. Null: one process.
+  glimpse::dist::Communicator* comm = nullptr;
 };
 struct TwoStageResult {
   ClassificationMetrics stage1, stage2, combined;
@@ -262,6 +278,9 @@ struct RoarOptions {
   bool random_control = true;
   bool keep = false;  // keep the top pixels and remove the rest instead
   std::string json;
+  // Under mpirun: the (method, percentage) retrainings are dealt out over the ranks, each trained as
+  // one process; rank 0 gathers the rows, prints and writes the JSON. Null: one process.
+  glimpse::dist::Communicator* comm = nullptr;
 };
 struct RoarRow {
   std::string method;

@@ -74,7 +74,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    set_progress(common.progress);
+    // One progress bar for the job: the other ranks' bars would overwrite rank 0's on the terminal.
+    set_progress(world.rank() == 0 ? common.progress : "none");
     setup_runtime(common.threads, common.seed);
     glimpse::io::set_max_image_pixels(std::max<int64_t>(1, std::llround(common.max_megapixels * 1e6)));
     run_parsed(commands, subs, common);

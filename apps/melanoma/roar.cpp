@@ -15,6 +15,8 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/grad_mode.h"
+#include "parcel.h"
+#include "shared_model.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -93,6 +95,37 @@ void write_split(const std::string& dir, const SplitImages& s, const Tensor& ima
   }
 }
 
+// One retraining: the degraded copy of the data for (method, p), a fresh network trained on it as
+// one process, the copy and the network removed again. Its scratch files lie under o.out on the rank
+// that runs it.
+RoarRow retrain(const RoarOptions& o, const ModelMeta& meta, const std::string& method, int p, const SplitImages& tr,
+                const SplitImages& va, const Tensor& maps_tr, const Tensor& maps_va, double& seconds) {
+  const std::string dir = o.out + "/data-" + method + "-" + std::to_string(p);
+  ensure_dir(dir + "/images");
+  {
+    std::string csv = "split,image_id,melanoma,seborrheic_keratosis\n";
+    write_split(dir, tr, attr::mask_top_fraction(tr.images, maps_tr, p / 100.f, o.keep), meta.class_names, csv);
+    write_split(dir, va, attr::mask_top_fraction(va.images, maps_va, p / 100.f, o.keep), meta.class_names, csv);
+    write_text(dir + "/labels.csv", csv);  // atomic and checked
+  }
+  TrainOptions t = retraining(o.train, meta, dir, o.out + "/" + method + "-" + std::to_string(p) + ".safetensors");
+  t.quiet = true;
+  t.label = "  " + method + " " + std::to_string(p) + "%";
+  const TrainResult r = train_model(t);
+  seconds = r.seconds;
+  std::error_code ec;
+  fs::remove_all(dir, ec);  // the degraded copies are large and cheap to remake
+  fs::remove(t.out, ec);
+  fs::remove(sibling(t.out, ".curve.json"), ec);
+  return {method, p, r.val};
+}
+
+void print_row(const RoarRow& row, double seconds) {
+  std::printf("  %-20s %5d %8.3f %8.3f %8.3f %8.3f  (%.0fs)\n", row.method.c_str(), row.percent, row.metrics.accuracy,
+              row.metrics.auc_melanoma, row.metrics.auc_keratosis, row.metrics.auc_mean, seconds);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 RoarResult run_roar(const RoarOptions& o) {
@@ -101,81 +134,102 @@ RoarResult run_roar(const RoarOptions& o) {
   for (int p : o.percents) GLIMPSE_CHECK(p > 0 && p < 100, "roar: each percentage must be in (0, 100), got ", p);
   std::vector<std::string> methods = parse_methods(o.methods);
   if (o.random_control) methods.push_back("random");
-  ensure_dir(o.out);
+  dist::Communicator& comm = o.comm ? *o.comm : dist::local();
+  const bool leader = comm.rank() == 0;
+  ensure_dir(o.out);  // on every rank: its retrainings' scratch files go there
 
   TrainOptions start = o.train;
   start.out = o.out + "/model.safetensors";
-  const StartingModel sm = load_or_train(o.model, start, "roar");
+  const StartingModel sm = load_or_train(o.model, start, "roar", comm);
   const std::shared_ptr<Model>& model = sm.model;
   const ModelMeta& meta = sm.meta;
   const std::string& data_dir = sm.data_dir;
-  data::Dataset train_ds = open_dataset(data_dir, o.train.train_split);
-  data::Dataset val_ds = open_dataset(data_dir, o.train.val_split);
-  align_dataset_to_model(meta, train_ds, o.model.empty() ? start.out : o.model);
-  align_dataset_to_model(meta, val_ds, o.model.empty() ? start.out : o.model);
+  const data::Dataset &train_ds = sm.train, &val_ds = sm.val;
   RoarResult res;
   {
-    const Predictions p = predict(*model, val_ds, meta.size, meta.preprocess, "  val");
-    res.original = classification_metrics(p.probs, p.labels, meta.class_names);
+    // The original model's val scores: the images split over the ranks as eval splits them.
+    data::Dataset part = val_ds;
+    keep_shard(part, comm, static_cast<size_t>(kPredictBatch));
+    const Predictions mine =
+        part.samples.empty() ? Predictions() : predict(*model, part, meta.size, meta.preprocess, "  val");
+    const Predictions p = gather_predictions(comm, mine);
+    if (leader) res.original = classification_metrics(p.probs, p.labels, meta.class_names);
   }
+  // Every rank masks every image (the retrainings need whole splits), so each keeps both in memory.
   const SplitImages tr = load_split(*model, meta, train_ds, o.train.train_split);
   const SplitImages va = load_split(*model, meta, val_ds, o.train.val_split);
 
-  std::printf(
-      "roar: %s on %s, %lld train / %lld val images at %lld px; %s the top t%% of each map, retrain "
-      "%d epoch(s) each\n  original model: val acc %.3f, AUC mean %.3f\n",
-      meta.arch.c_str(), data_dir.c_str(), static_cast<long long>(tr.ids.size()), static_cast<long long>(va.ids.size()),
-      static_cast<long long>(meta.size), o.keep ? "keep" : "remove", o.train.epochs, res.original.accuracy,
-      res.original.auc_mean);
-  std::printf("  %-20s %5s %8s %8s %8s %8s\n", "method", "t%", "acc", "AUC mel", "AUC sk", "mean");
-  std::fflush(stdout);
-  for (const std::string& method : methods) {
-    const Tensor maps_tr = split_maps(*model, method, meta, tr, train_ds, o.train.seed + 1);
-    const Tensor maps_va = split_maps(*model, method, meta, va, val_ds, o.train.seed + 2);
-    for (int p : o.percents) {
-      const std::string dir = o.out + "/data-" + method + "-" + std::to_string(p);
-      ensure_dir(dir + "/images");
-      {
-        std::string csv = "split,image_id,melanoma,seborrheic_keratosis\n";
-        write_split(dir, tr, attr::mask_top_fraction(tr.images, maps_tr, p / 100.f, o.keep), meta.class_names, csv);
-        write_split(dir, va, attr::mask_top_fraction(va.images, maps_va, p / 100.f, o.keep), meta.class_names, csv);
-        write_text(dir + "/labels.csv", csv);  // atomic and checked
+  if (leader) {
+    std::printf(
+        "roar: %s on %s, %lld train / %lld val images at %lld px; %s the top t%% of each map, retrain "
+        "%d epoch(s) each%s\n  original model: val acc %.3f, AUC mean %.3f\n",
+        meta.arch.c_str(), data_dir.c_str(), static_cast<long long>(tr.ids.size()),
+        static_cast<long long>(va.ids.size()), static_cast<long long>(meta.size), o.keep ? "keep" : "remove",
+        o.train.epochs, comm.size() > 1 ? strf(", dealt out over %d ranks", comm.size()).c_str() : "",
+        res.original.accuracy, res.original.auc_mean);
+    std::printf("  %-20s %5s %8s %8s %8s %8s\n", "method", "t%", "acc", "AUC mel", "AUC sk", "mean");
+    std::fflush(stdout);
+  }
+  // Retraining j (method-major, as one process runs them) is rank j mod N's; a rank computes the
+  // maps of the methods it retrains with, and sends (j, row, seconds) for each of its retrainings.
+  const size_t P = o.percents.size(), ranks = static_cast<size_t>(comm.size());
+  auto mine = [&](size_t job) { return job % ranks == static_cast<size_t>(comm.rank()); };
+  Parcel rows;
+  agreed(comm, "roar", [&] {
+    for (size_t m = 0; m < methods.size(); ++m) {
+      bool any = false;
+      for (size_t k = 0; k < P; ++k) any |= mine(m * P + k);
+      if (!any) continue;
+      const Tensor maps_tr = split_maps(*model, methods[m], meta, tr, train_ds, o.train.seed + 1);
+      const Tensor maps_va = split_maps(*model, methods[m], meta, va, val_ds, o.train.seed + 2);
+      for (size_t k = 0; k < P; ++k) {
+        if (!mine(m * P + k)) continue;
+        double seconds = 0;
+        const RoarRow row = retrain(o, meta, methods[m], o.percents[k], tr, va, maps_tr, maps_va, seconds);
+        if (comm.size() == 1) {
+          res.rows.push_back(row);
+          print_row(row, seconds);  // as it finishes: a retraining takes a while
+        }
+        rows.put_i64(static_cast<int64_t>(m * P + k));
+        rows.put(row.metrics);
+        rows.put_f64(seconds);
       }
-      TrainOptions t = o.train;
-      t.data = dir;
-      t.synthetic = 0;
-      t.resume.clear();
-      t.arch = meta.arch;
-      t.size = meta.size;
-      t.preprocess = {};  // the images written above are already preprocessed
-      t.out = o.out + "/" + method + "-" + std::to_string(p) + ".safetensors";
-      t.quiet = true;
-      t.label = "  " + method + " " + std::to_string(p) + "%";
-      const TrainResult r = train_model(t);
-      RoarRow row{method, p, r.val};
+    }
+  });
+  if (comm.size() > 1) {
+    // Rank 0 puts every rank's rows back in the order of one process and prints them.
+    const auto parts = comm.gather_bytes(rows.bytes().data(), rows.bytes().size(), 0);
+    if (!leader) return res;
+    std::vector<std::pair<RoarRow, double>> by_job(methods.size() * P);
+    for (size_t r = 0; r < parts.size(); ++r)
+      for (ParcelReader in(parts[r].data(), parts[r].size(), "roar: rank " + std::to_string(r) + "'s rows");
+           !in.done();) {
+        const int64_t job = in.i64();
+        GLIMPSE_CHECK(job >= 0 && static_cast<size_t>(job) < by_job.size(), "roar: rank ", r, " sent retraining ", job,
+                      " of ", by_job.size());
+        RoarRow& row = by_job[static_cast<size_t>(job)].first;
+        row = {methods[static_cast<size_t>(job) / P], o.percents[static_cast<size_t>(job) % P], in.metrics()};
+        by_job[static_cast<size_t>(job)].second = in.f64();
+      }
+    for (const auto& [row, seconds] : by_job) {
       res.rows.push_back(row);
-      std::printf("  %-20s %5d %8.3f %8.3f %8.3f %8.3f  (%.0fs)\n", method.c_str(), p, r.val.accuracy,
-                  r.val.auc_melanoma, r.val.auc_keratosis, r.val.auc_mean, r.seconds);
-      std::fflush(stdout);
-      std::error_code ec;
-      fs::remove_all(dir, ec);  // the degraded copies are large and cheap to remake
-      fs::remove(t.out, ec);
-      fs::remove(sibling(t.out, ".curve.json"), ec);
+      print_row(row, seconds);
     }
   }
   res.seconds = seconds_since(t0);
   std::printf("roar: done in %.1fs\n", res.seconds);
   if (!o.json.empty()) {
-    nlohmann::json rows = nlohmann::json::array();
+    nlohmann::json rows_json = nlohmann::json::array();
     for (const auto& r : res.rows)
       // Each row's model was retrained on the ISIC layout written above: the ISIC class order.
-      rows.push_back({{"method", r.method}, {"percent", r.percent}, {"metrics", to_json(r.metrics, class_names())}});
+      rows_json.push_back(
+          {{"method", r.method}, {"percent", r.percent}, {"metrics", to_json(r.metrics, class_names())}});
     write_json(o.json, {{"data", data_dir},
                         {"keep", o.keep},
                         {"epochs", o.train.epochs},
                         {"percents", o.percents},
                         {"original", to_json(res.original, meta.class_names)},
-                        {"rows", rows},
+                        {"rows", rows_json},
                         {"seconds", res.seconds}});
   }
   return res;

@@ -217,6 +217,7 @@ struct TrainRun {
   std::unique_ptr<data::DataLoader> loader;
   std::unique_ptr<LrSchedule> schedule;
   std::unique_ptr<dist::GradientAverager> averager;
+  int64_t synced_bn = 0;  // batch-norm layers synchronized over the ranks (--sync-bn), 0: per-rank statistics
   std::vector<int64_t> counts;
   Tensor weights;  // class weights, or undefined
   float lr = 0;
@@ -267,8 +268,8 @@ void check_ranks_agree(const TrainOptions& o, dist::Communicator& comm) {
   const std::string flags = "--out " + o.out + "\n--arch " + o.arch + "\n--size " + std::to_string(o.size) +
                             "\n--synthetic " + std::to_string(o.synthetic) + "\n--resume " + o.resume + "\n--init " +
                             o.init + "\n--freeze " + o.freeze + strf("\n--momentum %g", o.momentum) +
-                            strf("\n--bucket-mb %g", o.bucket_mb) + "\n" + continue_flags(o) + "\nbinary " +
-                            dist::binary_fingerprint();
+                            strf("\n--bucket-mb %g", o.bucket_mb) + strf("\n--sync-bn %d", o.sync_bn) + "\n" +
+                            continue_flags(o) + "\nbinary " + dist::binary_fingerprint();
   // One flag a line, so that the refusal names the flag that differs.
   std::string lines;
   for (size_t i = 0; i < flags.size(); ++i) lines += flags.compare(i, 3, " --") == 0 ? '\n' : flags[i];
@@ -394,6 +395,7 @@ void start_in_step(TrainRun& t) {
   dist::broadcast_optimizer(*t.comm, *t.opt, 0);
   t.averager = std::make_unique<dist::GradientAverager>(*t.comm, t.model().parameters(),
                                                         static_cast<int64_t>(t.o.bucket_mb * (1 << 20)));
+  if (t.o.sync_bn && t.comm->size() > 1) t.synced_bn = dist::synchronize_batch_norm(*t.comm, t.model());
 }
 
 // Mask guidance needs the expert masks of the training split, and a GAP -> Linear head.
@@ -501,9 +503,10 @@ void print_start(TrainRun& t) {
   if (t.comm->size() > 1)
     std::printf(
         "train: %d ranks (%s), %lld images per rank per step, %lld gradient bucket(s); batch norm uses "
-        "per-rank statistics\n",
+        "%s statistics\n",
         t.comm->size(), t.comm->backend().c_str(), static_cast<long long>(o.batch / t.comm->size()),
-        static_cast<long long>(t.averager->buckets()));
+        static_cast<long long>(t.averager->buckets()),
+        t.synced_bn ? strf("synchronized (%lld layers)", static_cast<long long>(t.synced_bn)).c_str() : "per-rank");
   if (!o.resume.empty())
     std::printf("train: resuming after epoch %lld (step %lld); %s\n", static_cast<long long>(meta.epoch),
                 static_cast<long long>(meta.step), t.optimizer_resume.c_str());
@@ -601,6 +604,25 @@ void count(const Tensor& logits, const data::Batch& b, const dist::GradientAvera
   tally.loss_images += global.images;
 }
 
+// Each rank backpropagates its own loss; the averager weights the gradients by the ranks' shares.
+dist::GradientAverager::GlobalBatch plain_backward(TrainRun& t, const Tensor& loss, float lv, const data::Batch& b) {
+  loss.backward();
+  return t.averager->average(batch_weight(t, b), lv, static_cast<int64_t>(b.labels.size()));
+}
+
+// With synchronized batch norm the statistics' backward adds up every rank's gradient, so each
+// rank must backpropagate its share of the global loss, w_r / W of it (W = sum of the ranks'
+// weights), not its own mean. Seeded with N w_r / W and averaged with equal weights (a mean over
+// N), the gradients are those of the global batch's weighted mean, and so is the loss printed.
+dist::GradientAverager::GlobalBatch synced_backward(TrainRun& t, const Tensor& loss, float lv, const data::Batch& b) {
+  const double w = batch_weight(t, b);
+  Tensor total = Tensor::from_vector({1}, {static_cast<float>(w)});
+  t.comm->allreduce_sum(total);
+  const double share = t.comm->size() * w / total.data()[0];
+  mul_scalar(loss, static_cast<float>(share)).backward();
+  return t.averager->average(1.0, lv * share, static_cast<int64_t>(b.labels.size()));
+}
+
 // One optimizer step on this rank's slice of a global batch.
 void train_step(TrainRun& t, const data::Batch& b, int64_t epoch, int64_t s, EpochTally& tally) {
   t.schedule->apply(*t.opt, t.step);
@@ -611,8 +633,7 @@ void train_step(TrainRun& t, const data::Batch& b, int64_t epoch, int64_t s, Epo
                 t.steps_per_epoch, " (global step ", t.step + 1, ", lr ", t.opt->lr(), ") on rank ", t.comm->rank(),
                 "; the last good checkpoint is ", t.o.out, "; try a smaller --lr");
   t.opt->zero_grad();
-  loss.backward();
-  const auto global = t.averager->average(batch_weight(t, b), lv, static_cast<int64_t>(b.labels.size()));
+  const auto global = t.synced_bn ? synced_backward(t, loss, lv, b) : plain_backward(t, loss, lv, b);
   t.opt->step();
   ++t.step;
   count(logits, b, global, tally);
@@ -699,11 +720,14 @@ void save_epoch(TrainRun& t, const EpochRecord& e) {
     std::map<std::string, std::string> m = meta_to_map(meta);
     m["data_parallel_ranks"] = std::to_string(t.comm->size());
     m["batch_norm_statistics"] =
-        t.comm->size() > 1 ? strf(
-                                 "per-rank (batches of %lld of the global %lld; running "
-                                 "statistics averaged over ranks at each checkpoint)",
-                                 static_cast<long long>(t.o.batch / t.comm->size()), static_cast<long long>(t.o.batch))
-                           : std::string("one process");
+        t.synced_bn > 0 ? strf("synchronized over %d ranks (the global batch of %lld; --sync-bn)", t.comm->size(),
+                               static_cast<long long>(t.o.batch))
+        : t.comm->size() > 1
+            ? strf(
+                  "per-rank (batches of %lld of the global %lld; running "
+                  "statistics averaged over ranks at each checkpoint)",
+                  static_cast<long long>(t.o.batch / t.comm->size()), static_cast<long long>(t.o.batch))
+            : std::string("one process");
     write_json(t.r.curve, curve_to_json(t.r));
     save_checkpoint(t.model(), t.o.out, m, t.opt.get());
   });
@@ -762,34 +786,6 @@ TrainResult train_model(const TrainOptions& o) {
   }
   finish_run(t, t0);
   return std::move(t.r);
-}
-
-StartingModel load_or_train(const std::string& model_path, const TrainOptions& train, const char* who) {
-  StartingModel m;
-  m.data_dir = train.data;
-  if (!model_path.empty()) {
-    LoadedModel lm = load_model(model_path);
-    m.model = lm.model;
-    m.meta = lm.meta;
-    if (m.data_dir.empty()) m.data_dir = m.meta.data;
-    std::printf("%s: starting model %s (%s, %lld px)\n", who, model_path.c_str(), m.meta.arch.c_str(),
-                static_cast<long long>(m.meta.size));
-  } else {
-    std::printf("%s: training the starting model\n", who);
-    std::fflush(stdout);
-    TrainResult r = train_model(train);
-    m.model = r.model;
-    m.meta = r.meta;
-    m.data_dir = m.meta.data;
-  }
-  GLIMPSE_CHECK(m.meta.classes == 3 && find_class(m.meta.class_names, kMelanoma) >= 0 &&
-                    find_class(m.meta.class_names, kKeratosis) >= 0,
-                who,
-                ": the ISIC scoring needs a 3-class model with classes melanoma, seborrheic_keratosis and nevus; "
-                "this one has ",
-                m.meta.classes, " (", m.meta.class_names.empty() ? "" : m.meta.class_names[0],
-                m.meta.classes > 1 ? ", " + m.meta.class_names[1] : "", m.meta.classes > 2 ? ", ..." : "", ")");
-  return m;
 }
 
 }  // namespace mel

@@ -15,6 +15,8 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/grad_mode.h"
+#include "root_writer.h"
+#include "shared_model.h"
 
 namespace fs = std::filesystem;
 using namespace glimpse;
@@ -35,20 +37,29 @@ io::Mask crop_mask(const io::Mask& m, int64_t x0, int64_t y0, int64_t x1, int64_
   return out;
 }
 
-// Writes the CAM crops of one split into <dir>/images (and masks), appending rows to `csv`.
-// Returns how many images fell back to the whole image (no region above the threshold).
-int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds, const std::string& split,
-                    const TwoStageOptions& o, const std::string& dir, std::string& csv) {
+// Images per attribution batch of the cropping; also the granule of its split over the ranks.
+constexpr int64_t kCropBatch = 32;
+
+// Writes the CAM crops of one split into <dir>/images (and masks) and their labels.csv rows, through
+// `out`: under mpirun each rank crops its shard (contiguous, in whole batches) and rank 0 writes.
+// out's tally counts the images that fell back to the whole image (no region above the threshold).
+void write_crops(Model& model, const ModelMeta& meta, data::Dataset ds, const std::string& split,
+                 const TwoStageOptions& o, const std::string& dir, RootWriter& out, dist::Communicator& c) {
   const int64_t S = meta.size;
+  keep_shard(ds, c, static_cast<size_t>(kCropBatch));
   std::map<std::string, const data::Sample*> by_id;
   for (const auto& s : ds.samples) by_id[s.id] = &s;
-  data::DataLoader loader(ds, inference_loader(S, 32, false, meta.preprocess));
-  loader.start_epoch(0);
-  ProgressBar bar("  crop " + split, static_cast<int64_t>(ds.size()), "img", progress());
+  std::unique_ptr<data::DataLoader> loader;  // none on a rank whose shard is empty
+  if (!ds.samples.empty()) {
+    loader = std::make_unique<data::DataLoader>(ds, inference_loader(S, kCropBatch, false, meta.preprocess));
+    loader->start_epoch(0);
+  }
+  ProgressBar bar("  crop " + split, std::max<int64_t>(1, static_cast<int64_t>(ds.size())), "img", progress());
   data::Batch b;
-  int64_t fallback = 0;
   const int64_t out_side = std::max<int64_t>(2 * S, 128);
-  while (loader.next(b)) {
+  const int64_t batches = (static_cast<int64_t>(ds.size()) + kCropBatch - 1) / kCropBatch;
+  for (int64_t round = largest_over_ranks(c, batches); round > 0; --round, out.flush()) {
+    if (!loader || !loader->next(b)) continue;  // this rank is done; it still joins the round
     std::vector<int64_t> pred;
     {
       NoGradGuard no_grad;
@@ -73,7 +84,7 @@ int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds
         bx1 = std::min<double>(S, bb.x1 + 1 + mw);
         by1 = std::min<double>(S, bb.y1 + 1 + mh);
       } else {
-        ++fallback;
+        out.count(1);
       }
       const io::Image photo = io::load_image(s.image_path);
       const double sx = static_cast<double>(photo.width) / S, sy = static_cast<double>(photo.height) / S;
@@ -82,19 +93,18 @@ int64_t write_crops(Model& model, const ModelMeta& meta, const data::Dataset& ds
       const int64_t x1 = std::clamp<int64_t>(std::llround(bx1 * sx) - 1, x0, photo.width - 1);
       const int64_t y1 = std::clamp<int64_t>(std::llround(by1 * sy) - 1, y0, photo.height - 1);
       const io::Image crop = io::resize_image(crop_image(photo, x0, y0, x1, y1), out_side, out_side);
-      io::save_png(dir + "/images/" + s.id + ".png", crop);
+      out.png(dir + "/images/" + s.id + ".png", crop);
       if (!s.mask_path.empty()) {
         const io::Mask m = io::load_mask(s.mask_path);
         if (m.width == photo.width && m.height == photo.height)
-          io::save_png(dir + "/masks/" + s.id + "_segmentation.png",
-                       io::resize_mask(crop_mask(m, x0, y0, x1, y1), out_side, out_side));
+          out.png(dir + "/masks/" + s.id + "_segmentation.png",
+                  io::resize_mask(crop_mask(m, x0, y0, x1, y1), out_side, out_side));
       }
-      csv += csv_field(split) + "," + csv_field(s.id) + "," + isic_label_columns(meta.class_names, s.label) + "\n";
+      out.text(csv_field(split) + "," + csv_field(s.id) + "," + isic_label_columns(meta.class_names, s.label) + "\n");
     }
     bar.step(static_cast<int64_t>(b.ids.size()));
   }
   bar.finish();
-  return fallback;
 }
 
 }  // namespace
@@ -106,31 +116,40 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
   GLIMPSE_CHECK(o.crop_threshold > 0 && o.crop_threshold < 1, "two-stage: --crop-threshold must be in (0, 1), got ",
                 o.crop_threshold);
   GLIMPSE_CHECK(o.margin >= 0 && o.margin <= 1, "two-stage: --margin must be in [0, 1], got ", o.margin);
-  ensure_dir(o.out);
+  // Under mpirun the ranks share the cropping (the attribution of every image); both trainings and
+  // the val scores run on rank 0 alone, so that every number is one process's.
+  dist::Communicator& comm = o.comm ? *o.comm : dist::local();
+  const bool leader = comm.rank() == 0;
+  if (leader) ensure_dir(o.out);
 
   // Stage 1.
   TrainOptions start = o.train;
   start.out = o.out + "/stage1.safetensors";
   start.label = "stage1";
-  const StartingModel sm = load_or_train(o.model, start, "two-stage");
+  const StartingModel sm = load_or_train(o.model, start, "two-stage", comm);
   const std::shared_ptr<Model>& stage1 = sm.model;
   const ModelMeta& meta = sm.meta;
   const std::string& data_dir = sm.data_dir;
-  data::Dataset train_ds = open_dataset(data_dir, o.train.train_split);
-  data::Dataset val_ds = open_dataset(data_dir, o.train.val_split);
-  align_dataset_to_model(meta, train_ds, o.model.empty() ? start.out : o.model);
-  align_dataset_to_model(meta, val_ds, o.model.empty() ? start.out : o.model);
+  const data::Dataset &train_ds = sm.train, &val_ds = sm.val;
 
   // Crops.
   const std::string crops = o.out + "/crops";
-  ensure_dir(crops + "/images");
-  ensure_dir(crops + "/masks");
   int64_t fallback = 0;
   {
+    if (leader) {
+      ensure_dir(crops + "/images");
+      ensure_dir(crops + "/masks");
+    }
     std::string csv = "split,image_id,melanoma,seborrheic_keratosis\n";
     const double tc = now_s();
-    fallback += write_crops(*stage1, meta, train_ds, o.train.train_split, o, crops, csv);
-    fallback += write_crops(*stage1, meta, val_ds, o.train.val_split, o, crops, csv);
+    for (const auto& [ds, split] :
+         {std::pair(&train_ds, &o.train.train_split), std::pair(&val_ds, &o.train.val_split)}) {
+      RootWriter out(comm, "two-stage crops");
+      write_crops(*stage1, meta, *ds, *split, o, crops, out, comm);
+      csv += out.all_text();
+      fallback += out.tally();
+    }
+    if (!leader) return {};                  // rank 0 carries on alone
     write_text(crops + "/labels.csv", csv);  // atomic and checked
     std::printf(
         "two-stage: %zu crops (%s map > %.2f max, margin %.2f) in %s, %lld without a region kept whole "
@@ -141,14 +160,7 @@ TwoStageResult run_two_stage(const TwoStageOptions& o) {
   }
 
   // Stage 2: the same network and schedule, on the crops.
-  TrainOptions t2 = o.train;
-  t2.data = crops;
-  t2.synthetic = 0;
-  t2.resume.clear();
-  t2.arch = meta.arch;
-  t2.size = meta.size;
-  t2.preprocess = {};  // the crops were cut from preprocessed photos
-  t2.out = o.out + "/stage2.safetensors";
+  TrainOptions t2 = retraining(o.train, meta, crops, o.out + "/stage2.safetensors");  // crops of preprocessed photos
   t2.label = "stage2";
   std::printf("two-stage: training stage 2 on the crops\n");
   std::fflush(stdout);

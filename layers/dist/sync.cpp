@@ -6,6 +6,8 @@
 #include <map>
 #include <sstream>
 
+#include "layers/layers.h"
+
 namespace glimpse::dist {
 namespace {
 
@@ -182,6 +184,32 @@ GradientAverager::GlobalBatch GradientAverager::average(double local_weight, dou
   }
   seconds_ += now_s() - t0;
   return global;
+}
+
+namespace {
+
+// The communicator as a batch-norm group (its collectives are the only thing the layer needs).
+class CommunicatorGroup : public BatchNormGroup {
+ public:
+  explicit CommunicatorGroup(Communicator& c) : c_(c) {}
+  void sum(Tensor& t) override { c_.allreduce_sum(t); }
+  int size() const override { return c_.size(); }
+
+ private:
+  Communicator& c_;
+};
+
+}  // namespace
+
+int64_t synchronize_batch_norm(Communicator& c, Module& m) {
+  const auto group = std::make_shared<CommunicatorGroup>(c);
+  int64_t n = 0;
+  for (const auto& [name, mod] : m.named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(mod)) {
+      bn->group = group;
+      ++n;
+    }
+  return n;
 }
 
 }  // namespace glimpse::dist

@@ -41,6 +41,11 @@ void broadcast_module(Communicator& c, Module& m, int root = 0);
 void broadcast_optimizer(Communicator& c, Optimizer& opt, int root = 0);
 // Buffers (batch-norm running mean and variance, ...) replaced by their mean over ranks.
 void average_buffers(Communicator& c, Module& m);
+// Synchronized batch norm (layers/sync_batch_norm.h): every BatchNorm2d of `m` takes its
+// training-mode statistics over the batches of every rank of `c`. Returns how many layers.
+// The loss each rank backpropagates must then be its share of the global batch's loss (the
+// statistics' backward sums every rank's gradient): train's --sync-bn does so.
+int64_t synchronize_batch_norm(Communicator& c, Module& m);
 
 // Averages the gradients of `params` over the global batch after each rank's backward pass.
 // Each rank's loss is a (weighted) mean over its own slice; the global batch's mean is
