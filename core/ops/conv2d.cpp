@@ -471,12 +471,21 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
   const int64_t N = gout.size(0), K = gout.size(1), PQ = gout.size(2) * gout.size(3);
 
   if (gb.defined()) {
+    // Each plane summed in 16 float lanes (a loop the compiler vectorizes; one double accumulator was a
+    // serial add chain: 5% of W1 training in perf), the lanes and the planes added in double, in a
+    // fixed order.
     float* pb = gb.data();
+    constexpr int64_t L = 16;
     for (int64_t k = 0; k < K; ++k) {
       double s = 0;
       for (int64_t n = 0; n < N; ++n) {
         const float* g = pg + (n * K + k) * PQ;
-        for (int64_t i = 0; i < PQ; ++i) s += g[i];
+        float lane[L] = {};
+        int64_t i = 0;
+        for (; i + L <= PQ; i += L)
+          for (int64_t l = 0; l < L; ++l) lane[l] += g[i + l];
+        for (; i < PQ; ++i) s += g[i];
+        for (int64_t l = 0; l < L; ++l) s += lane[l];
       }
       pb[k] = static_cast<float>(s);
     }
