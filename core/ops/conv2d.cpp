@@ -211,16 +211,11 @@ struct DirectDims {
   int64_t sh, ph, pw, dh, dw;
 };
 
-bool direct_usable(const ConvDims& d, const Conv2dOptions& opt) {
 #ifdef GLIMPSE_DIRECT_CONV
+bool direct_usable(const ConvDims& d, const Conv2dOptions& opt) {
   return g_direct_enabled && opt.groups == 1 && opt.stride_w == 1 && !col_is_input(d, opt);
-#else
-  (void)d, (void)opt;
-  return false;
-#endif
 }
 
-#ifdef GLIMPSE_DIRECT_CONV
 // Filters packed for the kernel: panel t holds filters [t*kMR, t*kMR + kMR) as [C*R*S][kMR], zeros
 // past M. `flip` packs the backward-data filters A[c][k][r][s] = w[k][c][R-1-r][S-1-s] from w [K, C, R, S].
 std::vector<float> pack_filters(const float* w, int64_t M, int64_t Cin, int64_t R, int64_t S, bool flip) {
