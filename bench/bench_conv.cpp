@@ -1,6 +1,9 @@
 // conv2d forward, backward-data and backward-filter at the W1 shapes (batch 32 and batch 1) and
 // the distinct W2 (VGG16, batch 1, 224x224) shapes. Each benchmark validates its kernel once
-// before timing against naive loops (double accumulation) on a few random entries.
+// before timing against naive loops (double accumulation) on a few random entries. Forward and
+// backward-data run twice: ".../direct" with the direct kernel where it applies (the default path),
+// ".../im2col" with it switched off (cpu::set_conv2d_direct): a same-binary A/B. With GLIMPSE_THREADS=1
+// the CPU column is the whole work, which a loaded machine disturbs far less than the wall time.
 #include <string>
 #include <vector>
 
@@ -94,8 +97,9 @@ bool check_entries(benchmark::State& state, const char* what, int64_t d0, int64_
   return true;
 }
 
-void BM_ConvForward(benchmark::State& state, ConvShape s) {
+void BM_ConvForward(benchmark::State& state, ConvShape s, bool direct) {
   init_threads();
+  cpu::set_conv2d_direct(direct);
   Problem P(s);
   cpu::conv2d_forward(P.out, P.x, P.w, P.b, P.opt);
   const int64_t H = s.H;
@@ -110,8 +114,9 @@ void BM_ConvForward(benchmark::State& state, ConvShape s) {
   set_flops(state, P.flop());
 }
 
-void BM_ConvBackwardData(benchmark::State& state, ConvShape s) {
+void BM_ConvBackwardData(benchmark::State& state, ConvShape s, bool direct) {
   init_threads();
+  cpu::set_conv2d_direct(direct);
   Problem P(s);
   Tensor gx = Tensor::zeros({s.N, s.C, s.H, s.H});
   cpu::conv2d_backward_data(gx, P.gout, P.w, P.opt);
@@ -129,6 +134,7 @@ void BM_ConvBackwardData(benchmark::State& state, ConvShape s) {
 
 void BM_ConvBackwardFilter(benchmark::State& state, ConvShape s) {
   init_threads();
+  cpu::set_conv2d_direct(true);
   Problem P(s);
   Tensor gw = Tensor::zeros({s.K, s.C, 3, 3}), gb = Tensor::zeros({s.K});
   cpu::conv2d_backward_filter(gw, gb, P.gout, P.x, P.opt);
@@ -146,12 +152,15 @@ void BM_ConvBackwardFilter(benchmark::State& state, ConvShape s) {
 const int registered = [] {
   for (const ConvShape& s : kShapes) {
     const std::string n = s.name;
-    benchmark::RegisterBenchmark(("BM_ConvForward/" + n).c_str(), BM_ConvForward, s)
-        ->UseRealTime()
-        ->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("BM_ConvBackwardData/" + n).c_str(), BM_ConvBackwardData, s)
-        ->UseRealTime()
-        ->Unit(benchmark::kMillisecond);
+    for (bool direct : {true, false}) {
+      const std::string path = direct ? "/direct" : "/im2col";
+      benchmark::RegisterBenchmark(("BM_ConvForward/" + n + path).c_str(), BM_ConvForward, s, direct)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark(("BM_ConvBackwardData/" + n + path).c_str(), BM_ConvBackwardData, s, direct)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
     benchmark::RegisterBenchmark(("BM_ConvBackwardFilter/" + n).c_str(), BM_ConvBackwardFilter, s)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);

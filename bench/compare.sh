@@ -4,13 +4,19 @@
 # ratios glimpse / PyTorch (median over rounds when ROUNDS > 1). Usage:
 #   bash bench/compare.sh [--threads N] [--only w1|w2|w3] [--quick]   (arguments go to both)
 # W3 (attribution throughput, several minutes a round on 2 cores) runs only when asked: --only w3.
-# Environment: BUILD_DIR (default build-bench), OUT_DIR (default bench/results), ROUNDS (default 1).
+# Environment: BUILD_DIR (default build-bench), OUT_DIR (default bench/results), ROUNDS (default 1),
+# TORCH_ISA=avx2 to cap PyTorch at AVX2 + FMA (ATen kernels, oneDNN, OpenBLAS) on an AVX-512 host: with a
+# glimpse built -DGLIMPSE_CPU_ARCH=x86-64-v3 that emulates an AVX2-only machine (bench/NOTES.md section 13).
+# --only w3g runs W3's Integrated Gradients and SmoothGrad only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build-bench}
 OUT_DIR=${OUT_DIR:-bench/results}
 ROUNDS=${ROUNDS:-1}
 mkdir -p "$OUT_DIR"
+if [[ ${TORCH_ISA:-} == avx2 ]]; then
+  export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell
+fi
 
 if [[ ! -f "$BUILD_DIR/build.ninja" && ! -f "$BUILD_DIR/Makefile" ]]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGLIMPSE_CUDA=OFF >/dev/null

@@ -28,6 +28,7 @@ Protocol: inputs U(-1, 1) from fixed seeds; warm-up iterations, then `blocks` ti
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import sys
@@ -345,7 +346,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--json')
-    ap.add_argument('--only', choices=['w1', 'w2', 'w3'])
+    ap.add_argument('--only', choices=['w1', 'w2', 'w3', 'w3g'])  # w3g: W3's IG and SmoothGrad only
     ap.add_argument('--quick', action='store_true')
     args = ap.parse_args()
 
@@ -353,6 +354,11 @@ def main():
     torch.set_num_interop_threads(1)
     print(f'pytorch {torch.__version__}: {torch.get_num_threads()} threads{" (quick)" if args.quick else ""}')
     res, ranges, checks = {}, {}, {}
+    # The instruction sets PyTorch was capped at (bench/compare.sh TORCH_ISA=avx2), recorded with the results.
+    for var in ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'OPENBLAS_CORETYPE'):
+        if var in os.environ:
+            checks[var] = os.environ[var]
+            print(f'  {var}={os.environ[var]}')
 
     def put(key, st, unit):
         res[key], ranges[key] = st[0], [st[1], st[2]]
@@ -421,7 +427,7 @@ def main():
         put('w2_gradcam_ms', measure(wp, lambda: gradcam(vgg, img), ms), 'ms')
         put('w2_gradcam_full_ms', measure(wp, lambda: gradcam_full(vgg, img), ms), 'ms')
 
-    if args.only in (None, 'w3'):
+    if args.only in (None, 'w3', 'w3g'):
         torch.manual_seed(1)
         net = small_gap_net().eval()
         g = torch.Generator().manual_seed(44)
@@ -434,10 +440,11 @@ def main():
         masks = [disc_mask(i, side) for i in range(n)]
         put('w3_ig_ms', measure(plan, lambda: w3_ig(net, x), per_image), 'ms')
         put('w3_smoothgrad_ms', measure(plan, lambda: w3_smoothgrad(net, x), per_image), 'ms')
-        put('w3_occlusion_ms', measure(plan, lambda: w3_occlusion(net, x), per_image), 'ms')
-        put('w3_scorecam_ms', measure(plan, lambda: w3_scorecam(net, x), per_image), 'ms')
-        put('w3_curves_ms', measure(plan, lambda: w3_curves(net, x, maps, t), per_image), 'ms')
-        put('w3_localize_ms', measure(plan, lambda: w3_localize(net, x, maps, t, masks, side), per_image), 'ms')
+        if args.only != 'w3g':  # w3g: the two forward + input-backward methods only
+            put('w3_occlusion_ms', measure(plan, lambda: w3_occlusion(net, x), per_image), 'ms')
+            put('w3_scorecam_ms', measure(plan, lambda: w3_scorecam(net, x), per_image), 'ms')
+            put('w3_curves_ms', measure(plan, lambda: w3_curves(net, x, maps, t), per_image), 'ms')
+            put('w3_localize_ms', measure(plan, lambda: w3_localize(net, x, maps, t, masks, side), per_image), 'ms')
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'peak resident memory: {rss:.1f} MiB')

@@ -1,8 +1,9 @@
 // The optimized CPU kernels against the straightforward definitions, on random shapes chosen to
 // hit every path: row-blocked im2col (a single image split into several blocks), the two-phase
 // backward-data scatter, per-slot filter-gradient reduction, the 1x1 direct path, odd sizes,
-// stride 2, padding 0, dilation, groups; thread counts 1, 2 and 3. Also parallel_for itself and
-// the panel-split GEMM.
+// stride 2, padding 0, dilation, groups; thread counts 1, 2 and 3; each case once through the direct
+// (register-tiled, stride-1-along-the-width) convolution and once with it switched off, so both it
+// and im2col + GEMM are checked on the same shapes. Also parallel_for itself and the panel-split GEMM.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -84,8 +85,9 @@ void expect_near_all(const float* got, const std::vector<double>& want, const st
                                      << want[at] << ")";
 }
 
-void check_case(const Case& c, int threads) {
+void check_case(const Case& c, int threads, bool direct) {
   set_num_threads(threads);
+  cpu::set_conv2d_direct(direct);
   Rng rng(c.N * 1000 + c.C * 100 + c.H + threads);
   const int64_t P = window_out_size(c.H, c.R, c.opt.stride_h, c.opt.pad_h, c.opt.dilation_h);
   const int64_t Q = window_out_size(c.W, c.S, c.opt.stride_w, c.opt.pad_w, c.opt.dilation_w);
@@ -96,7 +98,7 @@ void check_case(const Case& c, int threads) {
   Tensor b = Tensor::uniform({c.K}, rng, -1, 1);
   Tensor g = Tensor::uniform({c.N, c.K, P, Q}, rng, -1, 1);
   const Reference ref = reference(c, x, w, b, g, P, Q);
-  const std::string what = name(c) + ", " + std::to_string(threads) + " threads";
+  const std::string what = name(c) + ", " + std::to_string(threads) + " threads" + (direct ? "" : ", im2col only");
 
   Tensor out = Tensor::full({c.N, c.K, P, Q}, 123.f);  // forward overwrites
   cpu::conv2d_forward(out, x, w, b, c.opt);
@@ -126,11 +128,23 @@ const Case kCases[] = {
     {1, 64, 40, 40, 32, 1, 1, Conv2dOptions()},                       // 1x1 direct, split in rows
     {1, 4, 7, 5, 3, 3, 3, Conv2dOptions()},                           // tiny, pad 0
     {1, 96, 20, 19, 16, 3, 3, Conv2dOptions().padding(1)},            // deep im2col, few rows per block
+    // The direct kernel's edges: 3 filters (a partial register panel), widths that are not a multiple
+    // of the vector (8 or 16 floats) nor of a 3-vector tile, rows shorter than a vector, partial
+    // panels in backward-data (19 channels), dilation with unequal padding, stride 2
+    // along the height only, padding larger than the filter reach on one side, W2-like depth.
+    {2, 3, 23, 37, 3, 3, 3, Conv2dOptions().padding(1)},
+    {1, 19, 9, 5, 20, 3, 3, Conv2dOptions().padding(1)},
+    {1, 5, 30, 33, 9, 3, 3, Conv2dOptions{2, 1, 1, 1, 1, 1, 1}},
+    {1, 4, 12, 14, 6, 3, 3, Conv2dOptions{1, 1, 3, 2, 1, 1, 1}},
+    {1, 17, 19, 21, 11, 3, 5, Conv2dOptions{1, 1, 0, 2, 1, 2, 1}},
+    {1, 130, 14, 14, 17, 3, 3, Conv2dOptions().padding(1)},
 };
 
 TEST(FastKernels, ConvMatchesDefinitionOnRandomShapes) {
-  for (int threads : {1, 2, 3})
-    for (const Case& c : kCases) check_case(c, threads);
+  for (bool direct : {true, false})
+    for (int threads : {1, 2, 3})
+      for (const Case& c : kCases) check_case(c, threads, direct);
+  cpu::set_conv2d_direct(true);
   set_num_threads(2);
 }
 

@@ -56,6 +56,7 @@
 #include "core/error.h"
 #include "core/grad_mode.h"
 #include "core/io/atomic_file.h"
+#include "core/ops/conv2d.h"
 #include "core/parallel.h"
 #include "layers/layers.h"
 #include "layers/models.h"
@@ -188,14 +189,20 @@ int main(int argc, char** argv) {
   bool quick = false;
   app.add_option("--threads", threads, "CPU threads for the kernels (default 2)");
   app.add_option("--json", json_path, "write the results as JSON to this file");
-  app.add_option("--only", only, "run one workload only")->check(CLI::IsMember({"w1", "w2", "w3"}));
+  app.add_option("--only", only, "run one workload only (w3g: W3's IG and SmoothGrad only)")
+      ->check(CLI::IsMember({"w1", "w2", "w3", "w3g"}));
   app.add_flag("--quick", quick, "fewer blocks (a smoke test, not a measurement)");
+  bool no_direct = false;
+  app.add_flag("--no-direct", no_direct,
+               "convolutions through im2col + GEMM only (the direct kernel off): a same-binary A/B");
   CLI11_PARSE(app, argc, argv);
 
   set_num_threads(threads);
+  cpu::set_conv2d_direct(!no_direct);
   std::map<std::string, Stat> results;
   nlohmann::json checks;
-  std::printf("glimpse-bench: %d threads%s\n", num_threads(), quick ? " (quick)" : "");
+  std::printf("glimpse-bench: %d threads%s%s\n", num_threads(), quick ? " (quick)" : "",
+              no_direct ? " (direct convolution off)" : "");
 
   try {
     if (only.empty() || only == "w1") {
@@ -302,7 +309,7 @@ int main(int argc, char** argv) {
       results["w2_gradcam_full_ms"] = measure_ms(wp, [&] { gradcam_full(*vgg, img, layer); });
       print_row("w2_gradcam_full_ms", results["w2_gradcam_full_ms"]);
     }
-    if (only.empty() || only == "w3") {
+    if (only.empty() || only == "w3" || only == "w3g") {
       Rng init(1), data(44);
       std::shared_ptr<Model> net = small_gap_net(3, 64, init);
       net->eval();
@@ -347,64 +354,67 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < N; ++i) masks.push_back(disc_mask(i, S));
       per_image("w3_ig_ms", [&] { attr::integrated_gradients(*net, x, o); });
       per_image("w3_smoothgrad_ms", [&] { attr::smoothgrad(*net, x, o); });
-      per_image("w3_occlusion_ms", [&] { attr::occlusion(*net, x, o); });
-      per_image("w3_scorecam_ms", [&] { attr::scorecam(*net, x, o); });
-      double auc_sum = 0;
-      per_image("w3_curves_ms", [&] {
-        auc_sum = 0;
-        for (const auto& c : attr::rise_curves(*net, x, maps, targets, co)) auc_sum += c.deletion.auc + c.insertion.auc;
-      });
-      checks["w3_curves_auc_sum"] = auc_sum;
-      per_image("w3_localize_ms", [&] {
-        // localize's loop (apps/melanoma/localize.cpp) for one batch
-        double acc = 0;
-        const std::vector<attr::CurvePair> curves = attr::rise_curves(*net, x, maps, targets, co);
-        for (int64_t i = 0; i < N; ++i) {
-          const Tensor m = maps.slice(i, i + 1);
-          for (int k = 1; k <= 19; ++k) {
-            const io::Mask p = attr::threshold_map(m, {attr::ThresholdMethod::Value, 0.05f * k});
-            acc += attr::dice(p, masks[i]) + attr::iou(p, masks[i]);
+      if (only != "w3g") {  // w3g: the two forward + input-backward methods only
+        per_image("w3_occlusion_ms", [&] { attr::occlusion(*net, x, o); });
+        per_image("w3_scorecam_ms", [&] { attr::scorecam(*net, x, o); });
+        double auc_sum = 0;
+        per_image("w3_curves_ms", [&] {
+          auc_sum = 0;
+          for (const auto& c : attr::rise_curves(*net, x, maps, targets, co))
+            auc_sum += c.deletion.auc + c.insertion.auc;
+        });
+        checks["w3_curves_auc_sum"] = auc_sum;
+        per_image("w3_localize_ms", [&] {
+          // localize's loop (apps/melanoma/localize.cpp) for one batch
+          double acc = 0;
+          const std::vector<attr::CurvePair> curves = attr::rise_curves(*net, x, maps, targets, co);
+          for (int64_t i = 0; i < N; ++i) {
+            const Tensor m = maps.slice(i, i + 1);
+            for (int k = 1; k <= 19; ++k) {
+              const io::Mask p = attr::threshold_map(m, {attr::ThresholdMethod::Value, 0.05f * k});
+              acc += attr::dice(p, masks[i]) + attr::iou(p, masks[i]);
+            }
+            const attr::LocalizationScores ls = attr::localization_scores(
+                m, masks[i], {attr::ThresholdMethod::Value, 0.5f}, 15.0 / 224.0 * static_cast<double>(S));
+            acc += ls.dice + ls.iou + ls.energy + (ls.hit ? 1 : 0) + curves[i].deletion.auc + curves[i].insertion.auc;
           }
-          const attr::LocalizationScores ls = attr::localization_scores(
-              m, masks[i], {attr::ThresholdMethod::Value, 0.5f}, 15.0 / 224.0 * static_cast<double>(S));
-          acc += ls.dice + ls.iou + ls.energy + (ls.hit ? 1 : 0) + curves[i].deletion.auc + curves[i].insertion.auc;
-        }
-        checks["w3_localize_sum"] = acc;
-      });
-      // rise_curves' copies per forward pass, interleaved (rounds of 17, 33, 64, 128): which chunk
-      // is fastest is a cache question (activations of 64 images at 64 px spill out of L2/L3).
-      {
-        const std::vector<int64_t> sizes = {17, 33, 64, 128};
-        std::vector<std::vector<double>> t(sizes.size());
-        for (int r = 0; r < (quick ? 1 : 5); ++r)
+          checks["w3_localize_sum"] = acc;
+        });
+        // rise_curves' copies per forward pass, interleaved (rounds of 17, 33, 64, 128): which chunk
+        // is fastest is a cache question (activations of 64 images at 64 px spill out of L2/L3).
+        {
+          const std::vector<int64_t> sizes = {17, 33, 64, 128};
+          std::vector<std::vector<double>> t(sizes.size());
+          for (int r = 0; r < (quick ? 1 : 5); ++r)
+            for (size_t j = 0; j < sizes.size(); ++j) {
+              co.batch = sizes[j];
+              const auto t0 = Clock::now();
+              attr::rise_curves(*net, x, maps, targets, co);
+              t[j].push_back(1e3 * std::chrono::duration<double>(Clock::now() - t0).count() / N);
+            }
           for (size_t j = 0; j < sizes.size(); ++j) {
-            co.batch = sizes[j];
-            const auto t0 = Clock::now();
-            attr::rise_curves(*net, x, maps, targets, co);
-            t[j].push_back(1e3 * std::chrono::duration<double>(Clock::now() - t0).count() / N);
+            std::sort(t[j].begin(), t[j].end());
+            const std::string key = "w3_curves_b" + std::to_string(sizes[j]) + "_ms";
+            results[key] = Stat{t[j][t[j].size() / 2], t[j].front(), t[j].back(), "ms"};
+            print_row(key, results[key]);
           }
-        for (size_t j = 0; j < sizes.size(); ++j) {
-          std::sort(t[j].begin(), t[j].end());
-          const std::string key = "w3_curves_b" + std::to_string(sizes[j]) + "_ms";
-          results[key] = Stat{t[j][t[j].size() / 2], t[j].front(), t[j].back(), "ms"};
-          print_row(key, results[key]);
         }
+        per_image("w3_occlusion_whole_ms", [&] {
+          attr::Options whole = o;
+          whole.occlusion_local = false;
+          attr::occlusion(*net, x, whole);
+        });
+        co.batch = co.steps + 1;
+        per_image("w3_curves_loop_ms", [&] {
+          double sum = 0;
+          for (int64_t i = 0; i < N; ++i) {
+            const Tensor xi = x.slice(i, i + 1), m = maps.slice(i, i + 1);
+            sum += attr::deletion_curve(*net, xi, m, targets[i], co).auc +
+                   attr::insertion_curve(*net, xi, m, targets[i], co).auc;
+          }
+          checks["w3_curves_loop_auc_sum"] = sum;
+        });
       }
-      per_image("w3_occlusion_whole_ms", [&] {
-        attr::Options whole = o;
-        whole.occlusion_local = false;
-        attr::occlusion(*net, x, whole);
-      });
-      co.batch = co.steps + 1;
-      per_image("w3_curves_loop_ms", [&] {
-        double sum = 0;
-        for (int64_t i = 0; i < N; ++i) {
-          const Tensor xi = x.slice(i, i + 1), m = maps.slice(i, i + 1);
-          sum += attr::deletion_curve(*net, xi, m, targets[i], co).auc +
-                 attr::insertion_curve(*net, xi, m, targets[i], co).auc;
-        }
-        checks["w3_curves_loop_auc_sum"] = sum;
-      });
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "glimpse-bench: %s\n", e.what());

@@ -10,6 +10,9 @@
 //   out_g [K/G, P*Q]   = w_g [K/G, C/G*R*S] * col
 //   gcol               = w_g^T * gout_g        then col2im scatters gcol back onto gx
 //   gw_g [K/G, CRS/G]  = sum over the batch of gout_g * col^T
+// except, in builds with AVX2+FMA or AVX-512, the forward and backward-data of one-group convolutions
+// with stride 1 along the width: a direct register-tiled kernel reads the input rows in place (no col),
+// backward-data being the convolution of gout with the flipped, transposed filters (stride 1).
 //
 // Contract: every tensor is on the CPU and contiguous with the shapes above; the caller (the
 // autograd op) validates shapes. As every kernel (core/dispatch.h): forward overwrites `out`, the
@@ -35,6 +38,12 @@ void conv2d_backward_data(Tensor& gx, const Tensor& gout, const Tensor& w, const
 
 // gw [K, C/G, R, S] = sum_n gout_n * col(x_n)^T;  gb [K] = sum over n, p, q of gout.
 void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Tensor& x, const Conv2dOptions& opt);
+
+// The forward and backward-data kernels take a direct path (no im2col, no col2im) when built with
+// AVX2+FMA or AVX-512 and the convolution has stride 1 along the width and one group (conv2d.cpp,
+// "direct convolution"). false forces im2col + GEMM everywhere: for tests and same-binary A/B
+// benchmarks only; not thread-safe against running convolutions.
+void set_conv2d_direct(bool enabled);
 
 }  // namespace glimpse::cpu
 
