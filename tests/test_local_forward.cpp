@@ -56,6 +56,15 @@ class OddChain : public Model {
   }
 };
 
+// Running statistics away from 0 / 1, so that eval-mode batch norm is a real per-channel affine map.
+void randomize_running_statistics(Module& net, Rng& rng) {
+  for (auto& [name, m] : net.named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) {
+      bn->running_mean = Tensor::randn({bn->num_features}, rng, 0.f, 0.2f);
+      bn->running_var = Tensor::uniform({bn->num_features}, rng, 0.5f, 2.f);
+    }
+}
+
 // Copies of image [1, C, H, W] with patches [B, C, h, w] pasted at (ys[b], xs[b]): the reference.
 Tensor pasted(const Tensor& image, const Tensor& patches, const std::vector<int64_t>& ys,
               const std::vector<int64_t>& xs) {
@@ -111,12 +120,7 @@ TEST(LocalForward, BatchNormNetsMatchWholeCopies) {
   Rng rng(2);
   for (const char* arch : {"bn-gap", "bn-gap-fine"}) {
     auto net = make_model(arch, 3, 40, rng);
-    // running statistics away from 0 / 1, so that eval-mode batch norm is a real per-channel affine map
-    for (auto& [name, m] : net->named_modules())
-      if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) {
-        bn->running_mean = Tensor::randn({bn->num_features}, rng, 0.f, 0.2f);
-        bn->running_var = Tensor::uniform({bn->num_features}, rng, 0.5f, 2.f);
-      }
+    randomize_running_statistics(*net, rng);
     check_model(*net, 3, 40, {2, 8, 11}, 12);
   }
 }
@@ -132,11 +136,7 @@ TEST(LocalForward, StridedDilatedPaddedPoolsMatchWholeCopies) {
 TEST(LocalForward, ResNetBlocksMatchWholeCopies) {
   Rng rng(6);
   auto net = resnet18_gap(3, 64, rng);
-  for (auto& [name, m] : net->named_modules())
-    if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) {
-      bn->running_mean = Tensor::randn({bn->num_features}, rng, 0.f, 0.2f);
-      bn->running_var = Tensor::uniform({bn->num_features}, rng, 0.5f, 2.f);
-    }
+  randomize_running_statistics(*net, rng);
   check_model(*net, 3, 64, {3, 8, 20}, 14);
 }
 
