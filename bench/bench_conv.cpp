@@ -1,8 +1,9 @@
 // conv2d forward, backward-data and backward-filter at the W1 shapes (batch 32 and batch 1) and
 // the distinct W2 (VGG16, batch 1, 224x224) shapes. Each benchmark validates its kernel once
 // before timing against naive loops (double accumulation) on a few random entries. Forward and
-// backward-data run twice: ".../direct" with the direct kernel where it applies (the default path),
-// ".../im2col" with it switched off (cpu::set_conv2d_direct): a same-binary A/B. With GLIMPSE_THREADS=1
+// backward-data run three times: ".../winograd" by the default paths (Winograd F(2x2, 3x3) where it
+// applies, else the direct kernel), ".../direct" with Winograd off (cpu::set_conv2d_winograd),
+// ".../im2col" with both off (cpu::set_conv2d_direct too): a same-binary A/B. With GLIMPSE_THREADS=1
 // the CPU column is the whole work, which a loaded machine disturbs far less than the wall time.
 #include <string>
 #include <vector>
@@ -97,9 +98,16 @@ bool check_entries(benchmark::State& state, const char* what, int64_t d0, int64_
   return true;
 }
 
-void BM_ConvForward(benchmark::State& state, ConvShape s, bool direct) {
+enum class Path { Winograd, Direct, Im2col };
+
+void set_path(Path p) {
+  cpu::set_conv2d_winograd(p == Path::Winograd);
+  cpu::set_conv2d_direct(p != Path::Im2col);
+}
+
+void BM_ConvForward(benchmark::State& state, ConvShape s, Path path) {
   init_threads();
-  cpu::set_conv2d_direct(direct);
+  set_path(path);
   Problem P(s);
   cpu::conv2d_forward(P.out, P.x, P.w, P.b, P.opt);
   const int64_t H = s.H;
@@ -114,9 +122,9 @@ void BM_ConvForward(benchmark::State& state, ConvShape s, bool direct) {
   set_flops(state, P.flop());
 }
 
-void BM_ConvBackwardData(benchmark::State& state, ConvShape s, bool direct) {
+void BM_ConvBackwardData(benchmark::State& state, ConvShape s, Path path) {
   init_threads();
-  cpu::set_conv2d_direct(direct);
+  set_path(path);
   Problem P(s);
   Tensor gx = Tensor::zeros({s.N, s.C, s.H, s.H});
   cpu::conv2d_backward_data(gx, P.gout, P.w, P.opt);
@@ -134,7 +142,7 @@ void BM_ConvBackwardData(benchmark::State& state, ConvShape s, bool direct) {
 
 void BM_ConvBackwardFilter(benchmark::State& state, ConvShape s) {
   init_threads();
-  cpu::set_conv2d_direct(true);
+  set_path(Path::Winograd);  // the default paths (backward-filter has only im2col + GEMM)
   Problem P(s);
   Tensor gw = Tensor::zeros({s.K, s.C, 3, 3}), gb = Tensor::zeros({s.K});
   cpu::conv2d_backward_filter(gw, gb, P.gout, P.x, P.opt);
@@ -152,12 +160,12 @@ void BM_ConvBackwardFilter(benchmark::State& state, ConvShape s) {
 const int registered = [] {
   for (const ConvShape& s : kShapes) {
     const std::string n = s.name;
-    for (bool direct : {true, false}) {
-      const std::string path = direct ? "/direct" : "/im2col";
-      benchmark::RegisterBenchmark(("BM_ConvForward/" + n + path).c_str(), BM_ConvForward, s, direct)
+    for (Path p : {Path::Winograd, Path::Direct, Path::Im2col}) {
+      const std::string path = p == Path::Winograd ? "/winograd" : p == Path::Direct ? "/direct" : "/im2col";
+      benchmark::RegisterBenchmark(("BM_ConvForward/" + n + path).c_str(), BM_ConvForward, s, p)
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond);
-      benchmark::RegisterBenchmark(("BM_ConvBackwardData/" + n + path).c_str(), BM_ConvBackwardData, s, direct)
+      benchmark::RegisterBenchmark(("BM_ConvBackwardData/" + n + path).c_str(), BM_ConvBackwardData, s, p)
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond);
     }

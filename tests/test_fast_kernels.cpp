@@ -1,9 +1,10 @@
 // The optimized CPU kernels against the straightforward definitions, on random shapes chosen to
 // hit every path: row-blocked im2col (a single image split into several blocks), the two-phase
 // backward-data scatter, per-slot filter-gradient reduction, the 1x1 direct path, odd sizes,
-// stride 2, padding 0, dilation, groups; thread counts 1, 2 and 3; each case once through the direct
-// (register-tiled, stride-1-along-the-width) convolution and once with it switched off, so both it
-// and im2col + GEMM are checked on the same shapes. Also parallel_for itself and the panel-split GEMM.
+// stride 2, padding 0, dilation, groups; thread counts 1, 2 and 3; each case three times: by the
+// default paths (Winograd F(2x2, 3x3) where it applies), with Winograd off (the direct register-tiled,
+// stride-1-along-the-width convolution), and with both off (im2col + GEMM), so every path is checked
+// on the same shapes. Also parallel_for itself and the panel-split GEMM.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -85,21 +86,43 @@ void expect_near_all(const float* got, const std::vector<double>& want, const st
                                      << want[at] << ")";
 }
 
-void check_case(const Case& c, int threads, bool direct) {
+enum class Path { Default, Direct, Im2col };
+
+// One case's random data and its reference values, made once and checked on every path and thread count.
+struct Problem {
+  Tensor x, w, b, g;
+  int64_t P, Q;
+  Reference ref;
+};
+
+Problem make_problem(const Case& c) {
+  Problem p;
+  Rng rng(c.N * 1000 + c.C * 100 + c.H);
+  p.P = window_out_size(c.H, c.R, c.opt.stride_h, c.opt.pad_h, c.opt.dilation_h);
+  p.Q = window_out_size(c.W, c.S, c.opt.stride_w, c.opt.pad_w, c.opt.dilation_w);
+  p.x = Tensor::uniform({c.N, c.C, c.H, c.W}, rng, -1, 1);
+  p.w = Tensor::uniform({c.K, c.C / c.opt.groups, c.R, c.S}, rng, -1, 1);
+  p.b = Tensor::uniform({c.K}, rng, -1, 1);
+  if (p.P > 0 && p.Q > 0) {
+    p.g = Tensor::uniform({c.N, c.K, p.P, p.Q}, rng, -1, 1);
+    p.ref = reference(c, p.x, p.w, p.b, p.g, p.P, p.Q);
+  }
+  return p;
+}
+
+void check_case(const Case& c, const Problem& pr, int threads, Path path) {
   set_num_threads(threads);
-  cpu::set_conv2d_direct(direct);
-  Rng rng(c.N * 1000 + c.C * 100 + c.H + threads);
-  const int64_t P = window_out_size(c.H, c.R, c.opt.stride_h, c.opt.pad_h, c.opt.dilation_h);
-  const int64_t Q = window_out_size(c.W, c.S, c.opt.stride_w, c.opt.pad_w, c.opt.dilation_w);
+  cpu::set_conv2d_winograd(path == Path::Default);
+  cpu::set_conv2d_direct(path != Path::Im2col);
+  const int64_t P = pr.P, Q = pr.Q;
   ASSERT_GT(P, 0);
   ASSERT_GT(Q, 0);
-  Tensor x = Tensor::uniform({c.N, c.C, c.H, c.W}, rng, -1, 1);
-  Tensor w = Tensor::uniform({c.K, c.C / c.opt.groups, c.R, c.S}, rng, -1, 1);
-  Tensor b = Tensor::uniform({c.K}, rng, -1, 1);
-  Tensor g = Tensor::uniform({c.N, c.K, P, Q}, rng, -1, 1);
-  const Reference ref = reference(c, x, w, b, g, P, Q);
-  const std::string what = name(c) + ", " + std::to_string(threads) + " threads" + (direct ? "" : ", im2col only");
-
+  const Tensor &x = pr.x, &w = pr.w, &b = pr.b, &g = pr.g;
+  const Reference& ref = pr.ref;
+  const std::string what = name(c) + ", " + std::to_string(threads) + " threads" +
+                           (path == Path::Default  ? ""
+                            : path == Path::Direct ? ", no Winograd"
+                                                   : ", im2col only");
   Tensor out = Tensor::full({c.N, c.K, P, Q}, 123.f);  // forward overwrites
   cpu::conv2d_forward(out, x, w, b, c.opt);
   expect_near_all(out.data(), ref.out, "forward " + what);
@@ -138,14 +161,59 @@ const Case kCases[] = {
     {1, 4, 12, 14, 6, 3, 3, Conv2dOptions{1, 1, 3, 2, 1, 1, 1}},
     {1, 17, 19, 21, 11, 3, 5, Conv2dOptions{1, 1, 0, 2, 1, 2, 1}},
     {1, 130, 14, 14, 17, 3, 3, Conv2dOptions().padding(1)},
+    // Winograd F(2x2, 3x3) (3x3, stride 1, >= 32 channels each way, >= 128 output tiles): odd output
+    // sides (a last tile cut in half), padding 0 and 2 (backward-data then pads 2 and 0), unequal
+    // padding, partial filter panels (34, 35, 40 filters), one image cut into many chunks, a batch
+    // whose chunks span images, planes of 1x1 and 2x2 outputs.
+    {2, 32, 18, 21, 40, 3, 3, Conv2dOptions()},
+    {1, 40, 21, 23, 32, 3, 3, Conv2dOptions().padding(2)},
+    {2, 33, 17, 19, 35, 3, 3, Conv2dOptions{1, 1, 1, 0, 1, 1, 1}},
+    {1, 32, 35, 33, 34, 3, 3, Conv2dOptions().padding(1)},
+    {15, 32, 6, 5, 32, 3, 3, Conv2dOptions().padding(1)},
+    {130, 32, 1, 1, 32, 3, 3, Conv2dOptions().padding(1)},
+    {128, 33, 2, 2, 32, 3, 3, Conv2dOptions().padding(1)},
 };
 
 TEST(FastKernels, ConvMatchesDefinitionOnRandomShapes) {
-  for (bool direct : {true, false})
-    for (int threads : {1, 2, 3})
-      for (const Case& c : kCases) check_case(c, threads, direct);
+  for (const Case& c : kCases) {
+    const Problem pr = make_problem(c);
+    for (Path path : {Path::Default, Path::Direct, Path::Im2col})
+      for (int threads : {1, 2, 3}) check_case(c, pr, threads, path);
+  }
+  cpu::set_conv2d_winograd(true);
   cpu::set_conv2d_direct(true);
   set_num_threads(2);
+}
+
+// The Winograd cases above test something only if Winograd runs: its rounding differs from the
+// direct sum's, so on a qualifying convolution the default path and the Winograd-off path must
+// differ in some bit (in a build without the SIMD tile both are the direct path: skipped). Also:
+// its result does not depend on the batch it is computed in (each image alone gives the same bits).
+TEST(FastKernels, WinogradRunsAndIsBatchInvariant) {
+  set_num_threads(2);
+  Rng rng(11);
+  const Conv2dOptions opt = Conv2dOptions().padding(1);
+  Tensor x = Tensor::uniform({3, 32, 24, 23}, rng, -1, 1);  // 12 x 12 tiles: each image alone qualifies
+  Tensor w = Tensor::uniform({40, 32, 3, 3}, rng, -1, 1);
+  Tensor b = Tensor::uniform({40}, rng, -1, 1);
+  Tensor out = Tensor::empty({3, 40, 24, 23}), out_direct = Tensor::empty({3, 40, 24, 23});
+  cpu::conv2d_forward(out, x, w, b, opt);
+  cpu::set_conv2d_winograd(false);
+  cpu::conv2d_forward(out_direct, x, w, b, opt);
+  cpu::set_conv2d_winograd(true);
+#if defined(__AVX2__) && defined(__FMA__)
+  EXPECT_NE(out.to_vector(), out_direct.to_vector()) << "the Winograd path did not run";
+#else
+  GTEST_SKIP() << "no AVX2+FMA in this build: no Winograd path";
+#endif
+  const int64_t plane = 40 * 24 * 23;
+  for (int64_t n = 0; n < 3; ++n) {
+    Tensor one = Tensor::empty({1, 40, 24, 23});
+    cpu::conv2d_forward(one, x.slice(n, n + 1).contiguous(), w, b, opt);
+    const std::vector<float> all = out.to_vector();
+    EXPECT_EQ(one.to_vector(), std::vector<float>(all.begin() + n * plane, all.begin() + (n + 1) * plane))
+        << "image " << n << " alone differs from its batch";
+  }
 }
 
 // The 2x2 / stride 2 max-pool path against the rule written out: the value is the window's max

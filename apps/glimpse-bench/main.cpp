@@ -194,15 +194,21 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick, "fewer blocks (a smoke test, not a measurement)");
   bool no_direct = false;
   app.add_flag("--no-direct", no_direct,
-               "convolutions through im2col + GEMM only (the direct kernel off): a same-binary A/B");
+               "convolutions through im2col + GEMM only (the direct kernel and Winograd off): a same-binary A/B");
+  bool no_winograd = false;
+  app.add_flag("--no-winograd", no_winograd,
+               "3x3 convolutions through the direct kernel instead of Winograd F(2x2, 3x3): a same-binary A/B");
   CLI11_PARSE(app, argc, argv);
 
   set_num_threads(threads);
   cpu::set_conv2d_direct(!no_direct);
+  cpu::set_conv2d_winograd(!no_direct && !no_winograd);
   std::map<std::string, Stat> results;
   nlohmann::json checks;
   std::printf("glimpse-bench: %d threads%s%s\n", num_threads(), quick ? " (quick)" : "",
-              no_direct ? " (direct convolution off)" : "");
+              no_direct     ? " (direct convolution and Winograd off)"
+              : no_winograd ? " (Winograd off)"
+                            : "");
 
   try {
     if (only.empty() || only == "w1") {
