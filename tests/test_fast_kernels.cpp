@@ -161,17 +161,17 @@ const Case kCases[] = {
     {1, 4, 12, 14, 6, 3, 3, Conv2dOptions{1, 1, 3, 2, 1, 1, 1}},
     {1, 17, 19, 21, 11, 3, 5, Conv2dOptions{1, 1, 0, 2, 1, 2, 1}},
     {1, 130, 14, 14, 17, 3, 3, Conv2dOptions().padding(1)},
-    // Winograd F(2x2, 3x3) (3x3, stride 1, >= 32 channels each way, >= 128 output tiles): odd output
+    // Winograd F(2x2, 3x3) (3x3, stride 1, >= 64 channels each way, >= 128 output tiles): odd output
     // sides (a last tile cut in half), padding 0 and 2 (backward-data then pads 2 and 0), unequal
-    // padding, partial filter panels (34, 35, 40 filters), one image cut into many chunks, a batch
+    // padding, partial filter panels (66, 67, 72 filters), one image cut into many chunks, a batch
     // whose chunks span images, planes of 1x1 and 2x2 outputs.
-    {2, 32, 18, 21, 40, 3, 3, Conv2dOptions()},
-    {1, 40, 21, 23, 32, 3, 3, Conv2dOptions().padding(2)},
-    {2, 33, 17, 19, 35, 3, 3, Conv2dOptions{1, 1, 1, 0, 1, 1, 1}},
-    {1, 32, 35, 33, 34, 3, 3, Conv2dOptions().padding(1)},
-    {15, 32, 6, 5, 32, 3, 3, Conv2dOptions().padding(1)},
-    {130, 32, 1, 1, 32, 3, 3, Conv2dOptions().padding(1)},
-    {128, 33, 2, 2, 32, 3, 3, Conv2dOptions().padding(1)},
+    {3, 64, 16, 17, 72, 3, 3, Conv2dOptions()},
+    {1, 72, 21, 23, 64, 3, 3, Conv2dOptions().padding(2)},
+    {2, 65, 17, 19, 67, 3, 3, Conv2dOptions{1, 1, 1, 0, 1, 1, 1}},
+    {1, 64, 29, 33, 66, 3, 3, Conv2dOptions().padding(1)},
+    {15, 64, 6, 5, 64, 3, 3, Conv2dOptions().padding(1)},
+    {130, 64, 1, 1, 64, 3, 3, Conv2dOptions().padding(1)},
+    {128, 65, 2, 2, 64, 3, 3, Conv2dOptions().padding(1)},
 };
 
 TEST(FastKernels, ConvMatchesDefinitionOnRandomShapes) {
@@ -193,10 +193,10 @@ TEST(FastKernels, WinogradRunsAndIsBatchInvariant) {
   set_num_threads(2);
   Rng rng(11);
   const Conv2dOptions opt = Conv2dOptions().padding(1);
-  Tensor x = Tensor::uniform({3, 32, 24, 23}, rng, -1, 1);  // 12 x 12 tiles: each image alone qualifies
-  Tensor w = Tensor::uniform({40, 32, 3, 3}, rng, -1, 1);
-  Tensor b = Tensor::uniform({40}, rng, -1, 1);
-  Tensor out = Tensor::empty({3, 40, 24, 23}), out_direct = Tensor::empty({3, 40, 24, 23});
+  Tensor x = Tensor::uniform({3, 64, 24, 23}, rng, -1, 1);  // 12 x 12 tiles: each image alone qualifies
+  Tensor w = Tensor::uniform({72, 64, 3, 3}, rng, -1, 1);
+  Tensor b = Tensor::uniform({72}, rng, -1, 1);
+  Tensor out = Tensor::empty({3, 72, 24, 23}), out_direct = Tensor::empty({3, 72, 24, 23});
   cpu::conv2d_forward(out, x, w, b, opt);
   cpu::set_conv2d_winograd(false);
   cpu::conv2d_forward(out_direct, x, w, b, opt);
@@ -206,9 +206,9 @@ TEST(FastKernels, WinogradRunsAndIsBatchInvariant) {
 #else
   GTEST_SKIP() << "no AVX2+FMA in this build: no Winograd path";
 #endif
-  const int64_t plane = 40 * 24 * 23;
+  const int64_t plane = 72 * 24 * 23;
   for (int64_t n = 0; n < 3; ++n) {
-    Tensor one = Tensor::empty({1, 40, 24, 23});
+    Tensor one = Tensor::empty({1, 72, 24, 23});
     cpu::conv2d_forward(one, x.slice(n, n + 1).contiguous(), w, b, opt);
     const std::vector<float> all = out.to_vector();
     EXPECT_EQ(one.to_vector(), std::vector<float>(all.begin() + n * plane, all.begin() + (n + 1) * plane))

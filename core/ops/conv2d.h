@@ -44,8 +44,8 @@ void conv2d_backward_filter(Tensor& gw, Tensor& gb, const Tensor& gout, const Te
 // "direct convolution"). false forces im2col + GEMM everywhere: for tests and same-binary A/B
 // benchmarks only; not thread-safe against running convolutions.
 void set_conv2d_direct(bool enabled);
-// Likewise for Winograd F(2x2, 3x3), which the 3x3 stride-1 convolutions with at least 16 input and
-// 16 output channels take in those builds (core/ops/conv2d_winograd.h); false leaves them to the
+// Likewise for Winograd F(2x2, 3x3), which the 3x3 stride-1 convolutions with at least 64 input and
+// 64 output channels and 128 output tiles take in those builds (core/ops/conv2d_winograd.h); false leaves them to the
 // direct kernel (or im2col, if that is switched off too).
 void set_conv2d_winograd(bool enabled);
 

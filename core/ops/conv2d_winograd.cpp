@@ -29,42 +29,59 @@ constexpr int64_t kE = 16;  // elements of the 4x4 transform domain
 // 96-384 tiles all within 10% of each other; L2-sized chunks of 20-40 tiles were up to 1.8x slower).
 constexpr int64_t kChunkTiles = 128;
 // Below these the transforms and the filter transform cost about what the 2.25x fewer multiply-adds
-// save (bench/NOTES.md §15: at C = 32, M = 64 Winograd was only 1.07x the direct kernel; on 49 tiles
-// of 512 x 512 channels 0.75x).
-constexpr int64_t kMinChannels = 32;
+// save (bench/NOTES.md §15, 1 thread: at C = 32, M = 64 Winograd was 1.07x the direct kernel with
+// AVX-512 and 0.9x with AVX2; on 49 tiles of 512 x 512 channels 0.75x).
+constexpr int64_t kMinChannels = 64;
 constexpr int64_t kMinTiles = 128;
 
-// U[e][panel][c][i] = (G g G^T)_e of filter m = panel * kMR + i and channel c; zero past M.
-std::vector<float> transform_filters(const float* w, int64_t M, int64_t C, bool flip) {
+// U[e][panel][c][i] = (G g G^T)_e of filter m = panel * kMR + i and channel c; zero past M. Into a
+// buffer of the calling thread that only grows (at batch 1 a fresh 16 MiB vector per VGG layer cost
+// more in page faults than the transform itself), the panels shared out over the threads.
+const float* transform_filters(const float* w, int64_t M, int64_t C, bool flip, int threads) {
   const int64_t panels = (M + kMR - 1) / kMR;
-  std::vector<float> u(kE * panels * C * kMR, 0.f);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t c = 0; c < C; ++c) {
-      float g[3][3];
-      for (int r = 0; r < 3; ++r)
-        for (int s = 0; s < 3; ++s)
-          g[r][s] = flip ? w[((c * M + m) * 3 + (2 - r)) * 3 + (2 - s)] : w[((m * C + c) * 3 + r) * 3 + s];
-      float h[4][3];  // G g
-      for (int s = 0; s < 3; ++s) {
-        h[0][s] = g[0][s];
-        h[1][s] = 0.5f * (g[0][s] + g[1][s] + g[2][s]);
-        h[2][s] = 0.5f * (g[0][s] - g[1][s] + g[2][s]);
-        h[3][s] = g[2][s];
-      }
-      for (int r = 0; r < 4; ++r) {  // (G g) G^T
-        const float ur[4] = {h[r][0], 0.5f * (h[r][0] + h[r][1] + h[r][2]), 0.5f * (h[r][0] - h[r][1] + h[r][2]),
-                             h[r][2]};
-        for (int s = 0; s < 4; ++s) u[(((r * 4 + s) * panels + m / kMR) * C + c) * kMR + m % kMR] = ur[s];
-      }
-    }
-  return u;
+  thread_local std::vector<float> u;
+  if (u.size() < size_t(kE * panels * C * kMR)) u.resize(kE * panels * C * kMR);
+  float* pu = u.data();
+  parallel_for(
+      panels,
+      [&](int64_t p) {
+        // Lane i of every array below is filter p * kMR + i: the arithmetic runs on whole vectors and
+        // each of the 16 results is one store of kMR floats.
+        for (int64_t c = 0; c < C; ++c) {
+          float g[9][kMR] = {};
+          for (int64_t i = 0; i < kMR && p * kMR + i < M; ++i) {
+            const int64_t m = p * kMR + i;
+            for (int rs = 0; rs < 9; ++rs) g[rs][i] = flip ? w[(c * M + m) * 9 + (8 - rs)] : w[(m * C + c) * 9 + rs];
+          }
+          float h[4][3][kMR];  // G g
+          for (int s = 0; s < 3; ++s)
+            for (int64_t i = 0; i < kMR; ++i) {
+              h[0][s][i] = g[s][i];
+              h[1][s][i] = 0.5f * (g[s][i] + g[3 + s][i] + g[6 + s][i]);
+              h[2][s][i] = 0.5f * (g[s][i] - g[3 + s][i] + g[6 + s][i]);
+              h[3][s][i] = g[6 + s][i];
+            }
+          for (int r = 0; r < 4; ++r) {  // (G g) G^T
+            float* dst = pu + ((r * 4 * panels + p) * C + c) * kMR;
+            const int64_t es = panels * C * kMR;  // from element (r, s) to (r, s + 1)
+            for (int64_t i = 0; i < kMR; ++i) {
+              dst[i] = h[r][0][i];
+              dst[es + i] = 0.5f * (h[r][0][i] + h[r][1][i] + h[r][2][i]);
+              dst[2 * es + i] = 0.5f * (h[r][0][i] - h[r][1][i] + h[r][2][i]);
+              dst[3 * es + i] = h[r][2][i];
+            }
+          }
+        }
+      },
+      threads);
+  return pu;
 }
 
 struct Chunking {
-  int64_t TH, TW;   // tile rows and tiles per row of one image
-  int64_t rows;     // tile rows per chunk (the last chunk may be shorter)
-  int64_t chunks;   // over all images
-  int64_t max_tp;   // tiles of the largest chunk, rounded up to whole vectors
+  int64_t TH, TW;  // tile rows and tiles per row of one image
+  int64_t rows;    // tile rows per chunk (the last chunk may be shorter)
+  int64_t chunks;  // over all images
+  int64_t max_tp;  // tiles of the largest chunk, rounded up to whole vectors
 };
 
 Chunking chunking(const WinogradDims& d, int threads) {
@@ -176,13 +193,14 @@ void winograd_conv3x3(float* out, const float* in, const float* w, bool flip, co
   GLIMPSE_CHECK(d.P == d.H + 2 * d.ph - 2 && d.Q == d.W + 2 * d.pw - 2 && d.P >= 1 && d.Q >= 1,
                 "winograd_conv3x3: output ", d.P, "x", d.Q, " does not match input ", d.H, "x", d.W, " and padding (",
                 d.ph, ", ", d.pw, ")");
-  const std::vector<float> u = transform_filters(w, d.M, d.C, flip);
   const int64_t panels = (d.M + kMR - 1) / kMR;
   const int threads = num_threads();
   const Chunking k = chunking(d, threads);
   // 2 * 16 * C * M multiply-adds per tile.
   const double flop = 32.0 * d.C * d.M * k.TH * k.TW * d.N;
-  const int nt = threads <= 1 || k.chunks < 2 || flop < 1e6 ? 1 : static_cast<int>(std::min<int64_t>(threads, k.chunks));
+  const int nt =
+      threads <= 1 || k.chunks < 2 || flop < 1e6 ? 1 : static_cast<int>(std::min<int64_t>(threads, k.chunks));
+  const float* u = transform_filters(w, d.M, d.C, flip, d.C * d.M >= 64 * 64 ? threads : 1);
   parallel_for(
       k.chunks,
       [&](int64_t chunk) {
@@ -204,7 +222,8 @@ void winograd_conv3x3(float* out, const float* in, const float* w, bool flip, co
         }
         if (tp > tiles)
           for (int64_t e = 0; e < kE; ++e)
-            for (int64_t c = 0; c < d.C; ++c) std::fill(V + (e * d.C + c) * tp + tiles, V + (e * d.C + c + 1) * tp, 0.f);
+            for (int64_t c = 0; c < d.C; ++c)
+              std::fill(V + (e * d.C + c) * tp + tiles, V + (e * d.C + c + 1) * tp, 0.f);
 
         // 2. M_e = U_e V_e, tile by tile of kMR filters x kNV vectors of tiles.
         thread_local std::vector<int64_t> off;
@@ -217,7 +236,7 @@ void winograd_conv3x3(float* out, const float* in, const float* w, bool flip, co
         for (int64_t e = 0; e < kE; ++e) {
           const float* ve = V + e * d.C * tp;
           for (int64_t p = 0; p < panels; ++p) {
-            const float* a = u.data() + (e * panels + p) * d.C * kMR;
+            const float* a = u + (e * panels + p) * d.C * kMR;
             float* o = Mv + (e * d.M + p * kMR) * tp;
             for (int64_t v = 0; v < npos; v += kNV)
               direct_tile<kMR, kNV>(o, tp, std::min(kMR, d.M - p * kMR), a, off.data(), d.C, ve, pos.data() + v,

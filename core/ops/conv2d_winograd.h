@@ -31,7 +31,7 @@ struct WinogradDims {
 
 // Whether winograd_conv3x3 runs in this build (it needs the SIMD register tile of conv2d_tile.h)
 // and pays off for C input and M output channels and `tiles` 2x2 output tiles over the batch
-// (N * ceil(P/2) * ceil(Q/2)): at least 32 channels each way and 128 tiles (bench/NOTES.md §15).
+// (N * ceil(P/2) * ceil(Q/2)): at least 64 channels each way and 128 tiles (bench/NOTES.md §15).
 bool winograd_usable(int64_t C, int64_t M, int64_t tiles);
 
 // out[n][m][p][q] = bias[m] + sum_{c,r,s} A[m][c][r][s] in[n][c][p - ph + r][q - pw + s], relu'd if asked,
