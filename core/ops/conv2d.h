@@ -12,7 +12,9 @@
 //   gw_g [K/G, CRS/G]  = sum over the batch of gout_g * col^T
 // except, in builds with AVX2+FMA or AVX-512, the forward and backward-data of one-group convolutions
 // with stride 1 along the width: a direct register-tiled kernel reads the input rows in place (no col),
-// backward-data being the convolution of gout with the flipped, transposed filters (stride 1).
+// backward-data being the convolution of gout with the flipped, transposed filters (stride 1); and
+// 3x3 stride-1 convolutions with >= 64 channels each way go through Winograd F(2x2, 3x3)
+// (core/ops/conv2d_winograd.h), forward and backward-data.
 //
 // Contract: every tensor is on the CPU and contiguous with the shapes above; the caller (the
 // autograd op) validates shapes. As every kernel (core/dispatch.h): forward overwrites `out`, the
