@@ -2,8 +2,8 @@
 //
 // Work decomposition. Tiles are numbered by tile row: the tile rows of all images form one sequence
 // (image n, tile row i), and a chunk is a run of consecutive tile rows, so a chunk may span images.
-// One chunk is one work item of parallel_for and runs three steps in a per-thread buffer sized to stay
-// in the core's L2 cache:
+// One chunk (about 128 tiles) is one work item of parallel_for and runs three steps in a per-thread
+// buffer that only grows:
 //   1. input transform: V[e][c][t] for the chunk's tiles t (additions only, vectorized along a tile row);
 //   2. the 16 products M_e = U_e V_e through the register tile of conv2d_tile.h (U packed as panels of
 //      kMR filters, like the direct convolution's filters);
