@@ -27,7 +27,6 @@ class BatchNormGroup {
   virtual ~BatchNormGroup() = default;
   // `t` (contiguous float32 on the CPU, the same shape on every member) summed over the group, in place.
   virtual void sum(Tensor& t) = 0;
-  virtual int size() const = 0;
 };
 
 Tensor sync_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,

@@ -165,6 +165,23 @@ TEST(Dist, AgreementNamesTheFailingRank) {
 
 // ---- training ----------------------------------------------------------------------------------------
 
+// The "2 ranks train as one process" runs: `o` on the 2 ranks of world(), then, on rank 0 only, the
+// same options again as one process (the same global batch) into dir/one.safetensors.
+struct TwoRanksAndOne {
+  mel::TrainResult two, one;  // `one`: rank 0 only
+};
+TwoRanksAndOne train_two_ranks_then_one(mel::TrainOptions o, const std::string& dir) {
+  o.comm = &world();
+  TwoRanksAndOne r;
+  r.two = mel::train_model(o);
+  if (world().rank() == 0) {
+    o.comm = nullptr;
+    o.out = dir + "/one.safetensors";
+    r.one = mel::train_model(o);
+  }
+  return r;
+}
+
 // W1 (small-gap, no batch norm), SGD with momentum, class weights, augmentation: 20 steps at global
 // batch 32 on 2 ranks (16 images each) end with the weights of one process at batch 32.
 TEST(DistTrain, TwoRanksMatchOneProcessWithoutBatchNorm) {
@@ -173,13 +190,10 @@ TEST(DistTrain, TwoRanksMatchOneProcessWithoutBatchNorm) {
   const std::string data = synthetic_data(dir, 200, 0.1);  // 180 training images: 5 steps an epoch
   mel::TrainOptions o = tiny_training(data, dir + "/two.safetensors", "small-gap");
   o.epochs = 4;
-  o.comm = &world();
-  const mel::TrainResult two = mel::train_model(o);
+  const TwoRanksAndOne r = train_two_ranks_then_one(o, dir);
+  const mel::TrainResult &two = r.two, &one = r.one;
   EXPECT_EQ(two.meta.step, 20);
   if (world().rank() == 0) {
-    o.comm = nullptr;  // one process, the same global batch
-    o.out = dir + "/one.safetensors";
-    const mel::TrainResult one = mel::train_model(o);
     ASSERT_EQ(one.meta.step, 20);
     expect_same_weights(*two.model, *one.model, 1e-5);
     EXPECT_NEAR(two.history.back().train_loss, one.history.back().train_loss, 1e-5);
@@ -261,8 +275,6 @@ TEST(DistTrain, BatchNormUsesPerRankStatistics) {
   if (world().rank() == 0) fs::remove_all(dir);
 }
 
-// A checkpoint of one process resumed on 2 ranks continues as one process would (no batch norm):
-// weights, momentum and the step count come from rank 0 to both.
 // A group of one: synchronized batch norm must be batch norm, forward and backward.
 TEST(Dist, SyncBatchNormOfOneProcessIsBatchNorm) {
   Rng rng(7);
@@ -331,13 +343,10 @@ TEST(DistTrain, SyncBatchNormMatchesOneProcess) {
   o.epochs = 4;
   o.lr = 0.002f;
   o.sync_bn = true;
-  o.comm = &world();
-  const mel::TrainResult two = mel::train_model(o);
+  const TwoRanksAndOne r = train_two_ranks_then_one(o, dir);
+  const mel::TrainResult &two = r.two, &one = r.one;
   EXPECT_EQ(two.meta.step, 20);
   if (world().rank() == 0) {
-    o.comm = nullptr;  // one process, the same global batch of 32
-    o.out = dir + "/one.safetensors";
-    const mel::TrainResult one = mel::train_model(o);
     ASSERT_EQ(one.meta.step, 20);
     auto a = two.model->named_parameters(), b = one.model->named_parameters();
     for (auto& kv : two.model->named_buffers()) a.push_back(kv);
@@ -366,6 +375,8 @@ TEST(DistTrain, SyncBatchNormMatchesOneProcess) {
   if (world().rank() == 0) fs::remove_all(dir);
 }
 
+// A checkpoint of one process resumed on 2 ranks continues as one process would (no batch norm):
+// weights, momentum and the step count come from rank 0 to both.
 TEST(DistTrain, ResumeOnAnotherRankCount) {
   NEED_RANKS(2);
   const std::string dir = shared_temp_dir("resume");

@@ -193,7 +193,6 @@ class CommunicatorGroup : public BatchNormGroup {
  public:
   explicit CommunicatorGroup(Communicator& c) : c_(c) {}
   void sum(Tensor& t) override { c_.allreduce_sum(t); }
-  int size() const override { return c_.size(); }
 
  private:
   Communicator& c_;
